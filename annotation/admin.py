@@ -1,0 +1,55 @@
+"""Admin for campaigns (with their criteria), and participants."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from annotation.models import Campaign, Criterion, Participant
+
+
+class CriterionInline(admin.TabularInline):
+    model = Criterion
+    extra = 0
+    fields = ["position", "key", "question"]
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = [
+        "slug",
+        "title",
+        "status",
+        "access",
+        "population_size",
+        "votes_per_pair",
+        "sampling_policy",
+        "created_at",
+    ]
+    list_filter = ["status", "access", "sampling_policy"]
+    search_fields = ["slug", "title", "instructions"]
+    prepopulated_fields = {"slug": ["title"]}
+    filter_horizontal = ["prompts", "generators"]
+    readonly_fields = ["invite_token", "created_at", "updated_at"]
+    inlines = [CriterionInline]
+    actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
+
+    @admin.action(description="Open the selected campaigns")
+    def open_campaigns(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        self.message_user(request, f"{queryset.update(status=Campaign.Status.OPEN)} campaign(s) opened.")
+
+    @admin.action(description="Pause the selected campaigns")
+    def pause_campaigns(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        self.message_user(request, f"{queryset.update(status=Campaign.Status.PAUSED)} campaign(s) paused.")
+
+    @admin.action(description="Close the selected campaigns")
+    def close_campaigns(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
+        self.message_user(request, f"{queryset.update(status=Campaign.Status.CLOSED)} campaign(s) closed.")
+
+
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    list_display = ["id", "kind", "user", "is_flagged", "created_at", "last_seen_at"]
+    list_filter = ["kind", "is_flagged"]
+    search_fields = ["external_id_hash", "user__username"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["external_id_hash", "entry_params", "created_at", "updated_at", "last_seen_at"]

@@ -1,0 +1,170 @@
+"""Campaigns (studies), their criteria, and the participants who vote in them."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from core.models import TimestampedModel
+from generation.models import MAX_POPULATION_SIZE, Generator, Prompt
+
+DEFAULT_POPULATION_SIZE = 6
+
+
+def new_invite_token() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "draft"
+    OPEN = "open", "open"
+    PAUSED = "paused", "paused"
+    CLOSED = "closed", "closed"
+
+
+class CampaignAccess(models.TextChoices):
+    PUBLIC = "public", "public: anyone with the URL"
+    INVITE = "invite", "invite link only"
+    PROLIFIC = "prolific", "Prolific participants"
+    MTURK = "mturk", "MTurk workers"
+
+
+class SamplingPolicy(models.TextChoices):
+    UNIFORM = "uniform", "uniform over pairs"
+    BALANCED = "balanced", "fewest votes first"
+    ACTIVE = "active", "most informative pair (vote-efficient)"
+
+
+class Campaign(TimestampedModel):
+    """One study: prompts x generators, population size N, criteria, votes wanted, access."""
+
+    Status = CampaignStatus
+    Access = CampaignAccess
+    SamplingPolicy = SamplingPolicy
+
+    slug = models.SlugField(max_length=64, unique=True)
+    title = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Shown to participants above the comparison.")
+    prompts = models.ManyToManyField(Prompt, related_name="campaigns", blank=True)
+    generators = models.ManyToManyField(Generator, related_name="campaigns", blank=True)
+    population_size = models.PositiveSmallIntegerField(
+        default=DEFAULT_POPULATION_SIZE,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_POPULATION_SIZE)],
+        help_text="N: images per side.",
+    )
+    votes_per_pair = models.PositiveIntegerField(
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="Votes wanted per pair of generators per prompt.",
+    )
+    sampling_policy = models.CharField(max_length=16, choices=SamplingPolicy.choices, default=SamplingPolicy.BALANCED)
+    gold_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of comparisons that are gold (known answer), 0 to 0.5.",
+    )
+    access = models.CharField(max_length=16, choices=Access.choices, default=Access.PUBLIC)
+    invite_token = models.CharField(max_length=64, default=new_invite_token, unique=True, editable=False)
+    participant_quota = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Comparisons per participant before the completion page; empty: no limit."
+    )
+    completion_code = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(population_size__gte=1) & Q(population_size__lte=MAX_POPULATION_SIZE),
+                name="campaign_population_size_range",
+            ),
+            models.CheckConstraint(condition=Q(votes_per_pair__gte=1), name="campaign_votes_per_pair_positive"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0.0) & Q(gold_rate__lte=0.5), name="campaign_gold_rate_range"
+            ),
+            models.CheckConstraint(condition=Q(status__in=CampaignStatus.values), name="campaign_status_valid"),
+            models.CheckConstraint(condition=Q(access__in=CampaignAccess.values), name="campaign_access_valid"),
+            models.CheckConstraint(
+                condition=Q(sampling_policy__in=SamplingPolicy.values),
+                name="campaign_sampling_policy_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.slug
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+
+class Criterion(models.Model):
+    """One question of a campaign, answered left / right / tie / both bad."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="criteria")
+    key = models.SlugField(max_length=64, help_text="Stable identifier used in the API and exports.")
+    question = models.CharField(max_length=500)
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["campaign", "position", "id"]
+        verbose_name_plural = "criteria"
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "key"], name="criterion_unique_key"),
+            models.CheckConstraint(condition=~Q(key="") & ~Q(question=""), name="criterion_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.slug}:{self.key}"
+
+
+class ParticipantKind(models.TextChoices):
+    ANONYMOUS = "anonymous", "anonymous browser"
+    USER = "user", "logged-in user"
+    PROLIFIC = "prolific", "Prolific"
+    MTURK = "mturk", "MTurk"
+
+
+class Participant(TimestampedModel):
+    """Who votes: an anonymous browser session, a logged-in user, or a crowd worker."""
+
+    Kind = ParticipantKind
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ANONYMOUS)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="participant"
+    )
+    external_id_hash = models.CharField(
+        max_length=64, blank=True, help_text="Keyed hash of the crowd worker's id; the raw id is never stored."
+    )
+    entry_params = models.JSONField(
+        default=dict, blank=True, help_text="Crowd entry parameters (study, session, assignment), ids hashed."
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    is_flagged = models.BooleanField(default=False, help_text="Failed quality control.")
+    flag_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=ParticipantKind.values), name="participant_kind_valid"),
+            models.UniqueConstraint(
+                fields=["kind", "external_id_hash"],
+                condition=~Q(external_id_hash=""),
+                name="participant_unique_external_id",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind__in=["prolific", "mturk"]) | ~Q(external_id_hash=""),
+                name="participant_crowd_has_external_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} participant {self.pk}"

@@ -1,0 +1,99 @@
+"""Comparisons (battles) of two populations of one prompt, and the votes cast on them."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+from django.db.models import F, Q
+
+from annotation.models import Campaign, Criterion, Participant
+from generation.models import Population, Prompt
+
+
+def new_comparison_token() -> str:
+    # 256 bits: unguessable, and carries nothing about the populations behind it.
+    return secrets.token_urlsafe(32)
+
+
+class ComparisonStatus(models.TextChoices):
+    ISSUED = "issued", "issued"
+    VOTED = "voted", "voted"
+    EXPIRED = "expired", "expired"
+
+
+class Comparison(models.Model):
+    """Two populations of the same prompt from different generators, issued to one participant.
+
+    The database itself refuses a comparison whose populations differ in prompt, share a
+    generator, or disagree with the stored prompt (triggers in migration 0002).
+    """
+
+    Status = ComparisonStatus
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="comparisons")
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="comparisons")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="comparisons")
+    left_population = models.ForeignKey(Population, on_delete=models.PROTECT, related_name="+")
+    right_population = models.ForeignKey(Population, on_delete=models.PROTECT, related_name="+")
+    token = models.CharField(max_length=64, unique=True, default=new_comparison_token, editable=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED, db_index=True)
+    issued_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    lease_until = models.DateTimeField()
+    voted_at = models.DateTimeField(null=True, blank=True)
+    is_gold = models.BooleanField(default=False)
+    repeat_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="repeats",
+        help_text="The comparison this one shows again with sides swapped (a consistency check).",
+    )
+
+    class Meta:
+        ordering = ["-issued_at"]
+        indexes = [models.Index(fields=["campaign", "status"], name="comparison_campaign_status_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(left_population=F("right_population")), name="comparison_distinct_populations"
+            ),
+            models.CheckConstraint(condition=Q(status__in=ComparisonStatus.values), name="comparison_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status="voted") | Q(voted_at__isnull=False), name="comparison_voted_has_time"
+            ),
+            models.CheckConstraint(condition=Q(lease_until__gte=F("issued_at")), name="comparison_lease_after_issue"),
+        ]
+
+    def __str__(self) -> str:
+        return f"comparison {self.pk} ({self.status})"
+
+
+class VoteChoice(models.TextChoices):
+    LEFT = "left", "left"
+    RIGHT = "right", "right"
+    TIE = "tie", "tie"
+    BOTH_BAD = "both_bad", "both bad"
+
+
+class Vote(models.Model):
+    """One answer to one criterion of one comparison; the choice is the side as displayed."""
+
+    Choice = VoteChoice
+
+    comparison = models.ForeignKey(Comparison, on_delete=models.PROTECT, related_name="votes")
+    criterion = models.ForeignKey(Criterion, on_delete=models.PROTECT, related_name="votes")
+    choice = models.CharField(max_length=16, choices=Choice.choices)
+    dwell_ms = models.PositiveIntegerField(help_text="Time from display to vote, in milliseconds.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["comparison", "criterion"], name="vote_one_per_criterion"),
+            models.CheckConstraint(condition=Q(choice__in=VoteChoice.values), name="vote_choice_valid"),
+            models.CheckConstraint(condition=Q(dwell_ms__gte=0), name="vote_dwell_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.criterion.key}: {self.choice}"

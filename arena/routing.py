@@ -1,0 +1,5 @@
+"""WebSocket routes (live leaderboard, "your next comparison is ready")."""
+
+from django.urls import URLPattern
+
+websocket_urlpatterns: list[URLPattern] = []

@@ -1,0 +1,7 @@
+"""Preference dataset exports."""
+
+from django.apps import AppConfig
+
+
+class ExportsConfig(AppConfig):
+    name = "exports"

@@ -1,0 +1,157 @@
+"""Generators, prompts, populations (N images of one generator for one prompt) and images."""
+
+from __future__ import annotations
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+from core.models import TimestampedModel
+
+MAX_POPULATION_SIZE = 16
+
+
+class Generator(TimestampedModel):
+    """A named text-to-image configuration; participants only see its name after voting."""
+
+    class Backend(models.TextChoices):
+        DIFFUSERS = "diffusers", "diffusers pipeline"
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Stable identifier, shown after a vote.")
+    display_name = models.CharField(max_length=120, blank=True)
+    description = models.TextField(blank=True)
+    backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.DIFFUSERS)
+    source = models.CharField(
+        max_length=500,
+        help_text="A hub id (stabilityai/sd-turbo), a local pipeline folder, or builtin:NAME for the offline models.",
+    )
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Pipeline settings: steps, guidance_scale, width, height, scheduler, dtype, lora, ...",
+    )
+    prompt_template = models.CharField(
+        max_length=500,
+        default="{prompt}",
+        help_text='How a prompt becomes the generation prompt, e.g. "a realistic photo of {prompt}".',
+    )
+    is_offline_standin = models.BooleanField(
+        default=False, help_text="A built-in offline model, not a real text-to-image generator."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(prompt_template__contains="{prompt}"),
+                name="generator_template_has_prompt",
+                violation_error_message="The prompt template must contain {prompt}.",
+            ),
+            models.CheckConstraint(condition=~Q(source=""), name="generator_source_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+    def generation_prompt(self, caption: str) -> str:
+        return self.prompt_template.replace("{prompt}", caption)
+
+
+class Prompt(TimestampedModel):
+    """The text a population is generated for; the caption is what training conditions on."""
+
+    caption = models.CharField(max_length=1000)
+    category = models.CharField(max_length=100, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["category", "caption"]
+        constraints = [
+            models.UniqueConstraint(fields=["caption", "category"], name="prompt_unique_caption_category"),
+            models.CheckConstraint(condition=~Q(caption=""), name="prompt_caption_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.caption
+
+
+class PopulationStatus(models.TextChoices):
+    PENDING = "pending", "pending"
+    GENERATING = "generating", "generating"
+    READY = "ready", "ready"
+    FAILED = "failed", "failed"
+
+
+class Population(TimestampedModel):
+    """N images of one generator for one prompt; ready only once all N images are stored."""
+
+    Status = PopulationStatus
+
+    generator = models.ForeignKey(Generator, on_delete=models.PROTECT, related_name="populations")
+    prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="populations")
+    size = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    seeds = models.JSONField(default=list, help_text="One seed per image, in display order.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="The worker holding the lease.")
+    lease_until = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["prompt", "generator", "status"], name="population_queue_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(size__gte=1) & Q(size__lte=MAX_POPULATION_SIZE), name="population_size_range"
+            ),
+            models.CheckConstraint(condition=Q(status__in=PopulationStatus.values), name="population_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(status="generating") | Q(lease_until__isnull=False),
+                name="population_generating_has_lease",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="ready") | Q(ready_at__isnull=False), name="population_ready_has_time"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.generator} × {self.prompt} ({self.size}, {self.status})"
+
+
+def image_upload_to(instance: Image, filename: str) -> str:
+    # Names carry no generator, prompt or order: a URL must not reveal which side is which.
+    return f"images/{filename[:2]}/{filename}"
+
+
+class Image(models.Model):
+    """One generated image with everything needed to regenerate it."""
+
+    population = models.ForeignKey(Population, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveSmallIntegerField(help_text="Position in the population, as generated.")
+    file = models.FileField(upload_to=image_upload_to, max_length=300)
+    seed = models.BigIntegerField()
+    generation_prompt = models.TextField(help_text="The exact text given to the pipeline.")
+    prompt_truncated = models.BooleanField(default=False)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sha256 = models.CharField(
+        max_length=64, validators=[RegexValidator(r"^[0-9a-f]{64}$", "a lowercase hex sha256")], db_index=True
+    )
+    generation_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["population", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["population", "index"], name="image_unique_index"),
+            models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="image_positive_size"),
+            models.CheckConstraint(condition=Q(index__lt=MAX_POPULATION_SIZE), name="image_index_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"image {self.index} of population {self.population_id}"

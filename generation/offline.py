@@ -1,0 +1,61 @@
+"""The built-in offline generators of the embedded default: stand-ins, not real models.
+
+They run without a model hub. `builtin:shapes` is the tiny prompt-following model trained
+by the project on captioned shapes, whose data deliberately skews unspecified colours, so
+its population-level bias is known; `builtin:tiny-random` is a random-weight pipeline
+built from config for fast tests. The generation service builds and loads both through
+the same `from_pretrained` path as real models.
+"""
+
+from __future__ import annotations
+
+from generation.services import GeneratorSpec
+
+SHAPE_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
+
+DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (
+    GeneratorSpec(
+        name="base",
+        display_name="Base (shapes toy model)",
+        description=(
+            "The prompt as given. The training data draws an unspecified colour as red most of the time, "
+            "so the skew shows."
+        ),
+        source="builtin:shapes",
+        settings={"steps": 20, "guidance_scale": 4.0, "width": 32, "height": 32},
+        is_offline_standin=True,
+    ),
+    GeneratorSpec(
+        name="diverse-prompting",
+        display_name="Diverse prompting (shapes toy model)",
+        description="PopAlign's identity-augmentation baseline: the template inserts a colour drawn uniformly.",
+        source="builtin:shapes",
+        settings={
+            "steps": 20,
+            "guidance_scale": 4.0,
+            "width": 32,
+            "height": 32,
+            "augment": {"colour": list(SHAPE_COLOURS)},
+        },
+        is_offline_standin=True,
+    ),
+    GeneratorSpec(
+        name="biased-prompting",
+        display_name="Biased prompting (shapes toy model)",
+        description="A template that pins one colour: a deliberately narrow population.",
+        source="builtin:shapes",
+        settings={"steps": 20, "guidance_scale": 4.0, "width": 32, "height": 32},
+        prompt_template="{prompt}, coloured red",
+        is_offline_standin=True,
+    ),
+    GeneratorSpec(
+        name="random-weights",
+        display_name="Random weights (noise stand-in)",
+        description=(
+            "A tiny random-weight Stable Diffusion pipeline built from config: colour noise that ignores the prompt."
+        ),
+        source="builtin:tiny-random",
+        settings={"steps": 2, "guidance_scale": 0.0, "width": 64, "height": 64, "init_seed": 3},
+        is_offline_standin=True,
+    ),
+)
