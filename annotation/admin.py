@@ -53,3 +53,10 @@ class ParticipantAdmin(admin.ModelAdmin):
     search_fields = ["external_id_hash", "user__username"]
     raw_id_fields = ["user"]
     readonly_fields = ["external_id_hash", "entry_params", "created_at", "updated_at", "last_seen_at"]
+
+
+@admin.register(Criterion)
+class CriterionAdmin(admin.ModelAdmin):
+    list_display = ["key", "question", "campaign", "position"]
+    list_filter = ["campaign"]
+    search_fields = ["key", "question"]

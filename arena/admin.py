@@ -12,8 +12,7 @@ class VoteInline(admin.TabularInline):
     model = Vote
     extra = 0
     can_delete = False
-    fields = ["criterion", "choice", "dwell_ms", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("criterion", "choice", "dwell_ms", "created_at")
 
     def has_add_permission(self, request: HttpRequest, obj: Comparison | None = None) -> bool:
         return False

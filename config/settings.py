@@ -13,7 +13,7 @@ from pathlib import Path
 
 import environ
 
-from config.startup import check_redis, fail, parse_database_url
+from config.startup import check_redis, fail, parse_bool, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -23,10 +23,7 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEFAULT_SECRET_KEY = "django-insecure-poparena-local-development-only"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default=DEFAULT_SECRET_KEY)
-try:
-    DEBUG = env.bool("DEBUG", default=True)
-except ValueError:
-    fail("DEBUG", f"{os.environ.get('DEBUG')!r} is not a boolean (use true or false)")
+DEBUG = parse_bool("DEBUG", os.environ.get("DEBUG"), default=True)
 if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
     fail("SECRET_KEY", "DEBUG is off but SECRET_KEY is the built-in development key; set a secret one")
 

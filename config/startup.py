@@ -15,6 +15,22 @@ def fail(variable: str, problem: str) -> NoReturn:
     raise SystemExit(f"PopArena configuration error: {variable}: {problem}")
 
 
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(variable: str, raw: str | None, *, default: bool) -> bool:
+    """A strict boolean: a typo such as DEBUG=flase must not silently mean False."""
+    if raw is None or raw.strip() == "":
+        return default
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    fail(variable, f"{raw!r} is not a boolean (use true or false)")
+
+
 def parse_database_url(url: str) -> dict[str, Any]:
     """DATABASE_URL -> Django DATABASES entry, or exit naming DATABASE_URL."""
     scheme = urlsplit(url).scheme if "://" in url else ""
@@ -29,11 +45,6 @@ def parse_database_url(url: str) -> dict[str, Any]:
         fail("DATABASE_URL", f"{url!r} could not be parsed ({exc})")
     if not config.get("NAME"):
         fail("DATABASE_URL", f"{url!r} names no database")
-    if scheme != "sqlite" and config.get("PORT") not in ("", None):
-        try:
-            int(config["PORT"])
-        except (TypeError, ValueError):
-            fail("DATABASE_URL", f"{url!r} has a port that is not a number")
     return config
 
 

@@ -36,8 +36,16 @@ class ImageInline(admin.TabularInline):
     model = Image
     extra = 0
     can_delete = False
-    fields = ["preview", "index", "seed", "generation_prompt", "width", "height", "sha256", "generation_ms"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "preview",
+        "index",
+        "seed",
+        "generation_prompt",
+        "width",
+        "height",
+        "sha256",
+        "generation_ms",
+    )
 
     @admin.display(description="image")
     def preview(self, obj: Image) -> str:

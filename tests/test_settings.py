@@ -1,0 +1,89 @@
+"""Start-up with a bad environment: one clear line naming the variable, no traceback, exit 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OVERRIDDEN = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
+
+
+def manage(tmp_path: Path, *args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in OVERRIDDEN}
+    env["POPARENA_VAR_DIR"] = str(tmp_path)
+    env.update(environment)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "variable", "detail"),
+    [
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL", "is not a database URL"),
+        ({"DATABASE_URL": "mysql://root@localhost/x"}, "DATABASE_URL", "is not a database URL"),
+        (
+            {"DATABASE_URL": "postgres://user@host:port/db"},
+            "DATABASE_URL",
+            "could not be parsed (Port could not be cast to integer",
+        ),
+        ({"DATABASE_URL": "postgres://user@localhost:5432/"}, "DATABASE_URL", "names no database"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS_URL", "is unreachable"),
+        ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL", "is not a Redis URL"),
+        ({"DEBUG": "false"}, "SECRET_KEY", "DEBUG is off but SECRET_KEY is the built-in development key"),
+        ({"DEBUG": "maybe"}, "DEBUG", "is not a boolean"),
+    ],
+)
+def test_bad_environment_fails_at_start_with_one_line_naming_the_variable(tmp_path, environment, variable, detail):
+    result = manage(tmp_path, "check", **environment)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"PopArena configuration error: {variable}: ")
+    assert detail in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_no_environment_at_all_runs_on_sqlite_with_in_memory_channels(tmp_path):
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND'],"
+        " s.STORAGES['default']['BACKEND'], sep='\\n')"
+    )
+    result = manage(tmp_path, "shell", "--no-imports", "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        "channels.layers.InMemoryChannelLayer",
+        "django.core.files.storage.FileSystemStorage",
+    ]
+    assert (tmp_path / "db.sqlite3").parent.exists()
+
+
+def test_database_and_redis_urls_switch_to_postgresql_and_channels_redis(tmp_path):
+    code = (
+        "from django.conf import settings as s;"
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['NAME'],"
+        " s.CHANNEL_LAYERS['default']['BACKEND'], sep='\\n')"
+    )
+    result = manage(
+        tmp_path,
+        "shell",
+        "--no-imports",
+        "-c",
+        code,
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/somewhere",
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        REDIS_CHECK_ON_START="false",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.postgresql",
+        "somewhere",
+        "channels_redis.core.RedisChannelLayer",
+    ]
