@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from core.models import TimestampedModel
 
@@ -101,6 +101,8 @@ class Population(TimestampedModel):
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
+    generation_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Pipeline time for all images.")
+    uses = models.PositiveIntegerField(default=0, help_text="Comparisons this population was shown in.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -121,6 +123,39 @@ class Population(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.generator} × {self.prompt} ({self.size}, {self.status})"
+
+
+class Demand(TimestampedModel):
+    """How many ready populations of one generator and prompt an owner (a campaign) wants waiting.
+
+    Generation knows nothing of campaigns: their services write demand rows, and the worker
+    tops every queue up to the highest watermark any owner asks for.
+    """
+
+    owner = models.CharField(max_length=100, help_text='Who wants the populations, e.g. "campaign:demo".')
+    generator = models.ForeignKey(Generator, on_delete=models.CASCADE, related_name="demands")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="demands")
+    size = models.PositiveSmallIntegerField()
+    low_watermark = models.PositiveSmallIntegerField(default=1, help_text="Refill when fewer are available.")
+    high_watermark = models.PositiveSmallIntegerField(default=2, help_text="Refill up to this many.")
+    max_uses = models.PositiveIntegerField(default=5, help_text="Comparisons a population serves before it is used up.")
+    priority = models.FloatField(default=0.0, help_text="Higher first; the pair sampler raises what it needs.")
+
+    class Meta:
+        ordering = ["-priority", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "generator", "prompt", "size"], name="demand_unique"),
+            models.CheckConstraint(
+                condition=Q(size__gte=1) & Q(size__lte=MAX_POPULATION_SIZE), name="demand_size_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(low_watermark__lte=F("high_watermark")), name="demand_low_not_above_high"
+            ),
+            models.CheckConstraint(condition=Q(max_uses__gte=1), name="demand_max_uses_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.owner}: {self.generator} × {self.prompt} ({self.low_watermark}-{self.high_watermark})"
 
 
 def image_upload_to(instance: Image, filename: str) -> str:
