@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from annotation.models import Campaign, Criterion, Participant
+from annotation.services import set_campaign_status, sync_campaign_demand
 
 
 class CriterionInline(admin.TabularInline):
@@ -33,17 +38,27 @@ class CampaignAdmin(admin.ModelAdmin):
     inlines = [CriterionInline]
     actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
 
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[Campaign], status: str, verb: str) -> None:
+        for campaign in queryset:
+            set_campaign_status(campaign=campaign, status=status)
+        self.message_user(request, f"{queryset.count()} campaign(s) {verb}.")
+
     @admin.action(description="Open the selected campaigns")
-    def open_campaigns(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        self.message_user(request, f"{queryset.update(status=Campaign.Status.OPEN)} campaign(s) opened.")
+    def open_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._set_status(request, queryset, Campaign.Status.OPEN, "opened")
 
     @admin.action(description="Pause the selected campaigns")
-    def pause_campaigns(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        self.message_user(request, f"{queryset.update(status=Campaign.Status.PAUSED)} campaign(s) paused.")
+    def pause_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._set_status(request, queryset, Campaign.Status.PAUSED, "paused")
 
     @admin.action(description="Close the selected campaigns")
-    def close_campaigns(self, request, queryset) -> None:  # type: ignore[no-untyped-def]
-        self.message_user(request, f"{queryset.update(status=Campaign.Status.CLOSED)} campaign(s) closed.")
+    def close_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        self._set_status(request, queryset, Campaign.Status.CLOSED, "closed")
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # Prompts and generators are saved here, after the campaign row: only now is the demand known.
+        super().save_related(request, form, formsets, change)
+        sync_campaign_demand(campaign=form.instance)
 
 
 @admin.register(Participant)

@@ -10,11 +10,16 @@ from django.db import transaction
 
 from annotation import demo
 from annotation.models import Campaign, Criterion
+from core.errors import ApplicationError
 from core.models import sync_object
 from generation.models import Prompt
 from generation.offline import DEMO_GENERATORS
 from generation.prompt_files import PromptRow
-from generation.services import import_prompts, sync_generator
+from generation.services import DemandSpec, import_prompts, sync_demand, sync_generator
+
+# Ready populations kept waiting per (generator, prompt): refill below LOW, up to HIGH.
+QUEUE_LOW_WATERMARK = 1
+QUEUE_HIGH_WATERMARK = 2
 
 
 @dataclass
@@ -66,6 +71,46 @@ def _attach(manager, objects: Iterable, kind: str, report: SeedReport) -> None: 
             manager.add(obj)
 
 
+def demand_owner(campaign: Campaign) -> str:
+    return f"campaign:{campaign.slug}"
+
+
+@transaction.atomic
+def sync_campaign_demand(*, campaign: Campaign) -> Counter[str]:
+    """Tell the generation queue what an open campaign needs; a campaign not open needs nothing.
+
+    Each population serves at most `votes_per_pair` comparisons, so a pair's votes come from
+    several independent samples of each generator rather than one set shown again and again.
+    """
+    demands: list[DemandSpec] = []
+    if campaign.status == Campaign.Status.OPEN:
+        generators = list(campaign.generators.filter(is_active=True))
+        demands = [
+            DemandSpec(
+                generator=generator,
+                prompt=prompt,
+                size=campaign.population_size,
+                low_watermark=QUEUE_LOW_WATERMARK,
+                high_watermark=QUEUE_HIGH_WATERMARK,
+                max_uses=campaign.votes_per_pair,
+            )
+            for prompt in campaign.prompts.all()
+            for generator in generators
+        ]
+    return sync_demand(owner=demand_owner(campaign), demands=demands)
+
+
+@transaction.atomic
+def set_campaign_status(*, campaign: Campaign, status: str) -> Campaign:
+    """Open, pause or close a campaign, and start or stop its generation queues with it."""
+    if status not in Campaign.Status.values:
+        raise ApplicationError(f"unknown campaign status {status!r} (use one of {', '.join(Campaign.Status.values)})")
+    campaign.status = status
+    campaign.save(update_fields=["status", "updated_at"])
+    sync_campaign_demand(campaign=campaign)
+    return campaign
+
+
 @transaction.atomic
 def seed_demo_campaign() -> SeedReport:
     """Create or bring up to date the `demo` campaign; a second run writes nothing."""
@@ -93,4 +138,7 @@ def seed_demo_campaign() -> SeedReport:
     prompts = [Prompt.objects.get_or_create(caption=r.caption, category=r.category)[0] for r in demo.DEMO_PROMPTS]
     _attach(campaign.prompts, prompts, "campaign prompts", report)
     _attach(campaign.generators, generators, "campaign generators", report)
+    for outcome, count in sync_campaign_demand(campaign=campaign).items():
+        if count:
+            report.counts.setdefault("generation queues", Counter())[outcome] += count
     return report

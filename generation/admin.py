@@ -7,7 +7,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from generation.models import Generator, Image, Population, Prompt
+from generation.models import Demand, Generator, Image, Population, Prompt
 
 
 @admin.register(Generator)
@@ -94,3 +94,11 @@ class ImageAdmin(admin.ModelAdmin):
     list_select_related = ["population__generator", "population__prompt"]
     raw_id_fields = ["population"]
     readonly_fields = ["created_at"]
+
+
+@admin.register(Demand)
+class DemandAdmin(admin.ModelAdmin):
+    list_display = ["owner", "generator", "prompt", "size", "low_watermark", "high_watermark", "max_uses", "priority"]
+    list_filter = ["owner", "generator"]
+    search_fields = ["owner", "prompt__caption", "generator__name"]
+    list_select_related = ["generator", "prompt"]

@@ -158,7 +158,7 @@ class Demand(TimestampedModel):
         return f"{self.owner}: {self.generator} × {self.prompt} ({self.low_watermark}-{self.high_watermark})"
 
 
-def image_upload_to(instance: Image, filename: str) -> str:
+def image_upload_to(instance: Image | None, filename: str) -> str:
     # Names carry no generator, prompt or order: a URL must not reveal which side is which.
     return f"images/{filename[:2]}/{filename}"
 

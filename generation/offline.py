@@ -42,10 +42,9 @@ DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (
     GeneratorSpec(
         name="biased-prompting",
         display_name="Biased prompting (shapes toy model)",
-        description="A template that pins one colour: a deliberately narrow population.",
+        description="Pins an unspecified colour to red: a deliberately narrow population.",
         source="builtin:shapes",
-        settings={"steps": 20, "guidance_scale": 4.0, "width": 32, "height": 32},
-        prompt_template="{prompt}, coloured red",
+        settings={"steps": 20, "guidance_scale": 4.0, "width": 32, "height": 32, "augment": {"colour": ["red"]}},
         is_offline_standin=True,
     ),
     GeneratorSpec(
@@ -55,7 +54,14 @@ DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (
             "A tiny random-weight Stable Diffusion pipeline built from config: colour noise that ignores the prompt."
         ),
         source="builtin:tiny-random",
-        settings={"steps": 2, "guidance_scale": 0.0, "width": 64, "height": 64, "init_seed": 3},
+        settings={
+            "steps": 2,
+            "guidance_scale": 0.0,
+            "width": 64,
+            "height": 64,
+            "init_seed": 3,
+            "palette": [0.4, 0.1, -0.3],
+        },
         is_offline_standin=True,
     ),
 )

@@ -1,17 +1,30 @@
-"""Writes for generators and prompts."""
+"""Writes for generators, prompts and the generation queue (plan, claim, store, fail, release)."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import secrets
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
 
 from core.models import sync_object
-from generation.models import Generator, Prompt
+from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.prompt_files import PromptRow
+from generation.selectors import get_queue_states
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,3 +65,281 @@ def import_prompts(*, rows: Iterable[PromptRow]) -> tuple[list[Prompt], Counter[
         counts["created" if created else "existing"] += 1
         prompts.append(prompt)
     return prompts, counts
+
+
+# --- the generation queue ---------------------------------------------------------------------------------
+
+MAX_ATTEMPTS = 3
+# After a queue's population failed for good, its generator is likely broken: wait this long
+# before planning new work for it, instead of failing the same way in a tight loop.
+FAILURE_BACKOFF = timedelta(minutes=10)
+READY_GROUP = "generation.ready"
+
+
+@dataclass(frozen=True)
+class DemandSpec:
+    generator: Generator
+    prompt: Prompt
+    size: int
+    low_watermark: int = 1
+    high_watermark: int = 2
+    max_uses: int = 5
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One finished image of a claimed population, encoded, with what reproduces it."""
+
+    index: int
+    data: bytes
+    extension: str
+    seed: int
+    prompt: str
+    truncated: bool
+    width: int
+    height: int
+
+
+@transaction.atomic
+def sync_demand(*, owner: str, demands: Iterable[DemandSpec]) -> Counter[str]:
+    """Make `owner`'s demand exactly `demands`: create, update, and delete what is no longer wanted."""
+    counts: Counter[str] = Counter()
+    keep = []
+    for spec in demands:
+        demand, outcome = sync_object(
+            Demand,
+            lookup={"owner": owner, "generator": spec.generator, "prompt": spec.prompt, "size": spec.size},
+            values={
+                "low_watermark": spec.low_watermark,
+                "high_watermark": spec.high_watermark,
+                "max_uses": spec.max_uses,
+            },
+        )
+        counts[outcome] += 1
+        keep.append(demand.pk)
+    counts["deleted"] = Demand.objects.filter(owner=owner).exclude(pk__in=keep).delete()[0]
+    return counts
+
+
+def _new_seeds(size: int) -> list[int]:
+    # 31-bit seeds: every framework's generator accepts them, and they read well in exports.
+    return [secrets.randbelow(2**31) for _ in range(size)]
+
+
+@transaction.atomic
+def plan_populations(*, owner: str | None = None, now: datetime | None = None) -> int:
+    """Create pending populations for every queue below its low watermark; returns how many."""
+    now = now or timezone.now()
+    if connection.vendor == "postgresql":
+        # Two workers planning at once would both see the same deficit; the row locks make the
+        # second wait for the first and then count its new populations.
+        list(Demand.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
+    created: list[Population] = []
+    for state in get_queue_states(owner=owner):
+        if state.last_failed_at is not None and now - state.last_failed_at < FAILURE_BACKOFF:
+            continue
+        created.extend(
+            Population(
+                generator_id=state.generator_id,
+                prompt_id=state.prompt_id,
+                size=state.size,
+                seeds=_new_seeds(state.size),
+            )
+            for _ in range(state.deficit)
+        )
+    Population.objects.bulk_create(created)
+    return len(created)
+
+
+def _claimable(now: datetime) -> QuerySet[Population]:
+    return Population.objects.filter(
+        Q(status=Population.Status.PENDING) | Q(status=Population.Status.GENERATING, lease_until__lt=now)
+    )
+
+
+@transaction.atomic
+def claim_generation_batch(
+    *, worker: str, max_images: int, lease: timedelta, owner: str | None = None, now: datetime | None = None
+) -> list[Population]:
+    """Claim pending (or abandoned) populations of one generator until they hold `max_images` images.
+
+    The last population may overshoot: batches are cut across populations, never inside a row.
+
+    Each claim is a compare-and-set on the row, so two workers never hold the same population;
+    on PostgreSQL the candidates are also locked with SKIP LOCKED so workers don't queue up.
+    """
+    now = now or timezone.now()
+    priority = Demand.objects.filter(
+        generator=OuterRef("generator"), prompt=OuterRef("prompt"), size=OuterRef("size")
+    ).order_by("-priority")
+    candidates = _claimable(now).annotate(priority=Subquery(priority.values("priority")[:1]))
+    if owner is not None:
+        owned = Demand.objects.filter(
+            owner=owner, generator=OuterRef("generator"), prompt=OuterRef("prompt"), size=OuterRef("size")
+        )
+        candidates = candidates.filter(Exists(owned))
+    candidates = candidates.order_by(F("priority").desc(nulls_last=True), "created_at", "pk")
+    if connection.vendor == "postgresql":
+        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+    first = candidates.only("pk", "generator_id").first()
+    if first is None:
+        return []
+    chosen: list[int] = []
+    images = 0
+    for pk, size in candidates.filter(generator_id=first.generator_id).values_list("pk", "size")[:max_images]:
+        if images >= max_images:
+            break
+        claimed = (
+            _claimable(now)
+            .filter(pk=pk)
+            .update(
+                status=Population.Status.GENERATING,
+                claimed_by=worker,
+                lease_until=now + lease,
+                attempts=F("attempts") + 1,
+                updated_at=now,
+            )
+        )
+        if claimed:
+            chosen.append(pk)
+            images += size
+    populations = Population.objects.filter(pk__in=chosen).select_related("generator", "prompt").order_by("pk")
+    return list(populations)
+
+
+def _held(worker: str, population_ids: Iterable[int]) -> QuerySet[Population]:
+    return Population.objects.filter(
+        pk__in=list(population_ids), status=Population.Status.GENERATING, claimed_by=worker
+    )
+
+
+def renew_leases(*, worker: str, population_ids: Iterable[int], lease: timedelta) -> int:
+    """Extend the worker's leases; returns how many it still holds."""
+    now = timezone.now()
+    return _held(worker, population_ids).update(lease_until=now + lease, updated_at=now)
+
+
+def release_claims(*, worker: str, population_ids: Iterable[int]) -> int:
+    """Hand unfinished populations back to the queue (a stopping worker); the attempt does not count."""
+    return _held(worker, population_ids).update(
+        status=Population.Status.PENDING,
+        claimed_by="",
+        lease_until=None,
+        attempts=Greatest(F("attempts") - 1, Value(0)),
+        updated_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def fail_population(*, worker: str, population_id: int, error: str) -> str | None:
+    """Record a failed attempt: back to pending while attempts remain, else failed for good.
+
+    Returns the new status, or None if the worker no longer held the population.
+    """
+    population = _held(worker, [population_id]).select_for_update().first()
+    if population is None:
+        return None
+    final = population.attempts >= MAX_ATTEMPTS
+    population.status = Population.Status.FAILED if final else Population.Status.PENDING
+    population.error = f"attempt {population.attempts}: {error}"[:4000]
+    population.claimed_by = ""
+    population.lease_until = None
+    population.save(update_fields=["status", "error", "claimed_by", "lease_until", "updated_at"])
+    return population.status
+
+
+def _store_files(images: Sequence[ImageInput]) -> list[str]:
+    names = []
+    try:
+        for image in images:
+            name = image_upload_to(None, f"{secrets.token_hex(16)}.{image.extension}")
+            names.append(default_storage.save(name, ContentFile(image.data)))
+    except Exception:
+        _delete_files(names)
+        raise
+    return names
+
+
+def _delete_files(names: Iterable[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except Exception:  # cleanup must not hide the error that caused it
+            logger.exception("could not delete orphaned image file %s", name)
+
+
+def store_population(*, worker: str, population_id: int, images: Sequence[ImageInput], generation_ms: int) -> bool:
+    """Store all N images and mark the population ready, in one transaction; never half-visible.
+
+    Files are written first under random names; if the worker lost its claim meanwhile (its
+    lease ran out and another worker took over) or anything fails, they are deleted again
+    and the population is left as it was. Returns whether the population became ready.
+    """
+    names = _store_files(images)
+    try:
+        with transaction.atomic():
+            population = _held(worker, [population_id]).select_for_update().first()
+            if population is None:
+                _delete_files(names)
+                return False
+            indexes = sorted(image.index for image in images)
+            if indexes != list(range(population.size)):
+                raise ValueError(f"population {population_id} needs images 0..{population.size - 1}, got {indexes}")
+            Image.objects.bulk_create(
+                Image(
+                    population=population,
+                    index=image.index,
+                    file=name,
+                    seed=image.seed,
+                    generation_prompt=image.prompt,
+                    prompt_truncated=image.truncated,
+                    width=image.width,
+                    height=image.height,
+                    sha256=hashlib.sha256(image.data).hexdigest(),
+                )
+                for image, name in zip(images, names, strict=True)
+            )
+            now = timezone.now()
+            population.status = Population.Status.READY
+            population.ready_at = now
+            population.claimed_by = ""
+            population.lease_until = None
+            population.error = ""
+            population.generation_ms = generation_ms
+            population.save(
+                update_fields=[
+                    "status",
+                    "ready_at",
+                    "claimed_by",
+                    "lease_until",
+                    "error",
+                    "generation_ms",
+                    "updated_at",
+                ]
+            )
+            transaction.on_commit(partial(_announce_ready, population))
+    except Exception:
+        _delete_files(names)
+        raise
+    return True
+
+
+def _announce_ready(population: Population) -> None:
+    """Tell waiting pages that a population is ready; a dead channel layer must not fail the store."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {
+        "type": "population.ready",
+        "population": population.pk,
+        "generator": population.generator_id,
+        "prompt": population.prompt_id,
+        "size": population.size,
+    }
+    try:
+        async_to_sync(layer.group_send)(READY_GROUP, message)
+    except Exception:
+        logger.warning("could not announce ready population %s on the channel layer", population.pk, exc_info=True)

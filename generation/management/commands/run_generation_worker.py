@@ -1,0 +1,61 @@
+"""`run_generation_worker`: a long-lived process that keeps every queue of image sets full."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from generation.pipelines import PipelineError, resolve_device
+from generation.worker import GenerationWorker, progress_stream
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+class Command(BaseCommand):
+    help = (
+        "Generate images for every open campaign's queues on one device. Claims work atomically with a lease, "
+        "batches it per generator, stores each population in one transaction. --once fills every queue and exits."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="fill every queue to its target, then exit")
+        parser.add_argument("--campaign", metavar="SLUG", help="serve only this campaign's queues")
+        parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+        parser.add_argument("--max-batch", type=positive_int, default=8, help="images per pipeline call (default: 8)")
+        parser.add_argument(
+            "--lease-seconds", type=positive_int, default=120, help="claim lease, renewed while working"
+        )
+        parser.add_argument("--cache-mb", type=positive_int, default=8192, help="memory budget for resident pipelines")
+        parser.add_argument("--idle-sleep", type=float, default=1.0, help="seconds to wait when there is no work")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            device = resolve_device(options["device"])
+        except PipelineError as exc:
+            raise CommandError(f"--device: {exc}") from None
+        if options["verbosity"] >= 1:
+            logging.getLogger("poparena.worker").setLevel(logging.INFO)
+        worker = GenerationWorker(
+            device=device,
+            cache_dir=settings.POPARENA_MODEL_CACHE,
+            max_batch=options["max_batch"],
+            lease=timedelta(seconds=options["lease_seconds"]),
+            owner=f"campaign:{options['campaign']}" if options["campaign"] else None,
+            cache_budget_bytes=options["cache_mb"] * 2**20,
+            idle_sleep_s=options["idle_sleep"],
+            progress=progress_stream(),
+        )
+        worker.install_signal_handlers()
+        stats = worker.run(once=options["once"])
+        self.stdout.write(
+            f"{stats.images} images, {stats.populations} populations ready, {stats.failed_attempts} failed attempts"
+        )

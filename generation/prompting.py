@@ -1,0 +1,61 @@
+"""Pure prompt rewriting: a generator's template and attribute augmentation, per image.
+
+Attribute augmentation is PopAlign's identity-augmentation baseline: for an attribute the
+caption leaves open (no value of it appears in the leading noun phrase), a value drawn uniformly is inserted after the
+leading article ("a circle" -> "a blue circle"); a caption that already names a value keeps
+it. A single-valued list pins the attribute instead (a deliberately narrow generator). The
+draw is seeded by the image's seed, so the recorded prompt can always be made again.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping, Sequence
+
+ARTICLES = ("a", "an", "the")
+VOWEL_SOUND = re.compile(r"^[aeiou]", re.IGNORECASE)
+
+
+PREPOSITIONS = frozenset({"on", "in", "at", "with", "by", "near", "under", "over", "behind", "beside", "of"})
+
+
+def _mentions(caption: str, values: Sequence[str]) -> bool:
+    """Whether the leading noun phrase names a value: "a shape on a green background" names no shape colour."""
+    words = re.findall(r"[\w-]+", caption.lower())
+    phrase = []
+    for word in words[1:] if words and words[0] in ARTICLES else words:
+        if word in PREPOSITIONS:
+            break
+        phrase.append(word)
+    return any(value.lower() in phrase for value in values)
+
+
+def augment_caption(caption: str, augment: Mapping[str, Sequence[str]], seed: int) -> str:
+    """Insert a drawn value for every attribute the caption leaves open."""
+    rng = random.Random(seed)
+    inserted = [rng.choice(list(values)) for attribute, values in sorted(augment.items()) if values]
+    open_values = [
+        value
+        for (attribute, values), value in zip(sorted(augment.items()), inserted, strict=False)
+        if not _mentions(caption, values)
+    ]
+    if not open_values:
+        return caption
+    words = caption.split(" ", 1)
+    if words[0].lower() in ARTICLES and len(words) == 2:
+        article, rest = words
+        phrase = " ".join([*open_values, rest])
+        if article.lower() in ("a", "an"):
+            article = ("an" if VOWEL_SOUND.match(phrase) else "a") if article.islower() else article
+        return f"{article} {phrase}"
+    return " ".join([*open_values, caption])
+
+
+def generation_prompt(
+    caption: str, *, template: str, augment: Mapping[str, Sequence[str]] | None, seed: int
+) -> str:
+    """The exact text given to the pipeline for one image."""
+    if augment:
+        caption = augment_caption(caption, augment, seed)
+    return template.replace("{prompt}", caption)

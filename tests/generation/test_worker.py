@@ -1,0 +1,217 @@
+"""The generation worker with real tiny diffusers pipelines on the CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from generation import services
+from generation.models import Demand, Image, Population
+from generation.pipelines import PipelineSpec, generate, load_pipeline
+from generation.worker import GenerationWorker
+from tests.factories import GeneratorFactory, PromptFactory
+
+pytestmark = pytest.mark.django_db
+
+TINY = {"steps": 2, "width": 32, "height": 32, "init_seed": 1}
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def make_worker(model_cache: Path, **kwargs) -> GenerationWorker:
+    return GenerationWorker(device="cpu", cache_dir=model_cache, idle_sleep_s=0, **kwargs)
+
+
+def want(generator, prompt, *, size=4, high=2, owner="campaign:test") -> Demand:
+    return Demand.objects.create(
+        owner=owner, generator=generator, prompt=prompt, size=size, low_watermark=1, high_watermark=high
+    )
+
+
+def pixels(image: Image) -> np.ndarray:
+    with image.file.open("rb") as handle:
+        return np.asarray(PILImage.open(io.BytesIO(handle.read())).convert("RGB"), dtype=np.int16)
+
+
+def test_once_fills_every_queue_with_complete_populations_of_distinct_valid_images(model_cache):
+    # Given two generators wanted for one prompt,
+    prompt = PromptFactory(caption="a circle")
+    for settings in (TINY, {**TINY, "width": 48, "height": 40, "init_seed": 2}):
+        want(GeneratorFactory(settings=settings), prompt)
+    # when the worker fills the queues once,
+    stats = make_worker(model_cache).run(once=True)
+    # then each queue holds two ready populations of four distinct images of the configured size.
+    assert Population.objects.filter(status="ready").count() == 4
+    assert not Population.objects.exclude(status="ready").exists()
+    assert stats.images == 16
+    for population in Population.objects.select_related("generator"):
+        images = list(population.images.order_by("index"))
+        assert [i.index for i in images] == [0, 1, 2, 3]
+        assert [i.seed for i in images] == population.seeds
+        width, height = population.generator.settings["width"], population.generator.settings["height"]
+        hashes = set()
+        for image in images:
+            with image.file.open("rb") as handle:
+                data = handle.read()
+            assert hashlib.sha256(data).hexdigest() == image.sha256
+            decoded = PILImage.open(io.BytesIO(data))
+            assert decoded.size == (width, height) == (image.width, image.height)
+            assert image.generation_prompt == "a circle"
+            hashes.add(image.sha256)
+        assert len(hashes) == 4, "every seed gives a different image"
+    # and a second run finds the queues full and makes nothing.
+    assert make_worker(model_cache).run(once=True).images == 0
+
+
+def test_one_image_regenerated_from_its_recorded_seed_and_prompt_has_the_same_pixels(model_cache):
+    generator = GeneratorFactory(settings=TINY, prompt_template="a picture of {prompt}")
+    want(generator, PromptFactory(caption="a square"), high=1)
+    make_worker(model_cache).run(once=True)
+    image = Image.objects.order_by("index").last()
+    assert image.generation_prompt == "a picture of a square"
+    spec = PipelineSpec.from_settings(generator.source, generator.settings)
+    pipe = load_pipeline(spec, device="cpu", cache_dir=model_cache)
+    again = generate(pipe, spec, [image.generation_prompt], [image.seed])[0].image
+    difference = np.abs(np.asarray(again.convert("RGB"), dtype=np.int16) - pixels(image))
+    assert difference.max() <= 1  # batched vs alone: equal up to float rounding (research notes)
+
+
+def test_augmented_generator_records_the_prompt_each_image_was_made_from(model_cache):
+    generator = GeneratorFactory(settings={**TINY, "augment": {"colour": ["red", "blue", "green"]}})
+    want(generator, PromptFactory(caption="a circle"), size=8, high=1)
+    make_worker(model_cache).run(once=True)
+    prompts = set(Image.objects.values_list("generation_prompt", flat=True))
+    assert prompts <= {"a red circle", "a blue circle", "a green circle"}
+    assert len(prompts) >= 2
+
+
+def test_bad_generators_fail_their_own_work_with_a_reason_and_the_good_one_is_served(model_cache, tmp_path):
+    prompt = PromptFactory()
+    good = GeneratorFactory(name="good", settings=TINY)
+    broken = {
+        "unknown-hub-id": GeneratorFactory(name="unknown-hub-id", source="nobody/no-such-model", settings={}),
+        "not-a-pipeline": GeneratorFactory(name="not-a-pipeline", source=str(tmp_path), settings={}),
+        "bad-settings": GeneratorFactory(name="bad-settings", settings={**TINY, "steps": 0}),
+        "unknown-setting": GeneratorFactory(name="unknown-setting", settings={**TINY, "stepz": 3}),
+    }
+    for generator in [good, *broken.values()]:
+        want(generator, prompt, high=1)
+    make_worker(model_cache).run(once=True)
+    assert Population.objects.get(generator=good).status == "ready"
+    reasons = {p.generator.name: p.error for p in Population.objects.filter(status="failed")}
+    assert set(reasons) == set(broken)
+    assert "nobody/no-such-model" in reasons["unknown-hub-id"]
+    assert "not a diffusers pipeline" in reasons["not-a-pipeline"]
+    assert "steps" in reasons["bad-settings"]
+    assert "'stepz'" in reasons["unknown-setting"]
+    assert all(p.attempts == services.MAX_ATTEMPTS for p in Population.objects.filter(status="failed"))
+    assert not Image.objects.filter(population__status="failed").exists()
+
+
+def test_a_failed_queue_is_not_planned_again_until_the_backoff_has_passed(model_cache):
+    generator = GeneratorFactory(settings={**TINY, "steps": 0})
+    want(generator, PromptFactory(), high=1)
+    make_worker(model_cache).run(once=True)
+    assert services.plan_populations() == 0
+    later = timezone.now() + services.FAILURE_BACKOFF + timedelta(seconds=1)
+    assert services.plan_populations(now=later) == 1
+
+
+def test_too_long_prompt_is_truncated_as_diffusers_does_and_recorded(model_cache):
+    long_caption = "a circle " + "with many more words " * 30
+    want(GeneratorFactory(settings=TINY), PromptFactory(caption=long_caption.strip()), size=1, high=1)
+    make_worker(model_cache).run(once=True)
+    image = Image.objects.get()
+    assert image.prompt_truncated
+    assert image.generation_prompt == long_caption.strip()
+
+
+def test_worker_that_loses_its_lease_cannot_store_and_its_work_is_reclaimed(settings, model_cache):
+    # Given worker A claimed a population and then stalled past its lease,
+    want(GeneratorFactory(settings=TINY), PromptFactory(), size=2, high=1)
+    services.plan_populations()
+    claimed = services.claim_generation_batch(worker="A", max_images=8, lease=timedelta(seconds=30))
+    assert len(claimed) == 1
+    assert services.claim_generation_batch(worker="B", max_images=8, lease=timedelta(seconds=30)) == []
+    later = timezone.now() + timedelta(seconds=31)
+    # when worker B comes along after the lease ran out, it reclaims the work,
+    reclaimed = services.claim_generation_batch(worker="B", max_images=8, lease=timedelta(minutes=5), now=later)
+    assert [p.pk for p in reclaimed] == [claimed[0].pk]
+    # then A's late images are refused and leave no file and no row behind,
+    late = [
+        services.ImageInput(
+            index=i, data=b"late", extension="png", seed=1, prompt="x", truncated=False, width=1, height=1
+        )
+        for i in range(2)
+    ]
+    assert not services.store_population(worker="A", population_id=claimed[0].pk, images=late, generation_ms=1)
+    assert not Image.objects.exists()
+    assert not [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+    # and B finishes the population.
+    worker_b = make_worker(model_cache)
+    worker_b.name = "B"
+    worker_b.work(reclaimed)
+    population = Population.objects.get()
+    assert (population.status, population.images.count(), population.attempts) == ("ready", 2, 2)
+
+
+def test_a_store_that_fails_halfway_leaves_no_rows_and_no_files(settings, model_cache):
+    want(GeneratorFactory(settings=TINY), PromptFactory(), size=2, high=1)
+    services.plan_populations()
+    (population,) = services.claim_generation_batch(worker="A", max_images=8, lease=timedelta(minutes=1))
+    only_one = [
+        services.ImageInput(
+            index=0, data=b"png", extension="png", seed=1, prompt="x", truncated=False, width=1, height=1
+        )
+    ]
+    with pytest.raises(ValueError, match="needs images 0..1"):
+        services.store_population(worker="A", population_id=population.pk, images=only_one, generation_ms=1)
+    population.refresh_from_db()
+    assert population.status == "generating"
+    assert not Image.objects.exists()
+    media = Path(settings.MEDIA_ROOT)
+    assert not [p for p in media.rglob("*") if p.is_file()]
+
+
+def test_stopping_worker_releases_unfinished_work_back_to_the_queue(model_cache):
+    generator = GeneratorFactory(settings=TINY)
+    for _ in range(3):
+        want(generator, PromptFactory(), size=4, high=1)
+    services.plan_populations()
+    worker = make_worker(model_cache, max_batch=4)
+    batch = services.claim_generation_batch(worker=worker.name, max_images=12, lease=timedelta(minutes=1))
+    assert len(batch) == 3
+    # A stop requested before the second pipeline call: the first population is finished and stored.
+    calls = []
+    original = worker.cache.get(PipelineSpec.from_settings(generator.source, generator.settings), "cpu")
+
+    class StopAfterFirstCall:
+        def __getattr__(self, name):
+            return getattr(original, name)
+
+        def __call__(self, *args, **kwargs):
+            calls.append(1)
+            worker.request_stop()
+            return original(*args, **kwargs)
+
+    worker.cache.get = lambda spec, device: StopAfterFirstCall()  # type: ignore[method-assign]
+    worker.work(batch)
+    statuses = sorted(Population.objects.values_list("status", "claimed_by", "attempts"))
+    assert len(calls) == 1
+    assert statuses == [("pending", "", 0), ("pending", "", 0), ("ready", "", 1)]
+    assert Image.objects.count() == 4
