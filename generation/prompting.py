@@ -52,9 +52,7 @@ def augment_caption(caption: str, augment: Mapping[str, Sequence[str]], seed: in
     return " ".join([*open_values, caption])
 
 
-def generation_prompt(
-    caption: str, *, template: str, augment: Mapping[str, Sequence[str]] | None, seed: int
-) -> str:
+def generation_prompt(caption: str, *, template: str, augment: Mapping[str, Sequence[str]] | None, seed: int) -> str:
     """The exact text given to the pipeline for one image."""
     if augment:
         caption = augment_caption(caption, augment, seed)
