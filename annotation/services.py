@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
+from django.utils import timezone
 
 from annotation import demo
-from annotation.models import Campaign, Criterion
-from core.errors import ApplicationError
+from annotation.models import Campaign, Criterion, Participant
+from core.errors import ApplicationError, NotFound
 from core.models import sync_object
 from generation.models import Prompt
 from generation.offline import DEMO_GENERATORS
@@ -142,3 +149,102 @@ def seed_demo_campaign() -> SeedReport:
         if count:
             report.counts.setdefault("generation queues", Counter())[outcome] += count
     return report
+
+
+# --- participants -----------------------------------------------------------------------------------------
+
+PARTICIPANT_SESSION_KEY = "poparena.participant"
+PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+MTURK_PARAMS = ("workerId", "assignmentId", "hitId", "turkSubmitTo")
+
+
+def hash_external_id(provider: str, external_id: str) -> str:
+    """Keyed hash of a crowd worker's id: stable for resuming, useless to anyone without the key."""
+    key = settings.PARTICIPANT_HASH_KEY.encode()
+    return hmac.new(key, f"{provider}:{external_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _crowd_identity(params: dict[str, str]) -> tuple[str, str, dict[str, str]] | None:
+    """(kind, raw external id, entry parameters to keep) from crowd entry parameters, if any."""
+    if params.get("PROLIFIC_PID"):
+        kept = {k: params[k] for k in ("STUDY_ID", "SESSION_ID") if params.get(k)}
+        return Participant.Kind.PROLIFIC, params["PROLIFIC_PID"], kept
+    worker = params.get("workerId")
+    if worker:
+        kept = {k: params[k] for k in ("assignmentId", "hitId", "turkSubmitTo") if params.get(k)}
+        return Participant.Kind.MTURK, worker, kept
+    return None
+
+
+def _crowd_participant(kind: str, raw_id: str, kept: dict[str, str]) -> Participant:
+    participant, created = Participant.objects.get_or_create(
+        kind=kind, external_id_hash=hash_external_id(kind, raw_id), defaults={"entry_params": kept}
+    )
+    merged = {**participant.entry_params, **kept}
+    if not created and merged != participant.entry_params:
+        participant.entry_params = merged
+        participant.save(update_fields=["entry_params", "updated_at"])
+    return participant
+
+
+def _user_participant(user_pk: int, session_participant: Participant | None) -> Participant:
+    participant = Participant.objects.filter(user_id=user_pk).first()
+    if participant is not None:
+        return participant
+    anonymous = session_participant
+    if anonymous is not None and anonymous.kind == Participant.Kind.ANONYMOUS and anonymous.user_id is None:
+        # The votes cast before logging in stay with the person who cast them.
+        anonymous.kind = Participant.Kind.USER
+        anonymous.user_id = user_pk
+        anonymous.save(update_fields=["kind", "user", "updated_at"])
+        return anonymous
+    return Participant.objects.create(kind=Participant.Kind.USER, user_id=user_pk)
+
+
+@transaction.atomic
+def resolve_participant(
+    *, session: SessionBase, user: AbstractBaseUser | AnonymousUser, entry_params: dict[str, str] | None = None
+) -> Participant:
+    """The participant behind a request: a crowd worker, a logged-in user, or the browser session.
+
+    Created on first sight and remembered in the session; the same crowd id always resolves to
+    the same participant (re-entry resumes), and an anonymous session that logs in is linked.
+    """
+    session_pk = session.get(PARTICIPANT_SESSION_KEY)
+    session_participant = Participant.objects.filter(pk=session_pk).first() if isinstance(session_pk, int) else None
+    crowd = _crowd_identity(entry_params or {})
+    if crowd is not None:
+        participant = _crowd_participant(*crowd)
+    elif user.is_authenticated:
+        participant = _user_participant(user.pk, session_participant)
+    elif session_participant is not None and session_participant.kind != Participant.Kind.USER:
+        participant = session_participant
+    else:
+        participant = Participant.objects.create(kind=Participant.Kind.ANONYMOUS)
+    session[PARTICIPANT_SESSION_KEY] = participant.pk
+    Participant.objects.filter(pk=participant.pk).update(last_seen_at=timezone.now())
+    return participant
+
+
+# --- access -----------------------------------------------------------------------------------------------
+
+INVITES_SESSION_KEY = "poparena.invites"
+
+
+def admit_to_campaign(*, campaign: Campaign, session: SessionBase, invite: str | None = None) -> None:
+    """Let this visitor in, or raise NotFound as if the campaign did not exist.
+
+    Drafts are invisible; invite-only campaigns need their secret link once per session.
+    """
+    hidden = NotFound(f"no campaign with slug {campaign.slug!r}")
+    if campaign.status == Campaign.Status.DRAFT:
+        raise hidden
+    if campaign.access != Campaign.Access.INVITE:
+        return
+    granted = list(session.get(INVITES_SESSION_KEY, []))
+    if campaign.slug in granted:
+        return
+    if invite and hmac.compare_digest(invite, campaign.invite_token):
+        session[INVITES_SESSION_KEY] = [*granted, campaign.slug]
+        return
+    raise hidden

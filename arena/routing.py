@@ -1,5 +1,9 @@
-"""WebSocket routes (live leaderboard, "your next comparison is ready")."""
+"""WebSocket routes."""
 
-from django.urls import URLPattern
+from django.urls import path
 
-websocket_urlpatterns: list[URLPattern] = []
+from arena import consumers
+
+websocket_urlpatterns = [
+    path("ws/campaigns/<slug:slug>/queue/", consumers.QueueConsumer.as_asgi()),
+]

@@ -194,6 +194,9 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- PopArena ---------------------------------------------------------------------------
+# Key for hashing crowd workers' ids; the raw ids are never stored. Changing it splits every
+# crowd worker from their earlier participant, so set it once per deployment.
+PARTICIPANT_HASH_KEY = env.str("PARTICIPANT_HASH_KEY", default="") or f"participants:{SECRET_KEY}"
 # Where built-in offline pipelines are built once and loaded from with from_pretrained.
 POPARENA_MODEL_CACHE = Path(env.str("POPARENA_MODEL_CACHE", default=str(VAR_DIR / "models")))
 

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
@@ -10,11 +11,17 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("annotation.api_urls")),
+    path("api/v1/", include("arena.api_urls")),
     path("", include("annotation.urls")),
+    path("", include("arena.urls")),
 ]
 
-if settings.SERVE_MEDIA:
+
+def serve_media(request: HttpRequest, path: str) -> HttpResponse:
     # django.conf.urls.static.static() only works with DEBUG on; the embedded default serves
-    # its local media with DEBUG off too.
-    prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns.append(re_path(rf"^{prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT}))
+    # its local media with DEBUG off too. MEDIA_ROOT is read per request, not at import.
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
+if settings.SERVE_MEDIA:
+    urlpatterns.append(re_path(rf"^{settings.MEDIA_URL.lstrip('/')}(?P<path>.*)$", serve_media))

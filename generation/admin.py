@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from generation.models import Demand, Generator, Image, Population, Prompt
+from generation.services import retry_failed_populations
 
 
 @admin.register(Generator)
@@ -66,6 +67,8 @@ class PopulationAdmin(admin.ModelAdmin):
         "size",
         "status",
         "attempts",
+        "uses",
+        "short_error",
         "claimed_by",
         "lease_until",
         "created_at",
@@ -74,8 +77,18 @@ class PopulationAdmin(admin.ModelAdmin):
     search_fields = ["prompt__caption", "generator__name", "error", "claimed_by"]
     list_select_related = ["generator", "prompt"]
     raw_id_fields = ["prompt"]
-    readonly_fields = ["thumbnails", "created_at", "updated_at", "ready_at"]
+    readonly_fields = ["thumbnails", "created_at", "updated_at", "ready_at", "generation_ms"]
     inlines = [ImageInline]
+    actions = ["retry_failed"]
+
+    @admin.display(description="error")
+    def short_error(self, obj: Population) -> str:
+        return obj.error[:120]
+
+    @admin.action(description="Retry the selected failed populations")
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Population]) -> None:
+        count = retry_failed_populations(population_ids=queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{count} failed population(s) queued again.")
 
     @admin.display(description="images")
     def thumbnails(self, obj: Population) -> str:

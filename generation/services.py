@@ -248,6 +248,13 @@ def fail_population(*, worker: str, population_id: int, error: str) -> str | Non
     return population.status
 
 
+def retry_failed_populations(*, population_ids: Iterable[int]) -> int:
+    """Queue failed populations again with fresh attempts (after a generator was fixed)."""
+    return Population.objects.filter(pk__in=list(population_ids), status=Population.Status.FAILED).update(
+        status=Population.Status.PENDING, attempts=0, updated_at=timezone.now()
+    )
+
+
 def _store_files(images: Sequence[ImageInput]) -> list[str]:
     names = []
     try:

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.servers import asgi_server, manage, server_env
 
 
 def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
@@ -30,37 +18,13 @@ def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server")
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(
-        DEBUG="false",
-        SECRET_KEY="a-test-secret-that-is-not-the-default",
-        POPARENA_VAR_DIR=str(tmp),
-        STATIC_ROOT=str(tmp / "static"),
+    env = server_env(
+        tmp, DEBUG="false", SECRET_KEY="a-test-secret-that-is-not-the-default", STATIC_ROOT=str(tmp / "static")
     )
     for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
-        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            fetch(base + "/")
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"server did not start: {server.stderr.read().decode()[-2000:]}") from None
-            time.sleep(0.3)
-    yield base
-    server.terminate()
-    server.wait(timeout=10)
+        manage(env, *command)
+    with asgi_server(env) as base:
+        yield base
 
 
 def test_campaign_list_renders_with_debug_off(production_server):

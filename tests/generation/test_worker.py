@@ -215,3 +215,45 @@ def test_stopping_worker_releases_unfinished_work_back_to_the_queue(model_cache)
     assert len(calls) == 1
     assert statuses == [("pending", "", 0), ("pending", "", 0), ("ready", "", 1)]
     assert Image.objects.count() == 4
+
+
+def test_a_ready_population_is_announced_on_the_channel_layer_after_commit(
+    model_cache, django_capture_on_commit_callbacks
+):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(services.READY_GROUP, channel)
+    generator = GeneratorFactory(settings=TINY)
+    want(generator, PromptFactory(), size=2, high=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        make_worker(model_cache).run(once=True)
+    message = async_to_sync(layer.receive)(channel)
+    population = Population.objects.get()
+    assert message == {
+        "type": "population.ready",
+        "population": population.pk,
+        "generator": generator.pk,
+        "prompt": population.prompt_id,
+        "size": 2,
+    }
+
+
+def test_retrying_a_failed_population_queues_it_with_fresh_attempts(model_cache, admin_client):
+    generator = GeneratorFactory(settings={**TINY, "steps": 0})
+    want(generator, PromptFactory(), size=2, high=1)
+    make_worker(model_cache).run(once=True)
+    population = Population.objects.get()
+    assert population.status == "failed"
+    changelist = admin_client.get("/admin/generation/population/?status__exact=failed").content.decode()
+    assert "steps" in changelist  # the reason is visible in the list
+    generator.settings = TINY
+    generator.save()
+    admin_client.post("/admin/generation/population/", {"action": "retry_failed", "_selected_action": [population.pk]})
+    population.refresh_from_db()
+    assert (population.status, population.attempts) == ("pending", 0)
+    make_worker(model_cache).run(once=True)
+    population.refresh_from_db()
+    assert population.status == "ready"

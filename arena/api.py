@@ -1,0 +1,134 @@
+"""JSON API for voting: issue the next comparison, cast votes, keep a comparison alive, queue state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.models import Campaign, Participant
+from annotation.selectors import get_campaign
+from annotation.services import admit_to_campaign, resolve_participant
+from arena.models import Vote
+from arena.selectors import get_comparison_payload, get_queue_summary
+from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
+
+ERROR = inline_serializer(
+    "Error",
+    {"error": inline_serializer("ErrorBody", {"code": serializers.CharField(), "message": serializers.CharField()})},
+)
+
+
+class ImagesSerializer(serializers.Serializer):
+    images = serializers.ListField(child=serializers.CharField())
+
+
+class ComparisonSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    prompt = serializers.CharField()
+    criteria = inline_serializer(
+        "Criterion", {"key": serializers.CharField(), "question": serializers.CharField()}, many=True
+    )
+    left = ImagesSerializer()
+    right = ImagesSerializer()
+    expires_at = serializers.DateTimeField()
+    progress = inline_serializer(
+        "Progress", {"votes_cast": serializers.IntegerField(), "quota": serializers.IntegerField(allow_null=True)}
+    )
+
+
+class NextRequestSerializer(serializers.Serializer):
+    exclude = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=10, help_text="tokens already held"
+    )
+
+
+class VoteSerializer(serializers.Serializer):
+    criterion = serializers.CharField(max_length=64)
+    choice = serializers.ChoiceField(choices=Vote.Choice.values)
+
+
+class VotesRequestSerializer(serializers.Serializer):
+    votes = serializers.ListField(child=VoteSerializer(), allow_empty=False, max_length=20)
+    dwell_ms = serializers.IntegerField(min_value=0, max_value=24 * 60 * 60 * 1000)
+
+
+class SideSerializer(serializers.Serializer):
+    generator = serializers.CharField()
+    display_name = serializers.CharField()
+    is_offline_standin = serializers.BooleanField()
+
+
+class RevealSerializer(serializers.Serializer):
+    left = SideSerializer()
+    right = SideSerializer()
+    votes_cast = serializers.IntegerField()
+
+
+class QueueSerializer(serializers.Serializer):
+    ready = serializers.IntegerField()
+    wanted = serializers.IntegerField()
+    in_progress = serializers.IntegerField()
+
+
+def participant_for(request: Request) -> Participant:
+    return resolve_participant(session=request.session, user=request.user)
+
+
+def votable_campaign(request: Request, slug: str) -> Campaign:
+    campaign = get_campaign(slug=slug)
+    admit_to_campaign(campaign=campaign, session=request.session)
+    return campaign
+
+
+class NextComparisonApi(APIView):
+    @extend_schema(
+        request=NextRequestSerializer,
+        responses={200: ComparisonSerializer, 404: ERROR, 409: OpenApiResponse(ERROR, description="nothing ready yet")},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        body = NextRequestSerializer(data=request.data or {})
+        body.is_valid(raise_exception=True)
+        campaign = votable_campaign(request, slug)
+        participant = participant_for(request)
+        comparison = issue_comparison(
+            campaign=campaign, participant=participant, exclude_tokens=tuple(body.validated_data.get("exclude", ()))
+        )
+        return Response(get_comparison_payload(comparison=comparison, participant=participant))
+
+
+class VotesApi(APIView):
+    @extend_schema(
+        request=VotesRequestSerializer,
+        responses={200: RevealSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 410: ERROR},
+    )
+    def post(self, request: Request, token: str) -> Response:
+        body = VotesRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data: dict[str, Any] = body.validated_data
+        reveal = cast_votes(
+            token=token,
+            participant=participant_for(request),
+            votes=[VoteInput(v["criterion"], v["choice"]) for v in data["votes"]],
+            dwell_ms=data["dwell_ms"],
+        )
+        return Response(RevealSerializer(reveal).data)
+
+
+class LeaseApi(APIView):
+    @extend_schema(
+        request=None, responses={200: inline_serializer("Lease", {"expires_at": serializers.DateTimeField()})}
+    )
+    def post(self, request: Request, token: str) -> Response:
+        comparison = extend_lease(token=token, participant=participant_for(request))
+        return Response({"expires_at": comparison.lease_until.isoformat()})
+
+
+class QueueApi(APIView):
+    @extend_schema(responses={200: QueueSerializer, 404: ERROR})
+    def get(self, request: Request, slug: str) -> Response:
+        return Response(get_queue_summary(campaign=votable_campaign(request, slug)).as_dict())

@@ -1,0 +1,12 @@
+"""API routes for voting under /api/v1/ (names as in DESIGN.md)."""
+
+from django.urls import path
+
+from arena import api
+
+urlpatterns = [
+    path("campaigns/<slug:slug>/comparisons/next", api.NextComparisonApi.as_view(), name="api-next-comparison"),
+    path("campaigns/<slug:slug>/queue", api.QueueApi.as_view(), name="api-campaign-queue"),
+    path("comparisons/<str:token>/votes", api.VotesApi.as_view(), name="api-votes"),
+    path("comparisons/<str:token>/lease", api.LeaseApi.as_view(), name="api-lease"),
+]

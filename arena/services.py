@@ -1,0 +1,289 @@
+"""Writes for the arena: issue a comparison to a participant, cast their votes on it."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from annotation.models import Campaign, Participant
+from arena.models import Comparison, Vote
+from arena.sampling import Pair, choose_pairs, normalise
+from core.errors import ApplicationError, Conflict, NotFound
+from generation.models import Population
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+# The comparison on screen plus the one prefetched behind it.
+MAX_OUTSTANDING = 2
+MAX_DWELL_MS = 24 * 60 * 60 * 1000
+
+
+class NothingReady(ApplicationError):
+    """No comparison can be issued now: generation is behind, or this participant has seen everything."""
+
+    code = "nothing_ready"
+    status = 409
+
+
+@dataclass(frozen=True)
+class VoteInput:
+    criterion: str
+    choice: str
+
+
+@dataclass(frozen=True)
+class RevealedSide:
+    generator: str
+    display_name: str
+    is_offline_standin: bool
+
+
+@dataclass(frozen=True)
+class Reveal:
+    left: RevealedSide
+    right: RevealedSide
+    votes_cast: int
+
+
+def _seen_population_pairs(campaign: Campaign, participant: Participant) -> set[frozenset[int]]:
+    rows = Comparison.objects.filter(campaign=campaign, participant=participant).values_list(
+        "left_population_id", "right_population_id"
+    )
+    return {frozenset(row) for row in rows}
+
+
+def _create(
+    *,
+    campaign: Campaign,
+    participant: Participant,
+    first: int,
+    second: int,
+    prompt_id: int,
+    now: datetime,
+    rng: random.Random,
+) -> Comparison:
+    left, right = (first, second) if rng.random() < 0.5 else (second, first)
+    comparison = Comparison.objects.create(
+        campaign=campaign,
+        participant=participant,
+        prompt_id=prompt_id,
+        left_population_id=left,
+        right_population_id=right,
+        lease_until=now + LEASE,
+    )
+    Population.objects.filter(pk__in=[left, right]).update(uses=F("uses") + 1)
+    return comparison
+
+
+def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetime) -> tuple[int, int, int] | None:
+    """A pair of populations that has some votes but fewer than wanted, oldest first."""
+    counts: dict[frozenset[int], int] = defaultdict(int)
+    first_seen: dict[frozenset[int], datetime] = {}
+    prompts: dict[frozenset[int], int] = {}
+    live = Q(status=Comparison.Status.VOTED) | Q(status=Comparison.Status.ISSUED, lease_until__gt=now)
+    rows = Comparison.objects.filter(live, campaign=campaign).values_list(
+        "left_population_id", "right_population_id", "prompt_id", "status", "issued_at"
+    )
+    voted: set[frozenset[int]] = set()
+    for left, right, prompt_id, status, issued_at in rows:
+        pair = frozenset((left, right))
+        counts[pair] += 1
+        prompts[pair] = prompt_id
+        first_seen[pair] = min(issued_at, first_seen.get(pair, issued_at))
+        if status == Comparison.Status.VOTED:
+            voted.add(pair)
+    candidates = [
+        pair for pair in voted if counts[pair] < campaign.votes_per_pair and pair not in seen and len(pair) == 2
+    ]
+    if not candidates:
+        return None
+    pair = min(candidates, key=lambda p: first_seen[p])
+    first, second = sorted(pair)
+    return first, second, prompts[pair]
+
+
+def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
+    rows = (
+        Comparison.objects.filter(campaign=campaign, status=Comparison.Status.VOTED)
+        .values("left_population__generator_id", "right_population__generator_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    votes: dict[Pair, int] = defaultdict(int)
+    for row in rows:
+        votes[normalise(row["left_population__generator_id"], row["right_population__generator_id"])] += row["n"]
+    return votes
+
+
+@transaction.atomic
+def issue_comparison(
+    *,
+    campaign: Campaign,
+    participant: Participant,
+    exclude_tokens: tuple[str, ...] = (),
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> Comparison:
+    """The next comparison for this participant, bound to them under a fresh token and lease.
+
+    Order of preference: one they already hold (a reload shows the same pair), then a pair of
+    populations that others started voting on (so pairs reach the votes wanted), then a new
+    pair chosen by the campaign's sampling policy with one ready population of each
+    generator, sides drawn at random. Never a pair of populations they have seen before.
+    """
+    now = now or timezone.now()
+    rng = rng or random.SystemRandom()
+    if not campaign.is_open:
+        raise ApplicationError(
+            f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed", status=409
+        )
+    held = (
+        Comparison.objects.filter(
+            campaign=campaign, participant=participant, status=Comparison.Status.ISSUED, lease_until__gt=now
+        )
+        .exclude(token__in=exclude_tokens)
+        .order_by("issued_at")
+        .first()
+    )
+    if held is not None:
+        return held
+    outstanding = Comparison.objects.filter(
+        campaign=campaign, participant=participant, status=Comparison.Status.ISSUED, lease_until__gt=now
+    ).count()
+    if outstanding >= MAX_OUTSTANDING:
+        raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
+
+    seen = _seen_population_pairs(campaign, participant)
+    unfinished = _unfinished_pair(campaign, seen, now)
+    if unfinished is not None:
+        first, second, prompt_id = unfinished
+        return _create(
+            campaign=campaign,
+            participant=participant,
+            first=first,
+            second=second,
+            prompt_id=prompt_id,
+            now=now,
+            rng=rng,
+        )
+
+    generator_ids = list(campaign.generators.filter(is_active=True).values_list("pk", flat=True))
+    prompt_ids = list(campaign.prompts.values_list("pk", flat=True))
+    available: dict[tuple[int, int], list[int]] = defaultdict(list)
+    rows = (
+        Population.objects.filter(
+            status=Population.Status.READY,
+            size=campaign.population_size,
+            generator_id__in=generator_ids,
+            prompt_id__in=prompt_ids,
+            uses__lt=campaign.votes_per_pair,
+        )
+        .order_by("uses", "ready_at")
+        .values_list("pk", "generator_id", "prompt_id")
+    )
+    for pk, generator_id, prompt_id in rows:
+        available[(generator_id, prompt_id)].append(pk)
+    for a, b in choose_pairs(generator_ids, _pair_votes(campaign), policy=campaign.sampling_policy, rng=rng):
+        prompts = [p for p in prompt_ids if available[(a, p)] and available[(b, p)]]
+        rng.shuffle(prompts)
+        for prompt_id in prompts:
+            for first in available[(a, prompt_id)]:
+                unseen = [s for s in available[(b, prompt_id)] if frozenset((first, s)) not in seen]
+                if unseen:
+                    second = unseen[0]
+                    return _create(
+                        campaign=campaign,
+                        participant=participant,
+                        first=first,
+                        second=second,
+                        prompt_id=prompt_id,
+                        now=now,
+                        rng=rng,
+                    )
+    raise NothingReady(
+        "no comparison is ready yet: the generation service is still making image sets for this campaign"
+    )
+
+
+@transaction.atomic
+def extend_lease(*, token: str, participant: Participant, now: datetime | None = None) -> Comparison:
+    """Keep a comparison that is still on screen from expiring."""
+    now = now or timezone.now()
+    comparison = _held_comparison(token=token, participant=participant, now=now)
+    comparison.lease_until = now + LEASE
+    comparison.save(update_fields=["lease_until"])
+    return comparison
+
+
+def _held_comparison(*, token: str, participant: Participant, now: datetime) -> Comparison:
+    comparison = (
+        Comparison.objects.select_for_update(of=("self",))
+        .select_related("campaign", "left_population__generator", "right_population__generator")
+        .filter(token=token)
+        .first()
+    )
+    if comparison is None:
+        raise NotFound("no comparison with this token")
+    if comparison.participant_id != participant.pk:
+        raise ApplicationError("this comparison was issued to another participant", code="forbidden", status=403)
+    if comparison.status == Comparison.Status.VOTED:
+        raise Conflict("this comparison has already been voted on", code="already_voted")
+    if comparison.status == Comparison.Status.EXPIRED or comparison.lease_until <= now:
+        raise ApplicationError("this comparison expired; ask for the next one", code="expired", status=410)
+    return comparison
+
+
+def _check_votes(comparison: Comparison, votes: list[VoteInput], dwell_ms: int) -> dict[str, int]:
+    if isinstance(dwell_ms, bool) or not isinstance(dwell_ms, int) or not 0 <= dwell_ms <= MAX_DWELL_MS:
+        raise ApplicationError(f"dwell_ms must be a whole number of milliseconds from 0 to {MAX_DWELL_MS}")
+    criteria = dict(comparison.campaign.criteria.values_list("key", "pk"))
+    asked = ", ".join(criteria)
+    answered: set[str] = set()
+    for vote in votes:
+        if vote.criterion not in criteria:
+            raise ApplicationError(f"unknown criterion {vote.criterion!r} (this campaign asks: {asked})")
+        if vote.criterion in answered:
+            raise ApplicationError(f"criterion {vote.criterion!r} is answered twice")
+        if vote.choice not in Vote.Choice.values:
+            raise ApplicationError(
+                f"unknown choice {vote.choice!r} for criterion {vote.criterion!r} (use left, right, tie or both_bad)"
+            )
+        answered.add(vote.criterion)
+    missing = [key for key in criteria if key not in answered]
+    if missing:
+        raise ApplicationError(f"every criterion needs an answer; missing: {', '.join(missing)}")
+    return criteria
+
+
+@transaction.atomic
+def cast_votes(
+    *, token: str, participant: Participant, votes: list[VoteInput], dwell_ms: int, now: datetime | None = None
+) -> Reveal:
+    """Record one vote per criterion of the comparison, all or none, and reveal its generators."""
+    now = now or timezone.now()
+    comparison = _held_comparison(token=token, participant=participant, now=now)
+    criteria = _check_votes(comparison, votes, dwell_ms)
+    Vote.objects.bulk_create(
+        Vote(comparison=comparison, criterion_id=criteria[v.criterion], choice=v.choice, dwell_ms=dwell_ms)
+        for v in votes
+    )
+    comparison.status = Comparison.Status.VOTED
+    comparison.voted_at = now
+    comparison.save(update_fields=["status", "voted_at"])
+    votes_cast = Comparison.objects.filter(
+        campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
+    ).count()
+    left, right = comparison.left_population.generator, comparison.right_population.generator
+    return Reveal(
+        left=RevealedSide(left.name, left.label, left.is_offline_standin),
+        right=RevealedSide(right.name, right.label, right.is_offline_standin),
+        votes_cast=votes_cast,
+    )

@@ -1,0 +1,9 @@
+"""Page routes for voting."""
+
+from django.urls import path
+
+from arena import views
+
+urlpatterns = [
+    path("c/<slug:slug>/", views.vote_page, name="vote"),
+]

@@ -1,0 +1,179 @@
+"""The voting API and page: the flow, the errors, and nothing that tells the sides apart."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from annotation.models import Participant
+from arena.models import Comparison, Vote
+
+pytestmark = pytest.mark.django_db
+
+BOTH = {"votes": [{"criterion": "diversity", "choice": "right"}, {"criterion": "quality", "choice": "both_bad"}]}
+
+
+def next_comparison(client, slug="study", **body):
+    return client.post(f"/api/v1/campaigns/{slug}/comparisons/next", body, content_type="application/json")
+
+
+def vote(client, token, body=None, dwell_ms=1500):
+    payload = {**(body or BOTH), "dwell_ms": dwell_ms}
+    return client.post(f"/api/v1/comparisons/{token}/votes", payload, content_type="application/json")
+
+
+def test_api_flow_issue_vote_reveal(client, arena_campaign):
+    arena_campaign()
+    issued = next_comparison(client)
+    assert issued.status_code == 200
+    data = issued.json()
+    assert set(data) == {"token", "prompt", "criteria", "left", "right", "expires_at", "progress"}
+    assert [c["key"] for c in data["criteria"]] == ["diversity", "quality"]
+    assert len(data["left"]["images"]) == len(data["right"]["images"]) == 6
+    reveal = vote(client, data["token"])
+    assert reveal.status_code == 200
+    body = reveal.json()
+    comparison = Comparison.objects.get(token=data["token"])
+    assert body["left"]["generator"] == comparison.left_population.generator.name
+    assert body["right"]["generator"] == comparison.right_population.generator.name
+    assert body["votes_cast"] == 1
+    assert Vote.objects.filter(comparison=comparison).count() == 2
+
+
+def test_nothing_before_the_vote_reveals_which_generator_made_which_side(client, arena_campaign):
+    campaign = arena_campaign()
+    issued = next_comparison(client)
+    text = issued.content.decode() + json.dumps(dict(issued.headers))
+    page = client.get("/c/study/").content.decode()
+    for generator in campaign.generators.all():
+        for secret in (generator.name, generator.display_name, generator.source, f"/{generator.pk}/"):
+            assert secret not in text
+            assert secret not in page
+    data = issued.json()
+    urls = data["left"]["images"] + data["right"]["images"]
+    # Image names are random ids: same shape on both sides, no index, no shared prefix per side.
+    assert all(re.fullmatch(r"/media/images/[0-9a-f]{2}/[0-9a-f]{32}\.png", url) for url in urls)
+    assert len(set(urls)) == 12
+    for url in urls[:1]:
+        response = client.get(url)
+        assert response.status_code == 200
+        assert not any(g.name in json.dumps(dict(response.headers)) for g in campaign.generators.all())
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"votes": [{"criterion": "diversity", "choice": "left"}]}, 400, "missing: quality"),
+        ({"votes": [{"criterion": "x", "choice": "left"}, *BOTH["votes"]]}, 400, "unknown criterion 'x'"),
+        ({"votes": [{"criterion": "diversity", "choice": "up"}]}, 400, "votes: "),
+        ({"votes": []}, 400, "votes: "),
+        ({"votes": "left"}, 400, "votes: "),
+    ],
+)
+def test_bad_vote_requests_are_4xx_in_the_error_shape_and_change_nothing(client, arena_campaign, body, status, message):
+    arena_campaign()
+    token = next_comparison(client).json()["token"]
+    response = vote(client, token, body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert set(error) == {"code", "message"}
+    assert message in error["message"]
+    assert not Vote.objects.exists()
+
+
+def test_malformed_json_and_bad_dwell_are_clear_400s(client, arena_campaign):
+    arena_campaign()
+    token = next_comparison(client).json()["token"]
+    response = client.post(f"/api/v1/comparisons/{token}/votes", "{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["error"]["message"]
+    assert vote(client, token, dwell_ms=-1).json()["error"]["message"].startswith("dwell_ms:")
+    assert not Vote.objects.exists()
+
+
+def test_replayed_and_foreign_votes_are_refused(client, arena_campaign):
+    arena_campaign()
+    from django.test import Client
+
+    token = next_comparison(client).json()["token"]
+    stranger = Client()
+    foreign = vote(stranger, token)
+    assert foreign.status_code == 403
+    assert foreign.json()["error"]["code"] == "forbidden"
+    assert vote(client, token).status_code == 200
+    replay = vote(client, token)
+    assert replay.status_code == 409
+    assert replay.json()["error"]["message"] == "this comparison has already been voted on"
+    assert Vote.objects.count() == 2
+
+
+def test_nothing_ready_is_a_409_with_the_queue_state_available(client, arena_campaign):
+    arena_campaign(per_queue=0)
+    response = next_comparison(client)
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "nothing_ready"
+    queue = client.get("/api/v1/campaigns/study/queue").json()
+    assert set(queue) == {"ready", "wanted", "in_progress"}
+    page = client.get("/c/study/").content.decode()
+    assert "Images are still being generated" in page
+
+
+def test_unknown_draft_and_invite_only_campaigns(client, arena_campaign):
+    campaign = arena_campaign()
+    assert next_comparison(client, slug="nope").status_code == 404
+    campaign.access = "invite"
+    campaign.save()
+    assert client.get("/c/study/").status_code == 404
+    assert next_comparison(client).status_code == 404
+    assert client.get(f"/c/study/?invite={campaign.invite_token}").status_code == 200
+    assert next_comparison(client).status_code == 200  # the session remembers the invite
+
+
+def test_anonymous_participant_is_kept_in_the_session_and_a_login_links_it(client, arena_campaign):
+    arena_campaign()
+    client.get("/c/study/")
+    client.get("/c/study/")
+    assert Participant.objects.count() == 1
+    anonymous = Participant.objects.get()
+    user = get_user_model().objects.create_user("ada", password="pw-for-tests-only")
+    client.force_login(user)
+    client.get("/c/study/")
+    anonymous.refresh_from_db()
+    assert (anonymous.kind, anonymous.user) == ("user", user)
+
+
+def test_crowd_entry_parameters_resume_the_same_participant_and_keep_no_raw_id(client, arena_campaign):
+    arena_campaign()
+    entry = "/c/study/?PROLIFIC_PID=worker-123&STUDY_ID=s1&SESSION_ID=x9"
+    client.get(entry)
+    from django.test import Client
+
+    Client().get(entry)  # re-entry from another browser
+    crowd = Participant.objects.get(kind="prolific")
+    assert crowd.entry_params == {"STUDY_ID": "s1", "SESSION_ID": "x9"}
+    assert "worker-123" not in json.dumps(list(Participant.objects.values()), default=str)
+
+
+@pytest.mark.parametrize("size", [1, 9])
+def test_page_works_with_one_and_nine_images_per_side(client, arena_campaign, size):
+    arena_campaign(size=size)
+    page = client.get("/c/study/")
+    assert page.status_code == 200
+    data = json.loads(
+        re.search(
+            r'<script id="initial-comparison" type="application/json">(.*?)</script>', page.content.decode()
+        ).group(1)
+    )
+    assert len(data["left"]["images"]) == len(data["right"]["images"]) == size
+
+
+def test_html_in_a_prompt_is_escaped_and_a_very_long_prompt_is_shown(client, arena_campaign):
+    caption = '<script>alert("x")</script><b>bold</b> ' + "a very long prompt " * 40
+    arena_campaign(caption=caption.strip())
+    page = client.get("/c/study/").content.decode()
+    assert "<script>alert" not in page
+    assert "<b>bold</b>" not in page
+    assert "\\u003Cscript\\u003Ealert" in page  # json_script escapes; vote.js sets it as text

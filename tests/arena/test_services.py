@@ -1,0 +1,151 @@
+"""issue_comparison and cast_votes: who sees what, and what is never counted."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from annotation.models import Participant
+from arena.models import Comparison, Vote
+from arena.services import NothingReady, VoteInput, cast_votes, issue_comparison
+from core.errors import ApplicationError
+
+pytestmark = pytest.mark.django_db
+
+BOTH = [VoteInput("diversity", "left"), VoteInput("quality", "tie")]
+
+
+def participant() -> Participant:
+    return Participant.objects.create()
+
+
+def test_a_comparison_shows_two_generators_on_one_prompt_and_reveals_them_after_the_vote(arena_campaign):
+    campaign = arena_campaign()
+    voter = participant()
+    comparison = issue_comparison(campaign=campaign, participant=voter)
+    left, right = comparison.left_population, comparison.right_population
+    assert left.prompt_id == right.prompt_id == comparison.prompt_id
+    assert left.generator_id != right.generator_id
+    assert comparison.lease_until > timezone.now() + timedelta(minutes=9)
+    reveal = cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=3000)
+    assert (reveal.left.generator, reveal.right.generator) == (left.generator.name, right.generator.name)
+    assert dict(Vote.objects.values_list("criterion__key", "choice")) == {"diversity": "left", "quality": "tie"}
+    comparison.refresh_from_db()
+    assert comparison.status == "voted"
+
+
+def test_sides_are_randomised(arena_campaign):
+    campaign = arena_campaign(per_queue=40, votes_per_pair=1)
+    rng = random.Random(4)
+    left_generators = set()
+    for _ in range(30):
+        comparison = issue_comparison(campaign=campaign, participant=participant(), rng=rng)
+        left_generators.add(comparison.left_population.generator_id)
+    assert len(left_generators) == 2
+
+
+def test_a_reload_gets_the_same_comparison_and_a_prefetch_gets_another(arena_campaign):
+    campaign = arena_campaign()
+    voter = participant()
+    first = issue_comparison(campaign=campaign, participant=voter)
+    assert issue_comparison(campaign=campaign, participant=voter).pk == first.pk
+    second = issue_comparison(campaign=campaign, participant=voter, exclude_tokens=(first.token,))
+    assert second.pk != first.pk
+    with pytest.raises(ApplicationError, match="vote on them first"):
+        issue_comparison(campaign=campaign, participant=voter, exclude_tokens=(first.token, second.token))
+
+
+def test_a_participant_never_sees_the_same_pair_of_populations_twice(arena_campaign):
+    campaign = arena_campaign(per_queue=2, votes_per_pair=5)
+    voter = participant()
+    seen = set()
+    for _ in range(4):  # 2 x 2 population pairs exist
+        comparison = issue_comparison(campaign=campaign, participant=voter)
+        pair = frozenset((comparison.left_population_id, comparison.right_population_id))
+        assert pair not in seen
+        seen.add(pair)
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    with pytest.raises(NothingReady):
+        issue_comparison(campaign=campaign, participant=voter)
+
+
+def test_partly_voted_pairs_are_finished_first_and_full_ones_are_not_issued_again(arena_campaign):
+    campaign = arena_campaign(per_queue=3, votes_per_pair=2)
+    first_voter = participant()
+    started = issue_comparison(campaign=campaign, participant=first_voter)
+    cast_votes(token=started.token, participant=first_voter, votes=BOTH, dwell_ms=10)
+    pair = {started.left_population_id, started.right_population_id}
+    # The next participant gets the started pair (sides drawn again), which then has its 2 votes.
+    second_voter = participant()
+    finishing = issue_comparison(campaign=campaign, participant=second_voter)
+    assert {finishing.left_population_id, finishing.right_population_id} == pair
+    cast_votes(token=finishing.token, participant=second_voter, votes=BOTH, dwell_ms=10)
+    third = issue_comparison(campaign=campaign, participant=participant())
+    assert {third.left_population_id, third.right_population_id} != pair
+
+
+def test_nothing_ready_when_generation_is_behind(arena_campaign):
+    campaign = arena_campaign(per_queue=0)
+    with pytest.raises(NothingReady, match="still making image sets"):
+        issue_comparison(campaign=campaign, participant=participant())
+    assert not Comparison.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("votes", "dwell_ms", "message"),
+    [
+        ([VoteInput("diversity", "left")], 10, "missing: quality"),
+        (
+            [*BOTH, VoteInput("novelty", "left")],
+            10,
+            "unknown criterion 'novelty' (this campaign asks: diversity, quality)",
+        ),
+        ([VoteInput("diversity", "up"), VoteInput("quality", "tie")], 10, "unknown choice 'up'"),
+        ([*BOTH, VoteInput("quality", "left")], 10, "'quality' is answered twice"),
+        (BOTH, -5, "dwell_ms must be"),
+        (BOTH, 10**12, "dwell_ms must be"),
+    ],
+)
+def test_bad_votes_are_refused_with_a_clear_message_and_change_nothing(arena_campaign, votes, dwell_ms, message):
+    campaign = arena_campaign()
+    voter = participant()
+    comparison = issue_comparison(campaign=campaign, participant=voter)
+    with pytest.raises(ApplicationError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        cast_votes(token=comparison.token, participant=voter, votes=votes, dwell_ms=dwell_ms)
+    assert error.value.status == 400
+    assert not Vote.objects.exists()
+    comparison.refresh_from_db()
+    assert comparison.status == "issued"
+
+
+def test_second_vote_foreign_participant_expired_and_forged_tokens_are_refused(arena_campaign):
+    campaign = arena_campaign()
+    voter, stranger = participant(), participant()
+    comparison = issue_comparison(campaign=campaign, participant=voter)
+    with pytest.raises(ApplicationError, match="issued to another participant") as foreign:
+        cast_votes(token=comparison.token, participant=stranger, votes=BOTH, dwell_ms=10)
+    assert foreign.value.status == 403
+    with pytest.raises(ApplicationError, match="no comparison with this token") as forged:
+        cast_votes(token="forged-token", participant=voter, votes=BOTH, dwell_ms=10)
+    assert forged.value.status == 404
+    later = timezone.now() + timedelta(minutes=11)
+    with pytest.raises(ApplicationError, match="expired") as expired:
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10, now=later)
+    assert expired.value.status == 410
+    assert not Vote.objects.exists()
+    cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    with pytest.raises(ApplicationError, match="already been voted on") as replay:
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    assert replay.value.status == 409
+    assert Vote.objects.count() == 2
+
+
+def test_a_closed_campaign_issues_nothing(arena_campaign):
+    campaign = arena_campaign()
+    campaign.status = "paused"
+    campaign.save()
+    with pytest.raises(ApplicationError, match="is paused, not open"):
+        issue_comparison(campaign=campaign, participant=participant())

@@ -1,0 +1,130 @@
+"""Voting in a real browser against the live ASGI server, with images made by the worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.servers import asgi_server, manage, server_env
+
+ARTIFACTS = Path(os.environ.get("POPARENA_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
+
+# A small campaign on two visibly different random-weight stand-ins, built through the services.
+SETUP = """
+from annotation.models import Campaign
+from annotation.services import SeedReport, set_campaign_status, sync_criteria
+from generation.models import Prompt
+from generation.services import GeneratorSpec, sync_generator
+
+campaign = Campaign.objects.create(slug="browser", title="Browser study", population_size=4, votes_per_pair=2)
+criteria = [("diversity", "Which set is more varied?"), ("quality", "Which set looks better?")]
+sync_criteria(campaign=campaign, criteria=criteria, report=SeedReport())
+for seed, palette in ((1, [0.6, 0.1, -0.5]), (2, [-0.5, 0.1, 0.6])):
+    generator, _ = sync_generator(spec=GeneratorSpec(
+        name=f"hidden-model-{seed}", display_name=f"Model {seed}", description="", source="builtin:tiny-random",
+        settings={"steps": 2, "width": 32, "height": 32, "init_seed": seed, "palette": palette}))
+    campaign.generators.add(generator)
+for caption in ("a circle", "a square", "a triangle"):
+    campaign.prompts.add(Prompt.objects.create(caption=caption, category="shape"))
+set_campaign_status(campaign=campaign, status="open")
+"""
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def arena_site(tmp_path_factory):
+    var = tmp_path_factory.mktemp("arena-site")
+    env = server_env(var)
+    manage(env, "migrate", "--noinput")
+    manage(env, "shell", "--no-imports", "-c", SETUP)
+    manage(env, "run_generation_worker", "--once")
+    with asgi_server(env) as base:
+        yield base, var / "db.sqlite3"
+
+
+def votes_in_database(database: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT c.key, v.choice FROM arena_vote v "
+            "JOIN annotation_criterion c ON c.id = v.criterion_id ORDER BY v.id"
+        )
+        return list(rows)
+
+
+def grid_images_loaded(page, side: str) -> int:
+    return page.evaluate(
+        f"""Array.from(document.querySelectorAll('#grid-{side} img'))
+             .filter(img => img.complete && img.naturalWidth > 0).length"""
+    )
+
+
+def test_vote_with_mouse_and_keyboard_then_see_the_reveal_and_the_next_comparison_without_reload(browser, arena_site):
+    base, database = arena_site
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(base + "/c/browser/")
+    page.wait_for_function("document.querySelectorAll('#grid-left img').length === 4")
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('.grid img')).every(img => img.complete && img.naturalWidth > 0)"
+    )
+    assert grid_images_loaded(page, "left") == grid_images_loaded(page, "right") == 4
+    # Both grids fit a laptop screen without scrolling.
+    assert page.evaluate("document.documentElement.scrollHeight") <= 768 + 40
+    page.evaluate("window.__sameDocument = true")
+    first_images = page.eval_on_selector_all(".grid img", "imgs => imgs.map(i => i.src)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "vote-page.png"))
+
+    # Mouse: one answer per criterion; the second sends the votes.
+    page.click("fieldset[data-key=diversity] button[data-choice=left]")
+    page.click("fieldset[data-key=quality] button[data-choice=tie]")
+    page.wait_for_selector("#reveal:not([hidden])")
+    assert "left was Model" in page.inner_text("#reveal")
+    sources = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"
+    page.wait_for_function(f"{sources} !== {json.dumps(json.dumps(first_images))}")
+    assert page.evaluate("window.__sameDocument") is True, "the next comparison came without a page reload"
+    assert "1 comparison voted" in page.inner_text("#progress")
+
+    # Keyboard: 2 (right) answers the highlighted first question, 4 (both bad) the second.
+    page.keyboard.press("2")
+    page.keyboard.press("4")
+    page.wait_for_function("document.querySelector('#progress').textContent.startsWith('2 comparisons')")
+    assert page.evaluate("window.__sameDocument") is True
+    assert votes_in_database(database) == [
+        ("diversity", "left"),
+        ("quality", "tie"),
+        ("diversity", "right"),
+        ("quality", "both_bad"),
+    ]
+    page.close()
+
+
+def test_a_click_on_an_image_opens_it_large(browser, arena_site):
+    base, _ = arena_site
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(base + "/c/browser/")
+    page.wait_for_selector("#grid-right img")
+    page.click("#grid-right img >> nth=0")
+    assert page.is_visible("#zoom")
+    width = page.evaluate("document.getElementById('zoom-image').getBoundingClientRect().width")
+    assert width > 300
+    page.keyboard.press("Escape")
+    assert not page.is_visible("#zoom")
+    page.close()
+
+
+def test_phone_layout_stacks_the_sets(browser, arena_site):
+    base, _ = arena_site
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    page.goto(base + "/c/browser/")
+    page.wait_for_selector("#grid-right img")
+    left = page.locator("#grid-left").bounding_box()
+    right = page.locator("#grid-right").bounding_box()
+    assert right["y"] >= left["y"] + left["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    context.close()
