@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from annotation.models import Campaign, Participant
@@ -84,30 +85,25 @@ def _create(
 
 
 def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetime) -> tuple[int, int, int] | None:
-    """A pair of populations that has some votes but fewer than wanted, oldest first."""
-    counts: dict[frozenset[int], int] = defaultdict(int)
-    first_seen: dict[frozenset[int], datetime] = {}
-    prompts: dict[frozenset[int], int] = {}
+    """A pair of populations that has some votes but fewer than wanted (counting live leases), oldest first."""
     live = Q(status=Comparison.Status.VOTED) | Q(status=Comparison.Status.ISSUED, lease_until__gt=now)
-    rows = Comparison.objects.filter(live, campaign=campaign).values_list(
-        "left_population_id", "right_population_id", "prompt_id", "status", "issued_at"
+    rows = (
+        Comparison.objects.filter(live, campaign=campaign)
+        .annotate(low=Least("left_population_id", "right_population_id"))
+        .annotate(high=Greatest("left_population_id", "right_population_id"))
+        .values("low", "high", "prompt_id")
+        .annotate(
+            shown=Count("id"),
+            voted=Count("id", filter=Q(status=Comparison.Status.VOTED)),
+            first=Min("issued_at"),
+        )
+        .filter(voted__gt=0, shown__lt=campaign.votes_per_pair)
+        .order_by("first")
     )
-    voted: set[frozenset[int]] = set()
-    for left, right, prompt_id, status, issued_at in rows:
-        pair = frozenset((left, right))
-        counts[pair] += 1
-        prompts[pair] = prompt_id
-        first_seen[pair] = min(issued_at, first_seen.get(pair, issued_at))
-        if status == Comparison.Status.VOTED:
-            voted.add(pair)
-    candidates = [
-        pair for pair in voted if counts[pair] < campaign.votes_per_pair and pair not in seen and len(pair) == 2
-    ]
-    if not candidates:
-        return None
-    pair = min(candidates, key=lambda p: first_seen[p])
-    first, second = sorted(pair)
-    return first, second, prompts[pair]
+    for row in rows:
+        if frozenset((row["low"], row["high"])) not in seen:
+            return row["low"], row["high"], row["prompt_id"]
+    return None
 
 
 def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
