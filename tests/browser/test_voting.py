@@ -31,6 +31,13 @@ for seed, palette in ((1, [0.6, 0.1, -0.5]), (2, [-0.5, 0.1, 0.6])):
 for caption in ("a circle", "a square", "a triangle"):
     campaign.prompts.add(Prompt.objects.create(caption=caption, category="shape"))
 set_campaign_status(campaign=campaign, status="open")
+
+# A second campaign on the same generators whose images are not made yet.
+later = Campaign.objects.create(slug="later", title="Later study", population_size=2)
+sync_criteria(campaign=later, criteria=criteria, report=SeedReport())
+later.generators.set(campaign.generators.all())
+later.prompts.add(Prompt.objects.create(caption="a star", category="shape"))
+set_campaign_status(campaign=later, status="open")
 """
 
 pytestmark = pytest.mark.browser
@@ -42,9 +49,9 @@ def arena_site(tmp_path_factory):
     env = server_env(var)
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "--no-imports", "-c", SETUP)
-    manage(env, "run_generation_worker", "--once")
+    manage(env, "run_generation_worker", "--once", "--campaign", "browser")
     with asgi_server(env) as base:
-        yield base, var / "db.sqlite3"
+        yield base, var / "db.sqlite3", env
 
 
 def votes_in_database(database: Path) -> list[tuple[str, str]]:
@@ -64,7 +71,7 @@ def grid_images_loaded(page, side: str) -> int:
 
 
 def test_vote_with_mouse_and_keyboard_then_see_the_reveal_and_the_next_comparison_without_reload(browser, arena_site):
-    base, database = arena_site
+    base, database, _ = arena_site
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(base + "/c/browser/")
     page.wait_for_function("document.querySelectorAll('#grid-left img').length === 4")
@@ -104,7 +111,7 @@ def test_vote_with_mouse_and_keyboard_then_see_the_reveal_and_the_next_compariso
 
 
 def test_a_click_on_an_image_opens_it_large(browser, arena_site):
-    base, _ = arena_site
+    base, _, _ = arena_site
     page = browser.new_page(viewport={"width": 1366, "height": 768})
     page.goto(base + "/c/browser/")
     page.wait_for_selector("#grid-right img")
@@ -118,7 +125,7 @@ def test_a_click_on_an_image_opens_it_large(browser, arena_site):
 
 
 def test_phone_layout_stacks_the_sets(browser, arena_site):
-    base, _ = arena_site
+    base, _, _ = arena_site
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
     page.goto(base + "/c/browser/")
@@ -128,3 +135,20 @@ def test_phone_layout_stacks_the_sets(browser, arena_site):
     assert right["y"] >= left["y"] + left["height"]
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()
+
+
+def test_a_waiting_page_shows_the_queue_and_swaps_in_the_comparison_when_images_are_ready(browser, arena_site):
+    base, _, env = arena_site
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    page.goto(base + "/c/later/")
+    page.wait_for_selector("#waiting:not([hidden])")
+    assert "Images are still being generated" in page.inner_text("#waiting")
+    page.wait_for_function("document.getElementById('queue').textContent.includes('Image sets ready: 0 of 4')")
+    page.evaluate("window.__sameDocument = true")
+    # When the worker makes the images, the comparison appears without a reload.
+    manage(env, "run_generation_worker", "--once", "--campaign", "later")
+    page.wait_for_selector("#grid-left img", timeout=15_000)
+    assert page.is_hidden("#waiting")
+    assert page.evaluate("window.__sameDocument") is True
+    assert page.inner_text("#prompt") == "a star"
+    page.close()
