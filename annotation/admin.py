@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from annotation.models import Campaign, Criterion, Participant
 from annotation.services import set_campaign_status, sync_campaign_demand
+from core.errors import ApplicationError
 
 
 class CriterionInline(admin.TabularInline):
@@ -39,9 +40,14 @@ class CampaignAdmin(admin.ModelAdmin):
     actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet[Campaign], status: str, verb: str) -> None:
+        done = 0
         for campaign in queryset:
-            set_campaign_status(campaign=campaign, status=status)
-        self.message_user(request, f"{queryset.count()} campaign(s) {verb}.")
+            try:
+                set_campaign_status(campaign=campaign, status=status)
+                done += 1
+            except ApplicationError as exc:
+                self.message_user(request, exc.message, level=messages.ERROR)
+        self.message_user(request, f"{done} campaign(s) {verb}.")
 
     @admin.action(description="Open the selected campaigns")
     def open_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:

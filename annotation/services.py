@@ -112,10 +112,26 @@ def set_campaign_status(*, campaign: Campaign, status: str) -> Campaign:
     """Open, pause or close a campaign, and start or stop its generation queues with it."""
     if status not in Campaign.Status.values:
         raise ApplicationError(f"unknown campaign status {status!r} (use one of {', '.join(Campaign.Status.values)})")
+    if status == Campaign.Status.OPEN:
+        _check_same_image_size(campaign)
     campaign.status = status
     campaign.save(update_fields=["status", "updated_at"])
     sync_campaign_demand(campaign=campaign)
     return campaign
+
+
+def _check_same_image_size(campaign: Campaign) -> None:
+    """Refuse to open a campaign whose generators make images of different sizes: a size would reveal a side."""
+    sizes: dict[tuple[object, object], list[str]] = {}
+    for generator in campaign.generators.filter(is_active=True):
+        settings_ = generator.settings if isinstance(generator.settings, dict) else {}
+        sizes.setdefault((settings_.get("width"), settings_.get("height")), []).append(generator.name)
+    if len(sizes) > 1:
+        listed = "; ".join(f"{w}x{h}: {', '.join(names)}" for (w, h), names in sizes.items())
+        raise ApplicationError(
+            f"campaign {campaign.slug!r} mixes image sizes ({listed}); participants could tell the sides apart "
+            "by size, so give every generator the same width and height"
+        )
 
 
 @transaction.atomic

@@ -177,3 +177,10 @@ def test_html_in_a_prompt_is_escaped_and_a_very_long_prompt_is_shown(client, are
     assert "<script>alert" not in page
     assert "<b>bold</b>" not in page
     assert "\\u003Cscript\\u003Ealert" in page  # json_script escapes; vote.js sets it as text
+
+
+def test_demo_generators_make_images_of_one_size_so_size_cannot_tell_the_sides_apart():
+    from generation.offline import DEMO_GENERATORS
+
+    sizes = {(spec.settings["width"], spec.settings["height"]) for spec in DEMO_GENERATORS}
+    assert len(sizes) == 1
