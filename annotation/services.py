@@ -7,6 +7,7 @@ import hmac
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -170,6 +171,7 @@ def seed_demo_campaign() -> SeedReport:
 # --- participants -----------------------------------------------------------------------------------------
 
 PARTICIPANT_SESSION_KEY = "poparena.participant"
+LAST_SEEN_PRECISION = timedelta(minutes=1)
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 MTURK_PARAMS = ("workerId", "assignmentId", "hitId", "turkSubmitTo")
 
@@ -237,8 +239,13 @@ def resolve_participant(
         participant = session_participant
     else:
         participant = Participant.objects.create(kind=Participant.Kind.ANONYMOUS)
-    session[PARTICIPANT_SESSION_KEY] = participant.pk
-    Participant.objects.filter(pk=participant.pk).update(last_seen_at=timezone.now())
+    if session_pk != participant.pk:
+        session[PARTICIPANT_SESSION_KEY] = participant.pk
+    now = timezone.now()
+    # A write per request would be the busiest row in the database; a minute's precision is enough.
+    if participant.last_seen_at is None or now - participant.last_seen_at > LAST_SEEN_PRECISION:
+        participant.last_seen_at = now
+        Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
     return participant
 
 

@@ -141,20 +141,15 @@ def issue_comparison(
         raise ApplicationError(
             f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed", status=409
         )
-    held = (
+    outstanding = list(
         Comparison.objects.filter(
             campaign=campaign, participant=participant, status=Comparison.Status.ISSUED, lease_until__gt=now
-        )
-        .exclude(token__in=exclude_tokens)
-        .order_by("issued_at")
-        .first()
+        ).order_by("issued_at")
     )
-    if held is not None:
-        return held
-    outstanding = Comparison.objects.filter(
-        campaign=campaign, participant=participant, status=Comparison.Status.ISSUED, lease_until__gt=now
-    ).count()
-    if outstanding >= MAX_OUTSTANDING:
+    held = [c for c in outstanding if c.token not in exclude_tokens]
+    if held:
+        return held[0]
+    if len(outstanding) >= MAX_OUTSTANDING:
         raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
 
     seen = _seen_population_pairs(campaign, participant)

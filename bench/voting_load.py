@@ -9,7 +9,8 @@ Run (PostgreSQL on 127.0.0.1:5432 with trust auth, as in CI):
 It creates a scratch database, fills a campaign with ready populations directly (this
 measures the voting path, not generation: image rows share a few files), starts the ASGI
 server as a subprocess, and drives it from threads, each with its own session cookie.
-Latencies are measured by the client over loopback, so they include HTTP and the client's
+Each participant waits --think-ms (on average) between seeing a comparison and voting, as a
+person would; --think-ms 0 measures the throughput ceiling instead. Latencies are measured by the client over loopback, so they include HTTP and the client's
 own share of this machine's 2 cores: an upper bound on the server's time.
 """
 
@@ -20,6 +21,7 @@ import http.cookiejar
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -76,10 +78,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Participant(threading.Thread):
-    def __init__(self, base: str, comparisons: int) -> None:
+    def __init__(self, base: str, comparisons: int, think_ms: int, seed: int) -> None:
         super().__init__(daemon=True)
         self.base = base
         self.comparisons = comparisons
+        self.think_ms = think_ms
+        self.rng = random.Random(seed)
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
         self.issue_ms: list[float] = []
         self.vote_ms: list[float] = []
@@ -105,6 +109,8 @@ class Participant(threading.Thread):
                 self.errors.append(f"next: {status} {data}")
                 return
             self.issue_ms.append(ms)
+            # A person looks at twelve images before answering: uniform in [0.5, 1.5] x think_ms.
+            time.sleep(self.think_ms * self.rng.uniform(0.5, 1.5) / 1000)
             status, reveal, ms = self.post(f"/api/v1/comparisons/{data['token']}/votes", {**VOTES, "dwell_ms": 1000})
             if status != 200:
                 self.errors.append(f"vote: {status} {reveal}")
@@ -121,6 +127,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=10)
     parser.add_argument("--per-queue", type=int, default=60, help="ready populations per (generator, prompt)")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--think-ms", type=int, default=2000, help="mean time a participant looks before voting")
     args = parser.parse_args()
 
     database = f"poparena_bench_{os.getpid()}"
@@ -133,7 +140,7 @@ def main() -> None:
             setup = SETUP.format(generators=args.generators, prompts=args.prompts, per_queue=args.per_queue)
             manage(env, "shell", "--no-imports", "-c", setup)
             with asgi_server(env) as base:
-                participants = [Participant(base, args.comparisons) for _ in range(args.participants)]
+                participants = [Participant(base, args.comparisons, args.think_ms, i) for i in range(args.participants)]
                 started = time.perf_counter()
                 for participant in participants:
                     participant.start()
@@ -156,6 +163,7 @@ def main() -> None:
     errors = [e for p in participants for e in p.errors]
     result = {
         "participants": args.participants,
+        "think_ms": args.think_ms,
         "comparisons_voted": accepted,
         "votes_stored": stored,
         "votes_expected": 2 * accepted,
