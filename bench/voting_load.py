@@ -10,8 +10,9 @@ It creates a scratch database, fills a campaign with ready populations directly 
 measures the voting path, not generation: image rows share a few files), starts the ASGI
 server as a subprocess, and drives it from threads, each with its own session cookie.
 Each participant waits --think-ms (on average) between seeing a comparison and voting, as a
-person would; --think-ms 0 measures the throughput ceiling instead. Latencies are measured by the client over loopback, so they include HTTP and the client's
-own share of this machine's 2 cores: an upper bound on the server's time.
+person would; --think-ms 0 measures the throughput ceiling instead. Latencies are measured
+by the client over loopback, so they include HTTP and the client's own share of this
+machine's 2 cores: an upper bound on the server's time.
 """
 
 from __future__ import annotations
