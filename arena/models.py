@@ -53,7 +53,10 @@ class Comparison(models.Model):
 
     class Meta:
         ordering = ["-issued_at"]
-        indexes = [models.Index(fields=["campaign", "status"], name="comparison_campaign_status_idx")]
+        indexes = [
+            models.Index(fields=["campaign", "status"], name="comparison_campaign_status_idx"),
+            models.Index(fields=["campaign", "participant", "status"], name="comparison_participant_idx"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(left_population=F("right_population")), name="comparison_distinct_populations"
@@ -97,3 +100,38 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.criterion.key}: {self.choice}"
+
+
+class PairTally(models.Model):
+    """Running outcome counts of one pair of generators on one criterion, kept as votes land.
+
+    `category` is "" for all prompts, else one prompt category. The pair is stored in id order
+    (generator_a < generator_b); outcomes are counted for that orientation, whatever side each
+    generator was shown on. Leaderboards read these instead of rescanning every vote.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="tallies")
+    criterion = models.ForeignKey(Criterion, on_delete=models.CASCADE, related_name="tallies")
+    category = models.CharField(max_length=100, blank=True)
+    generator_a = models.ForeignKey("generation.Generator", on_delete=models.CASCADE, related_name="+")
+    generator_b = models.ForeignKey("generation.Generator", on_delete=models.CASCADE, related_name="+")
+    a_wins = models.PositiveIntegerField(default=0)
+    b_wins = models.PositiveIntegerField(default=0)
+    ties = models.PositiveIntegerField(default=0)
+    both_bad = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["criterion", "category", "generator_a", "generator_b"], name="pair_tally_unique"
+            ),
+            models.CheckConstraint(condition=Q(generator_a__lt=F("generator_b")), name="pair_tally_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.criterion} {self.category or 'all'}: {self.generator_a_id} vs {self.generator_b_id}"
+
+    @property
+    def total(self) -> int:
+        return self.a_wins + self.b_wins + self.ties + self.both_bad

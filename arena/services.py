@@ -7,6 +7,7 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.db.models import Count, F, Min, Q
@@ -14,7 +15,7 @@ from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
 from annotation.models import Campaign, Participant
-from arena.models import Comparison, Vote
+from arena.models import Comparison, PairTally, Vote
 from arena.sampling import Pair, choose_pairs, normalise
 from core.errors import ApplicationError, Conflict, NotFound
 from generation.models import Population
@@ -217,7 +218,7 @@ def extend_lease(*, token: str, participant: Participant, now: datetime | None =
 def _held_comparison(*, token: str, participant: Participant, now: datetime) -> Comparison:
     comparison = (
         Comparison.objects.select_for_update(of=("self",))
-        .select_related("campaign", "left_population__generator", "right_population__generator")
+        .select_related("campaign", "prompt", "left_population__generator", "right_population__generator")
         .filter(token=token)
         .first()
     )
@@ -254,6 +255,54 @@ def _check_votes(comparison: Comparison, votes: list[VoteInput], dwell_ms: int) 
     return criteria
 
 
+def _record_tallies(comparison: Comparison, criteria: dict[str, int], votes: list[VoteInput]) -> None:
+    """Add the votes to the running pair counts, for all prompts and for the prompt's category."""
+    left = comparison.left_population.generator_id
+    right = comparison.right_population.generator_id
+    a, b = sorted((left, right))
+    side_field = {"left": "a_wins" if left == a else "b_wins", "right": "b_wins" if left == a else "a_wins"}
+    categories = list(dict.fromkeys(["", comparison.prompt.category]))
+    PairTally.objects.bulk_create(
+        [
+            PairTally(
+                campaign_id=comparison.campaign_id,
+                criterion_id=criteria[vote.criterion],
+                category=category,
+                generator_a_id=a,
+                generator_b_id=b,
+            )
+            for vote in votes
+            for category in categories
+        ],
+        ignore_conflicts=True,
+    )
+    for vote in votes:
+        field = side_field.get(vote.choice, "ties" if vote.choice == Vote.Choice.TIE else "both_bad")
+        PairTally.objects.filter(
+            criterion_id=criteria[vote.criterion], category__in=categories, generator_a_id=a, generator_b_id=b
+        ).update(**{field: F(field) + 1})
+
+
+def announce_leaderboard_change(campaign_slug: str, criteria: list[str]) -> None:
+    """Tell live leaderboards that votes landed; each recomputes (cached) and pushes the new fit."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            leaderboard_group(campaign_slug), {"type": "leaderboard.changed", "criteria": criteria}
+        )
+    except Exception:  # a dead channel layer must not undo or fail a recorded vote
+        logger.warning("could not announce a leaderboard change for %s", campaign_slug, exc_info=True)
+
+
+def leaderboard_group(campaign_slug: str) -> str:
+    return f"leaderboard.{campaign_slug}"
+
+
 @transaction.atomic
 def cast_votes(
     *, token: str, participant: Participant, votes: list[VoteInput], dwell_ms: int, now: datetime | None = None
@@ -269,6 +318,9 @@ def cast_votes(
     comparison.status = Comparison.Status.VOTED
     comparison.voted_at = now
     comparison.save(update_fields=["status", "voted_at"])
+    _record_tallies(comparison, criteria, votes)
+    keys = [v.criterion for v in votes]
+    transaction.on_commit(partial(announce_leaderboard_change, comparison.campaign.slug, keys))
     votes_cast = Comparison.objects.filter(
         campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
     ).count()
