@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from arena.models import Comparison, Vote
+from arena.models import Comparison, PairTally, Vote
 
 
 class VoteInline(admin.TabularInline):
@@ -53,4 +53,29 @@ class VoteAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Vote | None = None) -> bool:
+        return False
+
+
+@admin.register(PairTally)
+class PairTallyAdmin(admin.ModelAdmin):
+    """Running counts behind the leaderboards; derived from votes, so read-only here."""
+
+    list_display = [
+        "campaign",
+        "criterion",
+        "category",
+        "generator_a",
+        "generator_b",
+        "a_wins",
+        "b_wins",
+        "ties",
+        "both_bad",
+    ]
+    list_filter = ["campaign", "criterion__key", "category"]
+    list_select_related = ["campaign", "criterion", "generator_a", "generator_b"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: PairTally | None = None) -> bool:
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +14,7 @@ from annotation.models import Campaign, Participant
 from annotation.selectors import get_campaign
 from annotation.services import admit_to_campaign, resolve_participant
 from arena.models import Vote
-from arena.selectors import get_comparison_payload, get_queue_summary
+from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
 from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
 
 ERROR = inline_serializer(
@@ -126,6 +126,56 @@ class LeaseApi(APIView):
     def post(self, request: Request, token: str) -> Response:
         comparison = extend_lease(token=token, participant=participant_for(request))
         return Response({"expires_at": comparison.lease_until.isoformat()})
+
+
+class LeaderboardRowSerializer(serializers.Serializer):
+    generator = serializers.CharField()
+    display_name = serializers.CharField()
+    rating = serializers.FloatField()
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    rank = serializers.IntegerField()
+    votes = serializers.IntegerField()
+    wins = serializers.IntegerField()
+    losses = serializers.IntegerField()
+    ties = serializers.IntegerField()
+    both_bad = serializers.IntegerField()
+    both_bad_rate = serializers.FloatField()
+
+
+class LeaderboardSerializer(serializers.Serializer):
+    criterion = serializers.CharField()
+    category = serializers.CharField(allow_blank=True)
+    votes = serializers.IntegerField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+    method = serializers.CharField()
+    bootstrap_rounds = serializers.IntegerField()
+    rows = LeaderboardRowSerializer(many=True)
+    pairwise = inline_serializer(
+        "Pairwise",
+        {
+            "generators": serializers.ListField(child=serializers.CharField()),
+            "display_names": serializers.ListField(child=serializers.CharField()),
+            "win_rate": serializers.ListField(
+                child=serializers.ListField(child=serializers.FloatField(allow_null=True))
+            ),
+        },
+    )
+
+
+class LeaderboardApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("criterion", str, description="criterion key; default: the campaign's first"),
+            OpenApiParameter("category", str, description="prompt category; default: all prompts"),
+        ],
+        responses={200: LeaderboardSerializer, 404: ERROR},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        campaign = votable_campaign(request, slug)
+        criterion = request.query_params.get("criterion") or default_criterion(campaign)
+        category = request.query_params.get("category", "")
+        return Response(get_leaderboard(campaign=campaign, criterion=criterion, category=category))
 
 
 class QueueApi(APIView):

@@ -6,6 +6,7 @@ from arena import api
 
 urlpatterns = [
     path("campaigns/<slug:slug>/comparisons/next", api.NextComparisonApi.as_view(), name="api-next-comparison"),
+    path("campaigns/<slug:slug>/leaderboard", api.LeaderboardApi.as_view(), name="api-leaderboard"),
     path("campaigns/<slug:slug>/queue", api.QueueApi.as_view(), name="api-campaign-queue"),
     path("comparisons/<str:token>/votes", api.VotesApi.as_view(), name="api-votes"),
     path("comparisons/<str:token>/lease", api.LeaseApi.as_view(), name="api-lease"),

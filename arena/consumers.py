@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from annotation.models import Campaign
+from arena.selectors import default_criterion, get_leaderboard
+from arena.services import leaderboard_group
+from core.errors import ApplicationError
 from generation.services import READY_GROUP
 
 
@@ -21,3 +26,48 @@ class QueueConsumer(AsyncJsonWebsocketConsumer):
 
     async def population_ready(self, event: dict[str, Any]) -> None:
         await self.send_json({"type": "ready"})
+
+
+class LeaderboardConsumer(AsyncJsonWebsocketConsumer):
+    """Pushes a campaign's refitted leaderboard after votes land.
+
+    The client says which criterion and category it shows ({"criterion": ..., "category": ...});
+    by default the first criterion over all prompts. Fits are cached, so many open pages fit once.
+    """
+
+    async def connect(self) -> None:
+        self.slug = self.scope["url_route"]["kwargs"]["slug"]
+        self.campaign = await database_sync_to_async(_public_campaign)(self.slug)
+        if self.campaign is None:
+            await self.close(code=4404)
+            return
+        self.criterion = await database_sync_to_async(default_criterion)(self.campaign)
+        self.category = ""
+        await self.channel_layer.group_add(leaderboard_group(self.slug), self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(leaderboard_group(self.slug), self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict):
+            self.criterion = str(content.get("criterion") or self.criterion)[:64]
+            self.category = str(content.get("category") or "")[:100]
+
+    async def leaderboard_changed(self, event: dict[str, Any]) -> None:
+        if self.criterion not in event.get("criteria", ()):
+            return
+        try:
+            board = await database_sync_to_async(get_leaderboard)(
+                campaign=self.campaign, criterion=self.criterion, category=self.category
+            )
+        except ApplicationError:
+            return
+        await self.send_json(board)
+
+
+def _public_campaign(slug: str) -> Campaign | None:
+    """Live pushes are for campaigns anyone may watch; invite-only boards are read over HTTP."""
+    return (
+        Campaign.objects.filter(slug=slug, access=Campaign.Access.PUBLIC).exclude(status=Campaign.Status.DRAFT).first()
+    )

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from annotation.models import Campaign, Participant
+from django.core.cache import cache
+from django.db.models import Count, F, Max, Sum
+
+from annotation.models import Campaign, Criterion, Participant
 from annotation.services import demand_owner
-from arena.models import Comparison, Vote
+from arena.models import Comparison, PairTally
+from arena.ranking import PairCounts, fit_ratings, win_rate_matrix
+from core.errors import NotFound
 from generation.models import Image
 from generation.selectors import get_queue_states
 
@@ -59,37 +66,105 @@ def get_queue_summary(*, campaign: Campaign) -> QueueSummary:
     )
 
 
-def get_vote_outcomes(*, campaign: Campaign, criterion: str) -> list[tuple[str, str, str]]:
-    """Every vote on `criterion` as (left generator, right generator, choice), in the order cast."""
-    rows = (
-        Vote.objects.filter(comparison__campaign=campaign, criterion__key=criterion)
-        .order_by("pk")
-        .values_list(
-            "comparison__left_population__generator__name", "comparison__right_population__generator__name", "choice"
-        )
+LEADERBOARD_BOOTSTRAP = 1000
+LEADERBOARD_CACHE_S = 600
+
+
+def _criterion(campaign: Campaign, key: str) -> Criterion:
+    criterion = campaign.criteria.filter(key=key).first()
+    if criterion is None:
+        asked = ", ".join(campaign.criteria.values_list("key", flat=True))
+        raise NotFound(f"unknown criterion {key!r} (this campaign asks: {asked})")
+    return criterion
+
+
+def _counts(campaign: Campaign, criterion: Criterion, category: str) -> tuple[PairCounts, dict[str, int], list[Any]]:
+    generators = list(campaign.generators.order_by("name"))
+    names = {g.pk: g.name for g in generators}
+    tallies = list(
+        PairTally.objects.filter(criterion=criterion, category=category, generator_a__in=names, generator_b__in=names)
     )
-    return list(rows)
+    counts = PairCounts.from_tallies(
+        [g.name for g in generators],
+        ((names[t.generator_a_id], names[t.generator_b_id], t.a_wins, t.b_wins, t.ties + t.both_bad) for t in tallies),
+    )
+    both_bad: dict[str, int] = defaultdict(int)
+    for t in tallies:
+        both_bad[names[t.generator_a_id]] += t.both_bad
+        both_bad[names[t.generator_b_id]] += t.both_bad
+    return counts, both_bad, generators
+
+
+def get_leaderboard(*, campaign: Campaign, criterion: str, category: str = "") -> dict[str, Any]:
+    """The campaign's Bradley-Terry leaderboard on one criterion (all prompts, or one category).
+
+    Read from the running pair tallies, fitted with bootstrap intervals, and cached until the
+    tallies change, so a burst of readers (every open leaderboard after a vote) fits once.
+    """
+    criterion_row = _criterion(campaign, criterion)
+    state = PairTally.objects.filter(criterion=criterion_row, category=category).aggregate(
+        rows=Count("id"), changed=Max("updated_at"), votes=Sum(F("a_wins") + F("b_wins") + F("ties") + F("both_bad"))
+    )
+    # Every vote adds one to a counter, so the sum alone already tells a changed board apart.
+    version = f"{state['rows']}:{state['votes']}:{state['changed'].isoformat() if state['changed'] else '-'}"
+    key = f"leaderboard:{campaign.pk}:{campaign.generators.count()}:{criterion_row.pk}:{category}:{version}"
+    cached = cache.get(key)
+    if cached is not None:
+        return dict(cached)
+    counts, both_bad, generators = _counts(campaign, criterion_row, category)
+    board = fit_ratings(counts, bootstrap=LEADERBOARD_BOOTSTRAP, seed=0)
+    labels = {g.name: g.label for g in generators}
+    rows = []
+    for standing in board.standings:
+        row = standing.as_row()
+        rows.append(
+            {
+                "generator": standing.name,
+                "display_name": labels[standing.name],
+                "rating": row["rating"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
+                "rank": standing.rank,
+                "votes": int(standing.votes),
+                "wins": int(standing.wins),
+                "losses": int(standing.losses),
+                # The fit counts both_bad as a tie; the table shows the two apart.
+                "ties": int(standing.ties) - both_bad[standing.name],
+                "both_bad": both_bad[standing.name],
+                "both_bad_rate": both_bad[standing.name] / standing.votes if standing.votes else 0.0,
+            }
+        )
+    rates = win_rate_matrix(counts)
+    payload = {
+        "criterion": criterion,
+        "category": category,
+        "votes": int(counts.total),
+        "updated_at": state["changed"].isoformat() if state["changed"] else None,
+        "method": board.method_note,
+        "bootstrap_rounds": board.bootstrap_rounds,
+        "rows": rows,
+        "pairwise": {
+            "generators": list(counts.names),
+            "display_names": [labels[name] for name in counts.names],
+            "win_rate": [[None if math.isnan(v) else round(float(v), 4) for v in line] for line in rates],
+        },
+    }
+    cache.set(key, payload, LEADERBOARD_CACHE_S)
+    return payload
+
+
+def default_criterion(campaign: Campaign) -> str:
+    first = campaign.criteria.order_by("position", "pk").values_list("key", flat=True).first()
+    if first is None:
+        raise NotFound(f"campaign {campaign.slug!r} has no criteria yet")
+    return first
+
+
+def get_categories(*, campaign: Campaign) -> list[str]:
+    return sorted(set(campaign.prompts.exclude(category="").values_list("category", flat=True)))
 
 
 def get_generator_ratings(*, campaign: Campaign, criterion: str) -> dict[str, float]:
     """Bradley-Terry ratings on the Elo scale (mean 1000) of the campaign's generators on one criterion."""
-    import choix
-    import numpy as np
-
-    names = sorted(campaign.generators.values_list("name", flat=True))
-    index = {name: i for i, name in enumerate(names)}
-    counts = np.zeros((len(names), len(names)))
-    for left, right, choice in get_vote_outcomes(campaign=campaign, criterion=criterion):
-        a, b = index[left], index[right]
-        if choice == "left":
-            counts[a, b] += 1
-        elif choice == "right":
-            counts[b, a] += 1
-        else:  # a tie or both bad is half a win each way, as in Chatbot Arena
-            counts[a, b] += 0.5
-            counts[b, a] += 0.5
-    if len(names) < 2 or not counts.any():
-        return {name: 1000.0 for name in names}
-    strengths = choix.ilsr_pairwise_dense(counts, alpha=0.01)
-    ratings = 1000 + 400 / np.log(10) * (strengths - strengths.mean())
-    return {name: float(ratings[i]) for name, i in index.items()}
+    counts, _, _ = _counts(campaign, _criterion(campaign, criterion), "")
+    return fit_ratings(counts, bootstrap=0).ratings()

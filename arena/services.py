@@ -280,7 +280,7 @@ def _record_tallies(comparison: Comparison, criteria: dict[str, int], votes: lis
         field = side_field.get(vote.choice, "ties" if vote.choice == Vote.Choice.TIE else "both_bad")
         PairTally.objects.filter(
             criterion_id=criteria[vote.criterion], category__in=categories, generator_a_id=a, generator_b_id=b
-        ).update(**{field: F(field) + 1})
+        ).update(**{field: F(field) + 1, "updated_at": timezone.now()})
 
 
 def announce_leaderboard_change(campaign_slug: str, criteria: list[str]) -> None:

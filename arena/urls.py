@@ -6,4 +6,5 @@ from arena import views
 
 urlpatterns = [
     path("c/<slug:slug>/", views.vote_page, name="vote"),
+    path("c/<slug:slug>/leaderboard/", views.leaderboard_page, name="leaderboard"),
 ]

@@ -7,7 +7,13 @@ from django.shortcuts import render
 
 from annotation.selectors import get_campaign
 from annotation.services import MTURK_PARAMS, PROLIFIC_PARAMS, admit_to_campaign, resolve_participant
-from arena.selectors import get_comparison_payload, get_queue_summary
+from arena.selectors import (
+    default_criterion,
+    get_categories,
+    get_comparison_payload,
+    get_leaderboard,
+    get_queue_summary,
+)
 from arena.services import NothingReady, issue_comparison
 from core.errors import ApplicationError
 
@@ -33,3 +39,19 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
             request, "arena/unavailable.html", {"message": exc.message, "campaign": campaign}, status=exc.status
         )
     return render(request, "arena/vote.html", context)
+
+
+def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        campaign = get_campaign(slug=slug)
+        admit_to_campaign(campaign=campaign, session=request.session, invite=request.GET.get("invite"))
+        initial = get_leaderboard(campaign=campaign, criterion=default_criterion(campaign))
+    except ApplicationError as exc:
+        return render(request, "arena/unavailable.html", {"message": exc.message}, status=exc.status)
+    context = {
+        "campaign": campaign,
+        "criteria": list(campaign.criteria.all()),
+        "categories": get_categories(campaign=campaign),
+        "initial": initial,
+    }
+    return render(request, "arena/leaderboard.html", context)

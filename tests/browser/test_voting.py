@@ -152,3 +152,28 @@ def test_a_waiting_page_shows_the_queue_and_swaps_in_the_comparison_when_images_
     assert page.evaluate("window.__sameDocument") is True
     assert page.inner_text("#prompt") == "a star"
     page.close()
+
+
+def test_the_leaderboard_page_updates_live_when_someone_votes(browser, arena_site):
+    base, _, _ = arena_site
+    board = browser.new_page(viewport={"width": 1280, "height": 900})
+    board.goto(base + "/c/browser/leaderboard/")
+    board.wait_for_selector("#live.on")
+    before = board.inner_text("#meta")
+    votes_before = int(before.split()[0])
+    board.evaluate("window.__sameDocument = true")
+    # Someone else votes in another browser.
+    voter = browser.new_context().new_page()
+    voter.goto(base + "/c/browser/")
+    voter.wait_for_selector("#grid-left img")
+    voter.keyboard.press("1")
+    voter.keyboard.press("1")
+    voter.wait_for_selector("#reveal:not([hidden])")
+    board.wait_for_function(f"parseInt(document.getElementById('meta').textContent) === {votes_before + 1}")
+    assert board.evaluate("window.__sameDocument") is True
+    assert board.locator("#board tbody tr").count() == 2
+    assert board.locator("#chart circle").count() == 2
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    board.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+    board.close()
+    voter.close()

@@ -1,0 +1,124 @@
+"""Leaderboards from the running tallies: the same fit as on the raw votes, per criterion and category."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from annotation.models import Participant
+from arena.ranking import PairCounts, fit_ratings
+from arena.selectors import get_leaderboard
+from arena.services import VoteInput, cast_votes, issue_comparison
+from config.asgi import application
+
+pytestmark = pytest.mark.django_db
+
+
+def vote_many(campaign, n, seed=5, bias="secret-generator-0"):
+    """n comparisons; the `bias` generator wins its diversity votes 80% of the time."""
+    rng = random.Random(seed)
+    outcomes = []
+    for _ in range(n):
+        voter = Participant.objects.create()
+        comparison = issue_comparison(campaign=campaign, participant=voter, rng=rng)
+        left = comparison.left_population.generator.name
+        right = comparison.right_population.generator.name
+        if bias in (left, right) and rng.random() < 0.8:
+            choice = "left" if left == bias else "right"
+        else:
+            choice = rng.choice(["left", "right", "tie", "both_bad"])
+        cast_votes(
+            token=comparison.token,
+            participant=voter,
+            votes=[VoteInput("diversity", choice), VoteInput("quality", "tie")],
+            dwell_ms=100,
+        )
+        outcomes.append((left, right, choice))
+    return outcomes
+
+
+def test_leaderboard_equals_a_fit_on_the_raw_votes_and_ranks_the_favoured_generator_first(arena_campaign):
+    campaign = arena_campaign(generators=3, prompts=2, per_queue=6, votes_per_pair=3)
+    outcomes = vote_many(campaign, 30)
+    board = get_leaderboard(campaign=campaign, criterion="diversity")
+    names = sorted(campaign.generators.values_list("name", flat=True))
+    first = {"left": 0, "right": 1}
+    counts = PairCounts.from_indices(
+        names,
+        [names.index(left) for left, _, _ in outcomes],
+        [names.index(right) for _, right, _ in outcomes],
+        [first.get(choice, 2) for _, _, choice in outcomes],
+    )
+    expected = fit_ratings(counts, bootstrap=0).ratings()
+    got = {row["generator"]: row["rating"] for row in board["rows"]}
+    assert got == pytest.approx(expected, abs=0.01)
+    assert board["votes"] == 30
+    assert board["rows"][0]["generator"] == "secret-generator-0"
+    assert all(row["ci_low"] <= row["rating"] <= row["ci_high"] for row in board["rows"])
+    both_bad = sum(1 for *_, choice in outcomes if choice == "both_bad")
+    assert sum(row["both_bad"] for row in board["rows"]) == 2 * both_bad
+    assert len(board["pairwise"]["win_rate"]) == 3
+
+
+def test_category_boards_count_only_their_prompts(arena_campaign):
+    campaign = arena_campaign(generators=2, prompts=2, per_queue=4, votes_per_pair=3)
+    campaign.prompts.filter(pk=campaign.prompts.order_by("pk").first().pk).update(category="people")
+    vote_many(campaign, 10)
+    everything = get_leaderboard(campaign=campaign, criterion="quality")["votes"]
+    people = get_leaderboard(campaign=campaign, criterion="quality", category="people")["votes"]
+    shapes = get_leaderboard(campaign=campaign, criterion="quality", category="shape")["votes"]
+    assert everything == 10
+    assert people + shapes == 10
+
+
+def test_leaderboard_api_and_page(client, arena_campaign):
+    campaign = arena_campaign()
+    vote_many(campaign, 4)
+    data = client.get("/api/v1/campaigns/study/leaderboard?criterion=quality").json()
+    assert data["criterion"] == "quality"
+    assert {"generator", "rating", "ci_low", "ci_high", "rank", "wins", "losses", "ties"} <= set(data["rows"][0])
+    unknown = client.get("/api/v1/campaigns/study/leaderboard?criterion=speed")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "unknown criterion 'speed' (this campaign asks: diversity, quality)"
+    page = client.get("/c/study/leaderboard/")
+    assert page.status_code == 200
+    assert "Who beats whom" in page.content.decode()
+
+
+def test_a_cached_board_is_refitted_when_new_votes_land(arena_campaign):
+    campaign = arena_campaign(per_queue=4)
+    vote_many(campaign, 2)
+    assert get_leaderboard(campaign=campaign, criterion="diversity")["votes"] == 2
+    vote_many(campaign, 1, seed=9)
+    assert get_leaderboard(campaign=campaign, criterion="diversity")["votes"] == 3
+
+
+def test_no_votes_gives_an_empty_but_valid_board(arena_campaign):
+    campaign = arena_campaign()
+    board = get_leaderboard(campaign=campaign, criterion="diversity")
+    assert board["votes"] == 0
+    assert {row["rating"] for row in board["rows"]} == {1000.0}
+    assert {row["ci_low"] for row in board["rows"]} == {None}
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_vote_pushes_the_refitted_leaderboard_over_the_websocket(arena_campaign):
+    from asgiref.sync import sync_to_async
+
+    campaign = await sync_to_async(arena_campaign)()
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/campaigns/study/leaderboard/",
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"criterion": "diversity", "category": ""})
+    await sync_to_async(vote_many)(campaign, 1)
+    pushed = await communicator.receive_json_from(timeout=10)
+    assert pushed["criterion"] == "diversity"
+    assert pushed["votes"] == 1
+    await communicator.disconnect()
