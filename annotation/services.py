@@ -114,6 +114,12 @@ def set_campaign_status(*, campaign: Campaign, status: str) -> Campaign:
     if status not in Campaign.Status.values:
         raise ApplicationError(f"unknown campaign status {status!r} (use one of {', '.join(Campaign.Status.values)})")
     if status == Campaign.Status.OPEN:
+        if campaign.generators.filter(is_active=True).count() < 2:
+            raise ApplicationError(f"campaign {campaign.slug!r} needs at least two active generators to be opened")
+        if not campaign.prompts.exists():
+            raise ApplicationError(f"campaign {campaign.slug!r} needs at least one prompt to be opened")
+        if not campaign.criteria.exists():
+            raise ApplicationError(f"campaign {campaign.slug!r} needs at least one criterion to be opened")
         _check_same_image_size(campaign)
     campaign.status = status
     campaign.save(update_fields=["status", "updated_at"])

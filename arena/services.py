@@ -142,6 +142,16 @@ def issue_comparison(
         raise ApplicationError(
             f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed", status=409
         )
+    if campaign.participant_quota is not None:
+        voted = Comparison.objects.filter(
+            campaign=campaign, participant=participant, status=Comparison.Status.VOTED
+        ).count()
+        if voted >= campaign.participant_quota:
+            raise Conflict(
+                f"you have reached this campaign's quota of {campaign.participant_quota} comparisons",
+                code="quota_reached",
+            )
+
     outstanding = list(
         Comparison.objects.filter(
             campaign=campaign, participant=participant, status=Comparison.Status.ISSUED, lease_until__gt=now
@@ -311,6 +321,16 @@ def cast_votes(
     now = now or timezone.now()
     comparison = _held_comparison(token=token, participant=participant, now=now)
     criteria = _check_votes(comparison, votes, dwell_ms)
+    quota = comparison.campaign.participant_quota
+    if quota is not None:
+        # The participant's row lock serialises their concurrent votes, so the count below cannot
+        # be overtaken by a vote committing in parallel: no overshoot of the quota.
+        Participant.objects.select_for_update().filter(pk=participant.pk).first()
+        voted = Comparison.objects.filter(
+            campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
+        ).count()
+        if voted >= quota:
+            raise Conflict(f"you have reached this campaign's quota of {quota} comparisons", code="quota_reached")
     Vote.objects.bulk_create(
         Vote(comparison=comparison, criterion_id=criteria[v.criterion], choice=v.choice, dwell_ms=dwell_ms)
         for v in votes

@@ -46,11 +46,13 @@ def test_crowd_participant_needs_an_external_id_and_it_is_unique_per_provider():
 def test_a_campaign_whose_generators_make_different_sizes_cannot_be_opened():
     from annotation.services import set_campaign_status
     from core.errors import ApplicationError
-    from tests.factories import GeneratorFactory
+    from tests.factories import GeneratorFactory, PromptFactory
 
     campaign = CampaignFactory(status=Campaign.Status.DRAFT)
     campaign.generators.add(GeneratorFactory(name="small", settings={"width": 32, "height": 32}))
     campaign.generators.add(GeneratorFactory(name="large", settings={"width": 64, "height": 64}))
+    campaign.prompts.add(PromptFactory())
+    Criterion.objects.create(campaign=campaign, key="quality", question="Better?")
     with pytest.raises(ApplicationError, match="mixes image sizes"):
         set_campaign_status(campaign=campaign, status=Campaign.Status.OPEN)
     campaign.refresh_from_db()

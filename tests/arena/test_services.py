@@ -149,3 +149,29 @@ def test_a_closed_campaign_issues_nothing(arena_campaign):
     campaign.save()
     with pytest.raises(ApplicationError, match="is paused, not open"):
         issue_comparison(campaign=campaign, participant=participant())
+
+
+def test_a_participant_stops_at_the_quota_and_cannot_overshoot_it_with_held_comparisons(arena_campaign):
+    campaign = arena_campaign(per_queue=4, votes_per_pair=5)
+    campaign.participant_quota = 1
+    campaign.save()
+    voter = participant()
+    first = issue_comparison(campaign=campaign, participant=voter)
+    second = issue_comparison(campaign=campaign, participant=voter, exclude_tokens=(first.token,))
+    cast_votes(token=first.token, participant=voter, votes=BOTH, dwell_ms=10)
+    with pytest.raises(ApplicationError, match="quota of 1") as error:
+        cast_votes(token=second.token, participant=voter, votes=BOTH, dwell_ms=10)
+    assert error.value.status == 409
+    with pytest.raises(ApplicationError, match="quota of 1"):
+        issue_comparison(campaign=campaign, participant=voter)
+    assert Vote.objects.count() == 2
+
+
+def test_a_campaign_needs_two_generators_to_open(arena_campaign):
+    from annotation.services import set_campaign_status
+
+    campaign = arena_campaign(generators=1)
+    campaign.status = "draft"
+    campaign.save()
+    with pytest.raises(ApplicationError, match="at least two active generators"):
+        set_campaign_status(campaign=campaign, status="open")
