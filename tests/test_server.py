@@ -42,3 +42,13 @@ def test_whitenoise_serves_the_hashed_stylesheet_with_a_long_cache_lifetime(prod
     assert status == 200
     assert b".campaign-card" in css
     assert "max-age=315360000" in headers["Cache-Control"]
+
+
+def test_every_page_forbids_inline_scripts_and_framing(production_server):
+    _, headers, _ = fetch(production_server + "/")
+    policy = headers["Content-Security-Policy"]
+    assert "script-src 'self';" in policy
+    assert "'unsafe-inline'" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["X-Content-Type-Options"] == "nosniff"

@@ -47,3 +47,18 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+def wait_until(page, expression: str, timeout_s: float = 10.0) -> None:
+    """Poll a JavaScript expression until it is truthy.
+
+    Playwright's wait_for_function evaluates its predicate with eval(), which the site's
+    Content-Security-Policy rightly forbids; page.evaluate goes through the debugger instead.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {expression}")
+        time.sleep(0.05)

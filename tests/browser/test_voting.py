@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import wait_until
 from tests.servers import asgi_server, manage, server_env
 
 ARTIFACTS = Path(os.environ.get("POPARENA_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
@@ -73,10 +74,12 @@ def grid_images_loaded(page, side: str) -> int:
 def test_vote_with_mouse_and_keyboard_then_see_the_reveal_and_the_next_comparison_without_reload(browser, arena_site):
     base, database, _ = arena_site
     page = browser.new_page(viewport={"width": 1366, "height": 768})
+    console_errors: list[str] = []
+    page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
     page.goto(base + "/c/browser/")
-    page.wait_for_function("document.querySelectorAll('#grid-left img').length === 4")
-    page.wait_for_function(
-        "Array.from(document.querySelectorAll('.grid img')).every(img => img.complete && img.naturalWidth > 0)"
+    wait_until(page, "document.querySelectorAll('#grid-left img').length === 4")
+    wait_until(
+        page, "Array.from(document.querySelectorAll('.grid img')).every(img => img.complete && img.naturalWidth > 0)"
     )
     assert grid_images_loaded(page, "left") == grid_images_loaded(page, "right") == 4
     # Both grids fit a laptop screen without scrolling.
@@ -92,14 +95,14 @@ def test_vote_with_mouse_and_keyboard_then_see_the_reveal_and_the_next_compariso
     page.wait_for_selector("#reveal:not([hidden])")
     assert "left was Model" in page.inner_text("#reveal")
     sources = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"
-    page.wait_for_function(f"{sources} !== {json.dumps(json.dumps(first_images))}")
+    wait_until(page, f"{sources} !== {json.dumps(json.dumps(first_images))}")
     assert page.evaluate("window.__sameDocument") is True, "the next comparison came without a page reload"
     assert "1 comparison voted" in page.inner_text("#progress")
 
     # Keyboard: 2 (right) answers the highlighted first question, 4 (both bad) the second.
     page.keyboard.press("2")
     page.keyboard.press("4")
-    page.wait_for_function("document.querySelector('#progress').textContent.startsWith('2 comparisons')")
+    wait_until(page, "document.querySelector('#progress').textContent.startsWith('2 comparisons')")
     assert page.evaluate("window.__sameDocument") is True
     assert votes_in_database(database) == [
         ("diversity", "left"),
@@ -107,6 +110,7 @@ def test_vote_with_mouse_and_keyboard_then_see_the_reveal_and_the_next_compariso
         ("diversity", "right"),
         ("quality", "both_bad"),
     ]
+    assert console_errors == [], "the page runs under its Content-Security-Policy without errors"
     page.close()
 
 
@@ -143,7 +147,7 @@ def test_a_waiting_page_shows_the_queue_and_swaps_in_the_comparison_when_images_
     page.goto(base + "/c/later/")
     page.wait_for_selector("#waiting:not([hidden])")
     assert "Images are still being generated" in page.inner_text("#waiting")
-    page.wait_for_function("document.getElementById('queue').textContent.includes('Image sets ready: 0 of 4')")
+    wait_until(page, "document.getElementById('queue').textContent.includes('Image sets ready: 0 of 4')")
     page.evaluate("window.__sameDocument = true")
     # When the worker makes the images, the comparison appears without a reload.
     manage(env, "run_generation_worker", "--once", "--campaign", "later")
@@ -169,7 +173,7 @@ def test_the_leaderboard_page_updates_live_when_someone_votes(browser, arena_sit
     voter.keyboard.press("1")
     voter.keyboard.press("1")
     voter.wait_for_selector("#reveal:not([hidden])")
-    board.wait_for_function(f"parseInt(document.getElementById('meta').textContent) === {votes_before + 1}")
+    wait_until(board, f"parseInt(document.getElementById('meta').textContent) === {votes_before + 1}")
     assert board.evaluate("window.__sameDocument") is True
     assert board.locator("#board tbody tr").count() == 2
     assert board.locator("#chart circle").count() == 2
