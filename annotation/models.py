@@ -72,7 +72,14 @@ class Campaign(TimestampedModel):
     participant_quota = models.PositiveIntegerField(
         null=True, blank=True, help_text="Comparisons per participant before the completion page; empty: no limit."
     )
-    completion_code = models.CharField(max_length=64, blank=True)
+    completion_code = models.CharField(
+        max_length=64, blank=True, help_text="Given to participants who reach the quota (Prolific: the study's code)."
+    )
+    completion_code_flagged = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Given instead to participants flagged by quality control, so they can be reviewed.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"

@@ -32,11 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import choix
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.sparse.csgraph import connected_components
-from scipy.special import expit
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -65,6 +62,8 @@ _BOOT_TOL = 1e-5
 _MAX_ITER = 10_000
 # Keeps one chunk of resampled counts (rounds x pairs) near 16 MB.
 _CHUNK_CELLS = 2_000_000
+# Up to this many generators a bootstrap round's warm start gets an extra exact Newton step.
+_EXACT_STEP_MAX = 40
 # Pairs with more votes than this are resampled with NumPy's binomials instead of an FFT table.
 _MAX_TABLE_TRIALS = 1 << 21
 
@@ -281,7 +280,7 @@ def expected_win_rates(board: Leaderboard, names: Sequence[str] | None = None) -
     rating = np.array([s.rating for s in rows])
     part = np.array([s.part for s in rows])
     rated = np.array([s.rated for s in rows])
-    p = expit((rating[:, None] - rating[None, :]) / ELO_PER_NAT)
+    p = _sigmoid((rating[:, None] - rating[None, :]) / ELO_PER_NAT)
     valid = (part[:, None] == part[None, :]) & rated[:, None] & rated[None, :]
     np.fill_diagonal(valid, False)
     return np.where(valid, p, np.nan)
@@ -456,8 +455,13 @@ def _connected_parts(n: FloatArray) -> list[IntArray]:
     k = n.shape[0]
     if k == 0:
         return []
-    count, labels = connected_components(n > 0, directed=False)
-    parts = [np.flatnonzero(labels == c).astype(np.int64) for c in range(count)]
+    compared = n > 0
+    unseen = np.ones(k, dtype=bool)
+    parts = []
+    while unseen.any():
+        seen = _reach(compared, int(np.flatnonzero(unseen)[0]))
+        parts.append(np.flatnonzero(seen).astype(np.int64))
+        unseen &= ~seen
     parts.sort(key=lambda m: (-len(m), int(m[0])))
     return parts
 
@@ -470,12 +474,41 @@ def _add_separation_prior(matrix: FloatArray, prior: float) -> tuple[FloatArray,
     compared pairs that cross between strongly connected groups makes it so, and leaves pairs inside
     a group untouched.
     """
-    count, labels = connected_components(matrix > 0, directed=True, connection="strong")
-    if count == 1:
-        return matrix, np.zeros(matrix.shape, dtype=bool), labels.astype(np.int64)
+    beats = matrix > 0
+    if _strongly_connected(beats):
+        return matrix, np.zeros(matrix.shape, dtype=bool), np.zeros(len(matrix), dtype=np.int64)
+    # Rare (separated data only), so SciPy's import is paid only here.
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(beats, directed=True, connection="strong")
     compared = (matrix + matrix.T) > 0
     crossing = compared & (labels[:, None] != labels[None, :])
     return matrix + prior * crossing, crossing, labels.astype(np.int64)
+
+
+def _strongly_connected(edges: NDArray[np.bool_]) -> bool:
+    """Whether every generator reaches every other along `edges` and back.
+
+    Bootstrap rounds on sparse data ask this every round; SciPy's component search costs a
+    millisecond of input checks per call, two breadth-first searches a few microseconds.
+    """
+    return bool(_reach(edges, 0).all() and _reach(edges.T, 0).all())
+
+
+def _reach(edges: NDArray[np.bool_], start: int) -> NDArray[np.bool_]:
+    """Generators reachable from `start` along `edges` (breadth-first, one matrix row-block per step)."""
+    seen = np.zeros(len(edges), dtype=bool)
+    seen[start] = True
+    frontier = seen
+    while frontier.any():
+        frontier = edges[frontier].any(axis=0) & ~seen
+        seen = seen | frontier
+    return seen
+
+
+def _sigmoid(x: FloatArray) -> FloatArray:
+    """1 / (1 + exp(-x)) without overflow (SciPy's expit, without importing scipy.special for one function)."""
+    return np.asarray(np.exp(-np.logaddexp(0.0, -x)), dtype=np.float64)
 
 
 def _separation_note(
@@ -499,6 +532,10 @@ def _separation_note(
 
 def _mle(matrix: FloatArray, init: FloatArray | None, tol: float, *, polish: bool) -> FloatArray:
     """Centred MLE strengths for a strongly connected matrix: I-LSR, then Newton if it did not (or may not) finish."""
+    # choix pulls in scipy.stats (about a second): the web process imports this module at start-up
+    # but should pay for choix only when it first fits.
+    import choix
+
     try:
         x = choix.ilsr_pairwise_dense(matrix, initial_params=init, tol=tol, max_iter=_MAX_ITER)
     except (RuntimeError, ValueError):
@@ -525,7 +562,7 @@ def _newton(matrix: FloatArray, x: FloatArray, max_steps: int = 50) -> FloatArra
     x = x - x.mean()
     current = loglik(x)
     for _ in range(max_steps):
-        p = expit(x[:, None] - x[None, :])
+        p = _sigmoid(x[:, None] - x[None, :])
         grad = wins - (n * p).sum(axis=1)
         w = n * p * p.T
         hess = np.diag(w.sum(axis=1)) - w
@@ -631,17 +668,21 @@ class _RoundSetup:
     inverse_hessian: FloatArray
 
     def warm_start(self, matrix: FloatArray) -> FloatArray:
-        # One Newton step from the point fit, with the point fit's Hessian: close enough that I-LSR
-        # usually stops after the two iterations its convergence test needs.
+        # One Newton step from the point fit, with the point fit's Hessian: close enough on large
+        # data that I-LSR stops after the two iterations its convergence test needs.
         grad = matrix.sum(axis=1) - ((matrix + matrix.T) * self.p).sum(axis=1)
         x = self.strengths + self.inverse_hessian @ grad
+        if len(x) <= _EXACT_STEP_MAX:
+            # On small, sparse data that step lands further off and I-LSR crawls (4-5 iterations);
+            # a Newton step with this round's own Hessian costs less than one I-LSR iteration here.
+            x = _newton(matrix, x, max_steps=1)
         return np.asarray(x - x.mean(), dtype=np.float64)
 
 
 def _round_setup(fit: _PartFit, k: int) -> _RoundSetup:
     x = fit.strengths
     m = len(x)
-    p = expit(x[:, None] - x[None, :])
+    p = _sigmoid(x[:, None] - x[None, :])
     w = (fit.matrix + fit.matrix.T) * p * p.T
     hess = np.diag(w.sum(axis=1)) - w + np.full((m, m), 1.0 / m)
     return _RoundSetup(whole=m == k, strengths=x, p=p, inverse_hessian=np.linalg.inv(hess))

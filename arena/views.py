@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from urllib.parse import quote
 
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from annotation.models import Participant
 from annotation.selectors import get_campaign
 from annotation.services import MTURK_PARAMS, PROLIFIC_PARAMS, admit_to_campaign, resolve_participant
 from arena.selectors import (
+    count_votes_cast,
     default_criterion,
     get_categories,
     get_comparison_payload,
@@ -16,6 +21,7 @@ from arena.selectors import (
 )
 from arena.services import NothingReady, issue_comparison
 from core.errors import ApplicationError
+from core.middleware import allow_mturk_framing
 
 ENTRY_PARAMS = (*PROLIFIC_PARAMS, *MTURK_PARAMS)
 
@@ -35,10 +41,13 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
     except NothingReady as exc:
         context["waiting"] = {"message": exc.message, **get_queue_summary(campaign=campaign).as_dict()}
     except ApplicationError as exc:
+        if exc.code == "quota_reached":
+            return redirect("completion", slug=campaign.slug)
         return render(
             request, "arena/unavailable.html", {"message": exc.message, "campaign": campaign}, status=exc.status
         )
-    return render(request, "arena/vote.html", context)
+    response = render(request, "arena/vote.html", context)
+    return allow_mturk_framing(response) if participant.kind == Participant.Kind.MTURK else response
 
 
 def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
@@ -55,3 +64,40 @@ def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
         "initial": initial,
     }
     return render(request, "arena/leaderboard.html", context)
+
+
+PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+
+
+def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Where a participant lands after the quota: their code, or the crowd platform's hand-back."""
+    try:
+        campaign = get_campaign(slug=slug)
+        admit_to_campaign(campaign=campaign, session=request.session)
+    except ApplicationError as exc:
+        return render(request, "arena/unavailable.html", {"message": exc.message}, status=exc.status)
+    participant = resolve_participant(session=request.session, user=request.user)
+    votes = count_votes_cast(campaign=campaign, participant=participant)
+    quota = campaign.participant_quota
+    context: dict[str, object] = {"campaign": campaign, "votes": votes, "quota": quota}
+    if quota is None or votes < quota:
+        context["remaining"] = None if quota is None else quota - votes
+        return render(request, "arena/complete.html", context)
+    # Flagged participants get a different code so the researcher can review them before paying.
+    code = campaign.completion_code
+    if participant.is_flagged and campaign.completion_code_flagged:
+        code = campaign.completion_code_flagged
+    context["code"] = code
+    if participant.kind == Participant.Kind.PROLIFIC and code:
+        return redirect(PROLIFIC_COMPLETION_URL.format(code=quote(code)))
+    if participant.kind == Participant.Kind.MTURK:
+        params = participant.entry_params
+        submit_to = params.get("turkSubmitTo", "").rstrip("/")
+        if submit_to not in settings.MTURK_SUBMIT_ORIGINS:
+            context["error"] = "This MTurk assignment came without a valid turkSubmitTo; contact the requester."
+        else:
+            context["mturk"] = {
+                "action": f"{submit_to}/mturk/externalSubmit",
+                "assignment_id": params.get("assignmentId", ""),
+            }
+    return render(request, "arena/complete.html", context)

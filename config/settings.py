@@ -199,6 +199,10 @@ SPECTACULAR_SETTINGS = {
 # --- PopArena ---------------------------------------------------------------------------
 # Key for hashing crowd workers' ids; the raw ids are never stored. Changing it splits every
 # crowd worker from their earlier participant, so set it once per deployment.
+# Where an MTurk ExternalQuestion may hand a finished assignment back (turkSubmitTo): only these.
+MTURK_SUBMIT_ORIGINS = env.list(
+    "MTURK_SUBMIT_ORIGINS", default=["https://www.mturk.com", "https://workersandbox.mturk.com"]
+)
 PARTICIPANT_HASH_KEY = env.str("PARTICIPANT_HASH_KEY", default="") or f"participants:{SECRET_KEY}"
 # Where built-in offline pipelines are built once and loaded from with from_pretrained.
 POPARENA_MODEL_CACHE = Path(env.str("POPARENA_MODEL_CACHE", default=str(VAR_DIR / "models")))

@@ -151,10 +151,19 @@
       sending = false;
       const message = result.data && result.data.error ? result.data.error.message : "Your vote could not be sent.";
       showError(message);
-      if (result.status === 409 || result.status === 410) advance();
+      if (result.data && result.data.error && result.data.error.code === "quota_reached") {
+        location.href = arena.dataset.doneUrl;
+      } else if (result.status === 409 || result.status === 410) {
+        advance();
+      }
       return;
     }
     reveal(result.data);
+    const quota = comparison.progress ? comparison.progress.quota : null;
+    if (quota && result.data.votes_cast >= quota) {
+      setTimeout(() => (location.href = arena.dataset.doneUrl), REVEAL_MS / 2);
+      return;
+    }
     advance();
   }
 
@@ -181,6 +190,8 @@
     const result = await post(urls.next, {});
     if (result.ok) {
       render(result.data);
+    } else if (result.status === 409 && result.data && result.data.error.code === "quota_reached") {
+      location.href = arena.dataset.doneUrl;
     } else if (result.status === 409 && result.data && result.data.error.code === "nothing_ready") {
       startWaiting(result.data.error.message);
     } else {

@@ -1,0 +1,86 @@
+"""Completion: codes after the quota, Prolific hand-back, MTurk form and framing."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from annotation.models import Participant
+from arena.models import Comparison
+
+pytestmark = pytest.mark.django_db
+
+BOTH = {"votes": [{"criterion": "diversity", "choice": "left"}, {"criterion": "quality", "choice": "tie"}]}
+
+
+def vote_once(client: Client) -> None:
+    token = client.post("/api/v1/campaigns/study/comparisons/next", {}, content_type="application/json").json()["token"]
+    response = client.post(
+        f"/api/v1/comparisons/{token}/votes", {**BOTH, "dwell_ms": 900}, content_type="application/json"
+    )
+    assert response.status_code == 200
+
+
+@pytest.fixture
+def crowd_campaign(arena_campaign):
+    campaign = arena_campaign(per_queue=4, votes_per_pair=5)
+    campaign.participant_quota = 2
+    campaign.completion_code = "C0DE42"
+    campaign.completion_code_flagged = "REVIEW7"
+    campaign.save()
+    return campaign
+
+
+def test_prolific_participant_is_sent_back_to_prolific_with_the_code_after_the_quota(crowd_campaign):
+    client = Client()
+    client.get("/c/study/?PROLIFIC_PID=p-1&STUDY_ID=s&SESSION_ID=x")
+    vote_once(client)
+    early = client.get("/c/study/done/")
+    assert "1 more to your completion code" in early.content.decode()
+    vote_once(client)
+    # The vote page itself now leads to the completion step.
+    assert client.get("/c/study/").url == "/c/study/done/"
+    done = client.get("/c/study/done/")
+    assert done.status_code == 302
+    assert done.url == "https://app.prolific.com/submissions/complete?cc=C0DE42"
+
+
+def test_a_flagged_participant_gets_the_review_code(crowd_campaign):
+    client = Client()
+    client.get("/c/study/?PROLIFIC_PID=p-2")
+    vote_once(client)
+    vote_once(client)
+    Participant.objects.filter(kind="prolific").update(is_flagged=True)
+    assert client.get("/c/study/done/").url.endswith("cc=REVIEW7")
+
+
+def test_mturk_worker_posts_the_assignment_back_and_the_pages_may_be_framed_by_mturk_only(crowd_campaign, settings):
+    settings.MTURK_SUBMIT_ORIGINS = ["https://workersandbox.mturk.com"]
+    client = Client()
+    entry = client.get(
+        "/c/study/?workerId=W1&assignmentId=A9&hitId=H3&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"
+    )
+    assert "X-Frame-Options" not in entry
+    assert "frame-ancestors https://workersandbox.mturk.com" in entry["Content-Security-Policy"]
+    vote_once(client)
+    vote_once(client)
+    done = client.get("/c/study/done/").content.decode()
+    assert 'action="https://workersandbox.mturk.com/mturk/externalSubmit"' in done
+    assert 'name="assignmentId" value="A9"' in done
+    assert Comparison.objects.filter(status="voted").count() == 2
+
+
+def test_an_mturk_hand_back_to_a_foreign_host_is_refused(crowd_campaign):
+    client = Client()
+    client.get("/c/study/?workerId=W2&assignmentId=A1&hitId=H&turkSubmitTo=https%3A%2F%2Fevil.example")
+    vote_once(client)
+    vote_once(client)
+    done = client.get("/c/study/done/").content.decode()
+    assert "externalSubmit" not in done
+    assert "without a valid turkSubmitTo" in done
+
+
+def test_ordinary_pages_may_not_be_framed(crowd_campaign):
+    response = Client().get("/c/study/")
+    assert response["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
