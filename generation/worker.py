@@ -39,6 +39,7 @@ logger = logging.getLogger("poparena.worker")
 # A claim holds a few pipeline calls' worth of images: fewer round trips to the database, and
 # populations of N images pack into full batches even when N does not divide the batch size.
 CALLS_PER_CLAIM = 4
+PLAN_EVERY_S = 5.0
 
 
 def encode_png(generated: GeneratedImage) -> bytes:
@@ -102,6 +103,7 @@ class GenerationWorker:
         self.cache = ResidentPipelineCache(cache_dir=cache_dir, budget_bytes=cache_budget_bytes)
         self.stats = WorkerStats()
         self.stopping = False
+        self._planned_at = float("-inf")
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -127,14 +129,21 @@ class GenerationWorker:
 
     def step(self) -> bool:
         """Plan, claim one batch and work it; False when there was nothing to do."""
-        services.plan_populations(owner=self.owner)
-        batch = services.claim_generation_batch(
-            worker=self.name, max_images=self.max_batch * CALLS_PER_CLAIM, lease=self.lease, owner=self.owner
-        )
+        batch = self._claim()
+        if not batch or time.monotonic() - self._planned_at > PLAN_EVERY_S:
+            # Planning reads every queue: do it when the claimed work runs out, or now and then.
+            services.plan_populations(owner=self.owner)
+            self._planned_at = time.monotonic()
+            batch = batch or self._claim()
         if not batch:
             return False
         self.work(batch)
         return True
+
+    def _claim(self) -> list[Population]:
+        return services.claim_generation_batch(
+            worker=self.name, max_images=self.max_batch * CALLS_PER_CLAIM, lease=self.lease, owner=self.owner
+        )
 
     # --- one claimed batch ----------------------------------------------------------------------------------
 
