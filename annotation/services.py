@@ -277,3 +277,14 @@ def admit_to_campaign(*, campaign: Campaign, session: SessionBase, invite: str |
         session[INVITES_SESSION_KEY] = [*granted, campaign.slug]
         return
     raise hidden
+
+
+@transaction.atomic
+def apply_quality_flags(*, flags: dict[int, list[str]]) -> int:
+    """Mark participants flagged by quality control (participant id -> reasons); their votes stay, marked."""
+    changed = 0
+    for participant_id, reasons in flags.items():
+        changed += Participant.objects.filter(pk=participant_id, is_flagged=False).update(
+            is_flagged=True, flag_reason="; ".join(reasons)
+        )
+    return changed

@@ -8,10 +8,12 @@ both_bad vote), which count half a win each way as in Chatbot Arena. `fit_rating
 - ratings on the Elo scale, 1000 + 400 / ln(10) * s (400 points per factor 10 of odds), with the
   mean of each connected part at 1000, or one anchor generator pinned to a given rating;
 - the exact maximum-likelihood fit from `choix.ilsr_pairwise_dense` (the fixed point of I-LSR is the
-  MLE; a Newton step on the log-likelihood then certifies it, so ratings are within 1e-6 Elo);
-- percentile bootstrap intervals that resample the aggregated counts: for every compared pair the
-  (i wins, j wins, tie) counts are redrawn as a multinomial with the pair's own number of votes,
-  and each round is refitted with I-LSR warm-started from a one-step Newton estimate;
+  MLE, fractional counts included); Newton steps on the log-likelihood then certify it, so ratings
+  are within about 1e-6 Elo of the optimum;
+- percentile bootstrap intervals that resample the aggregated counts, not the rows: for every
+  compared pair the (i wins, j wins, tie) counts are redrawn as a multinomial with the pair's own
+  number of votes (drawn exactly through the law of 2 * wins + ties, see `_ScoreTables`), and each
+  round is refitted with I-LSR warm-started from a Newton step off the point fit;
 - ranks as 1 + the number of generators whose lower bound is above this one's upper bound.
 
 Degenerate data never raises or yields NaN, and the leaderboard says what was done:
@@ -57,7 +59,8 @@ METHOD_NONE = "no comparisons"
 # not on the distance to the optimum. 1e-10 is far below the 0.01 Elo (5.8e-5) we promise, and the
 # Newton check after it catches the rare slowly converging chain.
 _POINT_TOL = 1e-10
-# Bootstrap rounds only feed 2.5/97.5 percentiles: 1e-7 (2e-5 Elo) is plenty and saves iterations.
+# Bootstrap rounds only feed percentiles: 1e-5 moves interval ends by under 1e-4 Elo against a 1e-10
+# solve (K = 100, 200k votes) and lets warm-started I-LSR stop after its minimum two iterations.
 _BOOT_TOL = 1e-5
 _MAX_ITER = 10_000
 # Keeps one chunk of resampled counts (rounds x pairs) near 16 MB.
@@ -86,8 +89,12 @@ class PairCounts:
         k = len(names)
         if len(set(names)) != k:
             raise ValueError("generator names must be unique")
-        wins = np.array(self.wins, dtype=np.float64).reshape(k, k) if k else np.zeros((0, 0))
-        ties = np.array(self.ties, dtype=np.float64).reshape(k, k) if k else np.zeros((0, 0))
+        wins = np.array(self.wins, dtype=np.float64)
+        ties = np.array(self.ties, dtype=np.float64)
+        if k == 0 and wins.size == 0 and ties.size == 0:
+            wins, ties = np.zeros((0, 0)), np.zeros((0, 0))
+        if wins.shape != (k, k) or ties.shape != (k, k):
+            raise ValueError(f"wins and ties must be {k} x {k} for {k} generators")
         for label, table in (("wins", wins), ("ties", ties)):
             if not np.all(np.isfinite(table)) or np.any(table < 0):
                 raise ValueError(f"{label} must be finite and non-negative")
@@ -325,20 +332,14 @@ def fit_ratings(
     matrix = counts.matrix
     strengths = np.zeros(k)
     fits: list[_PartFit | None] = []
-    notes: list[str] = []
-    prior_used = False
-    for p, members in enumerate(parts):
+    for members in parts:
         if len(members) < 2:
             fits.append(None)
             continue
-        sub = matrix[np.ix_(members, members)]
-        fit_matrix, crossing, groups = _add_separation_prior(sub, prior)
+        fit_matrix, crossing, groups = _add_separation_prior(matrix[np.ix_(members, members)], prior)
         x = _mle(fit_matrix, None, _POINT_TOL, polish=True)
         strengths[members] = x
-        fits.append(_PartFit(members, x, fit_matrix, crossing))
-        if crossing.any():
-            prior_used = True
-            notes.append(_separation_note(p, len(parts), [counts.names[m] for m in members], groups, crossing, prior))
+        fits.append(_PartFit(members, x, fit_matrix, crossing, groups))
 
     rating = ELO_MEAN + ELO_PER_NAT * strengths
     shift = np.zeros(len(parts))
@@ -347,27 +348,10 @@ def fit_ratings(
         shift[part_of[anchor_index]] = anchor_rating - rating[anchor_index]
     rating += shift[part_of]
 
-    rng = np.random.default_rng(seed)
     rated = n.sum(axis=1) > 0
-    if bootstrap > 0 and any(fit is not None for fit in fits):
-        samples, separated = _bootstrap(counts, fits, bootstrap, prior, rng)
-        samples = ELO_MEAN + ELO_PER_NAT * samples
-        if anchor_index >= 0 and fits[part_of[anchor_index]] is not None:
-            members = parts[part_of[anchor_index]]
-            samples[:, members] += anchor_rating - samples[:, [anchor_index]]
-        else:
-            samples += shift[part_of]
-        tail = 100 * (1 - level) / 2
-        low = np.percentile(samples, tail, axis=0)
-        high = np.percentile(samples, 100 - tail, axis=0)
-        # A percentile interval can miss its own point estimate in tiny or separated samples; a bar
-        # that does not contain its dot reads as a bug, so the interval is widened to include it.
-        low = np.minimum(low, rating)
-        high = np.maximum(high, rating)
-    else:
-        separated = 0
-        low = rating.copy()
-        high = rating.copy()
+    low, high, separated = _intervals(
+        counts, fits, parts, part_of, rating, shift, anchor_index, bootstrap, level, prior, np.random.default_rng(seed)
+    )
     low[~rated] = -math.inf
     high[~rated] = math.inf
     if anchor_index >= 0 and not rated[anchor_index]:
@@ -394,21 +378,14 @@ def fit_ratings(
     ]
     standings.sort(key=lambda s: (s.part, s.rank, -s.rating, s.name))
 
-    if not rated.any():
-        method = METHOD_NONE
-        if k:
-            notes.append("no votes yet: every generator is unrated (rating 1000 by convention, unbounded interval)")
-    else:
-        method = METHOD_REGULARISED if prior_used else METHOD_EXACT
-        rated_parts = sum(1 for members in parts if len(members) > 1)
-        if rated_parts > 1:
-            notes.append(
-                f"the comparison graph has {rated_parts} disconnected parts: ratings are comparable only within a "
-                "part (each part is centred on 1000 unless it holds the anchor) and ranks are within the part"
-            )
-        unrated = [counts.names[i] for i in range(k) if not rated[i]]
-        if unrated:
-            notes.append(f"no votes yet for {', '.join(unrated)}: rating 1000 by convention, unbounded interval")
+    prior_used = any(fit is not None and fit.crossing.any() for fit in fits)
+    method = METHOD_NONE if not rated.any() else METHOD_REGULARISED if prior_used else METHOD_EXACT
+    notes = [
+        _separation_note(p, len(parts), [counts.names[m] for m in fit.members], fit.groups, fit.crossing, prior)
+        for p, fit in enumerate(fits)
+        if fit is not None and fit.crossing.any()
+    ]
+    notes += _coverage_notes(counts.names, parts, rated)
     if separated:
         notes.append(
             f"{separated} of {bootstrap} bootstrap rounds drew a perfectly separated sample and were fitted with the "
@@ -431,6 +408,53 @@ def fit_ratings(
     )
 
 
+def _intervals(
+    counts: PairCounts,
+    fits: list[_PartFit | None],
+    parts: list[IntArray],
+    part_of: IntArray,
+    rating: FloatArray,
+    shift: FloatArray,
+    anchor_index: int,
+    bootstrap: int,
+    level: float,
+    prior: float,
+    rng: np.random.Generator,
+) -> tuple[FloatArray, FloatArray, int]:
+    """Percentile interval ends on the Elo scale, and how many rounds needed the prior."""
+    if bootstrap == 0 or all(fit is None for fit in fits):
+        return rating.copy(), rating.copy(), 0
+    samples, separated = _bootstrap(counts, fits, bootstrap, prior, rng)
+    samples = ELO_MEAN + ELO_PER_NAT * samples + shift[part_of]
+    if anchor_index >= 0 and fits[part_of[anchor_index]] is not None:
+        members = parts[part_of[anchor_index]]
+        samples[:, members] += rating[anchor_index] - samples[:, [anchor_index]]
+    tail = 100 * (1 - level) / 2
+    low = np.percentile(samples, tail, axis=0)
+    high = np.percentile(samples, 100 - tail, axis=0)
+    # A percentile interval can miss its own point estimate in tiny or separated samples; a bar
+    # that does not contain its dot reads as a bug, so the interval is widened to include it.
+    return np.minimum(low, rating), np.maximum(high, rating), separated
+
+
+def _coverage_notes(names: tuple[str, ...], parts: list[IntArray], rated: NDArray[np.bool_]) -> list[str]:
+    if not names:
+        return []
+    if not rated.any():
+        return ["no votes yet: every generator is unrated (rating 1000 by convention, unbounded interval)"]
+    notes = []
+    rated_parts = sum(1 for members in parts if len(members) > 1)
+    if rated_parts > 1:
+        notes.append(
+            f"the comparison graph has {rated_parts} disconnected parts: ratings are comparable only within a "
+            "part (each part is centred on 1000 unless it holds the anchor) and ranks are within the part"
+        )
+    unrated = [names[i] for i in range(len(names)) if not rated[i]]
+    if unrated:
+        notes.append(f"no votes yet for {', '.join(unrated)}: rating 1000 by convention, unbounded interval")
+    return notes
+
+
 def rank_from_intervals(low: ArrayLike, high: ArrayLike, part: ArrayLike | None = None) -> IntArray:
     """1 + the number of generators (of the same part) whose lower bound is above this one's upper bound."""
     lo = np.asarray(low, dtype=np.float64)
@@ -448,6 +472,7 @@ class _PartFit:
     strengths: FloatArray
     matrix: FloatArray  # the counts the point fit used, prior included
     crossing: NDArray[np.bool_]  # pairs that received the prior
+    groups: NDArray[np.int64]  # strongly connected group of each member
 
 
 def _connected_parts(n: FloatArray) -> list[IntArray]:

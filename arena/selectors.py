@@ -11,8 +11,17 @@ from django.core.cache import cache
 from django.db.models import Count, F, Max, Sum
 
 from annotation.models import Campaign, Criterion, Participant
+from annotation.quality import (
+    Agreement,
+    QualityReport,
+    UnitVote,
+    VoteRecord,
+    agreement_by_criterion,
+    assess_participants,
+    parse_choice,
+)
 from annotation.services import demand_owner
-from arena.models import Comparison, PairTally
+from arena.models import Comparison, PairTally, Vote
 from arena.ranking import PairCounts, fit_ratings, win_rate_matrix
 from core.errors import NotFound
 from generation.models import Image
@@ -168,3 +177,31 @@ def get_generator_ratings(*, campaign: Campaign, criterion: str) -> dict[str, fl
     """Bradley-Terry ratings on the Elo scale (mean 1000) of the campaign's generators on one criterion."""
     counts, _, _ = _counts(campaign, _criterion(campaign, criterion), "")
     return fit_ratings(counts, bootstrap=0).ratings()
+
+
+def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dict[str, Agreement]]:
+    """Every participant's quality signals and flag by the stated rule, and agreement per criterion."""
+    votes: list[VoteRecord] = []
+    units: list[UnitVote] = []
+    rows = (
+        Vote.objects.filter(comparison__campaign=campaign)
+        .order_by("created_at", "pk")
+        .values_list(
+            "comparison__participant_id",
+            "comparison_id",
+            "criterion__key",
+            "choice",
+            "dwell_ms",
+            "created_at",
+            "comparison__left_population_id",
+            "comparison__right_population_id",
+        )
+        .iterator(chunk_size=5000)
+    )
+    for participant, comparison, criterion, choice, dwell_ms, created_at, left, right in rows:
+        parsed = parse_choice(choice)
+        votes.append(VoteRecord(participant, comparison, criterion, parsed, dwell_ms, created_at))
+        # One unit per pair of populations, oriented by population id so side swaps line up.
+        unit = (min(left, right), max(left, right))
+        units.append(UnitVote(unit, criterion, participant, parsed, swapped=left != unit[0]))
+    return assess_participants(votes=votes), agreement_by_criterion(units)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("c/<slug:slug>/", views.vote_page, name="vote"),
     path("c/<slug:slug>/leaderboard/", views.leaderboard_page, name="leaderboard"),
     path("c/<slug:slug>/done/", views.completion_page, name="completion"),
+    path("c/<slug:slug>/quality/", views.quality_page, name="quality"),
 ]

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import csv
 from urllib.parse import quote
 
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from annotation.models import Participant
+from annotation.quality import QUALITY_CSV_FIELDS
 from annotation.selectors import get_campaign
-from annotation.services import MTURK_PARAMS, PROLIFIC_PARAMS, admit_to_campaign, resolve_participant
+from annotation.services import (
+    MTURK_PARAMS,
+    PROLIFIC_PARAMS,
+    admit_to_campaign,
+    apply_quality_flags,
+    resolve_participant,
+)
 from arena.selectors import (
     count_votes_cast,
     default_criterion,
     get_categories,
     get_comparison_payload,
     get_leaderboard,
+    get_quality_reports,
     get_queue_summary,
 )
 from arena.services import NothingReady, issue_comparison
@@ -101,3 +112,31 @@ def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
                 "assignment_id": params.get("assignmentId", ""),
             }
     return render(request, "arena/complete.html", context)
+
+
+@staff_member_required
+def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Staff: every participant's quality signals, agreement per criterion, a CSV, and applying flags."""
+    campaign = get_campaign(slug=slug)
+    reports, agreement = get_quality_reports(campaign=campaign)
+    if request.method == "POST":
+        flagged = apply_quality_flags(
+            flags={int(r.participant): list(r.reasons) for r in reports if r.flagged}  # type: ignore[call-overload]
+        )
+        messages.success(request, f"{flagged} participant(s) newly flagged; their votes are kept and marked.")
+        return redirect("quality", slug=slug)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{campaign.slug}-quality.csv"'
+        writer = csv.DictWriter(response, fieldnames=QUALITY_CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(report.as_row() for report in reports)
+        return response
+    context = {
+        "campaign": campaign,
+        "fields": QUALITY_CSV_FIELDS,
+        "rows": [report.as_row() for report in reports],
+        "agreement": agreement,
+        "flagged": sum(report.flagged for report in reports),
+    }
+    return render(request, "arena/quality.html", context)

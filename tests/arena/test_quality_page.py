@@ -1,0 +1,37 @@
+"""The staff quality report: signals per participant, agreement, CSV, and applying the flag rule."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from annotation.models import Participant
+from arena.services import VoteInput, cast_votes, issue_comparison
+
+pytestmark = pytest.mark.django_db
+
+
+def test_quality_report_flags_a_fast_clicker_and_applying_it_marks_the_participant(
+    admin_client, arena_campaign, client
+):
+    campaign = arena_campaign(per_queue=12, votes_per_pair=12)
+    careful, hasty = Participant.objects.create(), Participant.objects.create()
+    for _ in range(10):
+        for voter, dwell in ((careful, 9000), (hasty, 300)):
+            comparison = issue_comparison(campaign=campaign, participant=voter)
+            votes = [VoteInput("diversity", "left"), VoteInput("quality", "right")]
+            cast_votes(token=comparison.token, participant=voter, votes=votes, dwell_ms=dwell)
+    assert client.get("/c/study/quality/").status_code == 302  # staff only
+    rows = list(csv.DictReader(io.StringIO(admin_client.get("/c/study/quality/?format=csv").content.decode())))
+    flagged = {int(row["participant"]): row["flagged"] for row in rows}
+    assert flagged == {careful.pk: "False", hasty.pk: "True"}
+    admin_client.post("/c/study/quality/")
+    hasty.refresh_from_db()
+    careful.refresh_from_db()
+    assert hasty.is_flagged
+    assert "faster than 1500 ms" in hasty.flag_reason
+    assert not careful.is_flagged
+    page = admin_client.get("/c/study/quality/").content.decode()
+    assert "Krippendorff" in page
