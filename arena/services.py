@@ -293,6 +293,30 @@ def _record_tallies(comparison: Comparison, criteria: dict[str, int], votes: lis
         ).update(**{field: F(field) + 1, "updated_at": timezone.now()})
 
 
+@transaction.atomic
+def recount_tallies(*, campaign: Campaign) -> int:
+    """Rebuild a campaign's pair tallies from its votes, leaving out flagged participants; returns votes counted."""
+    PairTally.objects.filter(campaign=campaign).delete()
+    votes = (
+        Vote.objects.filter(comparison__campaign=campaign, comparison__participant__is_flagged=False)
+        .select_related("comparison__prompt", "comparison__left_population", "comparison__right_population")
+        .order_by("comparison_id")
+    )
+    counted = 0
+    by_comparison: dict[int, list[Vote]] = defaultdict(list)
+    for vote in votes.iterator(chunk_size=2000):
+        by_comparison[vote.comparison_id].append(vote)
+    for group in by_comparison.values():
+        comparison = group[0].comparison
+        criteria = {str(v.criterion_id): v.criterion_id for v in group}
+        _record_tallies(comparison, criteria, [VoteInput(str(v.criterion_id), v.choice) for v in group])
+        counted += len(group)
+    transaction.on_commit(
+        partial(announce_leaderboard_change, campaign.slug, list(campaign.criteria.values_list("key", flat=True)))
+    )
+    return counted
+
+
 def announce_leaderboard_change(campaign_slug: str, criteria: list[str]) -> None:
     """Tell live leaderboards that votes landed; each recomputes (cached) and pushes the new fit."""
     from asgiref.sync import async_to_sync
@@ -338,7 +362,9 @@ def cast_votes(
     comparison.status = Comparison.Status.VOTED
     comparison.voted_at = now
     comparison.save(update_fields=["status", "voted_at"])
-    _record_tallies(comparison, criteria, votes)
+    if not participant.is_flagged:
+        # Flagged participants' votes are kept and marked, but leaderboards leave them out.
+        _record_tallies(comparison, criteria, votes)
     keys = [v.criterion for v in votes]
     transaction.on_commit(partial(announce_leaderboard_change, comparison.campaign.slug, keys))
     votes_cast = Comparison.objects.filter(

@@ -30,7 +30,7 @@ from arena.selectors import (
     get_quality_reports,
     get_queue_summary,
 )
-from arena.services import NothingReady, issue_comparison
+from arena.services import NothingReady, issue_comparison, recount_tallies
 from core.errors import ApplicationError
 from core.middleware import allow_mturk_framing
 
@@ -123,7 +123,11 @@ def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
         flagged = apply_quality_flags(
             flags={int(r.participant): list(r.reasons) for r in reports if r.flagged}  # type: ignore[call-overload]
         )
-        messages.success(request, f"{flagged} participant(s) newly flagged; their votes are kept and marked.")
+        recount_tallies(campaign=campaign)
+        messages.success(
+            request,
+            f"{flagged} participant(s) newly flagged; their votes are kept, marked and left out of leaderboards.",
+        )
         return redirect("quality", slug=slug)
     if request.GET.get("format") == "csv":
         response = HttpResponse(content_type="text/csv")

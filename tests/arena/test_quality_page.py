@@ -33,5 +33,8 @@ def test_quality_report_flags_a_fast_clicker_and_applying_it_marks_the_participa
     assert hasty.is_flagged
     assert "faster than 1500 ms" in hasty.flag_reason
     assert not careful.is_flagged
+    # The flagged participant's votes no longer count on the leaderboard.
+    board = admin_client.get("/api/v1/campaigns/study/leaderboard?criterion=diversity").json()
+    assert board["votes"] == 10
     page = admin_client.get("/c/study/quality/").content.decode()
     assert "Krippendorff" in page
