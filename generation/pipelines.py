@@ -305,7 +305,24 @@ def _build_tiny_random(cache_dir: Path, spec: PipelineSpec) -> Path:
 
 # Offline models by name after "builtin:". Each builder gets the cache folder and the spec and returns
 # a saved diffusers pipeline folder, so built-ins load through the same from_pretrained path as real models.
-BUILTIN_BUILDERS: dict[str, Callable[[Path, PipelineSpec], Path]] = {TINY_RANDOM: _build_tiny_random}
+SHAPES = "shapes"
+# The demo's prompt-following toy model: trained by `manage.py train_demo_model`, committed with its recipe.
+SHAPES_FOLDER = Path(__file__).resolve().parent / "builtin" / SHAPES
+
+
+def _committed_shapes_model(cache_dir: Path, spec: PipelineSpec) -> Path:
+    if not (SHAPES_FOLDER / "model_index.json").is_file():
+        raise PipelineError(
+            f"the built-in shapes model is missing from {SHAPES_FOLDER}; "
+            "rebuild it with `python manage.py train_demo_model`"
+        )
+    return SHAPES_FOLDER
+
+
+BUILTIN_BUILDERS: dict[str, Callable[[Path, PipelineSpec], Path]] = {
+    TINY_RANDOM: _build_tiny_random,
+    SHAPES: _committed_shapes_model,
+}
 
 
 def resolve_source(spec: PipelineSpec, cache_dir: Path) -> str:
