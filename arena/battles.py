@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from arena.ranking import FIRST_WINS, SECOND_WINS, TIE, PairCounts
+from arena.ranking import FIRST_WINS, SECOND_WINS, TIE, IntArray, PairCounts
 
 FORMATS = ("fastchat", "arena")
 COLUMNS: dict[str, tuple[str, str, str]] = {
@@ -119,23 +119,21 @@ def parse_battles(first: Any, second: Any, winner: Any, *, format: str = "fastch
     """Count battles given as three equally long columns (lists or pyarrow arrays of strings; None is missing)."""
     if format not in FORMATS:
         raise BattleLogError(f"unknown format {format!r} (use {' or '.join(FORMATS)})")
-    a = _clean(first)
-    b = _clean(second)
-    w = _clean(winner)
+    # Every column is dictionary-encoded first and cleaned per distinct value: a million rows hold
+    # a few hundred distinct strings, so trimming and matching stay cheap in time and memory.
+    models: dict[str, int] = {}
+    a = _codes(first, models, str.strip)
+    b = _codes(second, models, str.strip)
+    spellings: dict[str, int] = {}
+    w = _codes(winner, spellings, lambda value: value.strip().lower())
     if not (len(a) == len(b) == len(w)):
         raise BattleLogError("the three columns differ in length")
-    rows = len(a)
-    w = pc.utf8_lower(w)
-    missing = _filled(pc.or_kleene(pc.or_kleene(pc.is_null(a), pc.is_null(b)), pc.is_null(w)))
     outcomes = OUTCOMES[format]
-    encoded = pc.dictionary_encode(w).combine_chunks() if isinstance(w, pa.ChunkedArray) else pc.dictionary_encode(w)
-    spellings = encoded.dictionary.to_pylist()
-    lookup = np.array([outcomes.get(s, -1) for s in spellings] + [-1], dtype=np.int64)
-    index = encoded.indices.fill_null(len(spellings)).to_numpy(zero_copy_only=False).astype(np.int64)
-    code = lookup[index]
+    spelled = list(spellings)
+    code = np.array([outcomes.get(v, -1) for v in spelled] + [-1], dtype=np.int64)[w]
+    missing = (a < 0) | (b < 0) | (w < 0)
     unknown = ~missing & (code < 0)
-    same = _filled(pc.equal(a, b))
-    itself = ~missing & ~unknown & same
+    itself = ~missing & ~unknown & (a == b)
     good = ~(missing | unknown | itself)
 
     bad: dict[str, int] = {}
@@ -147,27 +145,23 @@ def parse_battles(first: Any, second: Any, winner: Any, *, format: str = "fastch
             examples[reason] = (np.flatnonzero(mask)[:_EXAMPLES] + 1).tolist()
     unknown_values: dict[str, int] = {}
     if unknown.any():
-        values, frequency = np.unique(index[unknown], return_counts=True)
+        values, frequency = np.unique(w[unknown], return_counts=True)
         for i in np.argsort(-frequency, kind="stable")[:_EXAMPLES]:
-            unknown_values[spellings[values[i]]] = int(frequency[i])
+            unknown_values[spelled[values[i]]] = int(frequency[i])
 
-    keep = pa.array(good)
-    a_good = pc.filter(a, keep)
-    b_good = pc.filter(b, keep)
-    both = pa.concat_arrays([_array(a_good), _array(b_good)])
-    names_encoded = pc.dictionary_encode(both)
-    raw_names = names_encoded.dictionary.to_pylist()
-    # Sorted names make the output order independent of row order.
-    order = np.argsort(np.array(raw_names, dtype=object)) if raw_names else np.zeros(0, dtype=np.int64)
-    position = np.empty(len(raw_names), dtype=np.int64)
-    position[order] = np.arange(len(raw_names))
-    ids = position[names_encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
-    used = len(a_good)
-    counts = PairCounts.from_indices([raw_names[i] for i in order], ids[:used], ids[used:], code[good])
+    a, b = a[good], b[good]
+    # Only models with a usable battle are ranked, sorted so the output does not depend on row order.
+    present = np.zeros(len(models), dtype=bool)
+    present[a] = True
+    present[b] = True
+    names = sorted(name for name, i in models.items() if present[i])
+    position = np.full(len(models), -1, dtype=np.int64)
+    position[[models[name] for name in names]] = np.arange(len(names))
+    counts = PairCounts.from_indices(names, position[a], position[b], code[good])
     return BattleLog(
         counts=counts,
-        rows=rows,
-        used=used,
+        rows=len(w),
+        used=int(good.sum()),
         format=format,
         bad=bad,
         examples=examples,
@@ -175,22 +169,25 @@ def parse_battles(first: Any, second: Any, winner: Any, *, format: str = "fastch
     )
 
 
-def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+def _codes(column: Any, lookup: dict[str, int], clean: Callable[[str], str]) -> IntArray:
+    """One id per row, `lookup[clean(value)]` (new values join `lookup`); -1 where missing or empty."""
+    if not isinstance(column, pa.Array | pa.ChunkedArray):
+        column = pa.array(column, type=pa.string())
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = [np.zeros(0, dtype=np.int64)]
+    for chunk in chunks:
+        if not pa.types.is_dictionary(chunk.type):
+            chunk = pc.dictionary_encode(chunk)
+        ids = [-1 if v is None else _lookup(clean(str(v)), lookup) for v in chunk.dictionary.to_pylist()]
+        mapping = np.array([*ids, -1], dtype=np.int64)
+        out.append(mapping[chunk.indices.fill_null(len(ids)).to_numpy(zero_copy_only=False)])
+    return np.concatenate(out)
 
 
-def _clean(values: Any) -> pa.Array:
-    """A string array with surrounding spaces trimmed and empty strings as nulls."""
-    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, type=pa.string())
-    array = _array(array)
-    if not pa.types.is_string(array.type) and not pa.types.is_large_string(array.type):
-        array = pc.cast(array, pa.string())
-    trimmed = pc.utf8_trim_whitespace(array)
-    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-
-
-def _filled(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return np.asarray(_array(mask).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+def _lookup(value: str, lookup: dict[str, int]) -> int:
+    if not value:
+        return -1
+    return lookup.setdefault(value, len(lookup))
 
 
 def _missing_columns(columns: Sequence[str], present: Sequence[str], path: Path) -> BattleLogError:
@@ -218,7 +215,8 @@ def _read_csv(path: Path, columns: tuple[str, str, str]) -> tuple[pa.Array, pa.A
             path,
             convert_options=pacsv.ConvertOptions(
                 include_columns=list(columns),
-                column_types=dict.fromkeys(columns, pa.string()),
+                # Read as dictionaries: a million rows hold only a few hundred distinct strings.
+                column_types=dict.fromkeys(columns, pa.dictionary(pa.int32(), pa.string())),
                 strings_can_be_null=True,
             ),
         )
@@ -234,7 +232,8 @@ def _read_parquet(path: Path, columns: tuple[str, str, str]) -> tuple[pa.Array, 
         schema = pq.read_schema(path)
         if any(c not in schema.names for c in columns):
             raise _missing_columns(columns, schema.names, path)
-        table = pq.read_table(path, columns=list(columns))
+        strings = [c for c in columns if pa.types.is_string(schema.field(c).type)]
+        table = pq.read_table(path, columns=list(columns), read_dictionary=strings)
     except (pa.ArrowException, OSError) as exc:
         raise BattleLogError(f"cannot parse {path.name} as Parquet: {exc}") from None
     return table[columns[0]], table[columns[1]], table[columns[2]]

@@ -8,10 +8,12 @@ from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
 urlpatterns = [
+    path("admin/exports/", include("exports.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("annotation.api_urls")),
     path("api/v1/", include("arena.api_urls")),
+    path("api/v1/", include("exports.api_urls")),
     path("", include("annotation.urls")),
     path("", include("arena.urls")),
 ]

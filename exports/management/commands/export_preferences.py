@@ -1,0 +1,99 @@
+"""`export_preferences --campaign SLUG --format FMT --out DIR`: write a campaign's votes as a preference dataset."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from core.errors import ApplicationError
+from exports.rows import TIES_DROP, TIES_SOFT
+from exports.selectors import get_export_campaign
+from exports.services import ExportOptions, Progress, export_preferences
+from exports.writers import FORMATS
+
+
+class Command(BaseCommand):
+    help = (
+        "Export a campaign's votes as a preference dataset that training code reads as it is. Formats: "
+        + "; ".join(f"{name}: {spec.description}" for name, spec in FORMATS.items())
+        + ". Writes into a staging folder beside --out and renames it into place, with manifest.json and README.md."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--campaign", required=True, help="slug of the campaign")
+        parser.add_argument("--format", required=True, choices=list(FORMATS), help="dataset format")
+        parser.add_argument("--out", required=True, type=Path, help="folder to create (must be absent or empty)")
+        parser.add_argument(
+            "--criterion", help="criterion key; required by single-criterion formats when a campaign asks several"
+        )
+        parser.add_argument(
+            "--ties",
+            choices=[TIES_DROP, TIES_SOFT],
+            help="drop tied pairs, or keep them as 0.5/0.5 (soft); default: the format's own",
+        )
+        parser.add_argument("--min-votes", type=int, help="leave out pairs with fewer votes (default 1)")
+        parser.add_argument(
+            "--min-margin", type=int, help="leave out decided pairs won by fewer votes than this (default 0)"
+        )
+        parser.add_argument(
+            "--validation-fraction",
+            type=float,
+            default=0.0,
+            help="share of captions held out as a validation split (by caption, so none leaks); default 0",
+        )
+        parser.add_argument("--skip-missing", action="store_true", help="leave out pairs whose image files are gone")
+        parser.add_argument("--overwrite", action="store_true", help="replace an earlier export in --out")
+        parser.add_argument(
+            "--include-flagged", action="store_true", help="keep votes of participants flagged by quality control"
+        )
+        parser.add_argument(
+            "--no-images", action="store_true", help="population-jsonl only: write image paths but copy no files"
+        )
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # None lets tqdm decide: a bar on a terminal, nothing in a log file.
+        disable = True if options["no_progress"] else None
+
+        def progress(total: int | None, unit: str) -> Progress:
+            bar: Progress = tqdm(total=total, unit=unit, file=sys.stderr, disable=disable, mininterval=0.5)
+            return bar
+
+        export = ExportOptions(
+            format=options["format"],
+            criterion=options["criterion"],
+            ties=options["ties"],
+            min_votes=options["min_votes"],
+            min_margin=options["min_margin"],
+            validation_fraction=options["validation_fraction"],
+            skip_missing=options["skip_missing"],
+            include_flagged=options["include_flagged"],
+            copy_images=not options["no_images"],
+        )
+        try:
+            campaign = get_export_campaign(slug=options["campaign"])
+            result = export_preferences(
+                campaign=campaign, options=export, out=options["out"], overwrite=options["overwrite"], progress=progress
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        for warning in result.warnings:
+            self.stderr.write(self.style.WARNING(f"warning: {warning}"))
+        manifest = result.manifest
+        counts = manifest["counts"]
+        rows = ", ".join(f"{n} {split}" for split, n in counts["rows"].items())
+        detail = ""
+        if "pairs" in counts:
+            pairs = counts["pairs"]
+            dropped = ", ".join(f"{n} {why}" for why, n in pairs["dropped"].items() if n) or "none"
+            detail = f" from {pairs['kept']} of {pairs['judged']} judged pairs (dropped: {dropped})"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{manifest['format']} of {campaign.slug}: {rows} rows{detail}, "
+                f"{manifest['file_totals']['files']} files, written to {result.path} in {manifest['seconds']:.1f} s."
+            )
+        )

@@ -1,0 +1,874 @@
+"""Export orchestration: stream votes into pair rows, filter them, write one format atomically, with a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+import tomllib
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.files.storage import Storage
+from django.db.models import FileField
+from django.utils import timezone
+
+from annotation.models import Campaign, Criterion
+from arena.selectors import get_generator_ratings, get_leaderboard
+from core.errors import ApplicationError, Conflict, NotFound
+from exports import cards, selectors
+from exports import writers as w
+from exports.rows import (
+    DROP_MISSING_IMAGE,
+    OUTCOMES,
+    TIES_DROP,
+    TIES_SOFT,
+    TRAIN,
+    VALIDATION,
+    ImageInfo,
+    JudgedPair,
+    PairFilter,
+    PairRow,
+    ParticipantHasher,
+    PopulationInfo,
+    group_pairs,
+    split_for,
+)
+from generation.models import Image
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = selectors.MANIFEST
+CARD = "README.md"
+# Judged pairs resolved (populations and images fetched) per round trip.
+PAIR_BATCH = 500
+IMAGE_CACHE_BYTES = 4 * 1024 * 1024
+# What a cached image costs beyond its bytes (its key, the bytes object, the dict slot):
+# with small images this, not the data, is most of the cache.
+IMAGE_CACHE_OVERHEAD = 300
+# Content hashes remembered as copied; older ones are checked on disk instead.
+COPIED_MEMORY = 100_000
+# Threads reading and writing images (enough to hide storage latency; each holds one image),
+# and the pairs whose images are fetched in one go.
+IO_WORKERS = 4
+IMAGE_ROWS = 16
+SERVER_EXPORT_NAME = re.compile(r"^[a-z0-9-]+$")
+
+
+class ExportError(ApplicationError):
+    code = "export_invalid"
+
+
+class Progress(Protocol):
+    def update(self, n: float | None = 1) -> bool | None: ...
+
+    def close(self) -> None: ...
+
+
+# (total or None, unit) -> a progress bar; the command passes tqdm.
+ProgressFactory = Callable[[int | None, str], Progress]
+
+
+class _NoProgress:
+    def update(self, n: float | None = 1) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _no_progress(total: int | None, unit: str) -> Progress:
+    return _NoProgress()
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What to export and how to filter it; None means the format's default."""
+
+    format: str
+    criterion: str | None = None
+    ties: str | None = None
+    min_votes: int | None = None
+    min_margin: int | None = None
+    validation_fraction: float = 0.0
+    skip_missing: bool = False
+    include_flagged: bool = False
+    copy_images: bool = True
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+
+def exporter_version() -> str:
+    """The project's version: installed package metadata, else pyproject.toml, else "unknown"."""
+    try:
+        return metadata.version("poparena")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        with open(Path(settings.BASE_DIR) / "pyproject.toml", "rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
+
+
+# --- options ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    spec: w.FormatSpec
+    criteria: list[Criterion]
+    pair_filter: PairFilter | None
+    splits: tuple[str, ...]
+
+
+def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
+    spec = w.FORMATS.get(options.format)
+    if spec is None:
+        raise ExportError(f"unknown format {options.format!r} (use one of: {', '.join(w.FORMATS)})")
+    asked = list(campaign.criteria.order_by("position", "pk"))
+    keys = ", ".join(c.key for c in asked) or "none"
+    if options.criterion:
+        chosen = [c for c in asked if c.key == options.criterion]
+        if not chosen:
+            raise NotFound(f"unknown criterion {options.criterion!r} (this campaign asks: {keys})")
+    elif spec.single_criterion and len(asked) > 1:
+        raise ExportError(f"{spec.name} holds one criterion: pass --criterion (this campaign asks: {keys})")
+    elif spec.single_criterion and not asked:
+        raise ExportError(f"campaign {campaign.slug!r} has no criteria, so there is nothing to export as {spec.name}")
+    else:
+        chosen = asked
+    pair_filter = None
+    if spec.source == "pairs":
+        ties = options.ties or spec.default_ties or TIES_DROP
+        if ties not in (TIES_DROP, TIES_SOFT):
+            raise ExportError(f"--ties must be {TIES_DROP} or {TIES_SOFT}, not {ties!r}")
+        if ties == TIES_SOFT and not spec.soft_ties:
+            raise ExportError(f"{spec.name} cannot express a tie: use --ties drop")
+        min_votes = 1 if options.min_votes is None else options.min_votes
+        min_margin = 0 if options.min_margin is None else options.min_margin
+        if min_votes < 1:
+            raise ExportError("--min-votes must be at least 1")
+        if min_margin < 0:
+            raise ExportError("--min-margin must not be negative")
+        pair_filter = PairFilter(ties=ties, min_votes=min_votes, min_margin=min_margin)
+    else:
+        given = [
+            name
+            for name, value in (
+                ("--ties", options.ties),
+                ("--min-votes", options.min_votes),
+                ("--min-margin", options.min_margin),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ExportError(f"{', '.join(given)} does not apply to {spec.name}, which is not made of judged pairs")
+    if not 0.0 <= options.validation_fraction < 1.0:
+        raise ExportError("--validation-fraction must be at least 0 and below 1")
+    if options.validation_fraction and not spec.splits:
+        raise ExportError(f"{spec.name} has no train/validation split")
+    if not options.copy_images and spec.name != w.POPULATION_JSONL:
+        raise ExportError(f"{spec.name} needs its images; only {w.POPULATION_JSONL} can leave them out")
+    splits = (TRAIN, VALIDATION) if options.validation_fraction else (TRAIN,)
+    return _Plan(spec, chosen, pair_filter, splits)
+
+
+def _filters(plan: _Plan, options: ExportOptions) -> dict[str, Any]:
+    filters: dict[str, Any] = {"criteria": [c.key for c in plan.criteria]}
+    if plan.pair_filter is not None:
+        filters.update(
+            ties=plan.pair_filter.ties,
+            min_votes=plan.pair_filter.min_votes,
+            min_margin=plan.pair_filter.min_margin,
+            include_flagged_participants=options.include_flagged,
+            gold_comparisons="excluded",
+            skip_missing=options.skip_missing,
+        )
+        if plan.spec.splits:
+            filters["validation_fraction"] = options.validation_fraction
+        if plan.spec.name == w.POPULATION_JSONL:
+            filters["images_copied"] = options.copy_images
+    return filters
+
+
+# --- images -----------------------------------------------------------------------------------------------
+
+
+class _BadImage(Exception):
+    def __init__(self, image: ImageInfo, why: str) -> None:
+        super().__init__(f"{image.storage_name} ({why})")
+        self.name = image.storage_name
+        self.why = why
+
+
+class ImageSource:
+    """Reads images from media storage (verifying their hash) and copies each into an export once, by content hash.
+
+    Reads and writes of a batch run on a few threads: file and network I/O release the GIL,
+    and remote storage answers each request with a round trip.
+    """
+
+    def __init__(self, storage: Storage, folder: Path, *, skip_missing: bool) -> None:
+        self._storage = storage
+        self._folder = str(folder)
+        self._skip_missing = skip_missing
+        self._pool = ThreadPoolExecutor(max_workers=IO_WORKERS, thread_name_prefix="export-io")
+        self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._cache_bytes = 0
+        # Hashes copied so far, newest last; while none has been forgotten this is the whole set,
+        # so only a larger export pays a stat() per image to find out what it already holds.
+        self._copied: OrderedDict[str, None] = OrderedDict()
+        self._forgot = False
+        self._dirs: set[str] = set()
+        self.copied = 0
+        self.missing: dict[str, str] = {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _fetch(self, image: ImageInfo) -> bytes:
+        if image.storage_name in self.missing:
+            raise _BadImage(image, self.missing[image.storage_name])
+        try:
+            with self._storage.open(image.storage_name, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            raise _BadImage(image, "missing from media storage") from None
+        except Exception as exc:  # remote storages raise their own error types for a missing or unreadable key
+            raise _BadImage(image, f"unreadable: {exc}") from None
+        if hashlib.sha256(data).hexdigest() != image.sha256:
+            raise _BadImage(image, "content does not match its recorded sha256")
+        return bytes(data)
+
+    def _try_fetch(self, image: ImageInfo) -> bytes | _BadImage:
+        try:
+            return self._fetch(image)
+        except _BadImage as bad:
+            return bad
+
+    def _remember(self, image: ImageInfo, data: bytes) -> None:
+        self._cache[image.sha256] = data
+        self._cache_bytes += len(data) + IMAGE_CACHE_OVERHEAD
+        while self._cache_bytes > IMAGE_CACHE_BYTES and len(self._cache) > 1:
+            _, old = self._cache.popitem(last=False)
+            self._cache_bytes -= len(old) + IMAGE_CACHE_OVERHEAD
+
+    def read(self, image: ImageInfo) -> bytes:
+        data = self._cache.get(image.sha256)
+        if data is not None:
+            self._cache.move_to_end(image.sha256)
+            return data
+        data = self._fetch(image)
+        self._remember(image, data)
+        return data
+
+    def _refuse(self, bad: _BadImage) -> bool:
+        self.missing[bad.name] = bad.why
+        if not self._skip_missing:
+            raise ExportError(
+                f"image file {bad.name} is {bad.why}; pass --skip-missing to leave out the pairs that show it"
+            )
+        return False
+
+    def _usable(self, images: Sequence[ImageInfo], bad: dict[str, _BadImage]) -> bool:
+        for image in images:
+            found = bad.get(image.sha256)
+            if found is not None:
+                return self._refuse(found)
+        return True
+
+    def check(self, rows: Sequence[Sequence[ImageInfo]]) -> list[bool]:
+        """Whether each row's images can all be read; they are read, a few at a time in parallel, into the cache."""
+        pending = list({i.sha256: i for images in rows for i in images if i.sha256 not in self._cache}.values())
+        bad: dict[str, _BadImage] = {}
+        for start in range(0, len(pending), IO_WORKERS):
+            batch = pending[start : start + IO_WORKERS]
+            for image, data in zip(batch, self._pool.map(self._try_fetch, batch), strict=True):
+                if isinstance(data, _BadImage):
+                    bad[image.sha256] = data
+                else:
+                    self._remember(image, data)
+        return [self._usable(images, bad) for images in rows]
+
+    def _is_copied(self, image: ImageInfo) -> bool:
+        if image.sha256 in self._copied:
+            return True
+        return self._forgot and os.path.exists(os.path.join(self._folder, image.path))
+
+    def _copy_one(self, image: ImageInfo) -> _BadImage | None:
+        try:
+            data = self._fetch(image)
+        except _BadImage as bad:
+            return bad
+        with open(os.path.join(self._folder, image.path), "wb") as handle:
+            handle.write(data)
+        return None
+
+    def copy(self, rows: Sequence[Sequence[ImageInfo]]) -> list[bool]:
+        """Copy the images of each row not yet in the export; whether each row's images are all there.
+
+        Each thread holds one image at a time. A row with a bad image is refused, and copies
+        that only it needed are removed again, so a left-out pair leaves no files behind.
+        """
+        pending = {i.sha256: i for images in rows for i in images if not self._is_copied(i)}
+        for image in pending.values():
+            folder = os.path.join(self._folder, os.path.dirname(image.path))
+            if folder not in self._dirs:
+                os.makedirs(folder, exist_ok=True)
+                self._dirs.add(folder)
+        results = dict(zip(pending, self._pool.map(self._copy_one, pending.values()), strict=True))
+        bad = {sha: result for sha, result in results.items() if result is not None}
+        usable = [self._usable(images, bad) for images in rows]
+        needed = {i.sha256 for images, ok in zip(rows, usable, strict=True) if ok for i in images}
+        for sha, result in results.items():
+            if result is not None:
+                continue
+            if sha in needed:
+                self._copied[sha] = None
+                self.copied += 1
+                if len(self._copied) > COPIED_MEMORY:
+                    self._copied.popitem(last=False)
+                    self._forgot = True
+            else:
+                os.remove(os.path.join(self._folder, pending[sha].path))
+        return usable
+
+
+# --- pair rows --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    votes_read: int = 0
+    pairs_judged: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def _resolve_batch(
+    groups: list[list[JudgedPair]],
+    criteria: dict[int, str],
+    ratings: dict[str, dict[str, float]],
+    validation_fraction: float,
+) -> Iterator[list[PairRow]]:
+    population_ids = {pid for group in groups for p in group for pid in (p.left_population_id, p.right_population_id)}
+    populations = selectors.get_populations(population_ids=population_ids)
+    prompts = selectors.get_prompts(prompt_ids={group[0].prompt_id for group in groups})
+    for group in groups:
+        prompt = prompts[group[0].prompt_id]
+        split = split_for(prompt.caption, validation_fraction)
+        rows = []
+        for pair in group:
+            left: PopulationInfo = populations[pair.left_population_id]
+            right: PopulationInfo = populations[pair.right_population_id]
+            criterion = criteria[pair.criterion_id]
+            board = ratings.get(criterion, {})
+            rows.append(
+                PairRow(
+                    criterion=criterion,
+                    prompt=prompt,
+                    pair=pair,
+                    left=left,
+                    right=right,
+                    left_rating=board.get(left.generator),
+                    right_rating=board.get(right.generator),
+                    split=split,
+                )
+            )
+        yield rows
+
+
+def iter_pair_rows(
+    *,
+    campaign: Campaign,
+    criteria: list[Criterion],
+    pair_filter: PairFilter,
+    ratings: dict[str, dict[str, float]],
+    validation_fraction: float = 0.0,
+    include_flagged: bool = False,
+    tally: _Tally | None = None,
+    progress: Progress | None = None,
+) -> Iterator[list[PairRow]]:
+    """Kept pair rows, one list per prompt, streamed: populations and images are fetched a batch of pairs at a time.
+
+    A prompt's rows are never split across lists, so a writer can count them (Pick-a-Pic's
+    `num_example_per_prompt`); memory is bounded by the largest prompt, not the campaign.
+    """
+    tally = tally if tally is not None else _Tally()
+    progress = progress or _NoProgress()
+    keys = {c.pk: c.key for c in criteria}
+    votes = selectors.iter_pair_votes(campaign=campaign, criterion_ids=keys, include_flagged=include_flagged)
+    batch: list[list[JudgedPair]] = []
+    batch_pairs = 0
+    group: list[JudgedPair] = []
+    prompt_id: int | None = None
+    for pair in group_pairs(votes):
+        tally.votes_read += pair.total
+        tally.pairs_judged += 1
+        progress.update(pair.total)
+        if pair.prompt_id != prompt_id:
+            if group:
+                batch.append(group)
+                batch_pairs += len(group)
+                group = []
+            if batch_pairs >= PAIR_BATCH:
+                yield from _resolve_batch(batch, keys, ratings, validation_fraction)
+                batch, batch_pairs = [], 0
+            prompt_id = pair.prompt_id
+        reason = pair_filter.drop_reason(pair)
+        if reason is not None:
+            tally.dropped[reason] += 1
+            continue
+        group.append(pair)
+    if group:
+        batch.append(group)
+    if batch:
+        yield from _resolve_batch(batch, keys, ratings, validation_fraction)
+
+
+# --- writing ----------------------------------------------------------------------------------------------
+
+
+def _chunks(rows: list[PairRow], size: int) -> Iterator[list[PairRow]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _image_storage() -> Storage:
+    field = Image._meta.get_field("file")
+    assert isinstance(field, FileField)
+    return field.storage
+
+
+@dataclass
+class _PairOutcome:
+    counts: dict[str, Any]
+    missing: dict[str, str]
+    parquet: w.PickapicParquetWriter | w.GenaiBenchParquetWriter | None = None
+
+
+def _pair_export(
+    folder: Path,
+    campaign: Campaign,
+    plan: _Plan,
+    options: ExportOptions,
+    ratings: dict[str, dict[str, float]],
+    hasher: ParticipantHasher,
+    progress: ProgressFactory,
+) -> _PairOutcome:
+    assert plan.pair_filter is not None
+    spec = plan.spec
+    source = ImageSource(_image_storage(), folder, skip_missing=options.skip_missing)
+    writer: w.PairWriter | None = None
+    kto_labels: w.KtoLabels | None = None
+    parquet: w.PickapicParquetWriter | w.GenaiBenchParquetWriter | None = None
+    if spec.name == w.POPULATION_JSONL:
+        writer = w.PopulationJsonlWriter(folder)
+    elif spec.name == w.POPALIGN_CSV:
+        writer = w.PopalignCsvWriter(folder, plan.splits)
+    elif spec.name == w.PICKAPIC_PARQUET:
+        writer = parquet = w.PickapicParquetWriter(folder, source.read, hasher, plan.splits)
+    elif spec.name == w.GENAI_BENCH_PARQUET:
+        writer = parquet = w.GenaiBenchParquetWriter(folder, source.read)
+    elif spec.name == w.KTO_CSV:
+        # Labels are per image over all kept pairs, so KTO rows are written in a second pass.
+        kto_labels = w.KtoLabels(selectors.max_population_id(campaign=campaign))
+    votes = selectors.count_votes(campaign=campaign, criterion_ids=[c.pk for c in plan.criteria])
+    flagged = 0 if options.include_flagged else votes["flagged_participants"]
+    tally = _Tally()
+    copy = spec.copies_images and options.copy_images
+    bar = progress(votes["all"] - votes["gold"] - flagged, "vote")
+    try:
+        for group in iter_pair_rows(
+            campaign=campaign,
+            criteria=plan.criteria,
+            pair_filter=plan.pair_filter,
+            ratings=ratings,
+            validation_fraction=options.validation_fraction,
+            include_flagged=options.include_flagged,
+            tally=tally,
+            progress=bar,
+        ):
+            kept = []
+            for rows in _chunks(group, IMAGE_ROWS):
+                images = [list(row.images()) for row in rows]
+                if copy:
+                    usable = source.copy(images)
+                elif spec.embeds_images:
+                    usable = source.check(images)
+                else:
+                    usable = [True] * len(rows)
+                for row, ok in zip(rows, usable, strict=True):
+                    if not ok:
+                        tally.dropped[DROP_MISSING_IMAGE] += 1
+                        continue
+                    kept.append(row)
+                    tally.outcomes[row.outcome] += 1
+                    if kto_labels is not None:
+                        kto_labels.note(row)
+            if kept and writer is not None:
+                writer.write_group(kept)
+    finally:
+        bar.close()
+        source.close()
+    counts: dict[str, Any] = {
+        "votes": {
+            "on_exported_criteria": votes["all"],
+            "gold_excluded": votes["gold"],
+            "flagged_participants_excluded": flagged,
+            "read": tally.votes_read,
+        },
+        "pairs": {
+            "judged": tally.pairs_judged,
+            "kept": sum(tally.outcomes.values()),
+            "dropped": {k: tally.dropped.get(k, 0) for k in ("min_votes", "tie", "min_margin", DROP_MISSING_IMAGE)},
+            "outcomes": {k: tally.outcomes.get(k, 0) for k in OUTCOMES},
+        },
+    }
+    if kto_labels is not None:
+        counts["rows"], counts["kto_labels"] = _write_kto(folder, campaign, plan, options, kto_labels, progress)
+    else:
+        assert writer is not None
+        counts["rows"] = writer.close()
+    counts["images_copied"] = source.copied
+    return _PairOutcome(counts=counts, missing=dict(source.missing), parquet=parquet)
+
+
+def _write_kto(
+    folder: Path,
+    campaign: Campaign,
+    plan: _Plan,
+    options: ExportOptions,
+    labels: w.KtoLabels,
+    progress: ProgressFactory,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Second pass for Diffusion-KTO: every distinct image of a labelled population, in content-hash order."""
+    writer = w.KtoCsvWriter(folder, plan.splits)
+    bar = progress(None, "image")
+    try:
+        images = (
+            w.KtoImage(image, population_id, caption, split_for(caption, options.validation_fraction))
+            for image, population_id, caption in selectors.iter_shown_images(campaign=campaign)
+        )
+        for item, label in w.kto_rows(images, labels):
+            writer.write(item.image, item.caption, item.split, label)
+            bar.update(1)
+    finally:
+        bar.close()
+    return writer.close(), dict(writer.labels)
+
+
+def _hasher() -> ParticipantHasher:
+    return ParticipantHasher(str(settings.PARTICIPANT_HASH_KEY).encode())
+
+
+def _ratings(campaign: Campaign, criteria: list[Criterion]) -> dict[str, dict[str, float]]:
+    return {c.key: get_generator_ratings(campaign=campaign, criterion=c.key) for c in criteria}
+
+
+def _hf_header(
+    spec: w.FormatSpec, folder: Path, writer: w.PickapicParquetWriter | w.GenaiBenchParquetWriter, title: str
+) -> str:
+    images: tuple[str, ...] = ()
+    if spec.name == w.PICKAPIC_PARQUET:
+        config, data_dir, schema = "default", w.PickapicParquetWriter.DATA_DIR, w.PICKAPIC_SCHEMA
+    else:
+        config, data_dir, schema = w.GENAI_BENCH_CONFIG, w.GENAI_BENCH_CONFIG, w.GENAI_BENCH_SCHEMA
+        images = ("left_image", "right_image")
+    download = sum(p.stat().st_size for p in (folder / data_dir).glob("*.parquet"))
+    return cards.hf_yaml(
+        config_name=config,
+        data_dir=data_dir,
+        features=w.hf_features(schema, images),
+        splits=writer.split_sizes(),
+        download_size=download,
+        pretty_name=title,
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_HASH_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def _iter_files(folder: Path) -> Iterator[dict[str, Any]]:
+    """Every file under the folder (sorted per directory), with its sha256; copied images are named by theirs."""
+    root = str(folder)
+    stack = [""]
+    while stack:
+        relative_dir = stack.pop()
+        with os.scandir(os.path.join(root, relative_dir)) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+        for entry in reversed(entries):
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(f"{relative_dir}{entry.name}/")
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            relative = relative_dir + entry.name
+            if relative == MANIFEST:
+                continue
+            stem = entry.name.split(".", 1)[0]
+            # A copy was hashed when it was read and is named by that hash; re-reading every image would double the I/O.
+            known = relative_dir.startswith("images/") and _HASH_NAME.fullmatch(stem)
+            yield {
+                "path": relative,
+                "sha256": stem if known else _sha256_file(Path(entry.path)),
+                "bytes": entry.stat(follow_symlinks=False).st_size,
+            }
+
+
+def _write_manifest(folder: Path, header: dict[str, Any]) -> dict[str, int]:
+    """manifest.json, its file list streamed so it never sits in memory; returns (and ends with) the totals."""
+    files = total = 0
+    with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
+        handle.write("{\n")
+        for key, value in header.items():
+            handle.write(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)},\n")
+        handle.write('  "files": [')
+        for entry in _iter_files(folder):
+            handle.write(("\n    " if files == 0 else ",\n    ") + json.dumps(entry, ensure_ascii=False))
+            files += 1
+            total += entry["bytes"]
+        handle.write(f'\n  ],\n  "file_totals": {json.dumps({"files": files, "bytes": total})}\n}}\n')
+    return {"files": files, "bytes": total}
+
+
+# --- the folder -------------------------------------------------------------------------------------------
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise Conflict(f"{out} exists and is not a folder")
+    if not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise Conflict(f"{out} exists and is not empty; pass --overwrite to replace it")
+    # --overwrite replaces an earlier export, never an arbitrary folder (think `--out .`).
+    if not (out / MANIFEST).is_file():
+        raise Conflict(f"{out} is not empty and holds no {MANIFEST}: --overwrite only replaces an earlier export")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Swap the finished staging folder into place; a reader sees the old export or the new one, never half."""
+    if out.exists():
+        old = out.parent / f".{out.name}.{secrets.token_hex(4)}.old"
+        os.rename(out, old)
+        os.rename(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, out)
+
+
+def export_preferences(
+    *,
+    campaign: Campaign,
+    options: ExportOptions,
+    out: Path,
+    overwrite: bool = False,
+    progress: ProgressFactory | None = None,
+) -> ExportResult:
+    """Write one export format of the campaign's votes into `out`, all or nothing.
+
+    Everything is written into a hidden staging folder beside `out` and renamed into place at
+    the end, so a failed or interrupted export leaves `out` as it was. Reads stream in chunks
+    and write as they go; no transaction is held (SQLite's IMMEDIATE mode would block voting),
+    so votes cast meanwhile may or may not be included.
+    """
+    plan = _resolve(campaign, options)
+    out = Path(out).absolute()
+    _check_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.{secrets.token_hex(4)}.partial"
+    staging.mkdir()
+    started = time.perf_counter()
+    progress = progress or _no_progress
+    try:
+        result = _write(staging, campaign, plan, options, progress)
+        result.manifest["seconds"] = round(time.perf_counter() - started, 3)
+        result.manifest["file_totals"] = _write_manifest(staging, result.manifest)
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.path = out
+    logger.info("exported %s of %s to %s in %.1fs", options.format, campaign.slug, out, result.manifest["seconds"])
+    return result
+
+
+def _write(
+    folder: Path, campaign: Campaign, plan: _Plan, options: ExportOptions, progress: ProgressFactory
+) -> ExportResult:
+    spec = plan.spec
+    hasher = _hasher()
+    warnings: list[str] = []
+    ratings: dict[str, dict[str, float]] = {}
+    missing: dict[str, str] = {}
+    parquet: w.PickapicParquetWriter | w.GenaiBenchParquetWriter | None = None
+    if spec.source == "pairs":
+        ratings = _ratings(campaign, plan.criteria)
+        outcome = _pair_export(folder, campaign, plan, options, ratings, hasher, progress)
+        counts, missing, parquet = outcome.counts, outcome.missing, outcome.parquet
+        if not counts["votes"]["read"]:
+            warnings.append(_no_votes(campaign, plan))
+        elif not counts["pairs"]["kept"]:
+            dropped = ", ".join(f"{n} {why}" for why, n in counts["pairs"]["dropped"].items() if n)
+            warnings.append(f"no judged pair passed the filters ({dropped}): the dataset is empty")
+        if parquet is not None:
+            for split in parquet.removed_splits:
+                warnings.append(
+                    f"the {split} split has no rows (no kept pair's caption fell into it), so it is left out: "
+                    "datasets cannot load an empty split"
+                )
+            if not sum(counts["rows"].values()):
+                warnings.append(
+                    "datasets.load_dataset refuses a dataset with no rows; read it with pyarrow or streaming=True"
+                )
+        if missing:
+            shown = "; ".join(f"{name} ({why})" for name, why in list(missing.items())[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            warnings.append(
+                f"{len(missing)} image file(s) could not be used, so the "
+                f"{counts['pairs']['dropped'][DROP_MISSING_IMAGE]} pair(s) that show them were left out: {shown}{more}"
+            )
+    elif spec.source == "votes":
+        counts = _votes_export(folder, campaign, plan, hasher, progress)
+        if not counts["rows"][TRAIN]:
+            warnings.append(_no_votes(campaign, plan))
+    else:
+        counts, ratings = _leaderboard_export(folder, campaign, plan)
+        if not counts["votes"]:
+            warnings.append(_no_votes(campaign, plan))
+    exported_at = timezone.now().isoformat()
+    filters = _filters(plan, options)
+    version = exporter_version()
+    manifest: dict[str, Any] = {
+        "format": spec.name,
+        "format_version": FORMAT_VERSION,
+        "exporter": {"name": "poparena", "version": version},
+        "created_at": exported_at,
+        "campaign": {
+            "slug": campaign.slug,
+            "title": campaign.title,
+            "population_size": campaign.population_size,
+            "criteria": [{"key": c.key, "question": c.question} for c in plan.criteria],
+        },
+        "filters": filters,
+        "counts": counts,
+        "ratings": ratings,
+        "warnings": warnings,
+    }
+    if missing:
+        manifest["missing_images"] = [{"name": n, "problem": why} for n, why in missing.items()]
+    facts = cards.CardFacts(
+        format=spec.name,
+        title=campaign.title or campaign.slug,
+        slug=campaign.slug,
+        instructions=campaign.instructions,
+        criteria=[(c.key, c.question) for c in plan.criteria],
+        population_size=campaign.population_size,
+        generators=list(campaign.generators.order_by("name").values_list("name", "is_offline_standin")),
+        sampling_policy=campaign.sampling_policy,
+        access=campaign.access,
+        filters=filters,
+        counts=counts,
+        exported_at=exported_at,
+        version=version,
+        warnings=warnings,
+    )
+    header = _hf_header(spec, folder, parquet, facts.title) if parquet is not None else ""
+    (folder / CARD).write_text(cards.render_card(facts, header), encoding="utf-8")
+    return ExportResult(path=folder, manifest=manifest, warnings=warnings)
+
+
+def _no_votes(campaign: Campaign, plan: _Plan) -> str:
+    on = ", ".join(c.key for c in plan.criteria) or "any criterion"
+    return f"campaign {campaign.slug!r} has no votes yet on {on}: the dataset is empty"
+
+
+def _votes_export(
+    folder: Path, campaign: Campaign, plan: _Plan, hasher: ParticipantHasher, progress: ProgressFactory
+) -> dict[str, Any]:
+    ids = [c.pk for c in plan.criteria]
+    counts = selectors.count_votes(campaign=campaign, criterion_ids=ids)
+    writer = w.VotesCsvWriter(folder, hasher)
+    bar = progress(counts["all"], "vote")
+    try:
+        votes = selectors.iter_vote_log(campaign=campaign, criterion_ids=ids)
+        while True:
+            chunk = [v for _, v in zip(range(selectors.CHUNK_SIZE), votes, strict=False)]
+            if not chunk:
+                break
+            bar.update(writer.write_many(chunk))
+    finally:
+        bar.close()
+    rows = writer.close()
+    return {"votes": {"on_exported_criteria": counts["all"], "gold": counts["gold"]}, "rows": rows}
+
+
+def _leaderboard_export(
+    folder: Path, campaign: Campaign, plan: _Plan
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    boards = [(c.key, get_leaderboard(campaign=campaign, criterion=c.key)) for c in plan.criteria]
+    rows = w.write_leaderboard(folder, [(key, board["rows"]) for key, board in boards])
+    ratings = {key: {r["generator"]: r["rating"] for r in board["rows"]} for key, board in boards}
+    votes = sum(int(board["votes"]) for _, board in boards)
+    return {"votes": votes, "rows": rows}, ratings
+
+
+# --- exports kept on the server ---------------------------------------------------------------------------
+
+
+def exports_root() -> Path:
+    """Where server-side exports live: settings.EXPORTS_ROOT, else var/exports (MEDIA_ROOT is served publicly)."""
+    configured = getattr(settings, "EXPORTS_ROOT", None)
+    return Path(configured) if configured else Path(settings.VAR_DIR) / "exports"
+
+
+def export_to_server(*, campaign: Campaign, options: ExportOptions) -> ExportResult:
+    """Export into a new, unguessably named folder under exports_root()/<campaign slug>/."""
+    stamp = timezone.now().strftime("%Y%m%dt%H%M%S")
+    name = f"{options.format}-{stamp}-{secrets.token_hex(6)}"
+    return export_preferences(campaign=campaign, options=options, out=exports_root() / campaign.slug / name)
+
+
+def get_server_export(*, campaign: Campaign, name: str) -> Path:
+    """The folder of a finished server-side export; NotFound for anything else (names never leave the root)."""
+    if not SERVER_EXPORT_NAME.fullmatch(name):
+        raise NotFound(f"no export named {name!r}")
+    folder = exports_root() / campaign.slug / name
+    if not (folder / MANIFEST).is_file():
+        raise NotFound(f"no export named {name!r} for campaign {campaign.slug!r}")
+    return folder
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    with open(folder / MANIFEST, encoding="utf-8") as handle:
+        data: dict[str, Any] = json.load(handle)
+    return data

@@ -1,0 +1,118 @@
+"""The staff-only export API and admin page: who may export, what comes back, and the zip download."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from django.contrib.auth import get_user_model
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.exports.urls")]
+
+URL = "/api/v1/campaigns/{slug}/exports"
+
+
+def client_for(*, staff: bool) -> APIClient:
+    user = get_user_model().objects.create_user(f"user-{staff}", password="x", is_staff=staff)
+    client = APIClient()
+    client.force_login(user)
+    return client
+
+
+def test_only_staff_may_export(arena_campaign, exports_root):
+    campaign = arena_campaign()
+    body = {"format": "votes-csv"}
+    assert APIClient().post(URL.format(slug=campaign.slug), body, format="json").status_code == 403
+    response = client_for(staff=False).post(URL.format(slug=campaign.slug), body, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert not exports_root.exists()
+
+
+def test_staff_export_returns_the_manifest_and_a_zip_of_the_folder(voted_campaign, exports_root):
+    campaign = voted_campaign(participants=4)
+    client = client_for(staff=True)
+    body = {"format": "popalign-csv", "criterion": "diversity", "min_votes": 2}
+    response = client.post(URL.format(slug=campaign.slug), body, format="json")
+    assert response.status_code == 201
+    data = response.json()
+    folder = exports_root / campaign.slug / data["name"]
+    assert data["path"] == str(folder)
+    assert data["manifest"] == json.loads((folder / "manifest.json").read_text())
+    assert data["manifest"]["filters"]["min_votes"] == 2
+
+    listed = client.get(URL.format(slug=campaign.slug)).json()
+    assert [e["name"] for e in listed] == [data["name"]]
+    download = client.get(data["download"])
+    assert download.status_code == 200
+    assert download["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
+    names = archive.namelist()
+    stem = f"{campaign.slug}-{data['name']}"
+    assert f"{stem}/train.csv" in names
+    assert json.loads(archive.read(f"{stem}/manifest.json")) == data["manifest"]
+    assert len([n for n in names if "/images/" in n]) == data["manifest"]["counts"]["images_copied"]
+
+
+def test_api_errors_use_the_one_error_shape(arena_campaign, exports_root):
+    campaign = arena_campaign()
+    client = client_for(staff=True)
+    cases = [
+        (URL.format(slug=campaign.slug), {"format": "parquet"}, 400, "invalid", "format"),
+        (URL.format(slug="nope"), {"format": "votes-csv"}, 404, "not_found", "no campaign with slug 'nope'"),
+        (URL.format(slug=campaign.slug), {"format": "kto-csv", "criterion": "x"}, 404, "not_found", "criterion 'x'"),
+        (URL.format(slug=campaign.slug), {"format": "kto-csv"}, 400, "export_invalid", "pass --criterion"),
+    ]
+    for url, body, status, code, message in cases:
+        response = client.post(url, body, format="json")
+        assert response.status_code == status, body
+        assert response.json()["error"]["code"] == code
+        assert message in response.json()["error"]["message"]
+    missing = client.get(f"{URL.format(slug=campaign.slug)}/votes-csv-20250101t000000-abcdef.zip")
+    assert missing.status_code == 404
+
+
+def test_the_admin_page_runs_an_export_and_lists_it(voted_campaign, exports_root, client):
+    campaign = voted_campaign(participants=3)
+    page = f"/admin/exports/campaigns/{campaign.slug}/"
+    assert client.get(page).status_code == 302  # to the admin login
+    user = get_user_model().objects.create_user("staff", password="x", is_staff=True)
+    client.force_login(user)
+    form = client.get(page)
+    assert form.status_code == 200
+    assert b"pickapic-parquet" in form.content
+    done = client.post(page, {"format": "votes-csv"}, follow=True)
+    assert done.status_code == 200
+    assert b"Exported votes-csv" in done.content
+    assert b"download zip" in done.content
+    refused = client.post(page, {"format": "kto-csv"})
+    assert b"pass --criterion" in refused.content
+
+
+def test_the_openapi_schema_describes_the_export_endpoints():
+    schema = SchemaGenerator(urlconf="tests.exports.urls").get_schema(request=None, public=True)
+    assert "/api/v1/campaigns/{slug}/exports" in schema["paths"]
+    post = schema["paths"]["/api/v1/campaigns/{slug}/exports"]["post"]
+    assert "201" in post["responses"]
+
+
+def test_the_admin_action_opens_the_export_page_of_one_campaign(arena_campaign, rf):
+    from django.contrib import admin as django_admin
+    from django.contrib.messages.storage.fallback import FallbackStorage
+
+    from annotation.models import Campaign
+    from exports.admin import export_preferences_action
+
+    campaign = arena_campaign()
+    request = rf.post("/admin/annotation/campaign/")
+    request.session = {}
+    request._messages = FallbackStorage(request)
+    model_admin = django_admin.site._registry[Campaign]
+    response = export_preferences_action(model_admin, request, Campaign.objects.filter(pk=campaign.pk))
+    assert response.url == f"/admin/exports/campaigns/{campaign.slug}/"
+    assert export_preferences_action(model_admin, request, Campaign.objects.none()) is None
+    assert [str(m) for m in request._messages] == ["Select exactly one campaign to export."]
