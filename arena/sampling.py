@@ -93,9 +93,10 @@ def active_weights(
     A pair's value is how much one more vote on it shrinks the standard error of the two ratings'
     difference (Fisher information p(1 - p) of a vote, added to the current precision), times how
     uncertain their order still is (2 * Phi(-|gap| / se), 1 for equal ratings, near 0 for clearly
-    separated ones). Pairs with an unrated generator (no votes, unbounded interval) get the top
-    value. The values are normalised and mixed with a uniform share `exploration`, so every pair
-    keeps at least exploration / (number of pairs) of the votes and no interval can freeze wrong.
+    separated ones). Pairs with an unrated generator (no votes, unbounded interval), and pairs
+    across disconnected parts (`part`, when the standings have it), get the top value. The values
+    are normalised and mixed with a uniform share `exploration`, so every pair keeps at least
+    exploration / (number of pairs) of the votes and no interval can freeze wrong.
     """
     if not 0 <= exploration <= 1:
         raise ValueError("exploration must be between 0 and 1")
@@ -108,11 +109,13 @@ def active_weights(
     unrated: list[Pair] = []
     for a, b in pairs:
         first, second = standings[a], standings[b]
-        if not (_rated(first) and _rated(second)):
+        # A pair with an unrated generator, or across disconnected parts of the comparison graph
+        # (whose ratings share no scale), is what the ranking needs most.
+        if not (_rated(first) and _rated(second)) or getattr(first, "part", 0) != getattr(second, "part", 0):
             unrated.append((a, b))
             continue
         gap = (first.rating - second.rating) / _ELO_PER_NAT
-        p = 1 / (1 + math.exp(-gap))
+        p = 0.5 * (1 + math.tanh(gap / 2))
         variance = _variance(first, z) + _variance(second, z)
         gain = math.sqrt(variance) - math.sqrt(1 / (1 / variance + p * (1 - p)))
         uncertainty = 2 * NormalDist().cdf(-abs(gap) / math.sqrt(variance))

@@ -80,6 +80,21 @@ def test_a_new_generator_without_votes_gets_the_top_weight():
     assert sum(5 in pair for pair in first) > 0.6 * 400  # 3 pairs at weight 0.8 against 1.0 for the rest
 
 
+def test_pairs_across_disconnected_parts_get_the_top_weight():
+    @dataclass(frozen=True)
+    class InPart(Rated):
+        part: int
+
+    standings = {
+        1: InPart(1000, 990, 1010, 80, 0),
+        2: InPart(1300, 1290, 1310, 80, 0),
+        3: InPart(1000, 990, 1010, 80, 1),  # its own part: the same number on another scale
+    }
+    weights = active_weights(standings)
+    # 1 and 3 look tied, 2 and 3 far apart, but neither difference means anything across parts.
+    assert weights[(1, 3)] == weights[(2, 3)] > 10 * weights[(1, 2)]
+
+
 def test_active_weights_without_intervals_fall_back_to_vote_counts():
     standings = {1: Rated(1000, 1000, 1000, 10), 2: Rated(1005, 1005, 1005, 10), 3: Rated(1400, 1400, 1400, 10)}
     weights = active_weights(standings)
