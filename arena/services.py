@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Participant
 from arena.models import Comparison, PairTally, Vote
-from arena.sampling import Pair, choose_pairs, normalise
+from arena.sampling import Pair, active_weights, choose_pairs, normalise
 from core.errors import ApplicationError, Conflict, NotFound
 from generation.models import Population
 
@@ -107,6 +107,34 @@ def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetim
     return None
 
 
+@dataclass(frozen=True)
+class _Rated:
+    rating: float
+    ci_low: float
+    ci_high: float
+    votes: float
+
+
+def _active_weights(campaign: Campaign) -> dict[Pair, float]:
+    """Where the next vote teaches the ranking most, from the (cached) leaderboard of the first criterion."""
+    from arena.selectors import default_criterion, get_leaderboard
+
+    board = get_leaderboard(campaign=campaign, criterion=default_criterion(campaign))
+    ids = dict(campaign.generators.values_list("name", "pk"))
+    inf = float("inf")
+    standings = {
+        ids[row["generator"]]: _Rated(
+            rating=row["rating"],
+            ci_low=-inf if row["ci_low"] is None else row["ci_low"],
+            ci_high=inf if row["ci_high"] is None else row["ci_high"],
+            votes=row["votes"],
+        )
+        for row in board["rows"]
+        if row["generator"] in ids
+    }
+    return active_weights(standings)
+
+
 def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
     rows = (
         Comparison.objects.filter(campaign=campaign, status=Comparison.Status.VOTED)
@@ -193,7 +221,11 @@ def issue_comparison(
     )
     for pk, generator_id, prompt_id in rows:
         available[(generator_id, prompt_id)].append(pk)
-    for a, b in choose_pairs(generator_ids, _pair_votes(campaign), policy=campaign.sampling_policy, rng=rng):
+    weights = _active_weights(campaign) if campaign.sampling_policy == Campaign.SamplingPolicy.ACTIVE else None
+    order = choose_pairs(
+        generator_ids, _pair_votes(campaign), policy=campaign.sampling_policy, rng=rng, weights=weights
+    )
+    for a, b in order:
         prompts = [p for p in prompt_ids if available[(a, p)] and available[(b, p)]]
         rng.shuffle(prompts)
         for prompt_id in prompts:

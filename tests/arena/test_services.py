@@ -175,3 +175,26 @@ def test_a_campaign_needs_two_generators_to_open(arena_campaign):
     campaign.save()
     with pytest.raises(ApplicationError, match="at least two active generators"):
         set_campaign_status(campaign=campaign, status="open")
+
+
+def test_active_sampling_gives_a_generator_nobody_has_judged_yet_the_top_weight(arena_campaign):
+    from arena.services import _active_weights
+    from tests.factories import GeneratorFactory
+
+    campaign = arena_campaign(generators=2, per_queue=30, votes_per_pair=1)
+    campaign.sampling_policy = "active"
+    campaign.save()
+    rng = random.Random(7)
+    for _ in range(12):
+        voter = participant()
+        comparison = issue_comparison(campaign=campaign, participant=voter, rng=rng)
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    newcomer = GeneratorFactory(name="newcomer")
+    campaign.generators.add(newcomer)
+    weights = _active_weights(campaign)
+    established = [w for pair, w in weights.items() if newcomer.pk not in pair]
+    with_newcomer = [w for pair, w in weights.items() if newcomer.pk in pair]
+    assert len(established) == 1
+    assert len(with_newcomer) == 2
+    assert min(with_newcomer) >= established[0] > 0
+    assert sum(weights.values()) == pytest.approx(1.0)
