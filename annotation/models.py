@@ -67,6 +67,11 @@ class Campaign(TimestampedModel):
         validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
         help_text="Share of comparisons that are gold (known answer), 0 to 0.5.",
     )
+    repeat_rate = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of comparisons that repeat one the participant already voted on, sides swapped, 0 to 0.5.",
+    )
     access = models.CharField(max_length=16, choices=Access.choices, default=Access.PUBLIC)
     invite_token = models.CharField(max_length=64, default=new_invite_token, unique=True, editable=False)
     participant_quota = models.PositiveIntegerField(
@@ -95,6 +100,9 @@ class Campaign(TimestampedModel):
             models.CheckConstraint(condition=Q(votes_per_pair__gte=1), name="campaign_votes_per_pair_positive"),
             models.CheckConstraint(
                 condition=Q(gold_rate__gte=0.0) & Q(gold_rate__lte=0.5), name="campaign_gold_rate_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(repeat_rate__gte=0.0) & Q(repeat_rate__lte=0.5), name="campaign_repeat_rate_range"
             ),
             models.CheckConstraint(condition=Q(status__in=CampaignStatus.values), name="campaign_status_valid"),
             models.CheckConstraint(condition=Q(access__in=CampaignAccess.values), name="campaign_access_valid"),
