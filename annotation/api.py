@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -9,6 +10,7 @@ from rest_framework.views import APIView
 
 from annotation.models import Campaign, Criterion
 from annotation.selectors import get_campaign, list_campaigns
+from core.api import ERROR
 
 
 class CriterionSerializer(serializers.ModelSerializer):
@@ -45,6 +47,7 @@ class CampaignDetailSerializer(CampaignSerializer):
 class CampaignListApi(APIView):
     serializer_class = CampaignSerializer
 
+    @extend_schema(operation_id="campaigns_list", responses={200: CampaignSerializer(many=True)})
     def get(self, request: Request) -> Response:
         return Response(CampaignSerializer(list_campaigns(), many=True).data)
 
@@ -52,5 +55,6 @@ class CampaignListApi(APIView):
 class CampaignDetailApi(APIView):
     serializer_class = CampaignDetailSerializer
 
+    @extend_schema(operation_id="campaigns_retrieve", responses={200: CampaignDetailSerializer, 404: ERROR})
     def get(self, request: Request, slug: str) -> Response:
         return Response(CampaignDetailSerializer(get_campaign(slug=slug, listed_only=True)).data)

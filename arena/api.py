@@ -16,11 +16,7 @@ from annotation.services import admit_to_campaign, resolve_participant
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
 from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
-
-ERROR = inline_serializer(
-    "Error",
-    {"error": inline_serializer("ErrorBody", {"code": serializers.CharField(), "message": serializers.CharField()})},
-)
+from core.api import ERROR
 
 
 class ImagesSerializer(serializers.Serializer):
@@ -31,7 +27,7 @@ class ComparisonSerializer(serializers.Serializer):
     token = serializers.CharField()
     prompt = serializers.CharField()
     criteria = inline_serializer(
-        "Criterion", {"key": serializers.CharField(), "question": serializers.CharField()}, many=True
+        "ComparisonCriterion", {"key": serializers.CharField(), "question": serializers.CharField()}, many=True
     )
     left = ImagesSerializer()
     right = ImagesSerializer()

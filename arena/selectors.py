@@ -28,9 +28,12 @@ from generation.models import Image
 from generation.selectors import get_queue_states
 
 
-def _image_urls(population_id: int) -> list[str]:
-    # In generation order; the URLs are random storage names that say nothing about the generator.
-    return [image.file.url for image in Image.objects.filter(population_id=population_id).order_by("index")]
+def _image_urls(*population_ids: int) -> list[list[str]]:
+    """Each population's image URLs in generation order; random storage names that say nothing of the generator."""
+    urls: dict[int, list[str]] = {pk: [] for pk in population_ids}
+    for image in Image.objects.filter(population_id__in=population_ids).only("population_id", "file").order_by("index"):
+        urls[image.population_id].append(image.file.url)
+    return [urls[pk] for pk in population_ids]
 
 
 def count_votes_cast(*, campaign: Campaign, participant: Participant) -> int:
@@ -40,12 +43,13 @@ def count_votes_cast(*, campaign: Campaign, participant: Participant) -> int:
 def get_comparison_payload(*, comparison: Comparison, participant: Participant) -> dict[str, Any]:
     """What the page and the API show before the vote: nothing that tells the sides apart."""
     campaign = comparison.campaign
+    left, right = _image_urls(comparison.left_population_id, comparison.right_population_id)
     return {
         "token": comparison.token,
         "prompt": comparison.prompt.caption,
         "criteria": [{"key": c.key, "question": c.question} for c in campaign.criteria.all()],
-        "left": {"images": _image_urls(comparison.left_population_id)},
-        "right": {"images": _image_urls(comparison.right_population_id)},
+        "left": {"images": left},
+        "right": {"images": right},
         "expires_at": comparison.lease_until.isoformat(),
         "progress": {
             "votes_cast": count_votes_cast(campaign=campaign, participant=participant),

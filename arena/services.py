@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.db import transaction
-from django.db.models import Count, F, Min, Q
+from django.db import connection, transaction
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 
@@ -55,11 +55,26 @@ class Reveal:
     votes_cast: int
 
 
-def _seen_population_pairs(campaign: Campaign, participant: Participant) -> set[frozenset[int]]:
-    rows = Comparison.objects.filter(campaign=campaign, participant=participant).values_list(
-        "left_population_id", "right_population_id"
+@dataclass(frozen=True)
+class _History:
+    """A participant's comparisons in one campaign, read in one query."""
+
+    outstanding: list[Comparison]
+    seen: set[frozenset[int]]
+    voted: int
+
+
+def _history(campaign: Campaign, participant: Participant, now: datetime) -> _History:
+    rows = list(
+        Comparison.objects.filter(campaign=campaign, participant=participant)
+        .only("token", "status", "lease_until", "issued_at", "left_population_id", "right_population_id", "prompt_id")
+        .order_by("issued_at", "pk")
     )
-    return {frozenset(row) for row in rows}
+    return _History(
+        outstanding=[c for c in rows if c.status == Comparison.Status.ISSUED and c.lease_until > now],
+        seen={frozenset((c.left_population_id, c.right_population_id)) for c in rows},
+        voted=sum(c.status == Comparison.Status.VOTED for c in rows),
+    )
 
 
 def _create(
@@ -85,11 +100,27 @@ def _create(
     return comparison
 
 
+def _campaign_populations(campaign: Campaign) -> QuerySet[Population]:
+    """Ready populations of the campaign's generators and prompts that can still serve a comparison."""
+    return Population.objects.filter(
+        status=Population.Status.READY,
+        size=campaign.population_size,
+        generator__in=campaign.generators.filter(is_active=True).values("pk"),
+        prompt__in=campaign.prompts.values("pk"),
+        uses__lt=campaign.votes_per_pair,
+    )
+
+
 def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetime) -> tuple[int, int, int] | None:
-    """A pair of populations that has some votes but fewer than wanted (counting live leases), oldest first."""
+    """A pair of populations that has some votes but fewer than wanted (counting live leases), oldest first.
+
+    Only populations that are partly used can be in such a pair (each comparison adds one use to
+    both sides), so the scan is bounded by the work in progress, not by the campaign's history.
+    """
     live = Q(status=Comparison.Status.VOTED) | Q(status=Comparison.Status.ISSUED, lease_until__gt=now)
+    in_progress = _campaign_populations(campaign).filter(uses__gt=0).values("pk")
     rows = (
-        Comparison.objects.filter(live, campaign=campaign)
+        Comparison.objects.filter(live, campaign=campaign, left_population__in=in_progress)
         .annotate(low=Least("left_population_id", "right_population_id"))
         .annotate(high=Greatest("left_population_id", "right_population_id"))
         .values("low", "high", "prompt_id")
@@ -104,6 +135,33 @@ def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetim
     for row in rows:
         if frozenset((row["low"], row["high"])) not in seen:
             return row["low"], row["high"], row["prompt_id"]
+    return None
+
+
+def _new_pair(
+    campaign: Campaign, pair: Pair, seen: set[frozenset[int]], rng: random.Random
+) -> tuple[int, int, int] | None:
+    """Two ready populations, one of each generator of `pair`, for a random prompt both can serve and unseen."""
+    a, b = pair
+    candidates = _campaign_populations(campaign).filter(generator_id__in=pair)
+    prompt_ids = list(
+        candidates.values("prompt_id")
+        .annotate(generators=Count("generator_id", distinct=True))
+        .filter(generators=2)
+        .values_list("prompt_id", flat=True)
+        .order_by()
+    )
+    rng.shuffle(prompt_ids)
+    for prompt_id in prompt_ids:
+        by_generator: dict[int, list[int]] = defaultdict(list)
+        for pk, generator_id in (
+            candidates.filter(prompt_id=prompt_id).order_by("uses", "ready_at", "pk").values_list("pk", "generator_id")
+        ):
+            by_generator[generator_id].append(pk)
+        for first in by_generator[a]:
+            unseen = [s for s in by_generator[b] if frozenset((first, s)) not in seen]
+            if unseen:
+                return first, unseen[0], prompt_id
     return None
 
 
@@ -136,16 +194,12 @@ def _active_weights(campaign: Campaign) -> dict[Pair, float]:
 
 
 def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
-    rows = (
-        Comparison.objects.filter(campaign=campaign, status=Comparison.Status.VOTED)
-        .values("left_population__generator_id", "right_population__generator_id")
-        .annotate(n=Count("id"))
-        .order_by()
+    """Votes so far per pair of generators, from the running tallies of the first criterion (all prompts)."""
+    criterion = campaign.criteria.order_by("position", "pk").values("pk")[:1]
+    rows = PairTally.objects.filter(campaign=campaign, criterion__in=criterion, category="").values_list(
+        "generator_a_id", "generator_b_id", "a_wins", "b_wins", "ties", "both_bad"
     )
-    votes: dict[Pair, int] = defaultdict(int)
-    for row in rows:
-        votes[normalise(row["left_population__generator_id"], row["right_population__generator_id"])] += row["n"]
-    return votes
+    return {normalise(a, b): sum(counts) for a, b, *counts in rows}
 
 
 @transaction.atomic
@@ -170,80 +224,33 @@ def issue_comparison(
         raise ApplicationError(
             f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed", status=409
         )
-    if campaign.participant_quota is not None:
-        voted = Comparison.objects.filter(
-            campaign=campaign, participant=participant, status=Comparison.Status.VOTED
-        ).count()
-        if voted >= campaign.participant_quota:
-            raise Conflict(
-                f"you have reached this campaign's quota of {campaign.participant_quota} comparisons",
-                code="quota_reached",
-            )
-
-    outstanding = list(
-        Comparison.objects.filter(
-            campaign=campaign, participant=participant, status=Comparison.Status.ISSUED, lease_until__gt=now
-        ).order_by("issued_at")
-    )
-    held = [c for c in outstanding if c.token not in exclude_tokens]
+    history = _history(campaign, participant, now)
+    if campaign.participant_quota is not None and history.voted >= campaign.participant_quota:
+        raise Conflict(
+            f"you have reached this campaign's quota of {campaign.participant_quota} comparisons",
+            code="quota_reached",
+        )
+    held = [c for c in history.outstanding if c.token not in exclude_tokens]
     if held:
         return held[0]
-    if len(outstanding) >= MAX_OUTSTANDING:
+    if len(history.outstanding) >= MAX_OUTSTANDING:
         raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
 
-    seen = _seen_population_pairs(campaign, participant)
-    unfinished = _unfinished_pair(campaign, seen, now)
-    if unfinished is not None:
-        first, second, prompt_id = unfinished
-        return _create(
-            campaign=campaign,
-            participant=participant,
-            first=first,
-            second=second,
-            prompt_id=prompt_id,
-            now=now,
-            rng=rng,
+    found = _unfinished_pair(campaign, history.seen, now)
+    if found is None:
+        generator_ids = list(campaign.generators.filter(is_active=True).values_list("pk", flat=True))
+        weights = _active_weights(campaign) if campaign.sampling_policy == Campaign.SamplingPolicy.ACTIVE else None
+        order = choose_pairs(
+            generator_ids, _pair_votes(campaign), policy=campaign.sampling_policy, rng=rng, weights=weights
         )
-
-    generator_ids = list(campaign.generators.filter(is_active=True).values_list("pk", flat=True))
-    prompt_ids = list(campaign.prompts.values_list("pk", flat=True))
-    available: dict[tuple[int, int], list[int]] = defaultdict(list)
-    rows = (
-        Population.objects.filter(
-            status=Population.Status.READY,
-            size=campaign.population_size,
-            generator_id__in=generator_ids,
-            prompt_id__in=prompt_ids,
-            uses__lt=campaign.votes_per_pair,
+        found = next((f for pair in order if (f := _new_pair(campaign, pair, history.seen, rng))), None)
+    if found is None:
+        raise NothingReady(
+            "no comparison is ready yet: the generation service is still making image sets for this campaign"
         )
-        .order_by("uses", "ready_at")
-        .values_list("pk", "generator_id", "prompt_id")
-    )
-    for pk, generator_id, prompt_id in rows:
-        available[(generator_id, prompt_id)].append(pk)
-    weights = _active_weights(campaign) if campaign.sampling_policy == Campaign.SamplingPolicy.ACTIVE else None
-    order = choose_pairs(
-        generator_ids, _pair_votes(campaign), policy=campaign.sampling_policy, rng=rng, weights=weights
-    )
-    for a, b in order:
-        prompts = [p for p in prompt_ids if available[(a, p)] and available[(b, p)]]
-        rng.shuffle(prompts)
-        for prompt_id in prompts:
-            for first in available[(a, prompt_id)]:
-                unseen = [s for s in available[(b, prompt_id)] if frozenset((first, s)) not in seen]
-                if unseen:
-                    second = unseen[0]
-                    return _create(
-                        campaign=campaign,
-                        participant=participant,
-                        first=first,
-                        second=second,
-                        prompt_id=prompt_id,
-                        now=now,
-                        rng=rng,
-                    )
-    raise NothingReady(
-        "no comparison is ready yet: the generation service is still making image sets for this campaign"
+    first, second, prompt_id = found
+    return _create(
+        campaign=campaign, participant=participant, first=first, second=second, prompt_id=prompt_id, now=now, rng=rng
     )
 
 
@@ -297,6 +304,22 @@ def _check_votes(comparison: Comparison, votes: list[VoteInput], dwell_ms: int) 
     return criteria
 
 
+_TALLY_FIELDS = ("a_wins", "b_wins", "ties", "both_bad")
+# One statement per vote submission, safe under concurrent votes on the same pair: the first
+# vote of a pair creates its rows, later ones add to them (PostgreSQL and SQLite share this syntax).
+_UPSERT_TALLIES = """
+INSERT INTO arena_pairtally
+    (campaign_id, criterion_id, category, generator_a_id, generator_b_id, a_wins, b_wins, ties, both_bad, updated_at)
+VALUES {rows}
+ON CONFLICT (criterion_id, category, generator_a_id, generator_b_id) DO UPDATE SET
+    a_wins = arena_pairtally.a_wins + excluded.a_wins,
+    b_wins = arena_pairtally.b_wins + excluded.b_wins,
+    ties = arena_pairtally.ties + excluded.ties,
+    both_bad = arena_pairtally.both_bad + excluded.both_bad,
+    updated_at = excluded.updated_at
+"""
+
+
 def _record_tallies(comparison: Comparison, criteria: dict[str, int], votes: list[VoteInput]) -> None:
     """Add the votes to the running pair counts, for all prompts and for the prompt's category."""
     left = comparison.left_population.generator_id
@@ -304,25 +327,16 @@ def _record_tallies(comparison: Comparison, criteria: dict[str, int], votes: lis
     a, b = sorted((left, right))
     side_field = {"left": "a_wins" if left == a else "b_wins", "right": "b_wins" if left == a else "a_wins"}
     categories = list(dict.fromkeys(["", comparison.prompt.category]))
-    PairTally.objects.bulk_create(
-        [
-            PairTally(
-                campaign_id=comparison.campaign_id,
-                criterion_id=criteria[vote.criterion],
-                category=category,
-                generator_a_id=a,
-                generator_b_id=b,
-            )
-            for vote in votes
-            for category in categories
-        ],
-        ignore_conflicts=True,
-    )
+    now = timezone.now()
+    params: list[int | str | datetime] = []
     for vote in votes:
         field = side_field.get(vote.choice, "ties" if vote.choice == Vote.Choice.TIE else "both_bad")
-        PairTally.objects.filter(
-            criterion_id=criteria[vote.criterion], category__in=categories, generator_a_id=a, generator_b_id=b
-        ).update(**{field: F(field) + 1, "updated_at": timezone.now()})
+        counts = [int(field == name) for name in _TALLY_FIELDS]
+        for category in categories:
+            params += [comparison.campaign_id, criteria[vote.criterion], category, a, b, *counts, now]
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * (len(votes) * len(categories)))
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_TALLIES.format(rows=rows), params)
 
 
 @transaction.atomic

@@ -5,6 +5,7 @@ lost or duplicated vote. Reports p50/p99 of both calls and the votes per second 
 
 Run (PostgreSQL on 127.0.0.1:5432 with trust auth, as in CI):
     .venv/bin/python bench/voting_load.py [--participants 50] [--comparisons 20] [--server daphne|uvicorn]
+        [--workers N] [--redis redis://127.0.0.1:6379/0]
 
 It creates a scratch database, fills a campaign with ready populations directly (this
 measures the voting path, not generation: image rows share a few files), starts the ASGI
@@ -18,7 +19,7 @@ machine's 2 cores: an upper bound on the server's time.
 from __future__ import annotations
 
 import argparse
-import http.cookiejar
+import http.client
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -78,46 +79,86 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def server_ms(headers: http.client.HTTPMessage) -> float | None:
+    """The server's own time for a request, from its `Server-Timing: app;dur=X` header."""
+    for part in (headers.get("Server-Timing") or "").split(","):
+        name, _, params = part.strip().partition(";")
+        if name == "app" and params.startswith("dur="):
+            return float(params[4:])
+    return None
+
+
 class Participant(threading.Thread):
+    """One scripted participant: its own session cookie and one kept-alive connection, as a browser has."""
+
     def __init__(self, base: str, comparisons: int, think_ms: int, seed: int) -> None:
         super().__init__(daemon=True)
-        self.base = base
+        self.address = urllib.parse.urlsplit(base)
         self.comparisons = comparisons
         self.think_ms = think_ms
         self.rng = random.Random(seed)
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        self.cookie = ""
+        self.connection: http.client.HTTPConnection | None = None
         self.issue_ms: list[float] = []
         self.vote_ms: list[float] = []
+        self.issue_server_ms: list[float] = []
+        self.vote_server_ms: list[float] = []
         self.voted_tokens: list[str] = []
         self.errors: list[str] = []
 
-    def post(self, path: str, body: dict) -> tuple[int, dict, float]:
-        request = urllib.request.Request(
-            self.base + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-        )
-        started = time.perf_counter()
-        try:
-            with self.opener.open(request, timeout=30) as response:
-                status, data = response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            status, data = error.code, json.loads(error.read() or b"{}")
-        return status, data, (time.perf_counter() - started) * 1000
+    def post(self, path: str, body: dict) -> tuple[int, dict, float, float | None]:
+        payload = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Cookie": self.cookie}
+        for attempt in range(2):  # a kept-alive connection the server closed is reopened once
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=30)
+            started = time.perf_counter()
+            try:
+                self.connection.request("POST", path, body=payload, headers=headers)
+                response = self.connection.getresponse()
+                data = json.loads(response.read() or b"{}")
+            except (http.client.HTTPException, OSError):
+                self.connection.close()
+                self.connection = None
+                if attempt:
+                    raise
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            for cookie in response.headers.get_all("Set-Cookie") or []:
+                if cookie.startswith("sessionid="):
+                    self.cookie = cookie.split(";", 1)[0]
+            return response.status, data, elapsed, server_ms(response.headers)
+        raise AssertionError("unreachable")
 
     def run(self) -> None:
+        # People arrive over time, not in one instant: each starts within the first think time.
+        time.sleep(self.think_ms * self.rng.uniform(0, 1) / 1000)
         for _ in range(self.comparisons):
-            status, data, ms = self.post("/api/v1/campaigns/load/comparisons/next", {})
+            status, data, ms, server = self.post("/api/v1/campaigns/load/comparisons/next", {})
             if status != 200:
                 self.errors.append(f"next: {status} {data}")
                 return
             self.issue_ms.append(ms)
+            if server is not None:
+                self.issue_server_ms.append(server)
             # A person looks at twelve images before answering: uniform in [0.5, 1.5] x think_ms.
             time.sleep(self.think_ms * self.rng.uniform(0.5, 1.5) / 1000)
-            status, reveal, ms = self.post(f"/api/v1/comparisons/{data['token']}/votes", {**VOTES, "dwell_ms": 1000})
+            status, reveal, ms, server = self.post(
+                f"/api/v1/comparisons/{data['token']}/votes", {**VOTES, "dwell_ms": 1000}
+            )
             if status != 200:
                 self.errors.append(f"vote: {status} {reveal}")
                 continue
             self.vote_ms.append(ms)
+            if server is not None:
+                self.vote_server_ms.append(server)
             self.voted_tokens.append(data["token"])
+
+
+def warm_up(base: str, workers: int) -> None:
+    """Let every server process import and connect before the clock starts (a deployed server is warm)."""
+    for _ in range(8 * workers):
+        urllib.request.urlopen(base + "/api/v1/campaigns/load/", timeout=30).read()  # noqa: S310 (local server)
 
 
 def main() -> None:
@@ -129,6 +170,9 @@ def main() -> None:
     parser.add_argument("--per-queue", type=int, default=60, help="ready populations per (generator, prompt)")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--think-ms", type=int, default=2000, help="mean time a participant looks before voting")
+    parser.add_argument("--server", choices=["daphne", "uvicorn"], default="uvicorn")
+    parser.add_argument("--workers", type=int, default=2, help="server processes (uvicorn only)")
+    parser.add_argument("--redis", default="", help="REDIS_URL for the channel layer and cache (needed by >1 worker)")
     args = parser.parse_args()
 
     database = f"poparena_bench_{os.getpid()}"
@@ -136,11 +180,13 @@ def main() -> None:
         admin.execute(f'CREATE DATABASE "{database}"')
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            env = server_env(Path(tmp), DATABASE_URL=f"{args.pg}/{database}", LOG_LEVEL="WARNING")
+            extra = {"REDIS_URL": args.redis, "CACHE_PREFIX": database} if args.redis else {}
+            env = server_env(Path(tmp), DATABASE_URL=f"{args.pg}/{database}", LOG_LEVEL="WARNING", **extra)
             manage(env, "migrate", "--noinput")
             setup = SETUP.format(generators=args.generators, prompts=args.prompts, per_queue=args.per_queue)
             manage(env, "shell", "--no-imports", "-c", setup)
-            with asgi_server(env) as base:
+            with asgi_server(env, args.server, args.workers) as base:
+                warm_up(base, args.workers)
                 participants = [Participant(base, args.comparisons, args.think_ms, i) for i in range(args.participants)]
                 started = time.perf_counter()
                 for participant in participants:
@@ -160,6 +206,8 @@ def main() -> None:
 
     issue = [ms for p in participants for ms in p.issue_ms]
     votes = [ms for p in participants for ms in p.vote_ms]
+    issue_server = [ms for p in participants for ms in p.issue_server_ms]
+    vote_server = [ms for p in participants for ms in p.vote_server_ms]
     accepted = sum(len(p.voted_tokens) for p in participants)
     errors = [e for p in participants for e in p.errors]
     result = {
@@ -172,13 +220,18 @@ def main() -> None:
         "lost_or_duplicated": stored != 2 * accepted or per_comparison != 0,
         "errors": len(errors),
         "first_errors": errors[:3],
-        "issue_ms_p50": round(statistics.median(issue), 1) if issue else None,
-        "issue_ms_p99": round(percentile(issue, 0.99), 1) if issue else None,
-        "vote_ms_p50": round(statistics.median(votes), 1) if votes else None,
-        "vote_ms_p99": round(percentile(votes, 0.99), 1) if votes else None,
+        "server_issue_ms_p50": round(statistics.median(issue_server), 1) if issue_server else None,
+        "server_issue_ms_p99": round(percentile(issue_server, 0.99), 1) if issue_server else None,
+        "server_vote_ms_p50": round(statistics.median(vote_server), 1) if vote_server else None,
+        "server_vote_ms_p99": round(percentile(vote_server, 0.99), 1) if vote_server else None,
+        "client_issue_ms_p50": round(statistics.median(issue), 1) if issue else None,
+        "client_issue_ms_p99": round(percentile(issue, 0.99), 1) if issue else None,
+        "client_vote_ms_p50": round(statistics.median(votes), 1) if votes else None,
+        "client_vote_ms_p99": round(percentile(votes, 0.99), 1) if votes else None,
         "comparisons_per_s": round(accepted / elapsed, 1),
         "criterion_votes_per_s": round(2 * accepted / elapsed, 1),
         "target_p99_ms": 50,
+        "server": f"{args.server} x{args.workers}" + (" + redis" if args.redis else ""),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
     }
     print(json.dumps(result))

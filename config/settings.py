@@ -13,7 +13,7 @@ from pathlib import Path
 
 import environ
 
-from config.startup import check_redis, fail, parse_bool, parse_database_url
+from config.startup import check_redis, fail, parse_bool, parse_database_url, parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,8 +43,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's JS and CSS as our own static files: no CDN
     "channels",
     "core",
+    "access",
     "generation",
     "annotation",
     "arena",
@@ -99,8 +101,19 @@ if _database["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
-    _database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
-    _database["CONN_HEALTH_CHECKS"] = True
+    # Under ASGI, Django's persistent connections are not reused across requests; a pool per
+    # server process is (Django 5.1+ with psycopg_pool). Opening a connection costs more than a
+    # vote's queries, so every request would otherwise pay for one. DB_POOL_MAX_SIZE=0 turns it off.
+    _pool_max = env.int("DB_POOL_MAX_SIZE", default=8)
+    if _pool_max > 0:
+        _database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
+            "max_size": _pool_max,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        }
+    else:
+        _database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+        _database["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -122,6 +135,9 @@ if REDIS_URL:
             "KEY_PREFIX": env.str("CACHE_PREFIX", default="poparena"),
         }
     }
+    # Sessions are read on every vote: from the shared cache, written through to the database.
+    # Only with a shared cache: a per-process one could hand another server process a stale session.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -184,17 +200,47 @@ USE_TZ = True
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Scripts and workers send `Authorization: Bearer pa_...`; the browser keeps its session + CSRF.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "access.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Sessions and anonymous callers as before (each view adds its own rules); a token needs its scopes.
+    "DEFAULT_PERMISSION_CLASSES": ["access.permissions.TokenScopes"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "access.throttling.ParticipantThrottle",
+        "access.throttling.IpThrottle",
+        "access.throttling.TokenThrottle",
+    ],
+    # Far above what people do: 200 scripted participants behind one address must still fit.
+    # 0 or off turns one off.
+    "DEFAULT_THROTTLE_RATES": {
+        "vote": parse_rate("THROTTLE_VOTE", os.environ.get("THROTTLE_VOTE"), default="1200/min"),
+        "anon": parse_rate("THROTTLE_ANON", os.environ.get("THROTTLE_ANON"), default="12000/min"),
+        "token": parse_rate("THROTTLE_TOKEN", os.environ.get("THROTTLE_TOKEN"), default="6000/min"),
+    },
+    # How many reverse proxies append to X-Forwarded-For; 0 trusts only the socket's address,
+    # so a client cannot dodge the per-address throttle with a forged header.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PopArena API",
     "DESCRIPTION": "Population-level human preference on generated images.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ loads Swagger UI from our static files (drf-spectacular-sidecar), never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.schema.add_common_error_responses",
+    ],
 }
+# How long /api/v1/health waits for its message to come back through the channel layer.
+HEALTH_CHANNEL_TIMEOUT_S = env.float("HEALTH_CHANNEL_TIMEOUT_S", default=2.0)
 
 # --- PopArena ---------------------------------------------------------------------------
 # Key for hashing crowd workers' ids; the raw ids are never stored. Changing it splits every

@@ -62,3 +62,19 @@ def check_redis(url: str, timeout_s: float = 3.0) -> None:
         fail("REDIS_URL", f"{url!r} could not be parsed ({exc})")
     except redis.RedisError as exc:
         fail("REDIS_URL", f"Redis at {url!r} is unreachable ({exc})")
+
+
+RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+
+
+def parse_rate(variable: str, raw: str | None, *, default: str) -> str | None:
+    """A throttle rate such as 1200/min; 0, off or none turns the throttle off (None)."""
+    value = default if raw is None or raw.strip() == "" else raw.strip().lower()
+    if value in ("0", "off", "none"):
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or period not in RATE_PERIODS:
+        fail(variable, f"{value!r} is not a rate; use a count per period such as 1200/min, 50/s or 0 to turn it off")
+    if int(count) == 0:
+        return None
+    return value

@@ -7,10 +7,20 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
+from core.api_docs import ApiDocsView
+from core.health import HealthApi
+
+# Under /api/ even a URL that matches no route answers {"error": {...}} as JSON.
+handler404 = "core.api.not_found"
+handler500 = "core.api.server_error"
+
 urlpatterns = [
     path("admin/exports/", include("exports.urls")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/health", HealthApi.as_view(), name="api-health"),
+    path("api/v1/", include("generation.api_urls")),
     path("api/v1/", include("annotation.api_urls")),
     path("api/v1/", include("arena.api_urls")),
     path("api/v1/", include("exports.api_urls")),

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from rest_framework import exceptions
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from drf_spectacular.utils import inline_serializer
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.errors import ApplicationError
+
+# The one error shape in the OpenAPI schema: every app's views name it, so there is one component.
+ERROR = inline_serializer(
+    "Error",
+    {"error": inline_serializer("ErrorBody", {"code": serializers.CharField(), "message": serializers.CharField()})},
+)
 
 
 def _first_message(detail: Any) -> str:
@@ -43,5 +52,32 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, exceptions.ValidationError):
         code = "invalid"
     detail = getattr(exc, "detail", response.data)
-    response.data = {"error": {"code": code, "message": _first_message(detail)}}
+    message = _first_message(detail)
+    if isinstance(exc, exceptions.Throttled):
+        # DRF has already set Retry-After; say which limit and when to come back in words too.
+        limit = getattr(context.get("request"), "throttled_by", "this client")
+        seconds = getattr(exc, "wait", None)
+        wait = f" in {math.ceil(seconds)} s" if seconds is not None else " later"
+        message = f"too many requests from {limit}; try again{wait}"
+    response.data = {"error": {"code": code, "message": message}}
     return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: a URL under /api/ that matches no route (a bad slug, say) answers in the API's shape."""
+    if _is_api(request):
+        return JsonResponse(
+            {"error": {"code": "not_found", "message": f"no API endpoint at {request.path}"}}, status=404
+        )
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: API clients get JSON they can parse, people the usual page."""
+    if _is_api(request):
+        return JsonResponse({"error": {"code": "server_error", "message": "internal server error"}}, status=500)
+    return defaults.server_error(request)

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 # The one error shape of the API, so the schema has one Error component.
+from access.permissions import HasScope
 from arena.api import ERROR
 from exports.rows import TIES_DROP, TIES_SOFT
 from exports.selectors import get_export_campaign, list_exports
@@ -73,7 +74,7 @@ def _download_url(slug: str, name: str) -> str:
 class CampaignExportsApi(APIView):
     """Exports run synchronously into a new folder on the server; the response carries the manifest."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, HasScope("export")]
 
     @extend_schema(responses={200: ExportSummarySerializer(many=True), 403: ERROR, 404: ERROR})
     def get(self, request: Request, slug: str) -> Response:
@@ -106,7 +107,7 @@ class CampaignExportsApi(APIView):
 
 
 class ExportDownloadApi(APIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, HasScope("export")]
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, 403: ERROR, 404: ERROR})
     def get(self, request: Request, slug: str, name: str) -> StreamingHttpResponse:

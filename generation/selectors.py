@@ -6,9 +6,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, QuerySet
+from django.utils import timezone
 
-from generation.models import Demand, Population
+from generation.models import Demand, Generator, Population
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,82 @@ def get_queue_states(*, owner: str | None = None) -> list[QueueState]:
     ]
     states.sort(key=lambda s: (-s.priority, s.generator_id, s.prompt_id, s.size))
     return states
+
+
+def list_generators() -> QuerySet[Generator]:
+    """Every generator, active first, by name."""
+    return Generator.objects.order_by("-is_active", "name")
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    """One queue as the staff and worker API shows it: names instead of ids, and its deficit."""
+
+    generator: str
+    prompt_id: int
+    size: int
+    available: int
+    in_flight: int
+    low_watermark: int
+    high_watermark: int
+    deficit: int
+    priority: float
+    last_failed_at: datetime | None
+
+
+def get_queue_depths(*, owner: str | None = None) -> list[QueueDepth]:
+    """get_queue_states with generator names: one more query."""
+    states = get_queue_states(owner=owner)
+    names = dict(Generator.objects.filter(pk__in={s.generator_id for s in states}).values_list("pk", "name"))
+    return [
+        QueueDepth(
+            generator=names[state.generator_id],
+            prompt_id=state.prompt_id,
+            size=state.size,
+            available=state.available,
+            in_flight=state.in_flight,
+            low_watermark=state.low_watermark,
+            high_watermark=state.high_watermark,
+            deficit=state.deficit,
+            priority=state.priority,
+            last_failed_at=state.last_failed_at,
+        )
+        for state in states
+    ]
+
+
+@dataclass(frozen=True)
+class WorkerLease:
+    """What one worker holds now: its generating populations and when the latest lease runs out."""
+
+    worker: str
+    populations: list[int]
+    generators: list[str]
+    lease_until: datetime
+    expired: bool
+
+
+def get_worker_leases(*, now: datetime | None = None) -> list[WorkerLease]:
+    """Generating populations grouped by the worker holding them; an expired lease is work to reclaim."""
+    now = now or timezone.now()
+    running = (
+        Population.objects.filter(status=Population.Status.GENERATING)
+        .select_related("generator")
+        .order_by("claimed_by", "pk")
+    )
+    by_worker: dict[str, list[Population]] = defaultdict(list)
+    for population in running:
+        by_worker[population.claimed_by].append(population)
+    leases = []
+    for worker, held in by_worker.items():
+        until = max(p.lease_until for p in held if p.lease_until is not None)
+        leases.append(
+            WorkerLease(
+                worker=worker,
+                populations=[p.pk for p in held],
+                generators=sorted({p.generator.name for p in held}),
+                lease_until=until,
+                expired=until <= now,
+            )
+        )
+    return leases

@@ -1,4 +1,4 @@
-"""Shared fixtures: media files go to a temporary folder in every test."""
+"""Shared fixtures: media files go to a temporary folder, throttle counts start afresh, in every test."""
 
 from __future__ import annotations
 
@@ -8,3 +8,19 @@ import pytest
 @pytest.fixture(autouse=True)
 def _media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts(monkeypatch):  # type: ignore[no-untyped-def]
+    """Every test starts with no throttle history, so the suite's own heavy API use is never throttled.
+
+    The counts go to a private in-memory cache rather than the configured one: clearing that
+    would flush the whole shared Redis database in the PostgreSQL + Redis run.
+    tests/access/test_throttling.py also checks the throttles against the configured cache.
+    """
+    from django.core.cache.backends.locmem import LocMemCache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    counts = LocMemCache("tests-throttle-counts", {})
+    counts.clear()
+    monkeypatch.setattr(SimpleRateThrottle, "cache", counts)

@@ -1,4 +1,4 @@
-"""Run the real ASGI server (daphne) in a subprocess on its own SQLite database, for end-to-end tests."""
+"""Run the real ASGI server (daphne, or uvicorn with workers) in a subprocess, for end-to-end tests and benches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,31 +38,65 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def server_command(server: str, port: int, workers: int = 1) -> list[str]:
+    """The command line that serves config.asgi on 127.0.0.1:port with daphne or uvicorn."""
+    if server == "daphne":
+        if workers != 1:
+            raise ValueError("daphne runs one process; use uvicorn for several workers")
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
+    if server == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "config.asgi:application",
+        ]
+    raise ValueError(f"unknown server {server!r} (daphne or uvicorn)")
+
+
 @contextmanager
-def asgi_server(env: dict[str, str]) -> Iterator[str]:
-    """Start daphne on a free port; yield its base URL once it answers; stop it afterwards."""
+def asgi_server(env: dict[str, str], server_name: str = "daphne", workers: int = 1) -> Iterator[str]:
+    """Start the ASGI server on a free port; yield its base URL once it answers; stop it afterwards.
+
+    The server's log goes to a file, not a pipe: a pipe nobody reads fills up with tracebacks and
+    then blocks the server mid-request.
+    """
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(
+            server_command(server_name, port, workers), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                # Any HTTP answer, even an error page, means the server is up.
+                urllib.request.urlopen(base + "/api/v1/campaigns/", timeout=5)  # noqa: S310 (local test server)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    server.kill()
+                    server.wait()
+                    log.seek(0)
+                    raise RuntimeError(f"server did not start: {log.read().decode()[-2000:]}") from None
+                time.sleep(0.3)
         try:
-            urllib.request.urlopen(base + "/", timeout=5)  # noqa: S310 (local test server)
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
                 server.kill()
-                stderr = server.stderr.read().decode() if server.stderr else ""
-                raise RuntimeError(f"server did not start: {stderr[-2000:]}") from None
-            time.sleep(0.3)
-    try:
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+                server.wait()

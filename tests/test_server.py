@@ -52,3 +52,20 @@ def test_every_page_forbids_inline_scripts_and_framing(production_server):
     assert "frame-ancestors 'none'" in policy
     assert headers["Referrer-Policy"] == "same-origin"
     assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_responses_report_the_servers_own_time(production_server):
+    _, headers, _ = fetch(production_server + "/api/v1/campaigns/")
+    match = re.fullmatch(r"app;dur=(\d+\.\d)", headers["Server-Timing"])
+    assert match, headers["Server-Timing"]
+    assert 0 < float(match.group(1)) < 10_000
+
+
+def test_the_site_also_runs_under_uvicorn_with_several_workers(tmp_path):
+    secret = "a-test-secret-that-is-not-the-default"
+    env = server_env(tmp_path, DEBUG="false", SECRET_KEY=secret, STATIC_ROOT=str(tmp_path / "static"))
+    for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
+        manage(env, *command)
+    with asgi_server(env, "uvicorn", workers=2) as base:
+        statuses = {fetch(base + path)[0] for path in ["/", "/api/v1/campaigns/demo/"] * 4}
+    assert statuses == {200}

@@ -6,21 +6,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0002_completion_code_flagged'),
-        ('generation', '0002_demand_and_population_uses'),
+        ("annotation", "0002_completion_code_flagged"),
+        ("generation", "0002_demand_and_population_uses"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='campaign',
-            name='repeat_rate',
-            field=models.FloatField(default=0.0, help_text='Share of comparisons that repeat one the participant already voted on, sides swapped, 0 to 0.5.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(0.5)]),
+            model_name="campaign",
+            name="repeat_rate",
+            field=models.FloatField(
+                default=0.0,
+                help_text="Share of comparisons that repeat one the participant already voted on, sides swapped, 0 to 0.5.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(0.5),
+                ],
+            ),
         ),
         migrations.AddConstraint(
-            model_name='campaign',
-            constraint=models.CheckConstraint(condition=models.Q(('repeat_rate__gte', 0.0), ('repeat_rate__lte', 0.5)), name='campaign_repeat_rate_range'),
+            model_name="campaign",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("repeat_rate__gte", 0.0), ("repeat_rate__lte", 0.5)),
+                name="campaign_repeat_rate_range",
+            ),
         ),
     ]
