@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -13,7 +14,11 @@ from django.db.models import Count, F, Max, Sum
 from annotation.models import Campaign, Criterion, Participant
 from annotation.quality import (
     Agreement,
+    Choice,
+    GoldAnswer,
     QualityReport,
+    RepeatPair,
+    Side,
     UnitVote,
     VoteRecord,
     agreement_by_criterion,
@@ -120,7 +125,9 @@ def get_leaderboard(*, campaign: Campaign, criterion: str, category: str = "") -
     )
     # Every vote adds one to a counter, so the sum alone already tells a changed board apart.
     version = f"{state['rows']}:{state['votes']}:{state['changed'].isoformat() if state['changed'] else '-'}"
-    key = f"leaderboard:{campaign.pk}:{campaign.generators.count()}:{criterion_row.pk}:{category}:{version}"
+    # The category is the caller's text: hashed, so any value makes a valid cache key.
+    category_key = hashlib.sha256(category.encode()).hexdigest()[:16]
+    key = f"leaderboard:{campaign.pk}:{campaign.generators.count()}:{criterion_row.pk}:{category_key}:{version}"
     cached = cache.get(key)
     if cached is not None:
         return dict(cached)
@@ -184,9 +191,17 @@ def get_generator_ratings(*, campaign: Campaign, criterion: str) -> dict[str, fl
 
 
 def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dict[str, Agreement]]:
-    """Every participant's quality signals and flag by the stated rule, and agreement per criterion."""
+    """Every participant's quality signals and flag by the stated rule, and agreement per criterion.
+
+    Gold answers are scored against the side that is not the degraded copy; a side-swapped
+    repeat is paired with the original answer to the same criterion. Agreement counts only
+    ordinary comparisons (a gold or repeat vote would weigh one participant twice or say nothing).
+    """
     votes: list[VoteRecord] = []
     units: list[UnitVote] = []
+    gold: list[GoldAnswer] = []
+    answers: dict[tuple[int, str], Choice] = {}
+    repeats: list[tuple[int, int, str, Choice]] = []
     rows = (
         Vote.objects.filter(comparison__campaign=campaign)
         .order_by("created_at", "pk")
@@ -199,13 +214,40 @@ def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dic
             "created_at",
             "comparison__left_population_id",
             "comparison__right_population_id",
+            "comparison__is_gold",
+            "comparison__left_population__decoy_of_id",
+            "comparison__repeat_of_id",
         )
         .iterator(chunk_size=5000)
     )
-    for participant, comparison, criterion, choice, dwell_ms, created_at, left, right in rows:
+    for (
+        participant,
+        comparison,
+        criterion,
+        choice,
+        dwell_ms,
+        created_at,
+        left,
+        right,
+        is_gold,
+        left_decoy,
+        repeat_of,
+    ) in rows:
         parsed = parse_choice(choice)
         votes.append(VoteRecord(participant, comparison, criterion, parsed, dwell_ms, created_at))
-        # One unit per pair of populations, oriented by population id so side swaps line up.
-        unit = (min(left, right), max(left, right))
-        units.append(UnitVote(unit, criterion, participant, parsed, swapped=left != unit[0]))
-    return assess_participants(votes=votes), agreement_by_criterion(units)
+        answers[(comparison, criterion)] = parsed
+        if is_gold:
+            correct: Side = "right" if left_decoy is not None else "left"
+            gold.append(GoldAnswer(participant, comparison, criterion, parsed, correct))
+        elif repeat_of is not None:
+            repeats.append((participant, repeat_of, criterion, parsed))
+        else:
+            # One unit per pair of populations, oriented by population id so side swaps line up.
+            unit = (min(left, right), max(left, right))
+            units.append(UnitVote(unit, criterion, participant, parsed, swapped=left != unit[0]))
+    pairs = [
+        RepeatPair(participant, criterion, answers[(original, criterion)], repeat)
+        for participant, original, criterion, repeat in repeats
+        if (original, criterion) in answers
+    ]
+    return assess_participants(votes=votes, gold=gold, repeats=pairs), agreement_by_criterion(units)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q, QuerySet
 from django.db.models.functions import Greatest, Least
@@ -19,6 +20,7 @@ from arena.models import Comparison, PairTally, Vote
 from arena.sampling import Pair, active_weights, choose_pairs, normalise
 from core.errors import ApplicationError, Conflict, NotFound
 from generation.models import Population
+from generation.services import get_or_create_decoy
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Reveal:
 class _History:
     """A participant's comparisons in one campaign, read in one query."""
 
+    rows: list[Comparison]
     outstanding: list[Comparison]
     seen: set[frozenset[int]]
     voted: int
@@ -67,10 +70,21 @@ class _History:
 def _history(campaign: Campaign, participant: Participant, now: datetime) -> _History:
     rows = list(
         Comparison.objects.filter(campaign=campaign, participant=participant)
-        .only("token", "status", "lease_until", "issued_at", "left_population_id", "right_population_id", "prompt_id")
+        .only(
+            "token",
+            "status",
+            "lease_until",
+            "issued_at",
+            "left_population_id",
+            "right_population_id",
+            "prompt_id",
+            "is_gold",
+            "repeat_of_id",
+        )
         .order_by("issued_at", "pk")
     )
     return _History(
+        rows=rows,
         outstanding=[c for c in rows if c.status == Comparison.Status.ISSUED and c.lease_until > now],
         seen={frozenset((c.left_population_id, c.right_population_id)) for c in rows},
         voted=sum(c.status == Comparison.Status.VOTED for c in rows),
@@ -86,6 +100,7 @@ def _create(
     prompt_id: int,
     now: datetime,
     rng: random.Random,
+    is_gold: bool = False,
 ) -> Comparison:
     left, right = (first, second) if rng.random() < 0.5 else (second, first)
     comparison = Comparison.objects.create(
@@ -95,9 +110,80 @@ def _create(
         left_population_id=left,
         right_population_id=right,
         lease_until=now + LEASE,
+        is_gold=is_gold,
     )
-    Population.objects.filter(pk__in=[left, right]).update(uses=F("uses") + 1)
+    if not is_gold:  # a population's uses count the comparisons whose votes rank it
+        Population.objects.filter(pk__in=[left, right]).update(uses=F("uses") + 1)
     return comparison
+
+
+# --- quality checks mixed into the stream -----------------------------------------------------------------
+
+# Repeats show a comparison again only after this many others, so it is not recognised at once.
+REPEAT_MIN_GAP = 2
+# Gold comparisons reuse decoys; a fresh one is made while a participant has fewer unseen than this.
+GOLD_DECOY_POOL = 10
+
+
+def _gold_comparison(
+    campaign: Campaign, participant: Participant, history: _History, now: datetime, rng: random.Random
+) -> Comparison | None:
+    """A real population of the campaign beside a degraded copy of itself, sides at random; None if none ready."""
+    real = Population.objects.filter(
+        status=Population.Status.READY,
+        size=campaign.population_size,
+        generator__in=campaign.generators.filter(is_active=True).values("pk"),
+        prompt__in=campaign.prompts.values("pk"),
+    )
+    decoys = [
+        (pk, source, prompt_id)
+        for pk, source, prompt_id in Population.objects.filter(
+            decoy_of__in=real.values("pk"), status=Population.Status.READY
+        )
+        .order_by("-pk")
+        .values_list("pk", "decoy_of_id", "prompt_id")[: 5 * GOLD_DECOY_POOL]
+        if frozenset((pk, source)) not in history.seen
+    ]
+    if len(decoys) < GOLD_DECOY_POOL:
+        fresh = list(real.filter(decoys__isnull=True).order_by("-ready_at").values_list("pk", flat=True)[:20])
+        if fresh:
+            source = Population.objects.get(pk=rng.choice(fresh))
+            decoy = get_or_create_decoy(population=source)
+            decoys.append((decoy.pk, source.pk, decoy.prompt_id))
+    if not decoys:
+        return None
+    decoy_pk, source_pk, prompt_id = rng.choice(decoys)
+    return _create(
+        campaign=campaign,
+        participant=participant,
+        first=source_pk,
+        second=decoy_pk,
+        prompt_id=prompt_id,
+        now=now,
+        rng=rng,
+        is_gold=True,
+    )
+
+
+def _repeat_comparison(
+    campaign: Campaign, participant: Participant, history: _History, now: datetime
+) -> Comparison | None:
+    """One of the participant's earlier voted comparisons again, sides swapped; None if none is due."""
+    repeated = {c.repeat_of_id for c in history.rows if c.repeat_of_id is not None}
+    voted = [c for c in history.rows if c.status == Comparison.Status.VOTED]
+    candidates = [c for c in voted[: max(0, len(voted) - REPEAT_MIN_GAP)] if not c.is_gold and c.repeat_of_id is None]
+    original = next((c for c in candidates if c.pk not in repeated), None)
+    if original is None:
+        return None
+    return Comparison.objects.create(
+        campaign=campaign,
+        participant=participant,
+        prompt_id=original.prompt_id,
+        left_population_id=original.right_population_id,
+        right_population_id=original.left_population_id,
+        lease_until=now + LEASE,
+        repeat_of=original,
+    )
 
 
 def _campaign_populations(campaign: Campaign) -> QuerySet[Population]:
@@ -120,7 +206,9 @@ def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetim
     live = Q(status=Comparison.Status.VOTED) | Q(status=Comparison.Status.ISSUED, lease_until__gt=now)
     in_progress = _campaign_populations(campaign).filter(uses__gt=0).values("pk")
     rows = (
-        Comparison.objects.filter(live, campaign=campaign, left_population__in=in_progress)
+        Comparison.objects.filter(
+            live, campaign=campaign, left_population__in=in_progress, is_gold=False, repeat_of__isnull=True
+        )
         .annotate(low=Least("left_population_id", "right_population_id"))
         .annotate(high=Greatest("left_population_id", "right_population_id"))
         .values("low", "high", "prompt_id")
@@ -236,6 +324,16 @@ def issue_comparison(
     if len(history.outstanding) >= MAX_OUTSTANDING:
         raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
 
+    roll = rng.random()
+    if roll < campaign.gold_rate:
+        gold = _gold_comparison(campaign, participant, history, now, rng)
+        if gold is not None:
+            return gold
+    elif roll < campaign.gold_rate + campaign.repeat_rate:
+        repeat = _repeat_comparison(campaign, participant, history, now)
+        if repeat is not None:
+            return repeat
+
     found = _unfinished_pair(campaign, history.seen, now)
     if found is None:
         generator_ids = list(campaign.generators.filter(is_active=True).values_list("pk", flat=True))
@@ -344,7 +442,12 @@ def recount_tallies(*, campaign: Campaign) -> int:
     """Rebuild a campaign's pair tallies from its votes, leaving out flagged participants; returns votes counted."""
     PairTally.objects.filter(campaign=campaign).delete()
     votes = (
-        Vote.objects.filter(comparison__campaign=campaign, comparison__participant__is_flagged=False)
+        Vote.objects.filter(
+            comparison__campaign=campaign,
+            comparison__participant__is_flagged=False,
+            comparison__is_gold=False,
+            comparison__repeat_of__isnull=True,
+        )
         .select_related("comparison__prompt", "comparison__left_population", "comparison__right_population")
         .order_by("comparison_id")
     )
@@ -391,6 +494,19 @@ def cast_votes(
     now = now or timezone.now()
     comparison = _held_comparison(token=token, participant=participant, now=now)
     criteria = _check_votes(comparison, votes, dwell_ms)
+    # The client's dwell time is its own number; the server's clock bounds it. A vote sooner after
+    # the comparison was issued than anyone could look at twelve images is refused, and no
+    # client can claim to have looked longer than the comparison has existed.
+    since_issue_ms = max(0, int((now - comparison.issued_at).total_seconds() * 1000))
+    floor = settings.VOTE_MIN_DWELL_MS
+    if since_issue_ms < floor:
+        raise ApplicationError(
+            f"this comparison was issued {since_issue_ms} ms ago; a vote can come only after its images "
+            f"have been shown (at least {floor} ms)",
+            code="too_early",
+            status=409,
+        )
+    dwell_ms = min(dwell_ms, since_issue_ms)
     quota = comparison.campaign.participant_quota
     if quota is not None:
         # The participant's row lock serialises their concurrent votes, so the count below cannot
@@ -408,11 +524,12 @@ def cast_votes(
     comparison.status = Comparison.Status.VOTED
     comparison.voted_at = now
     comparison.save(update_fields=["status", "voted_at"])
-    if not participant.is_flagged:
-        # Flagged participants' votes are kept and marked, but leaderboards leave them out.
+    # Flagged participants' votes are kept and marked, but leaderboards leave them out; gold checks
+    # and side-swapped repeats measure the participant, not the generators.
+    if not (participant.is_flagged or comparison.is_gold or comparison.repeat_of_id is not None):
         _record_tallies(comparison, criteria, votes)
-    keys = [v.criterion for v in votes]
-    transaction.on_commit(partial(announce_leaderboard_change, comparison.campaign.slug, keys))
+        keys = [v.criterion for v in votes]
+        transaction.on_commit(partial(announce_leaderboard_change, comparison.campaign.slug, keys))
     votes_cast = Comparison.objects.filter(
         campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
     ).count()

@@ -249,6 +249,8 @@ HEALTH_CHANNEL_TIMEOUT_S = env.float("HEALTH_CHANNEL_TIMEOUT_S", default=2.0)
 MTURK_SUBMIT_ORIGINS = env.list(
     "MTURK_SUBMIT_ORIGINS", default=["https://www.mturk.com", "https://workersandbox.mturk.com"]
 )
+# A vote sooner than this after its comparison was issued is refused: nobody has looked at the images yet.
+VOTE_MIN_DWELL_MS = env.int("VOTE_MIN_DWELL_MS", default=500)
 PARTICIPANT_HASH_KEY = env.str("PARTICIPANT_HASH_KEY", default="") or f"participants:{SECRET_KEY}"
 # Where built-in offline pipelines are built once and loaded from with from_pretrained.
 POPARENA_MODEL_CACHE = Path(env.str("POPARENA_MODEL_CACHE", default=str(VAR_DIR / "models")))

@@ -32,8 +32,9 @@ def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> QuerySet[Vote]:
 
 
 def _pair_votes(campaign: Campaign, criterion_ids: Iterable[int], include_flagged: bool) -> QuerySet[Vote]:
-    # Gold comparisons have a deliberately broken side: they score participants, they are not data.
-    votes = _votes(campaign, criterion_ids).filter(comparison__is_gold=False)
+    # Gold comparisons have a deliberately broken side, and a side-swapped repeat is the same person
+    # judging the same pair again: both score participants, they are not preference data.
+    votes = _votes(campaign, criterion_ids).filter(comparison__is_gold=False, comparison__repeat_of__isnull=True)
     if not include_flagged:
         votes = votes.filter(comparison__participant__is_flagged=False)
     return votes

@@ -103,6 +103,14 @@ class Population(TimestampedModel):
     ready_at = models.DateTimeField(null=True, blank=True)
     generation_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Pipeline time for all images.")
     uses = models.PositiveIntegerField(default=0, help_text="Comparisons this population was shown in.")
+    decoy_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="decoys",
+        help_text="For a gold check: the population this one is a deliberately degraded copy of.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

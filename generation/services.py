@@ -350,3 +350,85 @@ def _announce_ready(population: Population) -> None:
         async_to_sync(layer.group_send)(READY_GROUP, message)
     except Exception:
         logger.warning("could not announce ready population %s on the channel layer", population.pk, exc_info=True)
+
+
+# --- gold-check decoys ------------------------------------------------------------------------------------
+
+DECOY_GENERATOR = "gold-decoy"
+
+
+def _decoy_generator() -> Generator:
+    """The stand-in 'generator' of degraded copies: never in a campaign, never generating, never ranked."""
+    generator, _ = Generator.objects.get_or_create(
+        name=DECOY_GENERATOR,
+        defaults={
+            "display_name": "Quality check (a deliberately degraded copy)",
+            "description": "Gold comparisons: one side is a degraded copy of the other, so the right answer is known.",
+            "source": "builtin:gold-decoy",
+            "is_active": False,
+        },
+    )
+    return generator
+
+
+@transaction.atomic
+def get_or_create_decoy(*, population: Population) -> Population:
+    """A ready, degraded copy of a ready population (same prompt, size and image count), made once.
+
+    Files are written before the rows; if the transaction fails they are deleted again, so a
+    decoy, like any population, is either ready with all its images or not there.
+    """
+    from generation.degrade import degrade_image
+
+    existing = population.decoys.filter(status=Population.Status.READY).first()
+    if existing is not None:
+        return existing
+    if population.status != Population.Status.READY:
+        raise ValueError(f"population {population.pk} is {population.status}, not ready: no decoy of it")
+    sources = list(population.images.order_by("index"))
+    inputs = []
+    for image in sources:
+        with image.file.open("rb") as handle:
+            data, extension = degrade_image(handle.read(), seed=image.seed)
+        inputs.append(
+            ImageInput(
+                index=image.index,
+                data=data,
+                extension=extension,
+                seed=image.seed,
+                prompt=image.generation_prompt,
+                truncated=image.prompt_truncated,
+                width=image.width,
+                height=image.height,
+            )
+        )
+    names = _store_files(inputs)
+    try:
+        now = timezone.now()
+        decoy = Population.objects.create(
+            generator=_decoy_generator(),
+            prompt_id=population.prompt_id,
+            size=population.size,
+            seeds=population.seeds,
+            status=Population.Status.READY,
+            ready_at=now,
+            decoy_of=population,
+        )
+        Image.objects.bulk_create(
+            Image(
+                population=decoy,
+                index=item.index,
+                file=name,
+                seed=item.seed,
+                generation_prompt=item.prompt,
+                prompt_truncated=item.truncated,
+                width=item.width,
+                height=item.height,
+                sha256=hashlib.sha256(item.data).hexdigest(),
+            )
+            for item, name in zip(inputs, names, strict=True)
+        )
+    except Exception:
+        _delete_files(names)
+        raise
+    return decoy

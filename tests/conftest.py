@@ -11,6 +11,12 @@ def _media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
+def _no_dwell_floor(settings):  # type: ignore[no-untyped-def]
+    """Tests vote the instant a comparison is issued; tests/arena/test_quality_checks.py sets the floor."""
+    settings.VOTE_MIN_DWELL_MS = 0
+
+
+@pytest.fixture(autouse=True)
 def _fresh_throttle_counts(monkeypatch):  # type: ignore[no-untyped-def]
     """Every test starts with no throttle history, so the suite's own heavy API use is never throttled.
 

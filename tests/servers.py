@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def server_env(var_dir: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(POPARENA_VAR_DIR=str(var_dir), HF_HUB_OFFLINE="1", **overrides)
+    # Scripted clients vote at once; the dwell floor has its own tests.
+    env.update(POPARENA_VAR_DIR=str(var_dir), HF_HUB_OFFLINE="1", VOTE_MIN_DWELL_MS="0")
+    env.update(overrides)
     return env
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 
@@ -22,7 +23,9 @@ def test_quality_report_flags_a_fast_clicker_and_applying_it_marks_the_participa
         for voter, dwell in ((careful, 9000), (hasty, 300)):
             comparison = issue_comparison(campaign=campaign, participant=voter)
             votes = [VoteInput("diversity", "left"), VoteInput("quality", "right")]
-            cast_votes(token=comparison.token, participant=voter, votes=votes, dwell_ms=dwell)
+            # Cast when that long has passed: the server never records more dwell than time since issue.
+            at = comparison.issued_at + timedelta(milliseconds=dwell + 50)
+            cast_votes(token=comparison.token, participant=voter, votes=votes, dwell_ms=dwell, now=at)
     assert client.get("/c/study/quality/").status_code == 302  # staff only
     rows = list(csv.DictReader(io.StringIO(admin_client.get("/c/study/quality/?format=csv").content.decode())))
     flagged = {int(row["participant"]): row["flagged"] for row in rows}
