@@ -62,8 +62,10 @@ def test_gold_comparisons_come_at_the_campaigns_rate_with_the_decoy_on_either_si
         left = Population.objects.get(pk=comparison.left_population_id)
         right = Population.objects.get(pk=comparison.right_population_id)
         decoy, real = (left, right) if left.decoy_of_id else (right, left)
-        assert decoy.decoy_of_id == real.pk and decoy.generator.name == DECOY_GENERATOR
-        assert decoy.prompt_id == real.prompt_id and decoy.size == real.size
+        assert decoy.decoy_of_id == real.pk
+        assert decoy.generator.name == DECOY_GENERATOR
+        assert decoy.prompt_id == real.prompt_id
+        assert decoy.size == real.size
         assert real.generator in campaign.generators.all()
 
 
@@ -72,7 +74,8 @@ def test_a_decoy_is_a_visibly_degraded_copy_of_the_same_size_made_once(arena_cam
     real = Population.objects.filter(generator__in=campaign.generators.all()).first()
     decoy = get_or_create_decoy(population=real)
     assert get_or_create_decoy(population=real) == decoy
-    assert decoy.status == "ready" and decoy.images.count() == real.images.count()
+    assert decoy.status == "ready"
+    assert decoy.images.count() == real.images.count()
     for original, copy in zip(real.images.order_by("index"), decoy.images.order_by("index"), strict=True):
         assert copy.sha256 != original.sha256
         assert copy.file.name != original.file.name
@@ -106,7 +109,8 @@ def test_gold_votes_score_the_participant_and_never_reach_the_leaderboard(arena_
     assert reports[good.pk].signals.gold.accuracy == 1.0
     assert reports[bad.pk].signals.gold.n_checks == sum(c.is_gold for c in bad_run) >= 2
     assert reports[bad.pk].signals.gold.accuracy is not None
-    assert reports[bad.pk].flagged and not reports[good.pk].flagged
+    assert reports[bad.pk].flagged
+    assert not reports[good.pk].flagged
     ordinary = sum(not c.is_gold for c in good_run + bad_run)
     tallied = sum(t.total for t in PairTally.objects.filter(criterion__key="diversity", category=""))
     assert tallied == ordinary
@@ -140,7 +144,8 @@ def test_side_swapped_repeats_come_back_mirrored_once_each_and_measure_consisten
                 original.right_population_id,
                 original.left_population_id,
             )
-            assert original.repeat_of_id is None and not original.is_gold
+            assert original.repeat_of_id is None
+            assert not original.is_gold
             assert position[repeat.pk] - position[original.pk] > REPEAT_MIN_GAP
     reports = {r.participant: r for r in get_quality_reports(campaign=campaign)[0]}
     assert reports[steady.pk].signals.repeats.rate == 1.0
@@ -163,7 +168,8 @@ def test_a_vote_sooner_than_the_dwell_floor_after_issue_is_refused_and_changes_n
             dwell_ms=3000,
             now=comparison.issued_at + timedelta(milliseconds=100),
         )
-    assert refused.value.code == "too_early" and refused.value.status == 409
+    assert refused.value.code == "too_early"
+    assert refused.value.status == 409
     assert not Vote.objects.exists()
     comparison.refresh_from_db()
     assert comparison.status == Comparison.Status.ISSUED
