@@ -21,6 +21,7 @@
 
   let current = null; // the comparison on screen
   let next = null; // the one prefetched behind it (a promise of a comparison or null)
+  let nextReady = null; // the same comparison once it has arrived, so a vote can swap it in at once
   let answers = {};
   let votesCast = 0;
   let shownAt = 0;
@@ -96,7 +97,7 @@
     rows.forEach((row) => row.classList.toggle("active", row === active));
   }
 
-  function render(comparison) {
+  function render(comparison, prefetchNext = true) {
     current = comparison;
     answers = {};
     sending = false;
@@ -114,7 +115,8 @@
     shownAt = performance.now();
     clearInterval(leaseTimer);
     leaseTimer = setInterval(() => post(urls.lease(comparison.token)), LEASE_PING_MS);
-    next = prefetch(comparison.token);
+    nextReady = null;
+    next = prefetchNext ? prefetch(comparison.token) : null;
   }
 
   function preload(comparison) {
@@ -128,6 +130,7 @@
     const result = await post(urls.next, { exclude: [exclude] });
     if (result.ok) {
       preload(result.data);
+      if (current && current.token === exclude) nextReady = result.data;
       return result.data;
     }
     return null;
@@ -146,22 +149,36 @@
     const comparison = current;
     const votes = rows.map((row) => ({ criterion: row.dataset.key, choice: answers[row.dataset.key] }));
     const dwell = Math.round(performance.now() - shownAt);
+    const quota = comparison.progress ? comparison.progress.quota : null;
+    const last = Boolean(quota) && votesCast + 1 >= quota;
+    // The next comparison is already here: show it now, while the vote travels. The one after it
+    // is fetched once the server has the vote (a participant holds at most two at a time).
+    const ahead = last ? null : nextReady;
+    if (ahead) render(ahead, false);
     const result = await post(urls.votes(comparison.token), { votes, dwell_ms: dwell });
     if (!result.ok) {
-      sending = false;
       const message = result.data && result.data.error ? result.data.error.message : "Your vote could not be sent.";
-      showError(message);
       if (result.data && result.data.error && result.data.error.code === "quota_reached") {
         location.href = arena.dataset.doneUrl;
-      } else if (result.status === 409 || result.status === 410) {
-        advance();
+        return;
       }
+      if (ahead) {
+        showError("Your last vote was not counted: " + message);
+        if (current === ahead) next = prefetch(ahead.token);
+        return;
+      }
+      sending = false;
+      showError(message);
+      if (result.status === 409 || result.status === 410) advance();
       return;
     }
     reveal(result.data);
-    const quota = comparison.progress ? comparison.progress.quota : null;
     if (quota && result.data.votes_cast >= quota) {
       setTimeout(() => (location.href = arena.dataset.doneUrl), REVEAL_MS / 2);
+      return;
+    }
+    if (ahead) {
+      if (current === ahead && !next) next = prefetch(ahead.token);
       return;
     }
     advance();

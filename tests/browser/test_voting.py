@@ -39,6 +39,14 @@ sync_criteria(campaign=later, criteria=criteria, report=SeedReport())
 later.generators.set(campaign.generators.all())
 later.prompts.add(Prompt.objects.create(caption="a star", category="shape"))
 set_campaign_status(campaign=later, status="open")
+
+# A third with room for a few more votes, for the swap-before-the-answer test.
+swap = Campaign.objects.create(slug="swap", title="Swap study", population_size=2, votes_per_pair=1)
+sync_criteria(campaign=swap, criteria=criteria, report=SeedReport())
+swap.generators.set(campaign.generators.all())
+for caption in ("a red dot", "a blue dot", "a green dot"):
+    swap.prompts.add(Prompt.objects.create(caption=caption, category="dot"))
+set_campaign_status(campaign=swap, status="open")
 """
 
 pytestmark = pytest.mark.browser
@@ -51,6 +59,7 @@ def arena_site(tmp_path_factory):
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "--no-imports", "-c", SETUP)
     manage(env, "run_generation_worker", "--once", "--campaign", "browser")
+    manage(env, "run_generation_worker", "--once", "--campaign", "swap")
     with asgi_server(env) as base:
         yield base, var / "db.sqlite3", env
 
@@ -181,3 +190,27 @@ def test_the_leaderboard_page_updates_live_when_someone_votes(browser, arena_sit
     board.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
     board.close()
     voter.close()
+
+
+def test_the_next_comparison_is_on_screen_before_the_server_has_answered_the_vote(browser, arena_site):
+    base, database, _ = arena_site
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    page.goto(base + "/c/swap/")
+    page.wait_for_selector("#grid-left img")
+    sources = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"
+    first = page.evaluate(sources)
+    page.wait_for_timeout(500)  # the page prefetches the next comparison behind this one
+    held: list = []
+    # Hold the vote's response back: the participant must not wait for it to see the next sets.
+    page.route("**/votes", lambda route: held.append(route))
+    votes_before = len(votes_in_database(database))
+    page.keyboard.press("1")
+    page.keyboard.press("1")
+    wait_until(page, f"{sources} !== {json.dumps(first)}", timeout_s=2)
+    assert held, "the vote request was sent"
+    assert page.is_hidden("#reveal"), "the reveal waits for the server's answer"
+    held[0].continue_()
+    page.wait_for_selector("#reveal:not([hidden])")
+    assert len(votes_in_database(database)) == votes_before + 2
+    context.close()
