@@ -17,6 +17,7 @@ from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
 from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
 from core.api import ERROR
+from core.errors import ApplicationError
 
 
 class ImagesSerializer(serializers.Serializer):
@@ -142,6 +143,7 @@ class LeaderboardRowSerializer(serializers.Serializer):
 class LeaderboardSerializer(serializers.Serializer):
     criterion = serializers.CharField()
     category = serializers.CharField(allow_blank=True)
+    includes_flagged = serializers.BooleanField()
     votes = serializers.IntegerField()
     updated_at = serializers.DateTimeField(allow_null=True)
     method = serializers.CharField()
@@ -164,6 +166,11 @@ class LeaderboardApi(APIView):
         parameters=[
             OpenApiParameter("criterion", str, description="criterion key; default: the campaign's first"),
             OpenApiParameter("category", str, description="prompt category; default: all prompts"),
+            OpenApiParameter(
+                "include_flagged",
+                bool,
+                description="staff only: count the votes of participants flagged by quality control too",
+            ),
         ],
         responses={200: LeaderboardSerializer, 404: ERROR},
     )
@@ -171,7 +178,15 @@ class LeaderboardApi(APIView):
         campaign = votable_campaign(request, slug)
         criterion = request.query_params.get("criterion") or default_criterion(campaign)
         category = request.query_params.get("category", "")
-        return Response(get_leaderboard(campaign=campaign, criterion=criterion, category=category))
+        include_flagged = request.query_params.get("include_flagged", "false").lower()
+        if include_flagged not in ("true", "false", "1", "0"):
+            raise ApplicationError(f"include_flagged must be true or false, not {include_flagged!r}")
+        flagged = include_flagged in ("true", "1")
+        if flagged and not request.user.is_staff:
+            raise ApplicationError("only staff can include flagged participants' votes", code="forbidden", status=403)
+        return Response(
+            get_leaderboard(campaign=campaign, criterion=criterion, category=category, include_flagged=flagged)
+        )
 
 
 class QueueApi(APIView):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, F, Max, Sum
+from django.db.models import Count, F, Max, QuerySet, Sum
 
 from annotation.models import Campaign, Criterion, Participant
 from annotation.quality import (
@@ -96,42 +96,94 @@ def _criterion(campaign: Campaign, key: str) -> Criterion:
     return criterion
 
 
-def _counts(campaign: Campaign, criterion: Criterion, category: str) -> tuple[PairCounts, dict[str, int], list[Any]]:
+# (generator_a_id, generator_b_id, a_wins, b_wins, ties, both_bad) with generator_a_id < generator_b_id.
+TallyRow = tuple[int, int, int, int, int, int]
+
+
+def _tally_rows(criterion: Criterion, category: str) -> list[TallyRow]:
+    """The running tallies: every counted vote, without flagged participants, gold checks or repeats."""
+    return list(
+        PairTally.objects.filter(criterion=criterion, category=category).values_list(
+            "generator_a_id", "generator_b_id", "a_wins", "b_wins", "ties", "both_bad"
+        )
+    )
+
+
+def _votes_for_board(criterion: Criterion, category: str) -> QuerySet[Vote]:
+    votes = Vote.objects.filter(criterion=criterion, comparison__is_gold=False, comparison__repeat_of__isnull=True)
+    return votes.filter(comparison__prompt__category=category) if category else votes
+
+
+def _tally_rows_with_flagged(criterion: Criterion, category: str) -> list[TallyRow]:
+    """The same counts recomputed from the votes themselves, flagged participants included."""
+    counts: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    rows = (
+        _votes_for_board(criterion, category)
+        .values_list(
+            "comparison__left_population__generator_id", "comparison__right_population__generator_id", "choice"
+        )
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for left, right, choice, n in rows:
+        a, b = sorted((left, right))
+        if choice in ("left", "right"):
+            winner = left if choice == "left" else right
+            counts[(a, b)][0 if winner == a else 1] += n
+        else:
+            counts[(a, b)][2 if choice == Vote.Choice.TIE else 3] += n
+    return [(a, b, values[0], values[1], values[2], values[3]) for (a, b), values in counts.items()]
+
+
+def _counts(campaign: Campaign, rows: list[TallyRow]) -> tuple[PairCounts, dict[str, int], list[Any]]:
     generators = list(campaign.generators.order_by("name"))
     names = {g.pk: g.name for g in generators}
-    tallies = list(
-        PairTally.objects.filter(criterion=criterion, category=category, generator_a__in=names, generator_b__in=names)
-    )
+    mine = [row for row in rows if row[0] in names and row[1] in names]
     counts = PairCounts.from_tallies(
         [g.name for g in generators],
-        ((names[t.generator_a_id], names[t.generator_b_id], t.a_wins, t.b_wins, t.ties + t.both_bad) for t in tallies),
+        ((names[a], names[b], a_wins, b_wins, ties + both) for a, b, a_wins, b_wins, ties, both in mine),
     )
     both_bad: dict[str, int] = defaultdict(int)
-    for t in tallies:
-        both_bad[names[t.generator_a_id]] += t.both_bad
-        both_bad[names[t.generator_b_id]] += t.both_bad
+    for a, b, _, _, _, both in mine:
+        both_bad[names[a]] += both
+        both_bad[names[b]] += both
     return counts, both_bad, generators
 
 
-def get_leaderboard(*, campaign: Campaign, criterion: str, category: str = "") -> dict[str, Any]:
+def get_leaderboard(
+    *, campaign: Campaign, criterion: str, category: str = "", include_flagged: bool = False
+) -> dict[str, Any]:
     """The campaign's Bradley-Terry leaderboard on one criterion (all prompts, or one category).
 
     Read from the running pair tallies, fitted with bootstrap intervals, and cached until the
     tallies change, so a burst of readers (every open leaderboard after a vote) fits once.
+    `include_flagged` recounts from the votes with flagged participants' votes in (for staff
+    checking what quality control changed); gold checks and repeats are never counted.
     """
     criterion_row = _criterion(campaign, criterion)
-    state = PairTally.objects.filter(criterion=criterion_row, category=category).aggregate(
-        rows=Count("id"), changed=Max("updated_at"), votes=Sum(F("a_wins") + F("b_wins") + F("ties") + F("both_bad"))
-    )
+    if include_flagged:
+        state = _votes_for_board(criterion_row, category).aggregate(
+            rows=Count("id"), votes=Max("id"), changed=Max("created_at")
+        )
+    else:
+        state = PairTally.objects.filter(criterion=criterion_row, category=category).aggregate(
+            rows=Count("id"),
+            changed=Max("updated_at"),
+            votes=Sum(F("a_wins") + F("b_wins") + F("ties") + F("both_bad")),
+        )
     # Every vote adds one to a counter, so the sum alone already tells a changed board apart.
     version = f"{state['rows']}:{state['votes']}:{state['changed'].isoformat() if state['changed'] else '-'}"
     # The category is the caller's text: hashed, so any value makes a valid cache key.
     category_key = hashlib.sha256(category.encode()).hexdigest()[:16]
-    key = f"leaderboard:{campaign.pk}:{campaign.generators.count()}:{criterion_row.pk}:{category_key}:{version}"
+    key = (
+        f"leaderboard:{campaign.pk}:{campaign.generators.count()}:{criterion_row.pk}:{category_key}:"
+        f"{int(include_flagged)}:{version}"
+    )
     cached = cache.get(key)
     if cached is not None:
         return dict(cached)
-    counts, both_bad, generators = _counts(campaign, criterion_row, category)
+    rows_in = (_tally_rows_with_flagged if include_flagged else _tally_rows)(criterion_row, category)
+    counts, both_bad, generators = _counts(campaign, rows_in)
     board = fit_ratings(counts, bootstrap=LEADERBOARD_BOOTSTRAP, seed=0)
     labels = {g.name: g.label for g in generators}
     rows = []
@@ -158,6 +210,7 @@ def get_leaderboard(*, campaign: Campaign, criterion: str, category: str = "") -
     payload = {
         "criterion": criterion,
         "category": category,
+        "includes_flagged": include_flagged,
         "votes": int(counts.total),
         "updated_at": state["changed"].isoformat() if state["changed"] else None,
         "method": board.method_note,
@@ -186,7 +239,7 @@ def get_categories(*, campaign: Campaign) -> list[str]:
 
 def get_generator_ratings(*, campaign: Campaign, criterion: str) -> dict[str, float]:
     """Bradley-Terry ratings on the Elo scale (mean 1000) of the campaign's generators on one criterion."""
-    counts, _, _ = _counts(campaign, _criterion(campaign, criterion), "")
+    counts, _, _ = _counts(campaign, _tally_rows(_criterion(campaign, criterion), ""))
     return fit_ratings(counts, bootstrap=0).ratings()
 
 
