@@ -172,7 +172,7 @@ class LeaderboardApi(APIView):
                 description="staff only: count the votes of participants flagged by quality control too",
             ),
         ],
-        responses={200: LeaderboardSerializer, 404: ERROR},
+        responses={200: LeaderboardSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
     )
     def get(self, request: Request, slug: str) -> Response:
         campaign = votable_campaign(request, slug)
