@@ -6,8 +6,10 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.contrib.sessions.backends.base import SessionBase
 
 from annotation.models import Campaign
+from annotation.services import PARTICIPANT_SESSION_KEY, admit_to_campaign
 from arena.selectors import default_criterion, get_leaderboard
 from arena.services import leaderboard_group
 from core.errors import ApplicationError
@@ -15,9 +17,18 @@ from generation.services import READY_GROUP
 
 
 class QueueConsumer(AsyncJsonWebsocketConsumer):
-    """Forwards "a population is ready" without any detail: the page just asks for its next comparison."""
+    """Forwards "a population is ready" without any detail: the page just asks for its next comparison.
+
+    Only for a browser session that already holds a participant admitted to the campaign (one
+    that opened its vote page): the Origin is checked before this, the session here.
+    """
 
     async def connect(self) -> None:
+        slug = self.scope["url_route"]["kwargs"]["slug"]
+        session = self.scope.get("session")
+        if session is None or not await database_sync_to_async(_may_wait_on)(slug, session):
+            await self.close(code=4403)
+            return
         await self.channel_layer.group_add(READY_GROUP, self.channel_name)
         await self.accept()
 
@@ -64,6 +75,19 @@ class LeaderboardConsumer(AsyncJsonWebsocketConsumer):
         except ApplicationError:
             return
         await self.send_json(board)
+
+
+def _may_wait_on(slug: str, session: SessionBase) -> bool:
+    if not isinstance(session.get(PARTICIPANT_SESSION_KEY), int):
+        return False
+    campaign = Campaign.objects.filter(slug=slug).first()
+    if campaign is None:
+        return False
+    try:
+        admit_to_campaign(campaign=campaign, session=session)
+    except ApplicationError:
+        return False
+    return True
 
 
 def _public_campaign(slug: str) -> Campaign | None:
