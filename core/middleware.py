@@ -1,12 +1,12 @@
-"""Security headers for every response: a Content-Security-Policy without inline scripts."""
+"""Security middleware: a Content-Security-Policy without inline scripts on every response; NUL bytes refused."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 
 def _origin(url: str) -> str:
@@ -49,3 +49,29 @@ def allow_mturk_framing(response: HttpResponse) -> HttpResponse:
     response.mturk_frame = True  # type: ignore[attr-defined]
     response.xframe_options_exempt = True
     return response
+
+
+class RejectNulMiddleware:
+    """Refuse NUL characters in the path, the query string or a JSON body with a clear 400.
+
+    No text field can hold one (PostgreSQL refuses them outright), no legitimate client sends
+    one, and stopping them at the door keeps every view and query from having to.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        where = None
+        if "\x00" in request.path:
+            where = "the URL path"
+        elif "\x00" in unquote(request.META.get("QUERY_STRING", "")):
+            where = "the query string"
+        elif request.content_type == "application/json" and (b"\x00" in request.body or b"\\u0000" in request.body):
+            where = "the JSON body"
+        if where is None:
+            return self.get_response(request)
+        message = f"{where} contains a NUL character (\\u0000), which no field accepts"
+        if request.path.startswith("/api/"):
+            return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
