@@ -181,7 +181,16 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             extra = {"REDIS_URL": args.redis, "CACHE_PREFIX": database} if args.redis else {}
-            env = server_env(Path(tmp), DATABASE_URL=f"{args.pg}/{database}", LOG_LEVEL="WARNING", **extra)
+            # Production settings: DEBUG off (no query log, no static-file rescans per request).
+            env = server_env(
+                Path(tmp),
+                DATABASE_URL=f"{args.pg}/{database}",
+                LOG_LEVEL="WARNING",
+                DEBUG="false",
+                SECRET_KEY=f"bench-{os.getpid()}-not-a-production-secret",
+                SECURE_COOKIES="false",
+                **extra,
+            )
             manage(env, "migrate", "--noinput")
             setup = SETUP.format(generators=args.generators, prompts=args.prompts, per_queue=args.per_queue)
             manage(env, "shell", "--no-imports", "-c", setup)
