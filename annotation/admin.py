@@ -1,4 +1,4 @@
-"""Admin for campaigns (with their criteria), and participants."""
+"""Admin for campaigns (with their criteria), and participants; researchers reach only their own campaigns."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from annotation.models import Campaign, Criterion, Participant
+from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from annotation.services import set_campaign_status, sync_campaign_demand
 from core.errors import ApplicationError
 
@@ -61,6 +62,28 @@ class CampaignAdmin(admin.ModelAdmin):
     def close_campaigns(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         self._set_status(request, queryset, Campaign.Status.CLOSED, "closed")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Campaign]:
+        return super().get_queryset(request).filter(pk__in=managed_campaigns(request.user).values("pk"))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        # Researchers own what they create; only those who manage every campaign hand one over.
+        return fields if manages_every_campaign(request.user) else [*fields, "owner"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return super().has_view_permission(request, obj) and (obj is None or can_manage_campaign(request.user, obj))
+
+    def has_change_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return super().has_change_permission(request, obj) and (obj is None or can_manage_campaign(request.user, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and (obj is None or can_manage_campaign(request.user, obj))
+
+    def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
+        if not change and (obj.owner_id is None or not manages_every_campaign(request.user)):
+            obj.owner = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Prompts and generators are saved here, after the campaign row: only now is the demand known.
         super().save_related(request, form, formsets, change)
@@ -79,5 +102,14 @@ class ParticipantAdmin(admin.ModelAdmin):
 @admin.register(Criterion)
 class CriterionAdmin(admin.ModelAdmin):
     list_display = ["key", "question", "campaign", "position"]
-    list_filter = ["campaign"]
+    # Only the campaigns in the list: a researcher must not see others' campaign titles in the filter.
+    list_filter = [("campaign", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["key", "question"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Criterion]:
+        return super().get_queryset(request).filter(campaign__in=managed_campaigns(request.user).values("pk"))
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "campaign":
+            kwargs["queryset"] = managed_campaigns(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

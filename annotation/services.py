@@ -1,4 +1,4 @@
-"""Writes for campaigns: criteria, prompts and generators of a study, and the demo seed."""
+"""Writes for campaigns: creating one, its criteria, prompts and generators, the researcher role, the demo seed."""
 
 from __future__ import annotations
 
@@ -9,18 +9,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, Group, Permission, User
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
 from django.utils import timezone
 
 from annotation import demo
-from annotation.models import Campaign, Criterion, Participant
+from annotation.models import DEFAULT_POPULATION_SIZE, Campaign, Criterion, Participant
+from annotation.permissions import RESEARCHER_GROUP, RESEARCHER_MODEL_PERMISSIONS, ROLE_CACHE_KEY
 from core.errors import ApplicationError, NotFound
 from core.models import sync_object
-from generation.models import Prompt
+from generation.models import Generator, Prompt
 from generation.offline import DEMO_GENERATORS
 from generation.prompt_files import PromptRow
 from generation.services import DemandSpec, import_prompts, sync_demand, sync_generator
@@ -127,6 +130,89 @@ def set_campaign_status(*, campaign: Campaign, status: str) -> Campaign:
     return campaign
 
 
+@dataclass(frozen=True)
+class NewCampaign:
+    """Everything the staff form asks for a new campaign; validated by the form before it gets here."""
+
+    slug: str
+    title: str
+    generators: Sequence[Generator]
+    criteria: Sequence[tuple[str, str]]
+    prompts: Sequence[PromptRow]
+    population_size: int = DEFAULT_POPULATION_SIZE
+    votes_per_pair: int = 5
+    sampling_policy: str = Campaign.SamplingPolicy.BALANCED
+    gold_rate: float = 0.0
+    repeat_rate: float = 0.0
+    access: str = Campaign.Access.PUBLIC
+    participant_quota: int | None = None
+    completion_code: str = ""
+    completion_code_flagged: str = ""
+    instructions: str = ""
+
+
+@transaction.atomic
+def create_campaign(*, spec: NewCampaign, owner_id: int | None, open_now: bool = False) -> Campaign:
+    """Create a campaign with its generators, criteria and prompts, all or nothing; optionally open it.
+
+    When opening is refused (say, fewer than two generators), the ApplicationError rolls the whole
+    creation back, so a failed attempt leaves no half-made campaign or orphan prompts behind.
+    """
+    if Campaign.objects.filter(slug=spec.slug).exists():
+        raise ApplicationError(f"a campaign with slug {spec.slug!r} already exists", code="slug_taken", status=409)
+    campaign = Campaign.objects.create(
+        slug=spec.slug,
+        title=spec.title,
+        instructions=spec.instructions,
+        population_size=spec.population_size,
+        votes_per_pair=spec.votes_per_pair,
+        sampling_policy=spec.sampling_policy,
+        gold_rate=spec.gold_rate,
+        repeat_rate=spec.repeat_rate,
+        access=spec.access,
+        participant_quota=spec.participant_quota,
+        completion_code=spec.completion_code,
+        completion_code_flagged=spec.completion_code_flagged,
+        owner_id=owner_id,
+    )
+    campaign.generators.set(spec.generators)
+    sync_criteria(campaign=campaign, criteria=spec.criteria, report=SeedReport())
+    add_prompts_to_campaign(campaign=campaign, rows=spec.prompts)
+    if open_now:
+        set_campaign_status(campaign=campaign, status=Campaign.Status.OPEN)
+    return campaign
+
+
+@transaction.atomic
+def ensure_researcher_group() -> Group:
+    """The "researcher" group with exactly the admin permissions researchers need; safe to call again."""
+    group, _ = Group.objects.get_or_create(name=RESEARCHER_GROUP)
+    wanted = []
+    for app_label, model_name, actions in RESEARCHER_MODEL_PERMISSIONS:
+        content_type = ContentType.objects.get_for_model(apps.get_model(app_label, model_name))
+        for action in actions:
+            # get_or_create: right after the first migrate, auth may not have made the rows yet.
+            permission, _ = Permission.objects.get_or_create(
+                content_type=content_type,
+                codename=f"{action}_{model_name}",
+                defaults={"name": f"Can {action} {model_name}"},
+            )
+            wanted.append(permission)
+    group.permissions.set(wanted)
+    return group
+
+
+@transaction.atomic
+def grant_researcher_role(*, user: User) -> None:
+    """Make `user` a researcher: in the group, and staff so that the login and the admin let them in."""
+    user.groups.add(ensure_researcher_group())
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    # A cached answer from before the grant would be stale.
+    user.__dict__.pop(ROLE_CACHE_KEY, None)
+
+
 def _check_same_image_size(campaign: Campaign) -> None:
     """Refuse to open a campaign whose generators make images of different sizes: a size would reveal a side."""
     sizes: dict[tuple[object, object], list[str]] = {}
@@ -180,6 +266,13 @@ PARTICIPANT_SESSION_KEY = "poparena.participant"
 LAST_SEEN_PRECISION = timedelta(minutes=1)
 PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 MTURK_PARAMS = ("workerId", "assignmentId", "hitId", "turkSubmitTo")
+# What MTurk sends as assignmentId while a worker only previews the HIT (before accepting it).
+MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
+
+
+def is_mturk_preview(params: dict[str, str]) -> bool:
+    """A worker previewing a HIT: show the task read-only, create nothing."""
+    return params.get("assignmentId") == MTURK_PREVIEW_ASSIGNMENT
 
 
 def hash_external_id(provider: str, external_id: str) -> str:
@@ -194,7 +287,7 @@ def _crowd_identity(params: dict[str, str]) -> tuple[str, str, dict[str, str]] |
         kept = {k: params[k] for k in ("STUDY_ID", "SESSION_ID") if params.get(k)}
         return Participant.Kind.PROLIFIC, params["PROLIFIC_PID"], kept
     worker = params.get("workerId")
-    if worker:
+    if worker and not is_mturk_preview(params):
         kept = {k: params[k] for k in ("assignmentId", "hitId", "turkSubmitTo") if params.get(k)}
         return Participant.Kind.MTURK, worker, kept
     return None

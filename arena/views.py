@@ -8,17 +8,20 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from annotation.models import Participant
+from annotation.models import Campaign, Participant
+from annotation.permissions import can_manage_campaign
 from annotation.quality import QUALITY_CSV_FIELDS
-from annotation.selectors import get_campaign
+from annotation.selectors import get_campaign, get_preview_sample
 from annotation.services import (
     MTURK_PARAMS,
     PROLIFIC_PARAMS,
     admit_to_campaign,
     apply_quality_flags,
+    is_mturk_preview,
     resolve_participant,
 )
 from arena.selectors import (
@@ -44,6 +47,11 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
     except ApplicationError as exc:
         return render(request, "arena/unavailable.html", {"message": exc.message}, status=exc.status)
     entry = {key: request.GET[key] for key in ENTRY_PARAMS if request.GET.get(key)}
+    if is_mturk_preview(entry):
+        # A worker previewing the HIT: the task read-only, with no participant and no comparison made.
+        preview = {"campaign": campaign, "criteria": list(campaign.criteria.all())}
+        preview["sample"] = get_preview_sample(campaign=campaign)
+        return allow_mturk_framing(render(request, "arena/preview.html", preview))
     participant = resolve_participant(session=request.session, user=request.user, entry_params=entry)
     context = {"campaign": campaign, "criteria": list(campaign.criteria.all()), "comparison": None, "waiting": None}
     try:
@@ -88,6 +96,12 @@ def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
     except ApplicationError as exc:
         return render(request, "arena/unavailable.html", {"message": exc.message}, status=exc.status)
     participant = resolve_participant(session=request.session, user=request.user)
+    response = _completion_response(request, campaign, participant)
+    # An MTurk worker is still inside MTurk's frame, and the hand-back form goes to MTurk.
+    return allow_mturk_framing(response) if participant.kind == Participant.Kind.MTURK else response
+
+
+def _completion_response(request: HttpRequest, campaign: Campaign, participant: Participant) -> HttpResponse:
     votes = count_votes_cast(campaign=campaign, participant=participant)
     quota = campaign.participant_quota
     context: dict[str, object] = {"campaign": campaign, "votes": votes, "quota": quota}
@@ -118,6 +132,8 @@ def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
 def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Staff: every participant's quality signals, agreement per criterion, a CSV, and applying flags."""
     campaign = get_campaign(slug=slug)
+    if not can_manage_campaign(request.user, campaign):
+        raise PermissionDenied("only staff and the campaign's researcher may see its quality report")
     reports, agreement = get_quality_reports(campaign=campaign)
     if request.method == "POST":
         flagged = apply_quality_flags(

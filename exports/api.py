@@ -78,7 +78,7 @@ class CampaignExportsApi(APIView):
 
     @extend_schema(responses={200: ExportSummarySerializer(many=True), 403: ERROR, 404: ERROR})
     def get(self, request: Request, slug: str) -> Response:
-        campaign = get_export_campaign(slug=slug)
+        campaign = get_export_campaign(slug=slug, user=request.user)
         found = list_exports(root=exports_root(), slug=campaign.slug)
         return Response([{**e, "download": _download_url(campaign.slug, e["name"])} for e in found])
 
@@ -94,7 +94,7 @@ class CampaignExportsApi(APIView):
     def post(self, request: Request, slug: str) -> Response:
         body = ExportRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        campaign = get_export_campaign(slug=slug)
+        campaign = get_export_campaign(slug=slug, user=request.user)
         result = export_to_server(campaign=campaign, options=body.options())
         payload = {
             "name": result.path.name,
@@ -111,6 +111,6 @@ class ExportDownloadApi(APIView):
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, 403: ERROR, 404: ERROR})
     def get(self, request: Request, slug: str, name: str) -> StreamingHttpResponse:
-        campaign = get_export_campaign(slug=slug)
+        campaign = get_export_campaign(slug=slug, user=request.user)
         folder = get_server_export(campaign=campaign, name=name)
         return zip_response(folder, f"{campaign.slug}-{name}")

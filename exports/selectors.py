@@ -7,12 +7,16 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import CharField, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
+from annotation.permissions import can_manage_campaign
 from annotation.selectors import get_campaign
 from arena.models import Comparison, Vote
+from core.errors import NotFound
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
 from exports.writers import VoteLogRecord
 from generation.models import Image, Population, Prompt
@@ -22,9 +26,15 @@ CHUNK_SIZE = 2000
 MANIFEST = "manifest.json"
 
 
-def get_export_campaign(*, slug: str) -> Campaign:
-    """The campaign at `slug` with its criteria; NotFound names the slug."""
-    return get_campaign(slug=slug)
+def get_export_campaign(*, slug: str, user: AbstractBaseUser | AnonymousUser | None = None) -> Campaign:
+    """The campaign at `slug` with its criteria; NotFound names the slug.
+
+    With a `user`, only a campaign they manage (a researcher's own): any other is NotFound too.
+    """
+    campaign = get_campaign(slug=slug)
+    if user is not None and not can_manage_campaign(user, campaign):
+        raise NotFound(f"no campaign with slug {slug!r}")
+    return campaign
 
 
 def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> QuerySet[Vote]:

@@ -17,16 +17,16 @@ from exports.services import export_to_server, exports_root, get_server_export
 from exports.writers import iter_zip
 
 
-def _campaign(slug: str) -> Campaign:
+def _campaign(request: HttpRequest, slug: str) -> Campaign:
     try:
-        return get_export_campaign(slug=slug)
+        return get_export_campaign(slug=slug, user=request.user)
     except NotFound as exc:
         raise Http404(exc.message) from None
 
 
 @staff_member_required
 def campaign_exports(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = _campaign(slug)
+    campaign = _campaign(request, slug)
     form = ExportForm(request.POST or None, campaign=campaign)
     if request.method == "POST" and form.is_valid():
         try:
@@ -53,7 +53,7 @@ def campaign_exports(request: HttpRequest, slug: str) -> HttpResponse:
 
 @staff_member_required
 def download_export(request: HttpRequest, slug: str, name: str) -> StreamingHttpResponse:
-    campaign = _campaign(slug)
+    campaign = _campaign(request, slug)
     try:
         folder = get_server_export(campaign=campaign, name=name)
     except NotFound as exc:

@@ -84,3 +84,55 @@ def test_ordinary_pages_may_not_be_framed(crowd_campaign):
     response = Client().get("/c/study/")
     assert response["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+
+
+PREVIEW = "/c/study/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H3&turkSubmitTo=https%3A%2F%2Fwww.mturk.com"
+
+
+def test_an_mturk_preview_shows_the_task_read_only_and_creates_nothing(crowd_campaign):
+    crowd_campaign.instructions = "Judge the sets as wholes."
+    crowd_campaign.save()
+    response = Client().get(PREVIEW)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "This is a preview" in page
+    assert "Judge the sets as wholes." in page
+    assert "Which set is more diverse?" in page
+    assert page.count('<img src="/media/') == 2 * crowd_campaign.population_size
+    assert "data-choice" not in page
+    assert "vote.js" not in page
+    assert not Participant.objects.exists()
+    assert not Comparison.objects.exists()
+    # MTurk frames the preview too.
+    assert "frame-ancestors https://www.mturk.com" in response["Content-Security-Policy"]
+    assert "X-Frame-Options" not in response
+
+
+def test_a_preview_that_carries_a_worker_id_still_creates_nothing(crowd_campaign):
+    Client().get(PREVIEW + "&workerId=W5")
+    assert not Participant.objects.exists()
+
+
+def test_after_accepting_the_hit_the_same_worker_gets_the_normal_task(crowd_campaign):
+    client = Client()
+    client.get(PREVIEW)
+    page = client.get(
+        "/c/study/?workerId=W7&assignmentId=A7&hitId=H3&turkSubmitTo=https%3A%2F%2Fwww.mturk.com"
+    ).content.decode()
+    assert 'data-choice="left"' in page
+    (worker,) = Participant.objects.all()
+    assert (worker.kind, worker.entry_params["assignmentId"]) == ("mturk", "A7")
+    assert Comparison.objects.filter(participant=worker).count() == 1
+
+
+def test_the_mturk_completion_page_may_be_framed_by_mturk_and_post_to_it(crowd_campaign, settings):
+    settings.MTURK_SUBMIT_ORIGINS = ["https://workersandbox.mturk.com"]
+    client = Client()
+    client.get("/c/study/?workerId=W8&assignmentId=A8&hitId=H&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
+    vote_once(client)
+    halfway = client.get("/c/study/done/")
+    assert "frame-ancestors https://workersandbox.mturk.com" in halfway["Content-Security-Policy"]
+    vote_once(client)
+    done = client.get("/c/study/done/")
+    assert "form-action 'self' https://workersandbox.mturk.com" in done["Content-Security-Policy"]
+    assert "X-Frame-Options" not in done

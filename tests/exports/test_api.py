@@ -116,3 +116,23 @@ def test_the_admin_action_opens_the_export_page_of_one_campaign(arena_campaign, 
     assert response.url == f"/admin/exports/campaigns/{campaign.slug}/"
     assert export_preferences_action(model_admin, request, Campaign.objects.none()) is None
     assert [str(m) for m in request._messages] == ["Select exactly one campaign to export."]
+
+
+def test_a_researcher_exports_their_own_campaign_and_no_one_elses(arena_campaign, exports_root):
+    from annotation.services import grant_researcher_role
+
+    campaign = arena_campaign()
+    owner, other = (get_user_model().objects.create_user(name, password="x") for name in ("owner", "other"))
+    for user in (owner, other):
+        grant_researcher_role(user=user)
+    campaign.owner = owner
+    campaign.save()
+    body = {"format": "leaderboard-csv"}
+    stranger = APIClient()
+    stranger.force_login(other)
+    refused = stranger.post(URL.format(slug=campaign.slug), body, format="json")
+    assert refused.status_code == 404
+    assert not exports_root.exists()
+    mine = APIClient()
+    mine.force_login(owner)
+    assert mine.post(URL.format(slug=campaign.slug), body, format="json").status_code == 201

@@ -1,0 +1,13 @@
+"""Routes of the staff pages, mounted under /staff/."""
+
+from django.urls import path
+
+from annotation import staff_views
+
+urlpatterns = [
+    path("", staff_views.dashboard, name="staff-dashboard"),
+    path("campaigns/new/", staff_views.campaign_new, name="staff-campaign-new"),
+    path("campaigns/<slug:slug>/", staff_views.campaign_detail, name="staff-campaign"),
+    path("campaigns/<slug:slug>/progress.json", staff_views.campaign_progress, name="staff-campaign-progress"),
+    path("campaigns/<slug:slug>/status/", staff_views.campaign_status, name="staff-campaign-status"),
+]
