@@ -423,6 +423,10 @@ class ShardedParquetWriter:
             self._writer.write_table(table)
         self._shard_bytes += self._buffered_bytes
         self.data_bytes += table.nbytes
+        del table
+        # Arrow's allocator keeps freed row-group buffers for reuse; hand them back, so memory
+        # stays at one row group whatever the export's size.
+        pa.default_memory_pool().release_unused()
         self._buffer = {name: [] for name in self._buffer}
         self._buffered_bytes = 0
         self._buffered_rows = 0
