@@ -65,6 +65,10 @@ def server_command(server: str, port: int, workers: int = 1) -> list[str]:
     raise ValueError(f"unknown server {server!r} (daphne or uvicorn)")
 
 
+# Base URL -> the server process behind it, for tests that kill a server on purpose.
+RUNNING: dict[str, subprocess.Popen[bytes]] = {}
+
+
 @contextmanager
 def asgi_server(env: dict[str, str], server_name: str = "daphne", workers: int = 1) -> Iterator[str]:
     """Start the ASGI server on a free port; yield its base URL once it answers; stop it afterwards.
@@ -93,9 +97,11 @@ def asgi_server(env: dict[str, str], server_name: str = "daphne", workers: int =
                     log.seek(0)
                     raise RuntimeError(f"server did not start: {log.read().decode()[-2000:]}") from None
                 time.sleep(0.3)
+        RUNNING[base] = server
         try:
             yield base
         finally:
+            RUNNING.pop(base, None)
             server.terminate()
             try:
                 server.wait(timeout=15)
