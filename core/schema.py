@@ -18,12 +18,16 @@ def _error(description: str) -> dict[str, Any]:
 
 
 def add_common_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """Every authenticated operation may answer 401, 403 and 429, with a body 400, with a path parameter 404."""
+    """Every operation may answer 400; authenticated ones also 401, 403 and 429; 415 with a body; 404 by path."""
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
-            if method not in METHODS or not operation.get("security"):
-                continue  # the health check: no authentication, never throttled
+            if method not in METHODS:
+                continue
             responses = operation.setdefault("responses", {})
+            # core.middleware.RejectNulMiddleware answers any request carrying a NUL character.
+            responses.setdefault("400", _error("bad input, e.g. a NUL character in the path, query string or body"))
+            if not operation.get("security"):
+                continue  # the health check: no authentication, never throttled
             for status, description in COMMON.items():
                 responses.setdefault(status, _error(description))
             if "requestBody" in operation:
