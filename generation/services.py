@@ -275,6 +275,24 @@ def _delete_files(names: Iterable[str]) -> None:
             logger.exception("could not delete orphaned image file %s", name)
 
 
+def _create_images(population: Population, images: Sequence[ImageInput], names: Sequence[str]) -> None:
+    """The image rows of a population whose files are already stored under `names`."""
+    Image.objects.bulk_create(
+        Image(
+            population=population,
+            index=image.index,
+            file=name,
+            seed=image.seed,
+            generation_prompt=image.prompt,
+            prompt_truncated=image.truncated,
+            width=image.width,
+            height=image.height,
+            sha256=hashlib.sha256(image.data).hexdigest(),
+        )
+        for image, name in zip(images, names, strict=True)
+    )
+
+
 def store_population(*, worker: str, population_id: int, images: Sequence[ImageInput], generation_ms: int) -> bool:
     """Store all N images and mark the population ready, in one transaction; never half-visible.
 
@@ -292,20 +310,7 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
             indexes = sorted(image.index for image in images)
             if indexes != list(range(population.size)):
                 raise ValueError(f"population {population_id} needs images 0..{population.size - 1}, got {indexes}")
-            Image.objects.bulk_create(
-                Image(
-                    population=population,
-                    index=image.index,
-                    file=name,
-                    seed=image.seed,
-                    generation_prompt=image.prompt,
-                    prompt_truncated=image.truncated,
-                    width=image.width,
-                    height=image.height,
-                    sha256=hashlib.sha256(image.data).hexdigest(),
-                )
-                for image, name in zip(images, names, strict=True)
-            )
+            _create_images(population, images, names)
             now = timezone.now()
             population.status = Population.Status.READY
             population.ready_at = now
@@ -414,20 +419,7 @@ def get_or_create_decoy(*, population: Population) -> Population:
             ready_at=now,
             decoy_of=population,
         )
-        Image.objects.bulk_create(
-            Image(
-                population=decoy,
-                index=item.index,
-                file=name,
-                seed=item.seed,
-                generation_prompt=item.prompt,
-                prompt_truncated=item.truncated,
-                width=item.width,
-                height=item.height,
-                sha256=hashlib.sha256(item.data).hexdigest(),
-            )
-            for item, name in zip(inputs, names, strict=True)
-        )
+        _create_images(decoy, inputs, names)
     except Exception:
         _delete_files(names)
         raise
