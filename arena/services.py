@@ -113,7 +113,10 @@ def _create(
         is_gold=is_gold,
     )
     if not is_gold:  # a population's uses count the comparisons whose votes rank it
-        Population.objects.filter(pk__in=[left, right]).update(uses=F("uses") + 1)
+        # One row at a time in id order: a single UPDATE of both rows locks them in the order they
+        # lie on disk, and two participants given the same pair at once could deadlock.
+        for pk in sorted((left, right)):
+            Population.objects.filter(pk=pk).update(uses=F("uses") + 1)
     return comparison
 
 
