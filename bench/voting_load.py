@@ -19,18 +19,13 @@ machine's 2 cores: an upper bound on the server's time.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
-import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import psycopg
@@ -38,127 +33,11 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.loadkit import Participant, drive, merge, percentile, setup_code, warm_up  # noqa: E402
 from tests.servers import asgi_server, manage, server_env  # noqa: E402
 
-SETUP = """
-import hashlib
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
-from django.utils import timezone
-from annotation.models import Campaign, Criterion
-from annotation.services import set_campaign_status
-from generation.models import Generator, Image, Population, Prompt
-
-campaign = Campaign.objects.create(slug="load", title="Load test", population_size=6, votes_per_pair=5)
-Criterion.objects.create(campaign=campaign, key="diversity", question="More diverse?", position=0)
-Criterion.objects.create(campaign=campaign, key="quality", question="Better?", position=1)
-prompts = [Prompt.objects.create(caption=f"prompt {{i}}", category="load") for i in range({prompts})]
-campaign.prompts.set(prompts)
-now = timezone.now()
-for g in range({generators}):
-    generator = Generator.objects.create(name=f"g{{g}}", source="builtin:tiny-random")
-    campaign.generators.add(generator)
-    names = [default_storage.save(f"images/{{g:02d}}/{{g}}-{{i}}.png", ContentFile(b"png")) for i in range(6)]
-    populations = Population.objects.bulk_create(
-        Population(generator=generator, prompt=p, size=6, seeds=list(range(6)), status="ready", ready_at=now)
-        for p in prompts for _ in range({per_queue})
-    )
-    Image.objects.bulk_create(
-        Image(population=pop, index=i, file=names[i], seed=i, generation_prompt="x", width=32, height=32,
-              sha256=hashlib.sha256(b"png").hexdigest())
-        for pop in populations for i in range(6)
-    )
-set_campaign_status(campaign=campaign, status="open")
-"""
-
-VOTES = {"votes": [{"criterion": "diversity", "choice": "left"}, {"criterion": "quality", "choice": "tie"}]}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def server_ms(headers: http.client.HTTPMessage) -> float | None:
-    """The server's own time for a request, from its `Server-Timing: app;dur=X` header."""
-    for part in (headers.get("Server-Timing") or "").split(","):
-        name, _, params = part.strip().partition(";")
-        if name == "app" and params.startswith("dur="):
-            return float(params[4:])
-    return None
-
-
-class Participant(threading.Thread):
-    """One scripted participant: its own session cookie and one kept-alive connection, as a browser has."""
-
-    def __init__(self, base: str, comparisons: int, think_ms: int, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.address = urllib.parse.urlsplit(base)
-        self.comparisons = comparisons
-        self.think_ms = think_ms
-        self.rng = random.Random(seed)
-        self.cookie = ""
-        self.connection: http.client.HTTPConnection | None = None
-        self.issue_ms: list[float] = []
-        self.vote_ms: list[float] = []
-        self.issue_server_ms: list[float] = []
-        self.vote_server_ms: list[float] = []
-        self.voted_tokens: list[str] = []
-        self.errors: list[str] = []
-
-    def post(self, path: str, body: dict) -> tuple[int, dict, float, float | None]:
-        payload = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Cookie": self.cookie}
-        for attempt in range(2):  # a kept-alive connection the server closed is reopened once
-            if self.connection is None:
-                self.connection = http.client.HTTPConnection(self.address.hostname, self.address.port, timeout=30)
-            started = time.perf_counter()
-            try:
-                self.connection.request("POST", path, body=payload, headers=headers)
-                response = self.connection.getresponse()
-                data = json.loads(response.read() or b"{}")
-            except (http.client.HTTPException, OSError):
-                self.connection.close()
-                self.connection = None
-                if attempt:
-                    raise
-                continue
-            elapsed = (time.perf_counter() - started) * 1000
-            for cookie in response.headers.get_all("Set-Cookie") or []:
-                if cookie.startswith("sessionid="):
-                    self.cookie = cookie.split(";", 1)[0]
-            return response.status, data, elapsed, server_ms(response.headers)
-        raise AssertionError("unreachable")
-
-    def run(self) -> None:
-        # People arrive over time, not in one instant: each starts within the first think time.
-        time.sleep(self.think_ms * self.rng.uniform(0, 1) / 1000)
-        for _ in range(self.comparisons):
-            status, data, ms, server = self.post("/api/v1/campaigns/load/comparisons/next", {})
-            if status != 200:
-                self.errors.append(f"next: {status} {data}")
-                return
-            self.issue_ms.append(ms)
-            if server is not None:
-                self.issue_server_ms.append(server)
-            # A person looks at twelve images before answering: uniform in [0.5, 1.5] x think_ms.
-            time.sleep(self.think_ms * self.rng.uniform(0.5, 1.5) / 1000)
-            status, reveal, ms, server = self.post(
-                f"/api/v1/comparisons/{data['token']}/votes", {**VOTES, "dwell_ms": 1000}
-            )
-            if status != 200:
-                self.errors.append(f"vote: {status} {reveal}")
-                continue
-            self.vote_ms.append(ms)
-            if server is not None:
-                self.vote_server_ms.append(server)
-            self.voted_tokens.append(data["token"])
-
-
-def warm_up(base: str, workers: int) -> None:
-    """Let every server process import and connect before the clock starts (a deployed server is warm)."""
-    for _ in range(8 * workers):
-        urllib.request.urlopen(base + "/api/v1/campaigns/load/", timeout=30).read()  # noqa: S310 (local server)
+# A participant still waiting for a comparison this long after the start gives up.
+GIVE_UP_S = 600
 
 
 def main() -> None:
@@ -192,33 +71,34 @@ def main() -> None:
                 **extra,
             )
             manage(env, "migrate", "--noinput")
-            setup = SETUP.format(generators=args.generators, prompts=args.prompts, per_queue=args.per_queue)
+            setup = setup_code(generators=args.generators, prompts=args.prompts, per_queue=args.per_queue)
             manage(env, "shell", "--no-imports", "-c", setup)
             with asgi_server(env, args.server, args.workers) as base:
                 warm_up(base, args.workers)
-                participants = [Participant(base, args.comparisons, args.think_ms, i) for i in range(args.participants)]
-                started = time.perf_counter()
-                for participant in participants:
-                    participant.start()
-                for participant in participants:
-                    participant.join()
-                elapsed = time.perf_counter() - started
+                give_up = time.perf_counter() + GIVE_UP_S
+                participants = [
+                    Participant(base, comparisons=args.comparisons, deadline=give_up, think_ms=args.think_ms, seed=i)
+                    for i in range(args.participants)
+                ]
+                elapsed = drive(participants)
             with psycopg.connect(f"{args.pg}/{database}") as db:
-                stored = db.execute("SELECT count(*) FROM arena_vote").fetchone()[0]
-                per_comparison = db.execute(
-                    "SELECT count(*) FROM (SELECT comparison_id FROM arena_vote GROUP BY comparison_id "
-                    "HAVING count(*) <> 2) AS odd"
-                ).fetchone()[0]
+                stored = (db.execute("SELECT count(*) FROM arena_vote").fetchone() or (0,))[0]
+                per_comparison = (
+                    db.execute(
+                        "SELECT count(*) FROM (SELECT comparison_id FROM arena_vote GROUP BY comparison_id "
+                        "HAVING count(*) <> 2) AS odd"
+                    ).fetchone()
+                    or (0,)
+                )[0]
     finally:
         with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
-    issue = [ms for p in participants for ms in p.issue_ms]
-    votes = [ms for p in participants for ms in p.vote_ms]
-    issue_server = [ms for p in participants for ms in p.issue_server_ms]
-    vote_server = [ms for p in participants for ms in p.vote_server_ms]
-    accepted = sum(len(p.voted_tokens) for p in participants)
-    errors = [e for p in participants for e in p.errors]
+    tally = merge(participants)
+    issue, votes = tally.issue_ms, tally.vote_ms
+    issue_server, vote_server = tally.issue_server_ms, tally.vote_server_ms
+    accepted = len(tally.acknowledged)
+    errors = tally.errors + tally.server_errors
     result = {
         "participants": args.participants,
         "think_ms": args.think_ms,
