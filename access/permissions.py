@@ -76,3 +76,18 @@ def StaffOrScope(*scopes: str) -> type[BasePermission]:  # noqa: N802
 
     _StaffOrScope.__name__ = _StaffOrScope.__qualname__ = f"StaffOrScope({', '.join(scopes)})"
     return _StaffOrScope
+
+
+class WorkerTokenOnly(ScopeAware):
+    """The generation worker's endpoints: an API token holding `worker`; no session, no other scope suffices."""
+
+    message = "generation workers only: send an API token with the 'worker' scope"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request_token(request)
+        if token is None:
+            # Said in words for anonymous callers too (DRF's default there names no scope).
+            denied = exceptions.PermissionDenied if request.user.is_authenticated else exceptions.NotAuthenticated
+            raise denied(self.message)
+        require_scope(token, ("worker",))
+        return True

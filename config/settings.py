@@ -131,7 +131,8 @@ if REDIS_URL:
     }
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's backend, reusing one Redis client per process (see core/cache.py).
+            "BACKEND": "core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_PREFIX", default="poparena"),
         }
@@ -184,6 +185,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # JSON bodies are small (a vote is a few hundred bytes); refuse anything far larger early.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+# One image a remote generation worker uploads (a 1024 px PNG is a few MB).
+GENERATION_UPLOAD_MAX_BYTES = env.int("GENERATION_UPLOAD_MAX_BYTES", default=16 * 1024 * 1024)
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

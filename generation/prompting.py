@@ -57,3 +57,13 @@ def generation_prompt(caption: str, *, template: str, augment: Mapping[str, Sequ
     if augment:
         caption = augment_caption(caption, augment, seed)
     return template.replace("{prompt}", caption)
+
+
+def population_prompts(
+    caption: str, *, template: str, settings: Mapping[str, object] | None, seeds: Sequence[int]
+) -> list[str]:
+    """The generation prompt of every image of a population, in image order (its generator's `augment` applied)."""
+    augment = settings.get("augment") if isinstance(settings, Mapping) else None
+    if not isinstance(augment, Mapping):
+        augment = None
+    return [generation_prompt(caption, template=template, augment=augment, seed=seed) for seed in seeds]

@@ -19,9 +19,12 @@ from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from core.models import sync_object
+from generation.image_files import ImageFacts
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.prompt_files import PromptRow
+from generation.prompting import population_prompts
 from generation.selectors import get_queue_states
 
 logger = logging.getLogger(__name__)
@@ -334,6 +337,55 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
         _delete_files(names)
         raise
     return True
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    """One image a remote worker sent, already checked (generation.image_files.inspect_image)."""
+
+    data: bytes
+    facts: ImageFacts
+    truncated: bool = False
+
+
+def store_uploaded_population(
+    *, worker: str, population_id: int, uploads: Sequence[UploadedImage], generation_ms: int
+) -> bool:
+    """store_population for a remote worker: image i gets the population's seed i and the prompt made from it.
+
+    The seeds and prompts are the server's (the worker was given the same ones with its claim),
+    so an upload cannot change what an image claims to reproduce. Returns False when the worker
+    no longer holds the population; a wrong image count is an ApplicationError. Either way
+    nothing is stored.
+    """
+    population = _held(worker, [population_id]).select_related("generator", "prompt").first()
+    if population is None:
+        return False
+    if len(uploads) != population.size:
+        raise ApplicationError(
+            f"population {population_id} has {population.size} images; {len(uploads)} were uploaded",
+            code="wrong_image_count",
+        )
+    prompts = population_prompts(
+        population.prompt.caption,
+        template=population.generator.prompt_template,
+        settings=population.generator.settings,
+        seeds=population.seeds,
+    )
+    images = [
+        ImageInput(
+            index=index,
+            data=upload.data,
+            extension=upload.facts.extension,
+            seed=seed,
+            prompt=prompt,
+            truncated=upload.truncated,
+            width=upload.facts.width,
+            height=upload.facts.height,
+        )
+        for index, (upload, seed, prompt) in enumerate(zip(uploads, population.seeds, prompts, strict=True))
+    ]
+    return store_population(worker=worker, population_id=population_id, images=images, generation_ms=generation_ms)
 
 
 def _announce_ready(population: Population) -> None:

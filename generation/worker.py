@@ -1,4 +1,8 @@
-"""The generation worker: plan -> claim -> batch -> generate -> store, in a loop over services.
+"""The generation worker: plan -> claim -> batch -> generate -> store, in a loop over a work queue.
+
+The queue is generation.services itself (the worker shares the server's database) or a
+generation.remote.RemoteQueue (the worker reaches the server over HTTP with a `worker` token);
+both have the same six functions.
 
 One worker owns one device and keeps its pipelines resident. Heavy libraries (torch,
 diffusers) are imported lazily through generation.pipelines, so importing this module is
@@ -16,12 +20,12 @@ import socket
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from generation import services
 from generation.models import Population
@@ -32,7 +36,7 @@ from generation.pipelines import (
     ResidentPipelineCache,
     generate,
 )
-from generation.prompting import generation_prompt
+from generation.prompting import population_prompts
 
 logger = logging.getLogger("poparena.worker")
 
@@ -46,6 +50,26 @@ def encode_png(generated: GeneratedImage) -> bytes:
     buffer = io.BytesIO()
     generated.image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+class WorkQueue(Protocol):
+    """What the worker needs of the queue: generation.services, or a RemoteQueue over the HTTP API."""
+
+    def plan_populations(self, *, owner: str | None = None) -> int: ...
+
+    def claim_generation_batch(
+        self, *, worker: str, max_images: int, lease: timedelta, owner: str | None = None
+    ) -> list[Population]: ...
+
+    def renew_leases(self, *, worker: str, population_ids: Iterable[int], lease: timedelta) -> int: ...
+
+    def release_claims(self, *, worker: str, population_ids: Iterable[int]) -> int: ...
+
+    def fail_population(self, *, worker: str, population_id: int, error: str) -> str | None: ...
+
+    def store_population(
+        self, *, worker: str, population_id: int, images: Sequence[services.ImageInput], generation_ms: int
+    ) -> bool: ...
 
 
 @dataclass
@@ -90,6 +114,8 @@ class GenerationWorker:
         cache_budget_bytes: int = 8 * 2**30,
         idle_sleep_s: float = 1.0,
         progress: TextIO | None = None,
+        queue: WorkQueue | None = None,
+        name: str | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -99,7 +125,8 @@ class GenerationWorker:
         self.owner = owner
         self.idle_sleep_s = idle_sleep_s
         self.progress = progress
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{device}"
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{device}"
+        self.queue: WorkQueue = queue if queue is not None else services
         self.cache = ResidentPipelineCache(cache_dir=cache_dir, budget_bytes=cache_budget_bytes)
         self.stats = WorkerStats()
         self.stopping = False
@@ -132,7 +159,7 @@ class GenerationWorker:
         batch = self._claim()
         if not batch or time.monotonic() - self._planned_at > PLAN_EVERY_S:
             # Planning reads every queue: do it when the claimed work runs out, or now and then.
-            services.plan_populations(owner=self.owner)
+            self.queue.plan_populations(owner=self.owner)
             self._planned_at = time.monotonic()
             batch = batch or self._claim()
         if not batch:
@@ -141,7 +168,7 @@ class GenerationWorker:
         return True
 
     def _claim(self) -> list[Population]:
-        return services.claim_generation_batch(
+        return self.queue.claim_generation_batch(
             worker=self.name, max_images=self.max_batch * CALLS_PER_CLAIM, lease=self.lease, owner=self.owner
         )
 
@@ -164,18 +191,21 @@ class GenerationWorker:
                 self._fail(population, f"generator {generator.name!r} could not be loaded: {exc!r}")
             return
 
-        augment = generator.settings.get("augment") if isinstance(generator.settings, dict) else None
         items = [
-            _Item(
-                population,
-                index,
-                seed,
-                generation_prompt(
-                    population.prompt.caption, template=generator.prompt_template, augment=augment, seed=seed
-                ),
-            )
+            _Item(population, index, seed, prompt)
             for population in batch
-            for index, seed in enumerate(population.seeds)
+            for index, (seed, prompt) in enumerate(
+                zip(
+                    population.seeds,
+                    population_prompts(
+                        population.prompt.caption,
+                        template=generator.prompt_template,
+                        settings=generator.settings,
+                        seeds=population.seeds,
+                    ),
+                    strict=True,
+                )
+            )
         ]
         done: dict[int, list[tuple[_Item, GeneratedImage]]] = defaultdict(list)
         pipeline_ms: dict[int, float] = defaultdict(float)
@@ -183,7 +213,7 @@ class GenerationWorker:
             chunk = [item for item in chunk if item.population.pk in held]
             if self.stopping or not chunk:
                 continue
-            services.renew_leases(worker=self.name, population_ids=held, lease=self.lease)
+            self.queue.renew_leases(worker=self.name, population_ids=held, lease=self.lease)
             started = time.perf_counter()
             try:
                 images = generate(pipe, spec, [i.prompt for i in chunk], [i.seed for i in chunk])
@@ -203,7 +233,7 @@ class GenerationWorker:
                     self._store(population, done.pop(population.pk), int(pipeline_ms[population.pk]))
                     held.discard(population.pk)
         if held:
-            released = services.release_claims(worker=self.name, population_ids=held)
+            released = self.queue.release_claims(worker=self.name, population_ids=held)
             logger.info("released %d unfinished population(s) back to the queue", released)
 
     def _store(self, population: Population, finished: list[tuple[_Item, GeneratedImage]], generation_ms: int) -> None:
@@ -220,7 +250,7 @@ class GenerationWorker:
             )
             for item, generated in finished
         ]
-        if services.store_population(
+        if self.queue.store_population(
             worker=self.name, population_id=population.pk, images=images, generation_ms=generation_ms
         ):
             self.stats.populations += 1
@@ -229,7 +259,7 @@ class GenerationWorker:
 
     def _fail(self, population: Population, reason: str) -> None:
         self.stats.failed_attempts += 1
-        status = services.fail_population(worker=self.name, population_id=population.pk, error=reason)
+        status = self.queue.fail_population(worker=self.name, population_id=population.pk, error=reason)
         logger.warning("population %s attempt failed (%s): %s", population.pk, status or "no longer held", reason)
 
     # --- reporting ------------------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ def test_a_worker_token_reaches_only_the_worker_endpoints(token_client, arena_ca
     campaign = arena_campaign()
     worker = token_client("worker")
     assert worker.get("/api/v1/queues/").status_code == 200
+    claimed = worker.post("/api/v1/generation/claims", {"max_images": 6}, format="json")
+    assert claimed.status_code == 200, claimed.json()
     refused = [
         worker.get("/api/v1/campaigns/"),
         worker.get(f"/api/v1/campaigns/{campaign.slug}/leaderboard"),

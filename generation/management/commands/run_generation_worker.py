@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -10,7 +11,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from generation.pipelines import PipelineError, resolve_device
-from generation.worker import GenerationWorker, progress_stream
+from generation.remote import RemoteQueue, RemoteQueueError
+from generation.worker import GenerationWorker, WorkQueue, progress_stream
+
+KEY_VARIABLE = "POPARENA_WORKER_TOKEN"
 
 
 def positive_int(text: str) -> int:
@@ -36,12 +40,27 @@ class Command(BaseCommand):
         )
         parser.add_argument("--cache-mb", type=positive_int, default=8192, help="memory budget for resident pipelines")
         parser.add_argument("--idle-sleep", type=float, default=1.0, help="seconds to wait when there is no work")
+        parser.add_argument(
+            "--server",
+            metavar="URL",
+            help=f"work for the PopArena at URL over its HTTP API instead of this database; the key of an API "
+            f"token with the 'worker' scope is read from ${KEY_VARIABLE}",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             device = resolve_device(options["device"])
         except PipelineError as exc:
             raise CommandError(f"--device: {exc}") from None
+        queue: WorkQueue | None = None
+        if options["server"]:
+            key = os.environ.get(KEY_VARIABLE, "")
+            if not key:
+                raise CommandError(f"--server needs the worker's API token in ${KEY_VARIABLE}")
+            try:
+                queue = RemoteQueue(server=options["server"], key=key)
+            except RemoteQueueError as exc:
+                raise CommandError(str(exc)) from None
         if options["verbosity"] >= 1:
             logging.getLogger("poparena.worker").setLevel(logging.INFO)
         worker = GenerationWorker(
@@ -53,9 +72,13 @@ class Command(BaseCommand):
             cache_budget_bytes=options["cache_mb"] * 2**20,
             idle_sleep_s=options["idle_sleep"],
             progress=progress_stream(),
+            queue=queue,
         )
         worker.install_signal_handlers()
-        stats = worker.run(once=options["once"])
+        try:
+            stats = worker.run(once=options["once"])
+        except RemoteQueueError as exc:
+            raise CommandError(f"the server refused the worker: {exc}") from None
         self.stdout.write(
             f"{stats.images} images, {stats.populations} populations ready, {stats.failed_attempts} failed attempts"
         )

@@ -1,0 +1,163 @@
+"""RemoteQueue: the generation worker's queue over the HTTP API, for a worker on another machine.
+
+It holds no database connection: a claim's populations arrive as JSON and become unsaved
+model instances carrying what the worker reads (generator source and settings, prompt, seeds).
+The API key comes from the environment, never the command line. Connection failures and 5xx
+answers (a server restarting) are retried with backoff; a 4xx is the server saying no and is
+raised as RemoteQueueError with its message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from generation.models import Generator, Population, Prompt
+from generation.services import ImageInput
+
+logger = logging.getLogger("poparena.worker")
+
+CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
+
+
+class RemoteQueueError(Exception):
+    """The server refused a request (4xx, `status` set) or could not be reached after every retry."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def multipart_body(
+    fields: Sequence[tuple[str, str]], files: Sequence[tuple[str, str, str, bytes]]
+) -> tuple[bytes, str]:
+    """Encode form `fields` and `files` (field, filename, content type, data) as multipart/form-data."""
+    boundary = f"poparena-{secrets.token_hex(12)}"
+    parts: list[bytes] = []
+    for name, value in fields:
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for name, filename, content_type, data in files:
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        )
+        parts.append(head.encode() + data + b"\r\n")
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def population_from_claim(row: dict[str, Any]) -> Population:
+    """An unsaved Population (with its generator and prompt) from one claimed row of the API."""
+    spec = row["generator"]
+    generator = Generator(
+        name=spec["name"], source=spec["source"], settings=spec["settings"], prompt_template=spec["prompt_template"]
+    )
+    prompt = Prompt(caption=row["caption"], category=row["category"])
+    return Population(pk=row["id"], generator=generator, prompt=prompt, size=row["size"], seeds=row["seeds"])
+
+
+class RemoteQueue:
+    """generation.services' six queue functions, as calls to /api/v1/generation/ on `server`."""
+
+    def __init__(self, *, server: str, key: str, timeout_s: float = 60.0, retries: int = 6) -> None:
+        if not key.startswith("pa_"):
+            raise RemoteQueueError("the worker's API key must be a PopArena token (pa_...)")
+        self.base = server.rstrip("/") + "/api/v1/generation/"
+        self.key = key
+        self.timeout_s = timeout_s
+        self.retries = retries
+
+    def _post(self, path: str, body: bytes, content_type: str) -> Any:
+        request = urllib.request.Request(
+            self.base + path,
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Bearer {self.key}", "Content-Type": content_type, "Accept": "application/json"},
+        )
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as error:
+                if error.code < 500:
+                    raise RemoteQueueError(f"{path}: {error.code} {_message(error)}", status=error.code) from None
+                problem = f"{error.code} {_message(error)}"
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+                problem = str(getattr(error, "reason", error))
+            if attempt == self.retries:
+                raise RemoteQueueError(f"{path}: {problem} (gave up after {self.retries + 1} tries)")
+            logger.warning("%s: %s; retrying in %.1fs", path, problem, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
+
+    def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
+        return self._post(path, json.dumps(payload).encode(), "application/json")
+
+    # --- the queue ------------------------------------------------------------------------------------------
+
+    def plan_populations(self, *, owner: str | None = None) -> int:
+        return 0  # the server plans when a claim comes in
+
+    def claim_generation_batch(
+        self, *, worker: str, max_images: int, lease: timedelta, owner: str | None = None
+    ) -> list[Population]:
+        payload: dict[str, Any] = {
+            "worker": worker,
+            "max_images": max_images,
+            "lease_seconds": int(lease.total_seconds()),
+        }
+        if owner is not None:
+            payload["owner"] = owner
+        claim = self._post_json("claims", payload)
+        return [population_from_claim(row) for row in claim["populations"]]
+
+    def renew_leases(self, *, worker: str, population_ids: Iterable[int], lease: timedelta) -> int:
+        payload = {"worker": worker, "populations": list(population_ids), "lease_seconds": int(lease.total_seconds())}
+        return int(self._post_json("leases", payload)["held"])
+
+    def release_claims(self, *, worker: str, population_ids: Iterable[int]) -> int:
+        return int(self._post_json("releases", {"worker": worker, "populations": list(population_ids)})["released"])
+
+    def fail_population(self, *, worker: str, population_id: int, error: str) -> str | None:
+        try:
+            answer = self._post_json(f"populations/{population_id}/failures", {"worker": worker, "error": error[:4000]})
+        except RemoteQueueError as refused:
+            if refused.status == 409:  # no longer held: the lease ran out and the work was reclaimed
+                return None
+            raise
+        return str(answer["status"])
+
+    def store_population(
+        self, *, worker: str, population_id: int, images: Sequence[ImageInput], generation_ms: int
+    ) -> bool:
+        ordered = sorted(images, key=lambda image: image.index)
+        fields = [("worker", worker), ("generation_ms", str(generation_ms))]
+        fields += [("truncated", str(image.index)) for image in ordered if image.truncated]
+        files = [
+            ("images", f"{image.index}.{image.extension}", CONTENT_TYPES[image.extension], image.data)
+            for image in ordered
+        ]
+        body, content_type = multipart_body(fields, files)
+        try:
+            self._post(f"populations/{population_id}/images", body, content_type)
+        except RemoteQueueError as refused:
+            if refused.status == 409:
+                return False
+            raise
+        return True
+
+
+def _message(error: urllib.error.HTTPError) -> str:
+    try:
+        return str(json.load(error)["error"]["message"])
+    except Exception:  # not our JSON shape (a proxy's page): the status line says enough
+        return error.reason or "error"
