@@ -61,8 +61,8 @@ def HasScope(*scopes: str) -> type[BasePermission]:  # noqa: N802 (reads as a cl
     return _HasScope
 
 
-def StaffOrScope(*scopes: str) -> type[BasePermission]:  # noqa: N802
-    """A staff session, or a token (of any owner) holding one of `scopes`."""
+def StaffOrScope(*scopes: str, write: tuple[str, ...] | None = None) -> type[BasePermission]:  # noqa: N802
+    """A staff session, or a token (of any owner) holding one of `scopes` (one of `write` for a write, if given)."""
 
     class _StaffOrScope(ScopeAware):
         message = "staff only: log in as staff or send an API token with the scope this endpoint needs"
@@ -70,11 +70,12 @@ def StaffOrScope(*scopes: str) -> type[BasePermission]:  # noqa: N802
         def has_permission(self, request: Request, view: Any) -> bool:
             token = request_token(request)
             if token is not None:
-                require_scope(token, scopes)
+                require_scope(token, scopes if write is None or request.method in SAFE_METHODS else write)
                 return True
             return bool(request.user and request.user.is_staff)
 
-    _StaffOrScope.__name__ = _StaffOrScope.__qualname__ = f"StaffOrScope({', '.join(scopes)})"
+    named = ", ".join(scopes) + (f"; write: {', '.join(write)}" if write else "")
+    _StaffOrScope.__name__ = _StaffOrScope.__qualname__ = f"StaffOrScope({named})"
     return _StaffOrScope
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Count, QuerySet
 
 from annotation.models import Campaign
+from annotation.permissions import can_manage_campaign
 from core.errors import NotFound
 from generation.models import Image, Population
 
@@ -64,3 +67,14 @@ def get_preview_sample(*, campaign: Campaign) -> dict[str, object] | None:
         urls[image.population_id].append(image.file.url)
     caption = campaign.prompts.filter(pk=prompt_id).values_list("caption", flat=True).first()
     return {"prompt": caption, "left": urls[left], "right": urls[right]}
+
+
+def get_managed_campaign(*, slug: str, user: AbstractBaseUser | AnonymousUser) -> Campaign:
+    """The campaign at `slug` if `user` manages it (a researcher only their own); NotFound otherwise, naming the slug.
+
+    A campaign someone may not manage answers exactly as one that does not exist, so its slug leaks nothing.
+    """
+    campaign = get_campaign(slug=slug)
+    if not can_manage_campaign(user, campaign):
+        raise NotFound(f"no campaign with slug {slug!r}")
+    return campaign

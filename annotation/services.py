@@ -64,13 +64,19 @@ def sync_criteria(*, campaign: Campaign, criteria: Sequence[tuple[str, str]], re
 
 
 @transaction.atomic
+@transaction.atomic
 def add_prompts_to_campaign(*, campaign: Campaign, rows: Iterable[PromptRow]) -> Counter[str]:
-    """Import prompt rows and attach them to the campaign; counts created, existing and added."""
+    """Import prompt rows and attach them to the campaign, all or none; counts created, existing and added.
+
+    An open campaign's generation demand grows with it, so the new prompts get image sets too.
+    """
     prompts, counts = import_prompts(rows=rows)
     already = set(campaign.prompts.values_list("pk", flat=True))
     new = [p for p in prompts if p.pk not in already]
     campaign.prompts.add(*new)
     counts["added to campaign"] = len(new)
+    if new and campaign.status == Campaign.Status.OPEN:
+        sync_campaign_demand(campaign=campaign)
     return counts
 
 

@@ -13,10 +13,8 @@ from django.db.models import CharField, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
-from annotation.permissions import can_manage_campaign
-from annotation.selectors import get_campaign
+from annotation.selectors import get_campaign, get_managed_campaign
 from arena.models import Comparison, Vote
-from core.errors import NotFound
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
 from exports.writers import VoteLogRecord
 from generation.models import Image, Population, Prompt
@@ -31,10 +29,7 @@ def get_export_campaign(*, slug: str, user: AbstractBaseUser | AnonymousUser | N
 
     With a `user`, only a campaign they manage (a researcher's own): any other is NotFound too.
     """
-    campaign = get_campaign(slug=slug)
-    if user is not None and not can_manage_campaign(user, campaign):
-        raise NotFound(f"no campaign with slug {slug!r}")
-    return campaign
+    return get_campaign(slug=slug) if user is None else get_managed_campaign(slug=slug, user=user)
 
 
 def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> QuerySet[Vote]:

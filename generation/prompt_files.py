@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 MAX_CAPTION_LENGTH = 1000
 MAX_CATEGORY_LENGTH = 100
@@ -42,6 +43,14 @@ def _clean_row(caption: object, category: object, where: str) -> PromptRow:
     if len(category) > MAX_CATEGORY_LENGTH:
         raise PromptFileError(f"{where}: 'category' is {len(category)} characters; at most {MAX_CATEGORY_LENGTH}")
     return PromptRow(caption=caption, category=category)
+
+
+def _record_row(record: object, where: str) -> PromptRow:
+    if not isinstance(record, dict):
+        raise PromptFileError(f"{where}: expected an object with 'caption' and 'category'")
+    if "caption" not in record:
+        raise PromptFileError(f"{where}: missing required field 'caption'")
+    return _clean_row(record["caption"], record.get("category", ""), where)
 
 
 # A file with many bad lines lists this many of them, then how many more there are.
@@ -93,11 +102,7 @@ def _read_jsonl(text: str, name: str) -> _Lines:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise PromptFileError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise PromptFileError(f"{where}: expected an object with 'caption' and 'category'")
-            if "caption" not in record:
-                raise PromptFileError(f"{where}: missing required field 'caption'")
-            return _clean_row(record["caption"], record.get("category", ""), where)
+            return _record_row(record, where)
 
         lines.add(number, read)
     return lines
@@ -120,11 +125,28 @@ def parse_prompt_file(data: bytes, name: str) -> list[PromptRow]:
         lines = _read_csv(text, name)
     else:
         raise PromptFileError(f"{name}: unknown prompt file type; use .csv or .jsonl")
+    return _all_or_nothing(lines, name, where=lambda n: f"{name} line {n}", first=lambda n: f"line {n}")
+
+
+def parse_prompt_records(records: Sequence[object], name: str = "prompts") -> list[PromptRow]:
+    """The rows of a list of {"caption", "category"} objects (an API request), by the rules of a prompt file."""
+    lines = _Lines()
+    for index, record in enumerate(records):
+        where = f"{name}[{index}]"
+
+        lines.add(index, partial(_record_row, record, where))
+    return _all_or_nothing(lines, name, where=lambda n: f"{name}[{n}]", first=lambda n: f"{name}[{n}]")
+
+
+def _all_or_nothing(
+    lines: _Lines, name: str, *, where: Callable[[int], str], first: Callable[[int], str]
+) -> list[PromptRow]:
+    """The distinct rows in order, or one error listing every bad or repeated row."""
     first_seen: dict[PromptRow, int] = {}
     for number, row in lines.rows:
         if row in first_seen:
             lines.problems.append(
-                f"{name} line {number}: repeats line {first_seen[row]} ({row.caption!r}, category {row.category!r})"
+                f"{where(number)}: repeats {first(first_seen[row])} ({row.caption!r}, category {row.category!r})"
             )
         else:
             first_seen[row] = number
