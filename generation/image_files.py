@@ -1,4 +1,5 @@
-"""Pure checks of an uploaded image file: a PNG, JPEG or WebP that decodes whole, within a pixel budget."""
+"""Pure checks of an uploaded image file: a PNG, JPEG or WebP that decodes whole, within a pixel budget,
+one frame, and no metadata (a text chunk, EXIF or XMP could name the generator to a participant)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,14 @@ from PIL import Image as PILImage
 # Pillow's format name -> the extension the stored file gets.
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_SIDE = 4096
+# What Pillow reports about how pixels are encoded or displayed; anything else it reads is metadata.
+ENCODING_INFO = frozenset(
+    {
+        "dpi", "gamma", "srgb", "chromaticity", "transparency", "icc_profile", "aspect",
+        "jfif", "jfif_version", "jfif_unit", "jfif_density", "adobe", "adobe_transform",
+        "progressive", "progression", "loop", "duration", "background", "timestamp",
+    }
+)  # fmt: skip
 
 
 class BadImage(ValueError):
@@ -38,7 +47,15 @@ def inspect_image(data: bytes, *, max_side: int = MAX_SIDE) -> ImageFacts:
                 width, height = image.size
                 if width > max_side or height > max_side:
                     raise BadImage(f"{width}x{height} pixels is larger than {max_side}x{max_side}")
+                if getattr(image, "n_frames", 1) > 1:
+                    raise BadImage(f"an animation of {image.n_frames} frames; upload one still image")
                 image.load()
+                metadata = sorted(set(image.info) - ENCODING_INFO)
+                if metadata:
+                    raise BadImage(
+                        f"carries metadata ({', '.join(metadata)}) that could tell participants which generator "
+                        "made it; save it without"
+                    )
     except BadImage:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as error:
