@@ -152,6 +152,8 @@ class RemoteQueue:
         except RemoteQueueError as refused:
             if refused.status == 409:
                 return False
+            if refused.status == 400:  # refused images, as the local store's ValueError
+                raise ValueError(str(refused)) from None
             raise
         return True
 

@@ -69,7 +69,9 @@ class WorkQueue(Protocol):
 
     def store_population(
         self, *, worker: str, population_id: int, images: Sequence[services.ImageInput], generation_ms: int
-    ) -> bool: ...
+    ) -> bool:
+        """True once stored, False when the claim was lost; ValueError when the images were refused."""
+        ...
 
 
 @dataclass
@@ -250,9 +252,14 @@ class GenerationWorker:
             )
             for item, generated in finished
         ]
-        if self.queue.store_population(
-            worker=self.name, population_id=population.pk, images=images, generation_ms=generation_ms
-        ):
+        try:
+            stored = self.queue.store_population(
+                worker=self.name, population_id=population.pk, images=images, generation_ms=generation_ms
+            )
+        except ValueError as exc:  # the images were refused (a remote server's 400): this attempt failed
+            self._fail(population, f"the images could not be stored: {exc}")
+            return
+        if stored:
             self.stats.populations += 1
         else:
             logger.warning("population %s was reclaimed by another worker; its images were discarded", population.pk)
