@@ -47,10 +47,11 @@ def inspect_image(data: bytes, *, max_side: int = MAX_SIDE) -> ImageFacts:
                 width, height = image.size
                 if width > max_side or height > max_side:
                     raise BadImage(f"{width}x{height} pixels is larger than {max_side}x{max_side}")
-                if getattr(image, "n_frames", 1) > 1:
-                    raise BadImage(f"an animation of {image.n_frames} frames; upload one still image")
+                frames = int(getattr(image, "n_frames", 1))
+                if frames > 1:
+                    raise BadImage(f"an animation of {frames} frames; upload one still image")
                 image.load()
-                metadata = sorted(set(image.info) - ENCODING_INFO)
+                metadata = sorted(str(key) for key in set(image.info) - ENCODING_INFO)
                 if metadata:
                     raise BadImage(
                         f"carries metadata ({', '.join(metadata)}) that could tell participants which generator "
