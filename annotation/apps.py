@@ -3,7 +3,7 @@
 from typing import Any
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_delete, post_migrate, post_save
 
 
 def create_researcher_group(**kwargs: Any) -> None:
@@ -18,3 +18,10 @@ class AnnotationConfig(AppConfig):
     def ready(self) -> None:
         # After every migrate the "researcher" group exists, so staff can put people in it from the admin.
         post_migrate.connect(create_researcher_group, sender=self)
+        from annotation.models import Campaign, Criterion
+        from annotation.selectors import forget_campaigns
+
+        # Server processes keep copies of campaigns and their criteria (get_live_campaign).
+        for model in (Campaign, Criterion):
+            post_save.connect(forget_campaigns, sender=model, dispatch_uid=f"forget-campaigns-save-{model.__name__}")
+            post_delete.connect(forget_campaigns, sender=model, dispatch_uid=f"forget-campaigns-del-{model.__name__}")

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import time
+import uuid
+from typing import Any
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
+from django.db import transaction
 from django.db.models import Count, QuerySet
 
 from annotation.models import Campaign
@@ -32,6 +39,56 @@ def get_campaign(*, slug: str, listed_only: bool = False) -> Campaign:
         return list_campaigns(listed_only=listed_only).prefetch_related("criteria").get(slug=slug)
     except Campaign.DoesNotExist:
         raise NotFound(f"no campaign with slug {slug!r}") from None
+
+
+# --- the campaign behind every issue and vote, kept per process ----------------------------------------------
+
+# Bumped (deleted, then re-made by the next reader) whenever any campaign or criterion changes.
+CAMPAIGNS_VERSION_KEY = "annotation:campaigns-version"
+# A safety net for writes that bypass model signals (QuerySet.update): no kept copy is older than this.
+CAMPAIGN_COPY_MAX_AGE_S = 30.0
+_copies: dict[tuple[str, object], tuple[str, float, Campaign]] = {}
+
+
+def _campaigns_version() -> str:
+    version = cache.get(CAMPAIGNS_VERSION_KEY)
+    if version is None:
+        cache.add(CAMPAIGNS_VERSION_KEY, uuid.uuid4().hex, None)
+        version = cache.get(CAMPAIGNS_VERSION_KEY)
+    return str(version)
+
+
+def get_live_campaign(*, slug: str | None = None, pk: int | None = None) -> Campaign:
+    """The campaign (by slug or pk) with its criteria prefetched, from a copy this server process keeps.
+
+    Every issue and vote needs it; two queries each (the campaign, its criteria) cost more than the
+    rest of a vote's reads. A change to any campaign or criterion bumps a version in the shared cache
+    (see `forget_campaigns`) that every process reads here, one cache round trip, so no process
+    serves a copy older than the last committed change. Each caller gets its own shallow copy.
+    """
+    lookup: tuple[str, object] = ("slug", slug) if slug is not None else ("pk", pk)
+    version = _campaigns_version()
+    now = time.monotonic()
+    entry = _copies.get(lookup)
+    if entry is None or entry[0] != version or now - entry[1] > CAMPAIGN_COPY_MAX_AGE_S:
+        try:
+            campaign = Campaign.objects.prefetch_related("criteria").get(**{lookup[0]: lookup[1]})
+        except Campaign.DoesNotExist:
+            raise NotFound(f"no campaign with {lookup[0]} {lookup[1]!r}") from None
+        entry = (version, now, campaign)
+        _copies[lookup] = entry
+    return copy.copy(entry[2])
+
+
+def forget_campaigns(**kwargs: Any) -> None:
+    """Receiver of every save and delete of a campaign or criterion: all processes re-read their copies.
+
+    At once (this process, and readers that do not wait for the commit) and again after the commit,
+    so a reader that fetched the old row between the two cannot keep it under the new version.
+    """
+    _copies.clear()
+    cache.delete(CAMPAIGNS_VERSION_KEY)
+    transaction.on_commit(lambda: cache.delete(CAMPAIGNS_VERSION_KEY), using=kwargs.get("using"))
 
 
 def get_preview_sample(*, campaign: Campaign) -> dict[str, object] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -11,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.models import Campaign, Participant
-from annotation.selectors import get_campaign
+from annotation.selectors import get_live_campaign
 from annotation.services import admit_to_campaign, resolve_participant
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
@@ -77,7 +78,7 @@ def participant_for(request: Request) -> Participant:
 
 
 def votable_campaign(request: Request, slug: str) -> Campaign:
-    campaign = get_campaign(slug=slug)
+    campaign = get_live_campaign(slug=slug)
     admit_to_campaign(campaign=campaign, session=request.session)
     return campaign
 
@@ -113,7 +114,8 @@ class VotesApi(APIView):
             votes=[VoteInput(v["criterion"], v["choice"]) for v in data["votes"]],
             dwell_ms=data["dwell_ms"],
         )
-        return Response(RevealSerializer(reveal).data)
+        # The same fields RevealSerializer documents, without building its field tree per vote.
+        return Response(asdict(reveal))
 
 
 class LeaseApi(APIView):

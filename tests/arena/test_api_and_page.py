@@ -7,8 +7,11 @@ import re
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 
-from annotation.models import Participant
+from annotation.models import Campaign, Criterion, Participant
+from annotation.selectors import CAMPAIGNS_VERSION_KEY, get_live_campaign
+from annotation.services import set_campaign_status
 from arena.models import Comparison, Vote
 
 pytestmark = pytest.mark.django_db
@@ -186,3 +189,33 @@ def test_demo_generators_make_images_of_one_size_so_size_cannot_tell_the_sides_a
 
     sizes = {(spec.settings["width"], spec.settings["height"]) for spec in DEMO_GENERATORS}
     assert len(sizes) == 1
+
+
+def test_a_change_to_the_campaign_or_its_criteria_shows_at_once_though_servers_keep_a_copy(client, arena_campaign):
+    # Given a campaign the server has already read (and keeps a copy of)
+    campaign = arena_campaign()
+    first = next_comparison(client).json()
+    assert vote(client, first["token"]).status_code == 200
+    # When a criterion is added, the next comparison asks it and a vote without it is refused
+    Criterion.objects.create(campaign=campaign, key="novelty", question="Which set is more novel?", position=2)
+    second = next_comparison(client).json()
+    assert [c["key"] for c in second["criteria"]] == ["diversity", "quality", "novelty"]
+    refused = vote(client, second["token"])
+    assert refused.status_code == 400
+    assert "novelty" in refused.json()["error"]["message"]
+    # When the campaign is paused, no comparison is issued any more
+    set_campaign_status(campaign=campaign, status="paused")
+    paused = next_comparison(client)
+    assert paused.status_code == 409
+    assert paused.json()["error"]["code"] == "campaign_closed"
+
+
+def test_a_campaign_changed_by_another_server_process_is_read_again(client, arena_campaign):
+    campaign = arena_campaign()
+    assert get_live_campaign(slug="study").status == "open"
+    # Another process's save: the row changes and the shared version is bumped, no signal here.
+    Campaign.objects.filter(pk=campaign.pk).update(status="closed")
+    assert get_live_campaign(slug="study").status == "open"  # this process's copy, until the version moves
+    cache.delete(CAMPAIGNS_VERSION_KEY)
+    assert get_live_campaign(slug="study").status == "closed"
+    assert next_comparison(client).json()["error"]["code"] == "campaign_closed"
