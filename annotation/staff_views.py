@@ -18,7 +18,7 @@ from annotation.forms import CampaignForm
 from annotation.models import Campaign
 from annotation.permissions import can_use_staff_pages, managed_campaigns
 from annotation.services import create_campaign, set_campaign_status
-from arena.selectors_progress import get_campaign_progress, list_campaign_summaries
+from arena.selectors_progress import PROMPT_ROWS, get_campaign_progress, list_campaign_summaries
 from core.errors import ApplicationError
 
 View = Callable[..., HttpResponse]
@@ -92,6 +92,7 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "campaign": campaign,
         "progress": get_campaign_progress(campaign=campaign),
+        "prompt_rows": PROMPT_ROWS,
         "links": _entry_links(request, campaign),
         "actions": [(status, label) for status, label in STATUS_ACTIONS.items() if status != campaign.status],
     }

@@ -22,6 +22,9 @@ from arena.models import Comparison, Vote
 from generation.selectors import get_queue_states
 
 ACTIVE_WINDOW = timedelta(minutes=5)
+# The per-prompt table shows the prompts furthest from their target, at most this many: a study
+# with thousands of prompts must not send them all on every poll.
+PROMPT_ROWS = 50
 
 
 def _counted(campaign_ids: Iterable[int]) -> Any:
@@ -102,7 +105,9 @@ class CampaignProgress:
     active_participants: int
     criteria: list[Row]
     pairs: list[Row]
-    prompts: list[Row]
+    prompts: list[Row]  # the PROMPT_ROWS with the fewest votes, fewest first
+    prompts_total: int
+    prompts_complete: int
     queues: list[QueueRow]
     updated_at: datetime
 
@@ -158,6 +163,8 @@ def get_campaign_progress(*, campaign: Campaign, now: datetime | None = None) ->
         .count()
     )
     total_wanted = len(prompts) * len(pairs) * wanted
+    per_prompt_wanted = len(pairs) * wanted
+    behind = sorted(prompts, key=lambda pk: (per_prompt[pk], pk))[:PROMPT_ROWS]
     return CampaignProgress(
         status=campaign.status,
         comparisons_voted=sum(by_cell.values()),
@@ -168,7 +175,9 @@ def get_campaign_progress(*, campaign: Campaign, now: datetime | None = None) ->
         active_participants=active,
         criteria=[Row(c.question, per_criterion.get(c.pk, 0), total_wanted) for c in campaign.criteria.all()],
         pairs=[Row(f"{generators[a]} vs {generators[b]}", per_pair[(a, b)], len(prompts) * wanted) for a, b in pairs],
-        prompts=[Row(caption, per_prompt[pk], len(pairs) * wanted) for pk, caption in prompts.items()],
+        prompts=[Row(prompts[pk], per_prompt[pk], per_prompt_wanted) for pk in behind],
+        prompts_total=len(prompts),
+        prompts_complete=sum(1 for pk in prompts if per_prompt[pk] >= per_prompt_wanted),
         queues=_queues(campaign, generators),
         updated_at=now,
     )

@@ -95,3 +95,18 @@ def test_progress_json_is_for_managers_and_changes_after_a_vote(arena_campaign, 
     assert after["queues"][0]["generator"] == "secret-generator-0"
     client.force_login(User.objects.create_user("voter"))
     assert client.get(url).status_code == 403
+
+
+def test_the_prompt_table_shows_the_prompts_furthest_behind_and_counts_the_rest(arena_campaign, monkeypatch):
+    from arena import selectors_progress
+
+    monkeypatch.setattr(selectors_progress, "PROMPT_ROWS", 2)
+    campaign = arena_campaign(generators=2, prompts=3, per_queue=2, votes_per_pair=1)
+    set_campaign_status(campaign=campaign, status="open")
+    voted = vote(campaign, Participant.objects.create())
+    progress = get_campaign_progress(campaign=campaign)
+    # One prompt has its one vote: the two without any are shown, the complete one is counted.
+    assert (progress.prompts_total, progress.prompts_complete) == (3, 1)
+    assert [row.votes for row in progress.prompts] == [0, 0]
+    assert voted.prompt.caption not in [row.label for row in progress.prompts]
+    assert progress.as_dict()["prompts_total"] == 3
