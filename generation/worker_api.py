@@ -88,15 +88,13 @@ class ClaimSerializer(serializers.Serializer):
     populations = ClaimedPopulationSerializer(many=True)
 
 
-class LeaseRequestSerializer(serializers.Serializer):
-    worker = WorkerLabelField()
-    populations = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=256)
-    lease_seconds = serializers.IntegerField(min_value=5, max_value=3600, default=120)
-
-
 class ReleaseRequestSerializer(serializers.Serializer):
     worker = WorkerLabelField()
     populations = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), max_length=256)
+
+
+class LeaseRequestSerializer(ReleaseRequestSerializer):
+    lease_seconds = serializers.IntegerField(min_value=5, max_value=3600, default=120)
 
 
 class UploadRequestSerializer(serializers.Serializer):
@@ -116,6 +114,19 @@ class UploadRequestSerializer(serializers.Serializer):
 class FailureRequestSerializer(serializers.Serializer):
     worker = WorkerLabelField()
     error = serializers.CharField(max_length=4000)
+
+
+# What the lease endpoints answer: a count (renewed or released), or an error.
+COUNT_RESPONSES = {200: serializers.DictField(child=serializers.IntegerField()), 400: ERROR, 401: ERROR, 403: ERROR}
+# What the endpoints acting on one claimed population answer: its new status, or why not.
+HELD_POPULATION_RESPONSES = {
+    200: serializers.DictField(child=serializers.CharField()),
+    400: ERROR,
+    401: ERROR,
+    403: ERROR,
+    404: ERROR,
+    409: OpenApiResponse(ERROR, description="this worker no longer holds the population"),
+}
 
 
 def _claimed(population: Population) -> dict[str, Any]:
@@ -190,7 +201,7 @@ class LeaseRenewApi(APIView):
 
     @extend_schema(
         request=LeaseRequestSerializer,
-        responses={200: serializers.DictField(child=serializers.IntegerField()), 400: ERROR, 401: ERROR, 403: ERROR},
+        responses=COUNT_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         data = _valid(LeaseRequestSerializer, request)
@@ -209,7 +220,7 @@ class ReleaseApi(APIView):
 
     @extend_schema(
         request=ReleaseRequestSerializer,
-        responses={200: serializers.DictField(child=serializers.IntegerField()), 400: ERROR, 401: ERROR, 403: ERROR},
+        responses=COUNT_RESPONSES,
     )
     def post(self, request: Request) -> Response:
         data = _valid(ReleaseRequestSerializer, request)
@@ -239,14 +250,7 @@ class UploadApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": UploadRequestSerializer},
-        responses={
-            200: serializers.DictField(child=serializers.CharField()),
-            400: ERROR,
-            401: ERROR,
-            403: ERROR,
-            404: ERROR,
-            409: OpenApiResponse(ERROR, description="this worker no longer holds the population"),
-        },
+        responses=HELD_POPULATION_RESPONSES,
     )
     def post(self, request: Request, population_id: int) -> Response:
         data = _valid(UploadRequestSerializer, request)
@@ -273,14 +277,7 @@ class FailureApi(APIView):
 
     @extend_schema(
         request=FailureRequestSerializer,
-        responses={
-            200: serializers.DictField(child=serializers.CharField()),
-            400: ERROR,
-            401: ERROR,
-            403: ERROR,
-            404: ERROR,
-            409: OpenApiResponse(ERROR, description="this worker no longer holds the population"),
-        },
+        responses=HELD_POPULATION_RESPONSES,
     )
     def post(self, request: Request, population_id: int) -> Response:
         data = _valid(FailureRequestSerializer, request)
