@@ -73,6 +73,11 @@ class Campaign(TimestampedModel):
         help_text="Share of comparisons that repeat one the participant already voted on, sides swapped, 0 to 0.5.",
     )
     access = models.CharField(max_length=16, choices=Access.choices, default=Access.PUBLIC)
+    prolific_study_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Prolific campaigns: admit only arrivals from this STUDY_ID; empty: any Prolific study.",
+    )
     invite_token = models.CharField(max_length=64, default=new_invite_token, unique=True, editable=False)
     participant_quota = models.PositiveIntegerField(
         null=True, blank=True, help_text="Comparisons per participant before the completion page; empty: no limit."
@@ -84,6 +89,12 @@ class Campaign(TimestampedModel):
         max_length=64,
         blank=True,
         help_text="Given instead to participants flagged by quality control, so they can be reviewed.",
+    )
+    gold_excluded_generators = models.ManyToManyField(
+        Generator,
+        related_name="+",
+        blank=True,
+        help_text="Generators never used as the real side of a gold check (beside those marked unsuitable).",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     owner = models.ForeignKey(
@@ -160,7 +171,12 @@ class Participant(TimestampedModel):
         max_length=64, blank=True, help_text="Keyed hash of the crowd worker's id; the raw id is never stored."
     )
     entry_params = models.JSONField(
-        default=dict, blank=True, help_text="Crowd entry parameters (study, session, assignment), ids hashed."
+        default=dict,
+        blank=True,
+        help_text=(
+            "Crowd entry parameters. STUDY_ID and turkSubmitTo as sent (they name the researcher's study and "
+            "MTurk's endpoint, not a person); SESSION_ID, assignmentId and hitId as keyed hashes."
+        ),
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
     is_flagged = models.BooleanField(default=False, help_text="Failed quality control.")
@@ -183,3 +199,24 @@ class Participant(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.kind} participant {self.pk}"
+
+
+class CrowdAssignment(TimestampedModel):
+    """The one assignment (MTurk assignmentId, Prolific SESSION_ID) a crowd worker does a campaign's work on.
+
+    A worker completes a campaign once: an arrival on another assignment takes over only while the
+    quota is not yet reached (the earlier one was left unfinished); after it, the worker is told they
+    have taken part already, and no completion is handed to the new assignment.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="crowd_assignments")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="crowd_assignments")
+    assignment_hash = models.CharField(max_length=64, help_text="Keyed hash of the assignment or session id.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "participant"], name="crowd_assignment_once_per_campaign"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.slug}: participant {self.participant_id}"

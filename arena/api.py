@@ -13,7 +13,8 @@ from rest_framework.views import APIView
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
-from annotation.services import admit_to_campaign, resolve_participant
+from annotation.services import admit_to_campaign, find_participant
+from arena.admission import admit_to_vote
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
 from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
@@ -73,11 +74,15 @@ class QueueSerializer(serializers.Serializer):
     in_progress = serializers.IntegerField()
 
 
-def participant_for(request: Request) -> Participant:
-    return resolve_participant(session=request.session, user=request.user)
+def holder_for(request: Request) -> Participant:
+    """The participant who may act on a comparison they were issued; a request with none creates none."""
+    participant = find_participant(session=request.session, user=request.user)
+    if participant is None:
+        raise ApplicationError("no comparison was issued to this session", code="forbidden", status=403)
+    return participant
 
 
-def votable_campaign(request: Request, slug: str) -> Campaign:
+def visible_campaign(request: Request, slug: str) -> Campaign:
     campaign = get_live_campaign(slug=slug)
     admit_to_campaign(campaign=campaign, session=request.session)
     return campaign
@@ -86,13 +91,20 @@ def votable_campaign(request: Request, slug: str) -> Campaign:
 class NextComparisonApi(APIView):
     @extend_schema(
         request=NextRequestSerializer,
-        responses={200: ComparisonSerializer, 404: ERROR, 409: OpenApiResponse(ERROR, description="nothing ready yet")},
+        responses={
+            200: ComparisonSerializer,
+            403: OpenApiResponse(
+                ERROR, description="crowd_only: a Prolific or MTurk campaign, and this session did not arrive from it"
+            ),
+            404: ERROR,
+            409: OpenApiResponse(ERROR, description="nothing ready yet"),
+        },
     )
     def post(self, request: Request, slug: str) -> Response:
         body = NextRequestSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        campaign = votable_campaign(request, slug)
-        participant = participant_for(request)
+        campaign = get_live_campaign(slug=slug)
+        participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
         comparison = issue_comparison(
             campaign=campaign, participant=participant, exclude_tokens=tuple(body.validated_data.get("exclude", ()))
         )
@@ -110,7 +122,7 @@ class VotesApi(APIView):
         data: dict[str, Any] = body.validated_data
         reveal = cast_votes(
             token=token,
-            participant=participant_for(request),
+            participant=holder_for(request),
             votes=[VoteInput(v["criterion"], v["choice"]) for v in data["votes"]],
             dwell_ms=data["dwell_ms"],
         )
@@ -123,7 +135,7 @@ class LeaseApi(APIView):
         request=None, responses={200: inline_serializer("Lease", {"expires_at": serializers.DateTimeField()})}
     )
     def post(self, request: Request, token: str) -> Response:
-        comparison = extend_lease(token=token, participant=participant_for(request))
+        comparison = extend_lease(token=token, participant=holder_for(request))
         return Response({"expires_at": comparison.lease_until.isoformat()})
 
 
@@ -177,7 +189,7 @@ class LeaderboardApi(APIView):
         responses={200: LeaderboardSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
     )
     def get(self, request: Request, slug: str) -> Response:
-        campaign = votable_campaign(request, slug)
+        campaign = visible_campaign(request, slug)
         criterion = request.query_params.get("criterion") or default_criterion(campaign)
         category = request.query_params.get("category", "")
         include_flagged = request.query_params.get("include_flagged", "false").lower()
@@ -194,4 +206,4 @@ class LeaderboardApi(APIView):
 class QueueApi(APIView):
     @extend_schema(responses={200: QueueSerializer, 404: ERROR})
     def get(self, request: Request, slug: str) -> Response:
-        return Response(get_queue_summary(campaign=votable_campaign(request, slug)).as_dict())
+        return Response(get_queue_summary(campaign=visible_campaign(request, slug)).as_dict())

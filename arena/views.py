@@ -12,18 +12,19 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from annotation.crowd import MTURK_PARAMS, PROLIFIC_PARAMS, is_mturk_preview
 from annotation.models import Campaign, Participant
 from annotation.permissions import can_manage_campaign
 from annotation.quality import QUALITY_CSV_FIELDS
 from annotation.selectors import get_campaign, get_preview_sample
 from annotation.services import (
-    MTURK_PARAMS,
-    PROLIFIC_PARAMS,
+    AlreadyTookPart,
+    CrowdOnly,
     admit_to_campaign,
     apply_quality_flags,
-    is_mturk_preview,
-    resolve_participant,
+    get_crowd_admission,
 )
+from arena.admission import admit_to_complete, admit_to_vote
 from arena.selectors import (
     count_votes_cast,
     default_criterion,
@@ -49,10 +50,14 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
     entry = {key: request.GET[key] for key in ENTRY_PARAMS if request.GET.get(key)}
     if is_mturk_preview(entry):
         # A worker previewing the HIT: the task read-only, with no participant and no comparison made.
-        preview = {"campaign": campaign, "criteria": list(campaign.criteria.all())}
-        preview["sample"] = get_preview_sample(campaign=campaign)
-        return allow_mturk_framing(render(request, "arena/preview.html", preview))
-    participant = resolve_participant(session=request.session, user=request.user, entry_params=entry)
+        return allow_mturk_framing(_preview(request, campaign))
+    try:
+        participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user, entry_params=entry)
+    except ApplicationError as exc:  # CrowdOnly, AlreadyTookPart
+        if isinstance(exc, CrowdOnly) and request.user.is_staff:
+            # Staff see what the crowd will see, and cannot vote: a preview never counts.
+            return _preview(request, campaign, staff=True)
+        return render(request, "arena/take-part.html", {"message": exc.message, "campaign": campaign}, status=403)
     context = {"campaign": campaign, "criteria": list(campaign.criteria.all()), "comparison": None, "waiting": None}
     try:
         comparison = issue_comparison(campaign=campaign, participant=participant)
@@ -67,6 +72,16 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
         )
     response = render(request, "arena/vote.html", context)
     return allow_mturk_framing(response) if participant.kind == Participant.Kind.MTURK else response
+
+
+def _preview(request: HttpRequest, campaign: Campaign, *, staff: bool = False) -> HttpResponse:
+    context = {
+        "campaign": campaign,
+        "criteria": list(campaign.criteria.all()),
+        "sample": get_preview_sample(campaign=campaign),
+        "staff": staff,
+    }
+    return render(request, "arena/preview.html", context)
 
 
 def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
@@ -92,10 +107,10 @@ def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Where a participant lands after the quota: their code, or the crowd platform's hand-back."""
     try:
         campaign = get_campaign(slug=slug)
-        admit_to_campaign(campaign=campaign, session=request.session)
+        participant = admit_to_complete(campaign=campaign, session=request.session, user=request.user)
     except ApplicationError as exc:
-        return render(request, "arena/unavailable.html", {"message": exc.message}, status=exc.status)
-    participant = resolve_participant(session=request.session, user=request.user)
+        template = "arena/take-part.html" if isinstance(exc, CrowdOnly | AlreadyTookPart) else "arena/unavailable.html"
+        return render(request, template, {"message": exc.message}, status=exc.status)
     response = _completion_response(request, campaign, participant)
     # An MTurk worker is still inside MTurk's frame, and the hand-back form goes to MTurk.
     return allow_mturk_framing(response) if participant.kind == Participant.Kind.MTURK else response
@@ -116,14 +131,15 @@ def _completion_response(request: HttpRequest, campaign: Campaign, participant: 
     if participant.kind == Participant.Kind.PROLIFIC and code:
         return redirect(PROLIFIC_COMPLETION_URL.format(code=quote(code)))
     if participant.kind == Participant.Kind.MTURK:
-        params = participant.entry_params
-        submit_to = params.get("turkSubmitTo", "").rstrip("/")
-        if submit_to not in settings.MTURK_SUBMIT_ORIGINS:
+        # The raw assignment id lives in this session only (the database keeps it hashed).
+        admission = get_crowd_admission(campaign=campaign, session=request.session) or {}
+        submit_to = str(admission.get("submit_to", "")).rstrip("/")
+        if submit_to not in settings.MTURK_SUBMIT_ORIGINS or not admission.get("assignment_id"):
             context["error"] = "This MTurk assignment came without a valid turkSubmitTo; contact the requester."
         else:
             context["mturk"] = {
                 "action": f"{submit_to}/mturk/externalSubmit",
-                "assignment_id": params.get("assignmentId", ""),
+                "assignment_id": admission["assignment_id"],
             }
     return render(request, "arena/complete.html", context)
 

@@ -39,6 +39,7 @@ class GeneratorSpec:
     settings: dict[str, Any]
     prompt_template: str = "{prompt}"
     is_offline_standin: bool = False
+    gold_source: bool = True
 
 
 @transaction.atomic
@@ -54,6 +55,7 @@ def sync_generator(*, spec: GeneratorSpec) -> tuple[Generator, str]:
             "settings": spec.settings,
             "prompt_template": spec.prompt_template,
             "is_offline_standin": spec.is_offline_standin,
+            "gold_source": spec.gold_source,
         },
     )
 
