@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -129,34 +129,70 @@ REPEAT_MIN_GAP = 2
 GOLD_DECOY_POOL = 10
 
 
+def gold_sources(campaign: Campaign) -> QuerySet[Population]:
+    """Ready populations that may be the real side of a gold check in `campaign`.
+
+    Never a generator marked unsuitable (`gold_source`, off for noise stand-ins: beside a degraded copy
+    of noise neither side is plainly broken) or one the campaign excludes.
+    """
+    generators = (
+        campaign.generators.filter(is_active=True, gold_source=True)
+        .exclude(pk__in=campaign.gold_excluded_generators.values("pk"))
+        .values("pk")
+    )
+    return Population.objects.filter(
+        status=Population.Status.READY,
+        size=campaign.population_size,
+        generator__in=generators,
+        prompt__in=campaign.prompts.values("pk"),
+    )
+
+
+def _fresh_gold_source(real: QuerySet[Population], rng: random.Random) -> Population | None:
+    """A source with no decoy yet, from the generator, then the prompt, with the fewest decoys (ties at random).
+
+    Stratified so that gold checks spread over every eligible generator and prompt: drawn from the
+    most recent sets, they came from whichever generator the queues happened to fill last, and a
+    participant could learn which generator's sets are the checks.
+    """
+    decoyed = Counter(real.filter(decoys__isnull=False).values_list("generator_id", "prompt_id"))
+    open_strata = set(real.filter(decoys__isnull=True).values_list("generator_id", "prompt_id"))
+    if not open_strata:
+        return None
+    per_generator = Counter[int]()
+    for (generator, _), n in decoyed.items():
+        per_generator[generator] += n
+    generator = min({g for g, _ in open_strata}, key=lambda g: (per_generator[g], rng.random()))
+    prompt = min({p for g, p in open_strata if g == generator}, key=lambda p: (decoyed[(generator, p)], rng.random()))
+    candidates = list(
+        real.filter(decoys__isnull=True, generator_id=generator, prompt_id=prompt).values_list("pk", flat=True)[:50]
+    )
+    return Population.objects.get(pk=rng.choice(candidates))
+
+
 def _gold_comparison(
     campaign: Campaign, participant: Participant, history: _History, now: datetime, rng: random.Random
 ) -> Comparison | None:
-    """A real population of the campaign beside a degraded copy of itself, sides at random; None if none ready."""
-    real = Population.objects.filter(
-        status=Population.Status.READY,
-        size=campaign.population_size,
-        generator__in=campaign.generators.filter(is_active=True).values("pk"),
-        prompt__in=campaign.prompts.values("pk"),
-    )
-    decoys = [
-        (pk, source, prompt_id)
-        for pk, source, prompt_id in Population.objects.filter(
-            decoy_of__in=real.values("pk"), status=Population.Status.READY
-        )
-        .order_by("-pk")
-        .values_list("pk", "decoy_of_id", "prompt_id")[: 5 * GOLD_DECOY_POOL]
-        if frozenset((pk, source)) not in history.seen
-    ]
-    if len(decoys) < GOLD_DECOY_POOL:
-        fresh = list(real.filter(decoys__isnull=True).order_by("-ready_at").values_list("pk", flat=True)[:20])
-        if fresh:
-            source = Population.objects.get(pk=rng.choice(fresh))
+    """A real population of the campaign beside a degraded copy of itself, sides at random; None if none ready.
+
+    The real side is drawn evenly over the source generators first, then over their decoys, so no
+    generator is the usual gold source (see `_fresh_gold_source`).
+    """
+    real = gold_sources(campaign)
+    unseen: dict[int, list[tuple[int, int, int]]] = {}
+    for pk, source_pk, prompt_id, generator_id in Population.objects.filter(
+        decoy_of__in=real.values("pk"), status=Population.Status.READY
+    ).values_list("pk", "decoy_of_id", "prompt_id", "decoy_of__generator_id"):
+        if frozenset((pk, source_pk)) not in history.seen:
+            unseen.setdefault(generator_id, []).append((pk, source_pk, prompt_id))
+    if sum(map(len, unseen.values())) < GOLD_DECOY_POOL:
+        source = _fresh_gold_source(real, rng)
+        if source is not None:
             decoy = get_or_create_decoy(population=source)
-            decoys.append((decoy.pk, source.pk, decoy.prompt_id))
-    if not decoys:
+            unseen.setdefault(source.generator_id, []).append((decoy.pk, source.pk, decoy.prompt_id))
+    if not unseen:
         return None
-    decoy_pk, source_pk, prompt_id = rng.choice(decoys)
+    decoy_pk, source_pk, prompt_id = rng.choice(unseen[rng.choice(sorted(unseen))])
     return _create(
         campaign=campaign,
         participant=participant,

@@ -150,7 +150,7 @@ def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
     campaign = get_campaign(slug=slug)
     if not can_manage_campaign(request.user, campaign):
         raise PermissionDenied("only staff and the campaign's researcher may see its quality report")
-    reports, agreement = get_quality_reports(campaign=campaign)
+    reports, agreement, gold_by_source = get_quality_reports(campaign=campaign)
     if request.method == "POST":
         flagged = apply_quality_flags(
             flags={int(r.participant): list(r.reasons) for r in reports if r.flagged}  # type: ignore[call-overload]
@@ -173,6 +173,7 @@ def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
         "fields": QUALITY_CSV_FIELDS,
         "rows": [report.as_row() for report in reports],
         "agreement": agreement,
+        "gold_by_source": gold_by_source,
         "flagged": sum(report.flagged for report in reports),
     }
     return render(request, "arena/quality.html", context)
