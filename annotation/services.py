@@ -153,6 +153,7 @@ class NewCampaign:
     gold_rate: float = 0.0
     repeat_rate: float = 0.0
     access: str = Campaign.Access.PUBLIC
+    prolific_study_id: str = ""
     participant_quota: int | None = None
     completion_code: str = ""
     completion_code_flagged: str = ""
@@ -178,6 +179,7 @@ def create_campaign(*, spec: NewCampaign, owner_id: int | None, open_now: bool =
         gold_rate=spec.gold_rate,
         repeat_rate=spec.repeat_rate,
         access=spec.access,
+        prolific_study_id=spec.prolific_study_id,
         participant_quota=spec.participant_quota,
         completion_code=spec.completion_code,
         completion_code_flagged=spec.completion_code_flagged,

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import CharField, IntegerField, Max, Q, QuerySet
+from django.db.models import CharField, Count, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
@@ -46,15 +46,20 @@ def _pair_votes(campaign: Campaign, criterion_ids: Iterable[int], include_flagge
 
 
 def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str, int]:
-    """All votes on the criteria, and how many of them are on gold comparisons or by flagged participants."""
-    ids = list(criterion_ids)
-    votes = _votes(campaign, ids)
-    flagged = votes.filter(comparison__is_gold=False, comparison__participant__is_flagged=True)
-    return {
-        "all": votes.count(),
-        "gold": votes.filter(comparison__is_gold=True).count(),
-        "flagged_participants": flagged.count(),
-    }
+    """All votes on the criteria, split into disjoint kinds that add up to `all`.
+
+    `gold` (votes on gold comparisons), `repeats` (side-swapped repeats), `flagged_participants`
+    (the rest, cast by flagged participants) and `counted` (everything else: what a leaderboard ranks).
+    """
+    ordinary = Q(comparison__is_gold=False, comparison__repeat_of__isnull=True)
+    counts = _votes(campaign, criterion_ids).aggregate(
+        all=Count("pk"),
+        gold=Count("pk", filter=Q(comparison__is_gold=True)),
+        repeats=Count("pk", filter=Q(comparison__is_gold=False, comparison__repeat_of__isnull=False)),
+        flagged_participants=Count("pk", filter=ordinary & Q(comparison__participant__is_flagged=True)),
+    )
+    counts["counted"] = counts["all"] - counts["gold"] - counts["repeats"] - counts["flagged_participants"]
+    return counts
 
 
 def iter_pair_votes(

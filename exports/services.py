@@ -492,10 +492,9 @@ def _pair_export(
         # Labels are per image over all kept pairs, so KTO rows are written in a second pass.
         kto_labels = w.KtoLabels(selectors.max_population_id(campaign=campaign))
     votes = selectors.count_votes(campaign=campaign, criterion_ids=[c.pk for c in plan.criteria])
-    flagged = 0 if options.include_flagged else votes["flagged_participants"]
     tally = _Tally()
     copy = spec.copies_images and options.copy_images
-    bar = progress(votes["all"] - votes["gold"] - flagged, "vote")
+    bar = progress(votes["counted"] + (votes["flagged_participants"] if options.include_flagged else 0), "vote")
     try:
         for group in iter_pair_rows(
             campaign=campaign,
@@ -530,10 +529,16 @@ def _pair_export(
         bar.close()
         source.close()
     counts: dict[str, Any] = {
+        # Disjoint: on_exported_criteria = counted + flagged participants' + gold + repeats, and `read`
+        # is the counted votes (plus the flagged participants' where the filters include them).
         "votes": {
             "on_exported_criteria": votes["all"],
+            "counted": votes["counted"],
+            "flagged_participants_" + ("included" if options.include_flagged else "excluded"): (
+                votes["flagged_participants"]
+            ),
             "gold_excluded": votes["gold"],
-            "flagged_participants_excluded": flagged,
+            "repeats_excluded": votes["repeats"],
             "read": tally.votes_read,
         },
         "pairs": {
@@ -829,7 +834,9 @@ def _votes_export(
     finally:
         bar.close()
     rows = writer.close()
-    return {"votes": {"on_exported_criteria": counts["all"], "gold": counts["gold"]}, "rows": rows}
+    # The raw log keeps every vote, each marked; these add up to on_exported_criteria.
+    kinds = ("counted", "flagged_participants", "gold", "repeats")
+    return {"votes": {"on_exported_criteria": counts["all"], **{k: counts[k] for k in kinds}}, "rows": rows}
 
 
 def _leaderboard_export(
