@@ -136,7 +136,7 @@ def _tally_rows(criterion: Criterion, category: str) -> list[TallyRow]:
 
 
 def _votes_for_board(criterion: Criterion, category: str) -> QuerySet[Vote]:
-    votes = Vote.objects.filter(criterion=criterion, comparison__is_gold=False, comparison__repeat_of__isnull=True)
+    votes = Vote.objects.preferences().filter(criterion=criterion)
     return votes.filter(comparison__prompt__category=category) if category else votes
 
 

@@ -237,6 +237,7 @@ def _campaign_populations(campaign: Campaign) -> QuerySet[Population]:
     )
 
 
+# Restates ComparisonQuerySet.preferences (not gold, not a repeat) in its WHERE clause.
 # The ORM spent about 8 ms of CPU building this statement (its Least/Greatest/filtered-Count
 # expressions compare themselves by signature binding), ten times what the database takes to
 # run it, on every issue; written out, it costs nothing to build. Portable SQL: PostgreSQL and SQLite.
@@ -514,12 +515,8 @@ def recount_tallies(*, campaign: Campaign) -> int:
     """Rebuild a campaign's pair tallies from its votes, leaving out flagged participants; returns votes counted."""
     PairTally.objects.filter(campaign=campaign).delete()
     votes = (
-        Vote.objects.filter(
-            comparison__campaign=campaign,
-            comparison__participant__is_flagged=False,
-            comparison__is_gold=False,
-            comparison__repeat_of__isnull=True,
-        )
+        Vote.objects.counted()
+        .filter(comparison__campaign=campaign)
         .select_related("comparison__prompt", "comparison__left_population", "comparison__right_population")
         .order_by("comparison_id")
     )
@@ -643,7 +640,7 @@ def cast_votes(
     # Flagged participants' votes are kept and marked, but leaderboards leave them out; gold checks
     # and side-swapped repeats measure the participant, not the generators.
     sides = _sides(comparison)
-    if not (participant.is_flagged or comparison.is_gold or comparison.repeat_of_id is not None):
+    if comparison.counts(participant):
         _record_tallies(
             campaign_id=comparison.campaign_id,
             left=sides.left_generator_id,

@@ -9,12 +9,12 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import CharField, Count, IntegerField, Max, Q, QuerySet
+from django.db.models import CharField, IntegerField, Max, Q, QuerySet
 from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
 from annotation.selectors import get_campaign, get_managed_campaign
-from arena.models import Comparison, Vote
+from arena.models import Comparison, Vote, VoteQuerySet
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
 from exports.writers import VoteLogRecord
 from generation.models import Image, Population, Prompt
@@ -32,17 +32,13 @@ def get_export_campaign(*, slug: str, user: AbstractBaseUser | AnonymousUser | N
     return get_campaign(slug=slug) if user is None else get_managed_campaign(slug=slug, user=user)
 
 
-def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> QuerySet[Vote]:
+def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> VoteQuerySet:
     return Vote.objects.filter(comparison__campaign=campaign, criterion_id__in=list(criterion_ids))
 
 
 def _pair_votes(campaign: Campaign, criterion_ids: Iterable[int], include_flagged: bool) -> QuerySet[Vote]:
-    # Gold comparisons have a deliberately broken side, and a side-swapped repeat is the same person
-    # judging the same pair again: both score participants, they are not preference data.
-    votes = _votes(campaign, criterion_ids).filter(comparison__is_gold=False, comparison__repeat_of__isnull=True)
-    if not include_flagged:
-        votes = votes.filter(comparison__participant__is_flagged=False)
-    return votes
+    votes = _votes(campaign, criterion_ids)
+    return votes.preferences() if include_flagged else votes.counted()
 
 
 def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str, int]:
@@ -51,14 +47,15 @@ def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str
     `gold` (votes on gold comparisons), `repeats` (side-swapped repeats), `flagged_participants`
     (the rest, cast by flagged participants) and `counted` (everything else: what a leaderboard ranks).
     """
-    ordinary = Q(comparison__is_gold=False, comparison__repeat_of__isnull=True)
-    counts = _votes(campaign, criterion_ids).aggregate(
-        all=Count("pk"),
-        gold=Count("pk", filter=Q(comparison__is_gold=True)),
-        repeats=Count("pk", filter=Q(comparison__is_gold=False, comparison__repeat_of__isnull=False)),
-        flagged_participants=Count("pk", filter=ordinary & Q(comparison__participant__is_flagged=True)),
-    )
-    counts["counted"] = counts["all"] - counts["gold"] - counts["repeats"] - counts["flagged_participants"]
+    votes = _votes(campaign, criterion_ids)
+    counts = {
+        "all": votes.count(),
+        "gold": votes.filter(comparison__is_gold=True).count(),
+        "repeats": votes.filter(comparison__is_gold=False, comparison__repeat_of__isnull=False).count(),
+        "preferences": votes.preferences().count(),
+        "counted": votes.counted().count(),
+    }
+    counts["flagged_participants"] = counts.pop("preferences") - counts["counted"]
     return counts
 
 
