@@ -1,4 +1,4 @@
-"""Staff pages: the dashboard of managed campaigns, creating one, and its live progress."""
+"""Staff pages: the dashboard of managed campaigns, creating one, and its live vote progress."""
 
 from __future__ import annotations
 
