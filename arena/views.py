@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 from urllib.parse import quote
 
 from django.conf import settings
-from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from annotation.crowd import MTURK_PARAMS, PROLIFIC_PARAMS, is_mturk_preview
 from annotation.models import Campaign, Participant
-from annotation.permissions import can_manage_campaign
-from annotation.quality import QUALITY_CSV_FIELDS
 from annotation.selectors import get_campaign, get_preview_sample
 from annotation.services import (
     AlreadyTookPart,
     CrowdOnly,
     admit_to_campaign,
-    apply_quality_flags,
     get_crowd_admission,
 )
 from arena.admission import admit_to_complete, admit_to_vote
@@ -31,10 +24,9 @@ from arena.selectors import (
     get_categories,
     get_comparison_payload,
     get_leaderboard,
-    get_quality_reports,
     get_queue_summary,
 )
-from arena.services import NothingReady, issue_comparison, recount_tallies
+from arena.services import NothingReady, issue_comparison
 from core.errors import ApplicationError
 from core.middleware import allow_mturk_framing
 
@@ -142,38 +134,3 @@ def _completion_response(request: HttpRequest, campaign: Campaign, participant: 
                 "assignment_id": admission["assignment_id"],
             }
     return render(request, "arena/complete.html", context)
-
-
-@staff_member_required
-def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
-    """Staff: every participant's quality signals, agreement per criterion, a CSV, and applying flags."""
-    campaign = get_campaign(slug=slug)
-    if not can_manage_campaign(request.user, campaign):
-        raise PermissionDenied("only staff and the campaign's researcher may see its quality report")
-    reports, agreement, gold_by_source = get_quality_reports(campaign=campaign)
-    if request.method == "POST":
-        flagged = apply_quality_flags(
-            flags={int(r.participant): list(r.reasons) for r in reports if r.flagged}  # type: ignore[call-overload]
-        )
-        recount_tallies(campaign=campaign)
-        messages.success(
-            request,
-            f"{flagged} participant(s) newly flagged; their votes are kept, marked and left out of leaderboards.",
-        )
-        return redirect("quality", slug=slug)
-    if request.GET.get("format") == "csv":
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="{campaign.slug}-quality.csv"'
-        writer = csv.DictWriter(response, fieldnames=QUALITY_CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(report.as_row() for report in reports)
-        return response
-    context = {
-        "campaign": campaign,
-        "fields": QUALITY_CSV_FIELDS,
-        "rows": [report.as_row() for report in reports],
-        "agreement": agreement,
-        "gold_by_source": gold_by_source,
-        "flagged": sum(report.flagged for report in reports),
-    }
-    return render(request, "arena/quality.html", context)
