@@ -23,7 +23,7 @@ from annotation import crowd, demo
 from annotation.crowd import CrowdEntry
 from annotation.models import DEFAULT_POPULATION_SIZE, Campaign, Criterion, CrowdAssignment, Participant
 from annotation.permissions import RESEARCHER_GROUP, RESEARCHER_MODEL_PERMISSIONS, ROLE_CACHE_KEY
-from core.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from core.models import sync_object
 from generation.models import Generator, Prompt
 from generation.offline import DEMO_GENERATORS
@@ -168,7 +168,7 @@ def create_campaign(*, spec: NewCampaign, owner_id: int | None, open_now: bool =
     creation back, so a failed attempt leaves no half-made campaign or orphan prompts behind.
     """
     if Campaign.objects.filter(slug=spec.slug).exists():
-        raise ApplicationError(f"a campaign with slug {spec.slug!r} already exists", code="slug_taken", status=409)
+        raise Conflict(f"a campaign with slug {spec.slug!r} already exists", code="slug_taken")
     campaign = Campaign.objects.create(
         slug=spec.slug,
         title=spec.title,
@@ -278,7 +278,7 @@ CROWD_SESSION_KEY = "poparena.crowd"
 LAST_SEEN_PRECISION = timedelta(minutes=1)
 
 
-class AlreadyTookPart(ApplicationError):
+class AlreadyTookPart(Forbidden):
     """A crowd worker who completed the campaign on one assignment arrived on another."""
 
     def __init__(self, campaign: Campaign) -> None:
@@ -286,7 +286,6 @@ class AlreadyTookPart(ApplicationError):
             f"You have already taken part in {campaign.title!r} on another assignment, and each person takes part "
             "once. Please return this assignment (MTurk) or this study place (Prolific) so someone else can take it.",
             code="already_taken_part",
-            status=403,
         )
 
 
@@ -443,7 +442,7 @@ def admit_to_campaign(*, campaign: Campaign, session: SessionBase, invite: str |
     raise hidden
 
 
-class CrowdOnly(ApplicationError):
+class CrowdOnly(Forbidden):
     """Someone without the crowd platform's entry asked to vote in a Prolific or MTurk campaign."""
 
     HOW = {
@@ -457,7 +456,6 @@ class CrowdOnly(ApplicationError):
             f"{campaign.title!r} takes answers only from its crowd platform. {self.HOW[campaign.access]}"
             + (f" ({detail})" if detail else ""),
             code="crowd_only",
-            status=403,
         )
 
 

@@ -19,7 +19,7 @@ from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
 from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
 from core.api import ERROR
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Forbidden
 
 
 class ImagesSerializer(serializers.Serializer):
@@ -78,7 +78,7 @@ def holder_for(request: Request) -> Participant:
     """The participant who may act on a comparison they were issued; a request with none creates none."""
     participant = find_participant(session=request.session, user=request.user)
     if participant is None:
-        raise ApplicationError("no comparison was issued to this session", code="forbidden", status=403)
+        raise Forbidden("no comparison was issued to this session")
     return participant
 
 
@@ -197,7 +197,7 @@ class LeaderboardApi(APIView):
             raise ApplicationError(f"include_flagged must be true or false, not {include_flagged!r}")
         flagged = include_flagged in ("true", "1")
         if flagged and not request.user.is_staff:
-            raise ApplicationError("only staff can include flagged participants' votes", code="forbidden", status=403)
+            raise Forbidden("only staff can include flagged participants' votes")
         return Response(
             get_leaderboard(campaign=campaign, criterion=criterion, category=category, include_flagged=flagged)
         )

@@ -19,7 +19,7 @@ from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
 from arena.models import Comparison, PairTally, Vote
 from arena.sampling import Pair, active_weights, choose_pairs, normalise
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, Gone, NotFound
 from generation.models import Generator, Population
 from generation.services import get_or_create_decoy
 
@@ -384,9 +384,7 @@ def issue_comparison(
     now = now or timezone.now()
     rng = rng or random.SystemRandom()
     if not campaign.is_open:
-        raise ApplicationError(
-            f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed", status=409
-        )
+        raise Conflict(f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed")
     history = _history(campaign, participant, now)
     if campaign.participant_quota is not None and history.voted >= campaign.participant_quota:
         raise Conflict(
@@ -445,11 +443,11 @@ def _held_comparison(*, token: str, participant: Participant, now: datetime) -> 
     except Comparison.DoesNotExist:
         raise NotFound("no comparison with this token") from None
     if comparison.participant_id != participant.pk:
-        raise ApplicationError("this comparison was issued to another participant", code="forbidden", status=403)
+        raise Forbidden("this comparison was issued to another participant")
     if comparison.status == Comparison.Status.VOTED:
         raise Conflict("this comparison has already been voted on", code="already_voted")
     if comparison.status == Comparison.Status.EXPIRED or comparison.lease_until <= now:
-        raise ApplicationError("this comparison expired; ask for the next one", code="expired", status=410)
+        raise Gone("this comparison expired; ask for the next one", code="expired")
     return comparison
 
 
@@ -613,11 +611,10 @@ def cast_votes(
     since_issue_ms = max(0, int((now - comparison.issued_at).total_seconds() * 1000))
     floor = settings.VOTE_MIN_DWELL_MS
     if since_issue_ms < floor:
-        raise ApplicationError(
+        raise Conflict(
             f"this comparison was issued {since_issue_ms} ms ago; a vote can come only after its images "
             f"have been shown (at least {floor} ms)",
             code="too_early",
-            status=409,
         )
     dwell_ms = min(dwell_ms, since_issue_ms)
     quota = comparison.campaign.participant_quota
