@@ -202,3 +202,14 @@ def test_a_logged_in_user_who_arrived_from_prolific_votes_as_that_worker(crowd_s
     client.get(PROLIFIC.format(session="s1"))
     vote_once(client)
     assert Participant.objects.get(kind="prolific").comparisons.count() == 1
+
+
+def test_an_uninvited_visitor_gets_neither_page_nor_comparison_and_nothing_is_stored(crowd_study):
+    crowd_study("invite")
+    client = Client()
+    assert client.get("/c/study/").status_code == 404
+    assert client.get("/c/study/?invite=a-guess").status_code == 404
+    refused = next_comparison(client)
+    assert refused.status_code == 404
+    assert refused.json()["error"]["code"] == "not_found"
+    assert nothing_stored()
