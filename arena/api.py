@@ -54,6 +54,11 @@ class VoteSerializer(serializers.Serializer):
 class VotesRequestSerializer(serializers.Serializer):
     votes = serializers.ListField(child=VoteSerializer(), allow_empty=False, max_length=20)
     dwell_ms = serializers.IntegerField(min_value=0, max_value=24 * 60 * 60 * 1000)
+    next = NextRequestSerializer(
+        required=False,
+        help_text="ask for the next comparison in the same request (one round trip per comparison); "
+        "`exclude` as for comparisons/next",
+    )
 
 
 class SideSerializer(serializers.Serializer):
@@ -66,6 +71,16 @@ class RevealSerializer(serializers.Serializer):
     left = SideSerializer()
     right = SideSerializer()
     votes_cast = serializers.IntegerField()
+    next = ComparisonSerializer(
+        required=False, allow_null=True, help_text="only when the request asked for it: the next comparison, or null"
+    )
+    next_error = inline_serializer(
+        "NextError",
+        {"code": serializers.CharField(), "message": serializers.CharField()},
+        required=False,
+        allow_null=True,
+        help_text="why `next` is null (nothing_ready, quota_reached, ...); the vote itself was stored",
+    )
 
 
 class QueueSerializer(serializers.Serializer):
@@ -120,14 +135,29 @@ class VotesApi(APIView):
         body = VotesRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data: dict[str, Any] = body.validated_data
+        participant = holder_for(request)
         reveal = cast_votes(
             token=token,
-            participant=holder_for(request),
+            participant=participant,
             votes=[VoteInput(v["criterion"], v["choice"]) for v in data["votes"]],
             dwell_ms=data["dwell_ms"],
         )
         # The same fields RevealSerializer documents, without building its field tree per vote.
-        return Response(asdict(reveal))
+        answer = asdict(reveal)
+        campaign_id = answer.pop("campaign_id")
+        if "next" in data:
+            # The vote is committed already: a next comparison that cannot be issued never undoes it.
+            answer["next"] = answer["next_error"] = None
+            try:
+                campaign = get_live_campaign(pk=campaign_id)
+                admitted = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
+                following = issue_comparison(
+                    campaign=campaign, participant=admitted, exclude_tokens=tuple(data["next"].get("exclude", ()))
+                )
+                answer["next"] = get_comparison_payload(comparison=following, participant=admitted)
+            except ApplicationError as refused:
+                answer["next_error"] = {"code": refused.code, "message": refused.message}
+        return Response(answer)
 
 
 class LeaseApi(APIView):

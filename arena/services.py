@@ -56,6 +56,8 @@ class Reveal:
     left: RevealedSide
     right: RevealedSide
     votes_cast: int
+    # For the caller (issuing the next comparison in the same request), not for the participant.
+    campaign_id: int
 
 
 @dataclass(frozen=True)
@@ -651,4 +653,4 @@ def cast_votes(
     votes_cast = Comparison.objects.filter(
         campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
     ).count()
-    return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast)
+    return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast, campaign_id=comparison.campaign_id)

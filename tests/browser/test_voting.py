@@ -220,7 +220,11 @@ def test_the_next_comparison_is_on_screen_before_the_server_has_answered_the_vot
     wait_until(page, f"{sources} !== {json.dumps(first)}", timeout_s=2)
     assert held, "the vote request was sent"
     assert page.is_hidden("#reveal"), "the reveal waits for the server's answer"
+    # The vote asks for the comparison after the one now on screen: no separate request for it.
+    assert "next" in held[0].request.post_data_json
     held[0].continue_()
     page.wait_for_selector("#reveal:not([hidden])")
     assert len(votes_in_database(database)) == votes_before + 2
+    page.wait_for_timeout(300)
+    assert len(prefetched) == 1, prefetched
     context.close()
