@@ -39,11 +39,13 @@ def admit_to_vote(
     user: AbstractBaseUser | AnonymousUser,
     entry_params: dict[str, str] | None = None,
     invite: str | None = None,
+    known: Participant | None = None,
 ) -> Participant:
     """The participant who votes in `campaign` from this session; NotFound, CrowdOnly or AlreadyTookPart if none.
 
     A crowd arrival (its URL parameters) is admitted once per session; later requests of that session
-    vote as the worker it admitted. Public and invite campaigns take whoever `resolve_participant` finds.
+    vote as the worker it admitted. Public and invite campaigns take whoever `resolve_participant` finds,
+    or `known`, the participant this request already resolved (it saves the lookup on the vote path).
     """
     admit_to_campaign(campaign=campaign, session=session, invite=invite)
     entry = crowd_entry_for(campaign=campaign, params=entry_params or {})
@@ -53,7 +55,7 @@ def admit_to_vote(
         )
     provider = crowd_provider(campaign)
     if provider is None:
-        return resolve_participant(session=session, user=user)
+        return known if known is not None else resolve_participant(session=session, user=user)
     admission = get_crowd_admission(campaign=campaign, session=session)
     participant = (
         None if admission is None else Participant.objects.filter(pk=admission["participant"], kind=provider).first()

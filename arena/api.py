@@ -150,7 +150,9 @@ class VotesApi(APIView):
             answer["next"] = answer["next_error"] = None
             try:
                 campaign = get_live_campaign(pk=campaign_id)
-                admitted = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
+                admitted = admit_to_vote(
+                    campaign=campaign, session=request.session, user=request.user, known=participant
+                )
                 following = issue_comparison(
                     campaign=campaign, participant=admitted, exclude_tokens=tuple(data["next"].get("exclude", ()))
                 )
