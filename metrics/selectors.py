@@ -31,31 +31,41 @@ def population_measures(population_id: int, *, attributes: Sequence[AttributeSpe
     vendi, faithfulness, clip_score}; attributes maps each attribute name to shares, counts, counted, discrepancy,
     kl, entropy, distinct, effective, backend, model_id, classes and target.
 
-    With `attributes` (a campaign's specs), only results of exactly those specs; without, every stored
-    result (the newest where one attribute name was measured under several specs). A measure never
-    computed is absent from `attributes`, and vendi / faithfulness / clip_score are None.
+    With `attributes` (a campaign's specs, Campaign.attribute_specs()), only results of exactly those
+    specs; without, every stored result (the newest where one attribute name was measured under several
+    specs). A measure never computed is absent from `attributes`, and vendi / faithfulness / clip_score
+    are None. metrics.judges reads its values from this shape.
     """
     population = Population.objects.select_related("generator", "prompt").get(pk=population_id)
-    rows = AttributeMeasure.objects.filter(population_id=population_id).order_by("computed_at")
-    if attributes is not None:
-        rows = rows.filter(spec_key__in=[spec.key for spec in attributes])
-    out: dict[str, Any] = {
+    return {
         "population": population.pk,
         "generator": population.generator.name,
         "prompt": population.prompt.caption,
         "size": population.size,
-        "attributes": {row.attribute: _attribute_row(row) for row in rows},
-        "vendi": None,
-        "faithfulness": None,
-        "clip_score": None,
+        **measures_by_population([population_id], attributes=attributes)[population_id],
     }
-    sets = SetMeasure.objects.filter(population_id=population_id).order_by("-computed_at")
+
+
+def measures_by_population(
+    population_ids: Iterable[int], *, attributes: Sequence[AttributeSpec] | None = None
+) -> dict[int, dict[str, Any]]:
+    """population_measures' `attributes`, `vendi`, `faithfulness` and `clip_score` for many populations at once."""
+    ids = list(population_ids)
+    out: dict[int, dict[str, Any]] = {
+        pk: {"attributes": {}, "vendi": None, "faithfulness": None, "clip_score": None} for pk in ids
+    }
+    rows = AttributeMeasure.objects.filter(population_id__in=ids).order_by("computed_at", "pk")
+    sets = SetMeasure.objects.filter(population_id__in=ids).order_by("computed_at", "pk")
     if attributes is not None:
+        rows = rows.filter(spec_key__in=[spec.key for spec in attributes])
         set_spec = set_spec_for(attributes)
         sets = sets.filter(spec_key=set_spec.key) if set_spec else sets.none()
-    first = sets.first()
-    if first is not None:
-        out.update(vendi=first.vendi, faithfulness=first.faithfulness, clip_score=first.clip_score)
+    for row in rows:  # oldest first, so the newest result of an attribute name wins
+        out[row.population_id]["attributes"][row.attribute] = _attribute_row(row)
+    for measure in sets:
+        out[measure.population_id].update(
+            vendi=measure.vendi, faithfulness=measure.faithfulness, clip_score=measure.clip_score
+        )
     return out
 
 
