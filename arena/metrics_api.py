@@ -80,6 +80,11 @@ class CampaignMetricsSerializer(serializers.Serializer):
     attributes = AttributeConfigSerializer(many=True)
     rows = MetricsRowSerializer(many=True)
     agreement = AgreementSerializer(many=True)
+    prompts = inline_serializer(
+        "MetricsPromptChoice",
+        {"id": serializers.IntegerField(), "caption": serializers.CharField(), "category": serializers.CharField()},
+        many=True,
+    )
     notes = serializers.DictField(child=serializers.CharField(), help_text="what each figure means")
 
 

@@ -98,6 +98,7 @@ def get_campaign_metrics(*, campaign: Campaign, category: str = "") -> dict[str,
         ],
         "rows": rows,
         "agreement": get_agreement(campaign=campaign, category=category, rows=rows) if specs else [],
+        "prompts": list_metric_prompts(campaign=campaign, category=category),
         "notes": NOTES,
     }
     cache.set(key, payload, METRICS_CACHE_S)
@@ -239,11 +240,12 @@ def get_prompt_metrics(*, campaign: Campaign, prompt_id: int) -> dict[str, Any]:
     }
 
 
-def list_metric_prompts(*, campaign: Campaign) -> list[dict[str, Any]]:
-    """The campaign's prompts for the per-prompt view's picker, in caption order."""
+def list_metric_prompts(*, campaign: Campaign, category: str = "") -> list[dict[str, Any]]:
+    """The campaign's prompts (of one category, or all) for the per-prompt view's picker."""
+    prompts = campaign.prompts.order_by("category", "caption")
+    if category:
+        prompts = prompts.filter(category=category)
     return [
-        {"id": pk, "caption": caption, "category": category}
-        for pk, caption, category in campaign.prompts.order_by("category", "caption").values_list(
-            "pk", "caption", "category"
-        )
+        {"id": pk, "caption": caption, "category": prompt_category}
+        for pk, caption, prompt_category in prompts.values_list("pk", "caption", "category")
     ]
