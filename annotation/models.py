@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from core.models import TimestampedModel
 from generation.models import MAX_POPULATION_SIZE, Generator, Prompt
+from metrics.config import AttributeSpec, ConfigError, parse_attributes
 
 DEFAULT_POPULATION_SIZE = 6
 
@@ -100,6 +103,15 @@ class Campaign(TimestampedModel):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"
     )
+    # What population metrics measure (metrics.config documents the format). It lives on the campaign,
+    # not in a metrics model keyed by campaign: it is part of the study's design, edited, copied and
+    # deleted with it, and metrics sits below annotation, so it can check the JSON without knowing
+    # campaigns exist.
+    metrics_attributes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Attributes to measure per population, e.g. {"colour": {"backend": "shapes", "classes": [...]}}.',
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -129,6 +141,23 @@ class Campaign(TimestampedModel):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+    def attribute_specs(self) -> list[AttributeSpec]:
+        """The parsed metrics configuration; ValidationError naming the field when it is wrong."""
+        try:
+            return parse_attributes(self.metrics_attributes)
+        except ConfigError as exc:
+            raise ValidationError({"metrics_attributes": f"{exc.field}: {exc.message}"}) from exc
+
+    def clean(self) -> None:
+        super().clean()
+        self.attribute_specs()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Checked on every save, not only in forms: a campaign must never hold a configuration that
+        # would fail half-way through computing metrics.
+        self.attribute_specs()
+        super().save(*args, **kwargs)
 
 
 class Criterion(models.Model):

@@ -253,6 +253,7 @@ def seed_demo_campaign() -> SeedReport:
             "title": demo.DEMO_TITLE,
             "instructions": demo.DEMO_INSTRUCTIONS,
             "access": Campaign.Access.PUBLIC,
+            "metrics_attributes": demo.DEMO_METRICS,
         },
     )
     if outcome == "created":

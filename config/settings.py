@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "core",
     "access",
     "generation",
+    "metrics",
     "annotation",
     "arena",
     "exports",
@@ -274,3 +275,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Population metrics (issue 14): compute them for each population right after it is stored.
+METRICS_AFTER_GENERATION = env.bool("METRICS_AFTER_GENERATION", default=True)

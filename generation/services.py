@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.models import sync_object
+from generation import signals
 from generation.image_files import ImageFacts
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.prompt_files import PromptRow
@@ -335,6 +336,8 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
                 ]
             )
             transaction.on_commit(partial(_announce_ready, population))
+            # After the announcement: metrics and other listeners never delay serving a population.
+            transaction.on_commit(partial(signals.send_population_ready, population.pk))
     except Exception:
         _delete_files(names)
         raise
