@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena.api import votable_campaign
+from arena.api import visible_campaign
 from arena.selectors_metrics import NOTES, get_campaign_metrics, get_prompt_metrics
 from core.api import ERROR
 from core.errors import ApplicationError
@@ -96,7 +96,7 @@ class MetricsApi(APIView):
         responses={200: CampaignMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
     )
     def get(self, request: Request, slug: str) -> Response:
-        campaign = votable_campaign(request, slug)
+        campaign = visible_campaign(request, slug)
         return Response(get_campaign_metrics(campaign=campaign, category=request.query_params.get("category", "")))
 
 
@@ -132,7 +132,7 @@ class PromptMetricsApi(APIView):
         responses={200: PromptMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
     )
     def get(self, request: Request, slug: str, prompt_id: int) -> Response:
-        campaign = votable_campaign(request, slug)
+        campaign = visible_campaign(request, slug)
         if prompt_id < 1:
             raise ApplicationError("prompt ids start at 1")
         return Response(get_prompt_metrics(campaign=campaign, prompt_id=prompt_id))

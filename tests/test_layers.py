@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("core", "access", "generation", "annotation", "arena", "exports")
+APPS = ("core", "access", "generation", "metrics", "annotation", "arena", "exports")
 
 
 def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0003_campaign_repeat_rate"),
+        ("annotation", "0004_campaign_metrics_attributes"),
         ("generation", "0004_generator_gold_source"),
     ]
 
