@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from arena.models import Comparison, Vote
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
 from exports.writers import VoteLogRecord
 from generation.models import Image, Population, Prompt
+from metrics.config import AttributeSpec
+from metrics.selectors import measures_by_population
 
 # Rows fetched per round trip: large enough to amortise it, small enough to keep memory flat.
 CHUNK_SIZE = 2000
@@ -95,8 +97,13 @@ def get_prompts(*, prompt_ids: Iterable[int]) -> dict[int, PromptInfo]:
     return {pk: PromptInfo(pk, caption, category) for pk, caption, category in rows}
 
 
-def get_populations(*, population_ids: Iterable[int]) -> dict[int, PopulationInfo]:
-    """Populations with their generator's name and their images in generation order: two queries per batch."""
+def get_populations(
+    *, population_ids: Iterable[int], attributes: Sequence[AttributeSpec] = ()
+) -> dict[int, PopulationInfo]:
+    """Populations with their generator's name and their images in generation order: two queries per batch.
+
+    With `attributes` (the campaign's metric specs) each carries its stored measures, two queries more.
+    """
     ids = list(population_ids)
     images: dict[int, list[ImageInfo]] = {pk: [] for pk in ids}
     rows = (
@@ -108,7 +115,11 @@ def get_populations(*, population_ids: Iterable[int]) -> dict[int, PopulationInf
     for population_id, *fields in rows:
         images[population_id].append(make(*fields))
     populations = Population.objects.filter(pk__in=ids).values_list("pk", "generator__name", "size")
-    return {pk: PopulationInfo(pk, generator, size, tuple(images[pk])) for pk, generator, size in populations}
+    measured = measures_by_population(ids, attributes=attributes) if attributes else {}
+    return {
+        pk: PopulationInfo(pk, generator, size, tuple(images[pk]), measured.get(pk))
+        for pk, generator, size in populations
+    }
 
 
 def iter_vote_log(

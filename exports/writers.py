@@ -163,7 +163,8 @@ class PopulationJsonlWriter:
         rounded = "null" if rating is None else _dumps(round(rating, 4))
         return (
             f'{{"population_id":{population.population_id},"generator":{_string(population.generator)},'
-            f'"rating":{rounded},"size":{population.size},"images":{self._images_json(population)}}}'
+            f'"rating":{rounded},"size":{population.size},"images":{self._images_json(population)},'
+            f'"metrics":{_dumps(population.metrics)}}}'
         )
 
     def _line(self, row: PairRow, prompt: str) -> str:
