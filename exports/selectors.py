@@ -224,3 +224,28 @@ def list_exports(*, root: Path, slug: str) -> list[dict[str, Any]]:
             }
         )
     return sorted(found, key=lambda e: (str(e["created_at"] or ""), e["name"]), reverse=True)
+
+
+# --- population metrics as flat columns (votes-csv) ---------------------------------------------------------
+
+SET_MEASURE_COLUMNS = ("vendi", "faithfulness", "clip_score")
+
+
+def measure_columns(attributes: Sequence[AttributeSpec]) -> list[str]:
+    """The flat measure columns of a campaign: each attribute's discrepancy and entropy, then the set measures."""
+    return [f"{a.name}_{m}" for a in attributes for m in ("discrepancy", "entropy")] + list(SET_MEASURE_COLUMNS)
+
+
+def get_measure_values(
+    votes: Sequence[VoteLogRecord], attributes: Sequence[AttributeSpec]
+) -> dict[int, dict[str, float | None]]:
+    """Population id -> {measure column: value} for both sides of every vote in a chunk."""
+    ids = {pid for v in votes for pid in (v.left_population_id, v.right_population_id)}
+    out: dict[int, dict[str, float | None]] = {}
+    for pid, measured in measures_by_population(ids, attributes=attributes).items():
+        values: dict[str, float | None] = {name: measured[name] for name in SET_MEASURE_COLUMNS}
+        for name, row in measured["attributes"].items():
+            values[f"{name}_discrepancy"] = row["discrepancy"]
+            values[f"{name}_entropy"] = row["entropy"]
+        out[pid] = values
+    return out

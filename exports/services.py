@@ -831,7 +831,8 @@ def _votes_export(
 ) -> dict[str, Any]:
     ids = [c.pk for c in plan.criteria]
     counts = selectors.count_votes(campaign=campaign, criterion_ids=ids)
-    writer = w.VotesCsvWriter(folder, hasher)
+    attributes = campaign.attribute_specs()
+    writer = w.VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes))
     bar = progress(counts["all"], "vote")
     try:
         votes = selectors.iter_vote_log(campaign=campaign, criterion_ids=ids)
@@ -839,7 +840,8 @@ def _votes_export(
             chunk = [v for _, v in zip(range(selectors.CHUNK_SIZE), votes, strict=False)]
             if not chunk:
                 break
-            bar.update(writer.write_many(chunk))
+            measures = selectors.get_measure_values(chunk, attributes) if attributes else None
+            bar.update(writer.write_many(chunk, measures))
     finally:
         bar.close()
     rows = writer.close()

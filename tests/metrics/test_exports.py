@@ -49,3 +49,32 @@ def test_population_jsonl_carries_each_side_s_measures_and_the_manifest_their_so
             "target": dict.fromkeys(COLOURS, 0.25),
         }
     ]
+
+
+def test_votes_csv_has_each_side_s_measures_as_columns(study, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    campaign, prompts, populations = study
+    circle = prompts[0]
+    vote(campaign, circle, populations[("narrow", circle.pk)], populations[("wide", circle.pk)], "right")
+    out = tmp_path / "votes"
+
+    call_command(
+        "export_preferences",
+        "--campaign",
+        "study",
+        "--format",
+        "votes-csv",
+        "--out",
+        str(out),
+        "--no-progress",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+
+    (row,) = csv.DictReader((out / "votes.csv").open())
+    assert row["left_generator"] == "narrow"
+    assert float(row["left_colour_discrepancy"]) == pytest.approx((0.75**2 + 3 * 0.25**2) ** 0.5, abs=1e-5)
+    assert float(row["right_colour_discrepancy"]) == pytest.approx(0.0)
+    assert float(row["right_vendi"]) > float(row["left_vendi"])
+    assert row["left_clip_score"] == "", "no CLIP configured: blank"
