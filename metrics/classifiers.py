@@ -27,6 +27,7 @@ load once.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -116,20 +117,35 @@ class ClipBackend:
             raise BackendError(f"clip model {model_id!r} could not be loaded: {exc}") from exc
         self._torch = torch
         self._text_cache: dict[tuple[str, ...], np.ndarray] = {}
+        # id(picture) -> (a weak reference to it, its embedding): an id is only trusted while the picture lives.
+        self._images: dict[int, tuple[weakref.ref[Image.Image], np.ndarray]] = {}
 
     def _features(self, output: Any) -> Any:
         # transformers 5 returns a model output with the projected embeddings in pooler_output; 4.x a tensor.
         return output if isinstance(output, self._torch.Tensor) else output.pooler_output
 
     def image_embeddings(self, images: Sequence[Image.Image]) -> np.ndarray:
-        chunks = []
+        """Unit-norm image embeddings; each picture is embedded once, however many measures read it."""
+        missing = [im for im in images if not self._cached(im)]
         with self._torch.inference_mode():
-            for start in range(0, len(images), self.batch_size):
-                batch = [im.convert("RGB") for im in images[start : start + self.batch_size]]
-                inputs = self.processor(images=batch, return_tensors="pt").to(self.device)
+            for start in range(0, len(missing), self.batch_size):
+                batch = missing[start : start + self.batch_size]
+                inputs = self.processor(images=[im.convert("RGB") for im in batch], return_tensors="pt").to(self.device)
                 features = self._features(self.model.get_image_features(**inputs))
-                chunks.append(self._torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, 0))
+                rows = self._torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
+                for image, row in zip(batch, rows, strict=True):
+                    self._images[id(image)] = (weakref.ref(image), row)
+        if len(self._images) > 4 * self.batch_size + len(images):
+            # Labels, Vendi and CLIP score read the same pictures in one pass; older entries are dead weight.
+            keep = {id(im) for im in images}
+            self._images = {k: v for k, v in self._images.items() if k in keep}
+        if not images:
+            return np.zeros((0, 0))
+        return np.stack([self._images[id(im)][1] for im in images])
+
+    def _cached(self, image: Image.Image) -> bool:
+        entry = self._images.get(id(image))
+        return entry is not None and entry[0]() is image
 
     def text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
         key = tuple(texts)

@@ -2,60 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.test import Client
-from django.utils import timezone
 
-from annotation.models import Criterion
-from arena.models import Comparison, Vote
 from arena.services import recount_tallies
-from metrics.services import measure_populations
-from tests.factories import CampaignFactory, GeneratorFactory, ParticipantFactory, PromptFactory
-from tests.metrics.conftest import drawn, store_pictures
+from tests.metrics.conftest import STUDY_COLOURS as COLOURS
+from tests.metrics.conftest import vote
 
 pytestmark = pytest.mark.django_db
-
-COLOURS = ["red", "green", "blue", "yellow"]
-# Three generators on three prompts: one draws every shape red, one red or green, one all four colours.
-PALETTES = {"narrow": ["red"] * 4, "middle": ["red", "red", "green", "green"], "wide": COLOURS}
-
-
-@pytest.fixture
-def study():  # type: ignore[no-untyped-def]
-    campaign = CampaignFactory(
-        slug="study",
-        population_size=4,
-        metrics_attributes={"colour": {"backend": "shapes", "classes": COLOURS}},
-    )
-    Criterion.objects.create(campaign=campaign, key="diversity", question="Which set is more varied?", position=0)
-    prompts = [PromptFactory(caption=c, category="open") for c in ("a circle", "a square", "a shape")]
-    prompts.append(PromptFactory(caption="a red circle", category="named"))
-    generators = {name: GeneratorFactory(name=name) for name in PALETTES}
-    campaign.generators.set(generators.values())
-    campaign.prompts.set(prompts)
-    populations = {
-        (name, prompt.pk): store_pictures(generators[name], prompt, [drawn(c) for c in palette])
-        for name, palette in PALETTES.items()
-        for prompt in prompts
-    }
-    measure_populations(population_ids=[p.pk for p in populations.values()], attributes=campaign.attribute_specs())
-    return campaign, prompts, populations
-
-
-def vote(campaign, prompt, left, right, choice: str) -> None:  # type: ignore[no-untyped-def]
-    comparison = Comparison.objects.create(
-        campaign=campaign,
-        participant=ParticipantFactory(),
-        prompt=prompt,
-        left_population=left,
-        right_population=right,
-        lease_until=timezone.now() + timedelta(minutes=5),
-        status="voted",
-        voted_at=timezone.now(),
-    )
-    Vote.objects.create(comparison=comparison, criterion=campaign.criteria.get(), choice=choice, dwell_ms=3000)
 
 
 def test_metrics_api_has_the_designed_shape_with_pooled_and_per_prompt_values(study) -> None:  # type: ignore[no-untyped-def]

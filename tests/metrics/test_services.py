@@ -230,3 +230,46 @@ def test_the_tiny_clip_path_end_to_end(tiny_clip: Path) -> None:
     assert 1.0 <= measured["vendi"] <= 6.0
     assert measured["faithfulness"] is None, "CLIP gives a CLIP score, not the toy domain's faithfulness"
     assert SetMeasure.objects.get(population=population).feature == "CLIP image embedding"
+
+
+def test_a_remote_worker_s_upload_is_measured_on_the_server_after_it_is_stored(
+    django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+) -> None:
+    import io as bytes_io
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generation.image_files import inspect_image
+    from generation.models import Population
+    from generation.services import UploadedImage, store_uploaded_population
+
+    # Given a population a remote worker holds, in a campaign that measures colour,
+    generator, prompt = GeneratorFactory(name="remote"), PromptFactory(caption="a circle")
+    population = Population.objects.create(
+        generator=generator,
+        prompt=prompt,
+        size=4,
+        seeds=[1, 2, 3, 4],
+        status="generating",
+        claimed_by="remote-1",
+        lease_until=timezone.now() + timedelta(minutes=2),
+    )
+    campaign = CampaignFactory(population_size=4, metrics_attributes=CONFIG)
+    campaign.generators.add(generator)
+    campaign.prompts.add(prompt)
+    uploads = []
+    for colour in ("red", "red", "red", "green"):
+        buffer = bytes_io.BytesIO()
+        drawn(colour).save(buffer, format="PNG")
+        uploads.append(UploadedImage(data=buffer.getvalue(), facts=inspect_image(buffer.getvalue())))
+
+    # when its upload is stored (as the upload endpoint does),
+    with django_capture_on_commit_callbacks(execute=True):
+        assert store_uploaded_population(
+            worker="remote-1", population_id=population.pk, uploads=uploads, generation_ms=5
+        )
+
+    # then the server has measured it.
+    colour = AttributeMeasure.objects.get(population=population, attribute="colour")
+    assert colour.shares["red"] == pytest.approx(0.75)
