@@ -84,9 +84,15 @@ class RevealSerializer(serializers.Serializer):
 
 
 class QueueSerializer(serializers.Serializer):
-    ready = serializers.IntegerField()
-    wanted = serializers.IntegerField()
-    in_progress = serializers.IntegerField()
+    ready = serializers.IntegerField(help_text="image sets made and waiting to be compared")
+    wanted = serializers.IntegerField(help_text="image sets the campaign keeps ready")
+    in_progress = serializers.IntegerField(help_text="image sets a worker is making now")
+    waiting = serializers.IntegerField(help_text="image sets planned and queued for a worker")
+    images_per_s = serializers.FloatField(allow_null=True, help_text="the workers' measured speed lately")
+    first_comparison_s = serializers.IntegerField(
+        allow_null=True, help_text="estimated seconds until a first comparison can be made (0: one can)"
+    )
+    all_ready_s = serializers.IntegerField(allow_null=True, help_text="estimated seconds until every queue is full")
 
 
 def holder_for(request: Request) -> Participant:

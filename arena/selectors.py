@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from django.core.cache import cache
@@ -33,7 +33,8 @@ from arena.models import Comparison, PairTally, Vote
 from arena.ranking import PairCounts, fit_ratings, win_rate_matrix
 from core.errors import NotFound
 from generation.models import Image, Population, Prompt
-from generation.selectors import get_queue_states
+from generation.planning import images_before_first_comparison
+from generation.selectors import get_generation_rate, get_queue_states
 
 # Read on every issue; built by the ORM (two joins) it cost more CPU than the database spent on it.
 _CAPTION_AND_IMAGES = """
@@ -91,22 +92,44 @@ def get_comparison_payload(*, comparison: Comparison, participant: Participant) 
 
 @dataclass(frozen=True)
 class QueueSummary:
-    """How far generation is for a campaign, without naming generators."""
+    """How far generation is for a campaign, without naming generators.
+
+    Counts are image sets (populations): `ready` of `wanted` are made, `in_progress` are being
+    made by a worker now, `waiting` are still to make after those (queued for a worker). The estimates (seconds,
+    None without a measured speed) come from how fast the workers made this campaign's sets
+    lately: until two generators have a set of one prompt ready, and until every queue is full.
+    """
 
     ready: int
     wanted: int
     in_progress: int
+    waiting: int
+    images_per_s: float | None
+    first_comparison_s: int | None
+    all_ready_s: int | None
 
-    def as_dict(self) -> dict[str, int]:
-        return {"ready": self.ready, "wanted": self.wanted, "in_progress": self.in_progress}
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def get_queue_summary(*, campaign: Campaign) -> QueueSummary:
     states = get_queue_states(owner=demand_owner(campaign))
+    rate = get_generation_rate(generator_ids={s.generator_id for s in states})
+    to_first = images_before_first_comparison(((s.generator_id, s.prompt_id, s.size), s.available) for s in states)
+    to_full = sum(max(0, s.high_watermark - s.available) * s.size for s in states)
+
+    def eta(images: int | None) -> int | None:
+        return None if rate is None or images is None else math.ceil(images / rate)
+
     return QueueSummary(
         ready=sum(min(s.available, s.high_watermark) for s in states),
         wanted=sum(s.high_watermark for s in states),
-        in_progress=sum(s.in_flight for s in states),
+        in_progress=sum(s.generating for s in states),
+        # Still to make beyond what a worker holds, planned yet or not (a worker plans when it starts).
+        waiting=sum(max(0, s.high_watermark - min(s.available, s.high_watermark) - s.generating) for s in states),
+        images_per_s=None if rate is None else round(rate, 2),
+        first_comparison_s=eta(to_first),
+        all_ready_s=eta(to_full),
     )
 
 

@@ -340,6 +340,21 @@ def resolve_source(spec: PipelineSpec, cache_dir: Path) -> str:
 # --- loading ------------------------------------------------------------------------------------------------
 
 
+def use_cpu_threads(threads: int = 0) -> int:
+    """Give torch `threads` CPU threads (0: every core but one, at least one); returns how many.
+
+    torch's default takes every core; a worker sharing a small machine with the web server then
+    fights it for the cores, and both slow down (the web server's requests most).
+    """
+    import torch
+
+    if threads < 0:
+        raise PipelineError(f"threads must be 0 (automatic) or more, got {threads}")
+    chosen = threads or max(1, (os.cpu_count() or 1) - 1)
+    torch.set_num_threads(chosen)
+    return chosen
+
+
 def resolve_device(device: str) -> str:
     """Check that `device` ("cpu", "cuda", "cuda:N", "mps") exists here; return it normalised."""
     import torch

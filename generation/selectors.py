@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from generation.models import Demand, Generator, Population
+from generation.planning import measure_rate
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,13 @@ class QueueState:
     max_uses: int
     priority: float
     available: int  # ready and not yet used up
-    in_flight: int  # pending or generating
+    pending: int  # planned, waiting for a worker
+    generating: int  # claimed by a worker (its lease may have run out)
     last_failed_at: datetime | None
+
+    @property
+    def in_flight(self) -> int:
+        return self.pending + self.generating
 
     @property
     def deficit(self) -> int:
@@ -71,7 +78,7 @@ def get_queue_states(*, owner: str | None = None) -> list[QueueState]:
             if row["uses"] < keys[key]["max_uses"]:
                 counts[key]["available"] += row["n"]
         elif status in (Population.Status.PENDING, Population.Status.GENERATING):
-            counts[key]["in_flight"] += row["n"]
+            counts[key][status] += row["n"]
         elif status == Population.Status.FAILED:
             last_failed[key] = max(row["last"], last_failed.get(key, row["last"]))
     states = [
@@ -84,13 +91,41 @@ def get_queue_states(*, owner: str | None = None) -> list[QueueState]:
             max_uses=row["max_uses"],
             priority=row["priority"],
             available=counts[key]["available"],
-            in_flight=counts[key]["in_flight"],
+            pending=counts[key][Population.Status.PENDING],
+            generating=counts[key][Population.Status.GENERATING],
             last_failed_at=last_failed.get(key),
         )
         for key, row in keys.items()
     ]
     states.sort(key=lambda s: (-s.priority, s.generator_id, s.prompt_id, s.size))
     return states
+
+
+# The speed is measured over this many of the latest populations, made at most RATE_WINDOW ago.
+RATE_POPULATIONS = 30
+RATE_WINDOW = timedelta(minutes=10)
+
+
+def get_generation_rate(*, generator_ids: Iterable[int], now: datetime | None = None) -> float | None:
+    """Images per second the workers make for these generators lately, or None before anything was made.
+
+    From the wall time between recent ready populations (generation.planning.measure_rate); with
+    only one made so far, from that population's time inside pipeline calls.
+    """
+    now = now or timezone.now()
+    recent = list(
+        Population.objects.filter(
+            generator_id__in=list(generator_ids), status=Population.Status.READY, ready_at__gte=now - RATE_WINDOW
+        )
+        .order_by("-ready_at")
+        .values_list("ready_at", "size", "generation_ms")[:RATE_POPULATIONS]
+    )
+    rate = measure_rate((ready_at, size) for ready_at, size, _ in recent if ready_at is not None)
+    if rate is None:
+        timed = [(size, ms) for _, size, ms in recent if ms]
+        if timed:
+            rate = sum(size for size, _ in timed) / (sum(ms for _, ms in timed) / 1000)
+    return rate
 
 
 def list_generators() -> QuerySet[Generator]:

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from core.models import sync_object
 from generation import signals
 from generation.image_files import ImageFacts
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
+from generation.planning import Candidate, Coverage, QueueKey, choose_batch, order_candidates
 from generation.prompt_files import PromptRow
 from generation.prompting import population_prompts
 from generation.selectors import get_queue_states
@@ -167,50 +168,70 @@ def _claimable(now: datetime) -> QuerySet[Population]:
 def claim_generation_batch(
     *, worker: str, max_images: int, lease: timedelta, owner: str | None = None, now: datetime | None = None
 ) -> list[Population]:
-    """Claim pending (or abandoned) populations of one generator until they hold `max_images` images.
+    """Claim pending (or abandoned) populations of one generator, up to `max_images` images, best first.
 
-    The last population may overshoot: batches are cut across populations, never inside a row.
+    "Best" is generation.planning's order: a comparison made possible as early as possible,
+    then the populations that unlock the most comparisons. The first population is claimed
+    whatever its size; the others only while they fit, so a small claim stays small (the
+    worker sizes claims to what it will finish soon, and the rest stays visibly queued).
+    Returned in the order to make them.
 
     Each claim is a compare-and-set on the row, so two workers never hold the same population;
-    on PostgreSQL the candidates are also locked with SKIP LOCKED so workers don't queue up.
+    on PostgreSQL the chosen rows are also locked with SKIP LOCKED so workers don't queue up.
     """
     now = now or timezone.now()
-    priority = Demand.objects.filter(
-        generator=OuterRef("generator"), prompt=OuterRef("prompt"), size=OuterRef("size")
-    ).order_by("-priority")
-    candidates = _claimable(now).annotate(priority=Subquery(priority.values("priority")[:1]))
+    candidates = _claimable(now)
     if owner is not None:
         owned = Demand.objects.filter(
             owner=owner, generator=OuterRef("generator"), prompt=OuterRef("prompt"), size=OuterRef("size")
         )
         candidates = candidates.filter(Exists(owned))
-    candidates = candidates.order_by(F("priority").desc(nulls_last=True), "created_at", "pk")
-    if connection.vendor == "postgresql":
-        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-    first = candidates.only("pk", "generator_id").first()
-    if first is None:
+    fields = ("pk", "generator_id", "prompt_id", "size", "status")
+    rows = list(candidates.order_by("created_at", "pk").values_list(*fields))
+    if not rows:
         return []
+    # A generating candidate's lease ran out: it counts as work to do, not as work under way.
+    expired: Counter[QueueKey] = Counter(
+        (generator_id, prompt_id, size) for _, generator_id, prompt_id, size, status in rows if status != "pending"
+    )
+    coverage = {
+        key: Coverage(covered=state.available + state.generating - expired[key], priority=state.priority)
+        for state in get_queue_states(owner=owner)
+        for key in [(state.generator_id, state.prompt_id, state.size)]
+    }
+    # Populations no demand wants any more come last, as they did when ordered by priority.
+    unwanted = Coverage(covered=0, priority=float("-inf"))
+    ordered = order_candidates(
+        [Candidate(pk, generator_id, prompt_id, size) for pk, generator_id, prompt_id, size, _ in rows],
+        {**{c: unwanted for c in {(r[1], r[2], r[3]) for r in rows}}, **coverage},
+    )
     chosen: list[int] = []
-    images = 0
-    for pk, size in candidates.filter(generator_id=first.generator_id).values_list("pk", "size")[:max_images]:
-        if images >= max_images:
-            break
-        claimed = (
-            _claimable(now)
-            .filter(pk=pk)
-            .update(
+    while ordered and not chosen:
+        batch = choose_batch(ordered, max_images)
+        free = _unlocked([c.pk for c in batch])
+        for candidate in batch:
+            claimed = candidate.pk in free and _claimable(now).filter(pk=candidate.pk).update(
                 status=Population.Status.GENERATING,
                 claimed_by=worker,
                 lease_until=now + lease,
                 attempts=F("attempts") + 1,
                 updated_at=now,
             )
-        )
-        if claimed:
-            chosen.append(pk)
-            images += size
-    populations = Population.objects.filter(pk__in=chosen).select_related("generator", "prompt").order_by("pk")
-    return list(populations)
+            if claimed:
+                chosen.append(candidate.pk)
+        # Another worker took this generator's best rows first: try the next generator.
+        taken = {c.pk for c in batch}
+        ordered = [c for c in ordered if c.pk not in taken]
+    populations = Population.objects.filter(pk__in=chosen).select_related("generator", "prompt").in_bulk()
+    return [populations[pk] for pk in chosen]
+
+
+def _unlocked(population_ids: list[int]) -> set[int]:
+    """Those of `population_ids` no other transaction is claiming now (on PostgreSQL; all of them elsewhere)."""
+    rows = Population.objects.filter(pk__in=population_ids)
+    if connection.vendor == "postgresql":
+        rows = rows.select_for_update(skip_locked=True)
+    return set(rows.values_list("pk", flat=True))
 
 
 def _held(worker: str, population_ids: Iterable[int]) -> QuerySet[Population]:

@@ -40,9 +40,13 @@ from generation.prompting import population_prompts
 
 logger = logging.getLogger("poparena.worker")
 
-# A claim holds a few pipeline calls' worth of images: fewer round trips to the database, and
-# populations of N images pack into full batches even when N does not divide the batch size.
+# A claim holds at most a few pipeline calls' worth of images: fewer round trips to the database,
+# and populations of N images pack into full batches even when N does not divide the batch size.
 CALLS_PER_CLAIM = 4
+# ...and no more than the worker finishes in about this long at its measured speed, so the rest
+# stays queued for whichever worker is free first, and a fresh worker (no speed measured yet)
+# claims one call's worth: the first comparison's two populations are not stuck behind others.
+CLAIM_HORIZON_S = 8.0
 PLAN_EVERY_S = 5.0
 
 
@@ -169,9 +173,16 @@ class GenerationWorker:
         self.work(batch)
         return True
 
+    def claim_size(self) -> int:
+        """Images to claim: what the worker makes in CLAIM_HORIZON_S, between one and CALLS_PER_CLAIM calls."""
+        if self.stats.pipeline_s <= 0:
+            return self.max_batch
+        soon = int(self.stats.images / self.stats.pipeline_s * CLAIM_HORIZON_S)
+        return max(self.max_batch, min(soon, self.max_batch * CALLS_PER_CLAIM))
+
     def _claim(self) -> list[Population]:
         return self.queue.claim_generation_batch(
-            worker=self.name, max_images=self.max_batch * CALLS_PER_CLAIM, lease=self.lease, owner=self.owner
+            worker=self.name, max_images=self.claim_size(), lease=self.lease, owner=self.owner
         )
 
     # --- one claimed batch ----------------------------------------------------------------------------------

@@ -16,34 +16,110 @@
     return node;
   }
 
+  // Width of `text` in the chart's own font and size (the class sets both), measured in place.
+  function textWidth(svg, text, className) {
+    const probe = element("text", { class: className, x: 0, y: -100 }, text);
+    svg.appendChild(probe);
+    const width = probe.getComputedTextLength();
+    probe.remove();
+    return width;
+  }
+
+  // Break a name into at most `maxLines` lines no wider than `budget`, on spaces; what still
+  // does not fit ends in an ellipsis. Returns the lines and whether anything was cut.
+  function wrapName(svg, name, budget, maxLines) {
+    const fits = (text) => textWidth(svg, text, "name") <= budget;
+    const shorten = (text) => {
+      let cut = text;
+      while (cut.length > 1 && !fits(cut + "…")) cut = cut.slice(0, -1);
+      return cut.trimEnd() + "…";
+    };
+    const lines = [];
+    let current = "";
+    let cut = false;
+    const words = name.split(/\s+/).filter(Boolean);
+    for (let i = 0; i < words.length; i++) {
+      const candidate = current ? current + " " + words[i] : words[i];
+      if (fits(candidate)) {
+        current = candidate;
+        continue;
+      }
+      const rest = words.slice(i).join(" ");
+      // On the last line allowed, everything left goes on it, shortened.
+      if (lines.length === maxLines - 1) return { lines: [...lines, shorten(current ? current + " " + rest : rest)], cut: true };
+      if (current) {
+        lines.push(current);
+        current = words[i];
+        if (fits(current)) continue;
+        if (lines.length === maxLines - 1) return { lines: [...lines, shorten(rest)], cut: true };
+      }
+      // One word wider than the whole budget.
+      lines.push(shorten(words[i]));
+      current = "";
+      cut = true;
+    }
+    if (current) lines.push(current);
+    return { lines, cut };
+  }
+
+  const LINE_HEIGHT = 15;
+  let lastRows = [];
+
   function drawChart(rows) {
+    lastRows = rows;
     const svg = $("chart");
-    const rowHeight = 30;
-    const left = 190;
-    const width = Math.max(svg.clientWidth || 760, 420);
-    const height = rows.length * rowHeight + 40;
+    // Draw at the element's own width, so text keeps its size and a phone gets a narrower chart
+    // rather than a shrunken one.
+    const width = Math.max(svg.clientWidth || 760, 240);
+    svg.replaceChildren(svg.querySelector("title"));
+    if (!rows.length) {
+      svg.setAttribute("viewBox", "0 0 " + width + " 40");
+      svg.setAttribute("height", "40");
+      return;
+    }
+    // Names get up to 40% of the width (45% on a phone); long ones wrap onto a second line
+    // and are shortened past that, with the full name as the label's tooltip.
+    const budget = width * (width < 600 ? 0.45 : 0.4);
+    const labels = rows.map((row) => {
+      const name = row.rank + ". " + row.display_name;
+      return { name, ...wrapName(svg, name, budget, 2) };
+    });
+    const widest = Math.max(...labels.flatMap((label) => label.lines.map((line) => textWidth(svg, line, "name"))));
+    const left = Math.ceil(widest) + 16;
+    const values = rows.map((row) => (row.votes ? String(Math.round(row.rating)) : "no votes yet"));
+    const right = Math.ceil(Math.max(...values.map((value) => textWidth(svg, value, "value")))) + 16;
+    const rowHeights = labels.map((label) => Math.max(30, label.lines.length * LINE_HEIGHT + 15));
+    const top = 10;
+    const height = top + rowHeights.reduce((a, b) => a + b, 0) + 30;
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     svg.setAttribute("height", String(height));
-    svg.replaceChildren(svg.querySelector("title"));
-    if (!rows.length) return;
     const low = (r) => (r.ci_low === null ? r.rating : r.ci_low);
     const high = (r) => (r.ci_high === null ? r.rating : r.ci_high);
     const lows = rows.map(low);
     const highs = rows.map(high);
     const min = Math.min(...lows, 1000) - 20;
     const max = Math.max(...highs, 1000) + 20;
-    const x = (value) => left + ((value - min) / (max - min)) * (width - left - 30);
-    for (let tick = Math.ceil(min / 50) * 50; tick <= max; tick += 50) {
-      svg.appendChild(element("line", { x1: x(tick), x2: x(tick), y1: 10, y2: height - 25, class: tick === 1000 ? "axis mean" : "axis" }));
+    const plot = Math.max(width - left - right, 40);
+    const x = (value) => left + ((value - min) / (max - min)) * plot;
+    // Fewer ticks where the plot is narrow, so their numbers do not run into each other.
+    const step = plot / ((max - min) / 50) < 36 ? 100 : 50;
+    for (let tick = Math.ceil(min / step) * step; tick <= max; tick += step) {
+      svg.appendChild(element("line", { x1: x(tick), x2: x(tick), y1: top, y2: height - 25, class: tick === 1000 ? "axis mean" : "axis" }));
       svg.appendChild(element("text", { x: x(tick), y: height - 8, class: "tick" }, String(tick)));
     }
+    let y0 = top;
     rows.forEach((row, i) => {
-      const y = 25 + i * rowHeight;
-      svg.appendChild(element("text", { x: left - 10, y: y + 4, class: "name" }, row.rank + ". " + row.display_name));
+      const label = labels[i];
+      const y = y0 + rowHeights[i] / 2;
+      const text = element("text", { x: left - 10, y: y + 4 - ((label.lines.length - 1) * LINE_HEIGHT) / 2, class: "name" });
+      text.dataset.fullName = label.name;
+      label.lines.forEach((line, j) => text.appendChild(element("tspan", { x: left - 10, dy: j ? LINE_HEIGHT : 0 }, line)));
+      if (label.cut) text.appendChild(element("title", {}, label.name));
+      svg.appendChild(text);
       svg.appendChild(element("line", { x1: x(low(row)), x2: x(high(row)), y1: y, y2: y, class: "interval" }));
       svg.appendChild(element("circle", { cx: x(row.rating), cy: y, r: 6, class: "point" }));
-      const label = row.votes ? String(Math.round(row.rating)) : "no votes yet";
-      svg.appendChild(element("text", { x: x(high(row)) + 8, y: y + 4, class: "value" }, label));
+      svg.appendChild(element("text", { x: x(high(row)) + 8, y: y + 4, class: "value" }, values[i]));
+      y0 += rowHeights[i];
     });
   }
 
@@ -150,5 +226,10 @@
   const initial = JSON.parse($("initial-leaderboard").textContent);
   if (initial) render(initial);
   else load();
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => drawChart(lastRows), 150);
+  });
   listen();
 })();

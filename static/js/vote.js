@@ -232,10 +232,24 @@
     }
   }
 
+  function duration(seconds) {
+    if (seconds < 60) return "about " + Math.max(1, seconds) + " s";
+    return "about " + Math.round(seconds / 60) + " min";
+  }
+
   function showQueue(queue) {
     if (!queue) return;
-    $("queue").textContent =
-      "Image sets ready: " + queue.ready + " of " + queue.wanted + "; being generated now: " + queue.in_progress + ".";
+    let text =
+      "Image sets ready: " + queue.ready + " of " + queue.wanted + "; being made now: " + queue.in_progress +
+      "; waiting their turn: " + (queue.waiting === undefined ? 0 : queue.waiting) + ".";
+    if (queue.images_per_s === null || queue.images_per_s === undefined) {
+      if (queue.ready === 0) text += " No image set is finished yet, so there is no estimate yet.";
+    } else {
+      const speed = " At the measured " + queue.images_per_s.toFixed(1) + " images/s";
+      if (queue.first_comparison_s) text += speed + ", the first comparison should be ready in " + duration(queue.first_comparison_s) + ".";
+      else if (queue.all_ready_s) text += speed + ", every image set should be ready in " + duration(queue.all_ready_s) + ".";
+    }
+    $("queue").textContent = text;
   }
 
   async function refreshQueue() {

@@ -121,7 +121,15 @@ def test_nothing_ready_is_a_409_with_the_queue_state_available(client, arena_cam
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "nothing_ready"
     queue = client.get("/api/v1/campaigns/study/queue").json()
-    assert set(queue) == {"ready", "wanted", "in_progress"}
+    assert set(queue) == {
+        "ready",
+        "wanted",
+        "in_progress",
+        "waiting",
+        "images_per_s",
+        "first_comparison_s",
+        "all_ready_s",
+    }
     page = client.get("/c/study/").content.decode()
     assert "Images are still being generated" in page
 

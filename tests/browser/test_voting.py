@@ -158,6 +158,10 @@ def test_a_waiting_page_shows_the_queue_and_swaps_in_the_comparison_when_images_
     page.wait_for_selector("#waiting:not([hidden])")
     assert "Images are still being generated" in page.inner_text("#waiting")
     wait_until(page, "document.getElementById('queue').textContent.includes('Image sets ready: 0 of 4')")
+    queue = page.inner_text("#queue")
+    assert "being made now: 0; waiting their turn: 4" in queue
+    # The same generators just made the other campaigns' sets: their measured speed gives the estimate.
+    assert "images/s, the first comparison should be ready in about" in queue
     page.evaluate("window.__sameDocument = true")
     # When the worker makes the images, the comparison appears without a reload.
     manage(env, "run_generation_worker", "--once", "--campaign", "later")

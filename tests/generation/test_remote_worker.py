@@ -110,7 +110,7 @@ def test_images_the_server_refuses_fail_the_attempt_with_its_reason(
 
     monkeypatch.setattr(worker_module, "encode_png", png_naming_the_model)
     queue = RemoteQueue(server=live_server.url, key=worker_key.key)
-    worker = GenerationWorker(device="cpu", cache_dir=model_cache, max_batch=4, queue=queue, name="box:2:cpu")
+    worker = GenerationWorker(device="cpu", cache_dir=model_cache, max_batch=6, queue=queue, name="box:2:cpu")
     assert worker.step()
     assert worker.stats.failed_attempts == 2
     for population in Population.objects.all():

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from generation.pipelines import PipelineError, resolve_device
+from generation.pipelines import PipelineError, resolve_device, use_cpu_threads
 from generation.remote import RemoteQueue, RemoteQueueError
 from generation.worker import GenerationWorker, WorkQueue, progress_stream
 
@@ -20,6 +20,13 @@ KEY_VARIABLE = "POPARENA_WORKER_TOKEN"
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
         raise ValueError(text)
     return value
 
@@ -34,7 +41,19 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="fill every queue to its target, then exit")
         parser.add_argument("--campaign", metavar="SLUG", help="serve only this campaign's queues")
         parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
-        parser.add_argument("--max-batch", type=positive_int, default=8, help="images per pipeline call (default: 8)")
+        parser.add_argument(
+            "--max-batch",
+            type=positive_int,
+            default=settings.GENERATION_MAX_BATCH,
+            help=f"images per pipeline call (default: GENERATION_MAX_BATCH, now {settings.GENERATION_MAX_BATCH})",
+        )
+        parser.add_argument(
+            "--threads",
+            type=non_negative_int,
+            default=settings.GENERATION_CPU_THREADS,
+            help="torch CPU threads; 0 leaves one core to the web server (default: GENERATION_CPU_THREADS, "
+            f"now {settings.GENERATION_CPU_THREADS})",
+        )
         parser.add_argument(
             "--lease-seconds", type=positive_int, default=120, help="claim lease, renewed while working"
         )
@@ -63,6 +82,9 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
         if options["verbosity"] >= 1:
             logging.getLogger("poparena.worker").setLevel(logging.INFO)
+        if device == "cpu":
+            threads = use_cpu_threads(options["threads"])
+            logging.getLogger("poparena.worker").info("%d torch CPU thread(s)", threads)
         worker = GenerationWorker(
             device=device,
             cache_dir=settings.POPARENA_MODEL_CACHE,
