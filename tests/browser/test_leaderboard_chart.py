@@ -66,9 +66,16 @@ def test_every_generator_name_lies_inside_the_chart_and_reads_in_full(browser, b
     page.goto(board_url)
     chart, labels = chart_labels(page)
     page_width = page.evaluate("document.documentElement.scrollWidth")
+    wide = page.evaluate(
+        f"""Array.from(document.querySelectorAll('body *'))
+             .filter(e => e.getBoundingClientRect().right > {width} + 0.5)
+             .filter(e => !e.closest('.board-wrap, .heatmap-wrap, .metrics-wrap'))
+             .map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))
+             .slice(0, 8)"""
+    )
     context.close()
 
-    assert page_width <= width, "the page scrolls sideways"
+    assert page_width <= width, f"the page scrolls sideways: {wide}"
     expected = {name for name in (*LONG_NAMES, "Base (shapes toy model)", "Diverse prompting (shapes toy model)")}
     names_seen: set[str] = set()
     for label in labels:
