@@ -154,9 +154,12 @@ class Campaign(TimestampedModel):
         self.attribute_specs()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        # Checked on every save, not only in forms: a campaign must never hold a configuration that
-        # would fail half-way through computing metrics.
-        self.attribute_specs()
+        # Checked on every save that writes it, not only in forms: a campaign must never be given a
+        # configuration that would fail half-way through computing metrics. A save of other fields
+        # (pausing, say) is not refused because a CLIP folder has since moved; compute_metrics says so.
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "metrics_attributes" in update_fields:
+            self.attribute_specs()
         super().save(*args, **kwargs)
 
 

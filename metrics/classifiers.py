@@ -20,8 +20,8 @@ Backends shipped:
   whose text it is most similar to, and with `none_below` set, an image whose best CLIP score
   (100 x cosine) is under it gets no class (no person in the picture is not "a man").
 
-Loaded backends stay resident per (backend, model, device) (`load_backend`), so a worker pays the
-load once.
+Loaded backends stay resident per (backend, model, device) within a memory budget (`load_backend`),
+so a worker pays the load once.
 """
 
 from __future__ import annotations
@@ -180,15 +180,26 @@ class ClipBackend:
 
 _resident: dict[tuple[str, str, str], Backend] = {}
 _lock = threading.Lock()
-MAX_RESIDENT = 4
+# Metrics share the worker's device with its pipelines: their models stay within this many bytes of weights.
+MEMORY_BUDGET_BYTES = 4 * 2**30
 
 
-def load_backend(name: str, model: str = "", *, device: str = "cpu") -> Backend:
+def backend_bytes(backend: Backend) -> int:
+    """Bytes of weights a backend keeps resident (0 for the pixel reader)."""
+    model = getattr(backend, "model", None)
+    if model is None:
+        return 0
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def load_backend(name: str, model: str = "", *, device: str = "cpu", budget_bytes: int | None = None) -> Backend:
     """The backend `name` (with `model` for clip) on `device`, loaded once per process and kept resident.
 
-    At most MAX_RESIDENT are kept; the oldest loaded is dropped first (a campaign names few models).
+    Resident models stay within `budget_bytes` (MEMORY_BUDGET_BYTES by default): the oldest loaded are
+    dropped first to make room (a campaign names few models; one larger than the budget is kept alone).
     """
     key = (name, model, device)
+    budget = MEMORY_BUDGET_BYTES if budget_bytes is None else budget_bytes
     with _lock:
         if key in _resident:
             return _resident[key]
@@ -199,7 +210,8 @@ def load_backend(name: str, model: str = "", *, device: str = "cpu") -> Backend:
             backend = ClipBackend(model, device=device)
         else:
             raise BackendError(f"unknown backend {name!r}")
-        if len(_resident) >= MAX_RESIDENT:
+        needed = backend_bytes(backend)
+        while _resident and sum(backend_bytes(b) for b in _resident.values()) + needed > budget:
             _resident.pop(next(iter(_resident)))
         _resident[key] = backend
         return backend

@@ -106,3 +106,20 @@ def test_backends_stay_resident() -> None:
     assert load_backend("shapes") is load_backend("shapes")
     with pytest.raises(BackendError, match="unknown backend"):
         load_backend("dino")
+
+
+def test_resident_models_stay_within_the_memory_budget(tiny_clip: Path, tmp_path: Path) -> None:
+    from metrics.classifiers import backend_bytes, build_tiny_clip, forget_backends
+
+    other = build_tiny_clip(tmp_path / "other", seed=1)
+    forget_backends()
+    first = load_backend("clip", str(tiny_clip))
+    size = backend_bytes(first)
+    assert size > 0
+
+    # A budget for one model: loading a second drops the first; the pixel reader weighs nothing.
+    second = load_backend("clip", str(other), budget_bytes=size + 1)
+    assert load_backend("shapes", budget_bytes=size + 1) is load_backend("shapes")
+    assert load_backend("clip", str(other)) is second
+    assert load_backend("clip", str(tiny_clip)) is not first, "the first was dropped and loaded again"
+    forget_backends()

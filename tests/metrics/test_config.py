@@ -100,3 +100,21 @@ def test_a_campaign_with_a_bad_configuration_is_not_saved_and_the_error_names_th
     with pytest.raises(ValidationError):
         CampaignFactory(slug="other", metrics_attributes={"x": {"backend": "nope", "classes": ["a", "b"]}})
     assert not Campaign.objects.filter(slug="other").exists()
+
+
+@pytest.mark.django_db
+def test_a_campaign_whose_clip_folder_moved_can_still_be_paused(tmp_path) -> None:
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    campaign = CampaignFactory(
+        metrics_attributes={"gender": {"backend": "clip", "model": str(folder), "classes": ["a man", "a woman"]}}
+    )
+    folder.rmdir()
+
+    campaign.status = Campaign.Status.PAUSED
+    campaign.save(update_fields=["status"])
+
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    with pytest.raises(ValidationError, match="no such folder"):
+        campaign.save()
