@@ -13,6 +13,11 @@ from generation.services import GeneratorSpec
 
 SHAPE_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
 
+# 8 DPM-Solver++ steps instead of the 20 Euler steps the model was trained to be sampled with:
+# 2.5x fewer UNet passes, and by bench/demo_sampler.py (BENCHMARKS.md) as legible: faithfulness
+# to named attributes 0.829 against 0.838, red share on open-colour prompts 0.546 against 0.556.
+SHAPES_SAMPLER = {"steps": 8, "guidance_scale": 4.0, "scheduler": "DPMSolverMultistepScheduler"}
+
 DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (
     GeneratorSpec(
         name="base",
@@ -22,7 +27,7 @@ DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (
             "so the skew shows."
         ),
         source="builtin:shapes",
-        settings={"steps": 20, "guidance_scale": 4.0, "width": 32, "height": 32},
+        settings={**SHAPES_SAMPLER, "width": 32, "height": 32},
         is_offline_standin=True,
     ),
     GeneratorSpec(
@@ -31,8 +36,7 @@ DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (
         description="PopAlign's identity-augmentation baseline: the template inserts a colour drawn uniformly.",
         source="builtin:shapes",
         settings={
-            "steps": 20,
-            "guidance_scale": 4.0,
+            **SHAPES_SAMPLER,
             "width": 32,
             "height": 32,
             "augment": {"colour": list(SHAPE_COLOURS)},
@@ -44,7 +48,7 @@ DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (
         display_name="Biased prompting (shapes toy model)",
         description="Pins an unspecified colour to red: a deliberately narrow population.",
         source="builtin:shapes",
-        settings={"steps": 20, "guidance_scale": 4.0, "width": 32, "height": 32, "augment": {"colour": ["red"]}},
+        settings={**SHAPES_SAMPLER, "width": 32, "height": 32, "augment": {"colour": ["red"]}},
         is_offline_standin=True,
     ),
     GeneratorSpec(
