@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from annotation.models import Campaign, Criterion, Participant
+from annotation.models import Campaign, Criterion, CrowdAssignment, Participant
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from annotation.services import set_campaign_status, sync_campaign_demand
 from core.errors import ApplicationError
@@ -35,7 +35,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ["status", "access", "sampling_policy"]
     search_fields = ["slug", "title", "instructions"]
     prepopulated_fields = {"slug": ["title"]}
-    filter_horizontal = ["prompts", "generators"]
+    filter_horizontal = ["prompts", "generators", "gold_excluded_generators"]
     readonly_fields = ["invite_token", "created_at", "updated_at"]
     inlines = [CriterionInline]
     actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
@@ -113,3 +113,18 @@ class CriterionAdmin(admin.ModelAdmin):
         if db_field.name == "campaign":
             kwargs["queryset"] = managed_campaigns(request.user)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.register(CrowdAssignment)
+class CrowdAssignmentAdmin(admin.ModelAdmin):
+    """Read-only: which assignment each crowd worker does a campaign on (written only by crowd arrivals)."""
+
+    list_display = ["campaign", "participant", "updated_at"]
+    list_filter = [("campaign", admin.RelatedOnlyFieldListFilter)]
+    readonly_fields = ["campaign", "participant", "assignment_hash", "created_at", "updated_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CrowdAssignment]:
+        return super().get_queryset(request).filter(campaign__in=managed_campaigns(request.user).values("pk"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

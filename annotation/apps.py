@@ -18,7 +18,12 @@ class AnnotationConfig(AppConfig):
     def ready(self) -> None:
         # After every migrate the "researcher" group exists, so staff can put people in it from the admin.
         post_migrate.connect(create_researcher_group, sender=self)
+        from annotation.measuring import on_population_ready
         from annotation.models import Campaign, Criterion
+        from generation.signals import population_ready
+
+        # Metrics for each new population, in the process that stored it (annotation/measuring.py says why here).
+        population_ready.connect(on_population_ready, dispatch_uid="measure-ready-population")
         from annotation.selectors import forget_campaigns
 
         # Server processes keep copies of campaigns and their criteria (get_live_campaign).

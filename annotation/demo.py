@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from generation import shapes
 from generation.prompt_files import PromptRow
 
 DEMO_SLUG = "demo"
@@ -34,3 +35,11 @@ DEMO_PROMPTS = (
     PromptRow("a green circle", "shape and colour"),
     PromptRow("a red circle on a blue background", "fully specified"),
 )
+
+# What the demo measures per population: the shapes backend reads colour and background from pixels,
+# so "base: red 70%" shows beside the crowd's ranking. Uniform targets: a set that leaves the colour
+# open should show all of them.
+DEMO_METRICS = {
+    "colour": {"backend": "shapes", "classes": list(shapes.COLOURS)},
+    "background": {"backend": "shapes", "classes": list(shapes.BACKGROUNDS)},
+}

@@ -75,6 +75,9 @@ class CampaignForm(forms.Form):
     gold_rate = forms.FloatField(initial=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     repeat_rate = forms.FloatField(initial=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     access = forms.ChoiceField(choices=Campaign.Access.choices, initial=Campaign.Access.PUBLIC)
+    prolific_study_id = forms.CharField(
+        max_length=64, required=False, help_text="Prolific: admit only this STUDY_ID (empty: any study)."
+    )
     participant_quota = forms.IntegerField(
         required=False, validators=[MinValueValidator(1)], help_text="Comparisons per participant; empty: no limit."
     )
@@ -143,6 +146,7 @@ class CampaignForm(forms.Form):
             gold_rate=data["gold_rate"],
             repeat_rate=data["repeat_rate"],
             access=data["access"],
+            prolific_study_id=data["prolific_study_id"],
             participant_quota=data["participant_quota"],
             completion_code=data["completion_code"],
             completion_code_flagged=data["completion_code_flagged"],

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from core.models import TimestampedModel
 from generation.models import MAX_POPULATION_SIZE, Generator, Prompt
+from metrics.config import AttributeSpec, ConfigError, parse_attributes
 
 DEFAULT_POPULATION_SIZE = 6
 
@@ -73,6 +76,11 @@ class Campaign(TimestampedModel):
         help_text="Share of comparisons that repeat one the participant already voted on, sides swapped, 0 to 0.5.",
     )
     access = models.CharField(max_length=16, choices=Access.choices, default=Access.PUBLIC)
+    prolific_study_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Prolific campaigns: admit only arrivals from this STUDY_ID; empty: any Prolific study.",
+    )
     invite_token = models.CharField(max_length=64, default=new_invite_token, unique=True, editable=False)
     participant_quota = models.PositiveIntegerField(
         null=True, blank=True, help_text="Comparisons per participant before the completion page; empty: no limit."
@@ -85,9 +93,24 @@ class Campaign(TimestampedModel):
         blank=True,
         help_text="Given instead to participants flagged by quality control, so they can be reviewed.",
     )
+    gold_excluded_generators = models.ManyToManyField(
+        Generator,
+        related_name="+",
+        blank=True,
+        help_text="Generators never used as the real side of a gold check (beside those marked unsuitable).",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="campaigns"
+    )
+    # What population metrics measure (metrics.config documents the format). It lives on the campaign,
+    # not in a metrics model keyed by campaign: it is part of the study's design, edited, copied and
+    # deleted with it, and metrics sits below annotation, so it can check the JSON without knowing
+    # campaigns exist.
+    metrics_attributes = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Attributes to measure per population, e.g. {"colour": {"backend": "shapes", "classes": [...]}}.',
     )
 
     class Meta:
@@ -118,6 +141,23 @@ class Campaign(TimestampedModel):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.OPEN
+
+    def attribute_specs(self) -> list[AttributeSpec]:
+        """The parsed metrics configuration; ValidationError naming the field when it is wrong."""
+        try:
+            return parse_attributes(self.metrics_attributes)
+        except ConfigError as exc:
+            raise ValidationError({"metrics_attributes": f"{exc.field}: {exc.message}"}) from exc
+
+    def clean(self) -> None:
+        super().clean()
+        self.attribute_specs()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Checked on every save, not only in forms: a campaign must never hold a configuration that
+        # would fail half-way through computing metrics.
+        self.attribute_specs()
+        super().save(*args, **kwargs)
 
 
 class Criterion(models.Model):
@@ -160,7 +200,12 @@ class Participant(TimestampedModel):
         max_length=64, blank=True, help_text="Keyed hash of the crowd worker's id; the raw id is never stored."
     )
     entry_params = models.JSONField(
-        default=dict, blank=True, help_text="Crowd entry parameters (study, session, assignment), ids hashed."
+        default=dict,
+        blank=True,
+        help_text=(
+            "Crowd entry parameters. STUDY_ID and turkSubmitTo as sent (they name the researcher's study and "
+            "MTurk's endpoint, not a person); SESSION_ID, assignmentId and hitId as keyed hashes."
+        ),
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
     is_flagged = models.BooleanField(default=False, help_text="Failed quality control.")
@@ -183,3 +228,24 @@ class Participant(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.kind} participant {self.pk}"
+
+
+class CrowdAssignment(TimestampedModel):
+    """The one assignment (MTurk assignmentId, Prolific SESSION_ID) a crowd worker does a campaign's work on.
+
+    A worker completes a campaign once: an arrival on another assignment takes over only while the
+    quota is not yet reached (the earlier one was left unfinished); after it, the worker is told they
+    have taken part already, and no completion is handed to the new assignment.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="crowd_assignments")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="crowd_assignments")
+    assignment_hash = models.CharField(max_length=64, help_text="Keyed hash of the assignment or session id.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "participant"], name="crowd_assignment_once_per_campaign"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.slug}: participant {self.participant_id}"

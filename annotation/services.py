@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -18,10 +19,11 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
 from django.utils import timezone
 
-from annotation import demo
-from annotation.models import DEFAULT_POPULATION_SIZE, Campaign, Criterion, Participant
+from annotation import crowd, demo
+from annotation.crowd import CrowdEntry
+from annotation.models import DEFAULT_POPULATION_SIZE, Campaign, Criterion, CrowdAssignment, Participant
 from annotation.permissions import RESEARCHER_GROUP, RESEARCHER_MODEL_PERMISSIONS, ROLE_CACHE_KEY
-from core.errors import ApplicationError, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from core.models import sync_object
 from generation.models import Generator, Prompt
 from generation.offline import DEMO_GENERATORS
@@ -151,6 +153,7 @@ class NewCampaign:
     gold_rate: float = 0.0
     repeat_rate: float = 0.0
     access: str = Campaign.Access.PUBLIC
+    prolific_study_id: str = ""
     participant_quota: int | None = None
     completion_code: str = ""
     completion_code_flagged: str = ""
@@ -165,7 +168,7 @@ def create_campaign(*, spec: NewCampaign, owner_id: int | None, open_now: bool =
     creation back, so a failed attempt leaves no half-made campaign or orphan prompts behind.
     """
     if Campaign.objects.filter(slug=spec.slug).exists():
-        raise ApplicationError(f"a campaign with slug {spec.slug!r} already exists", code="slug_taken", status=409)
+        raise Conflict(f"a campaign with slug {spec.slug!r} already exists", code="slug_taken")
     campaign = Campaign.objects.create(
         slug=spec.slug,
         title=spec.title,
@@ -176,6 +179,7 @@ def create_campaign(*, spec: NewCampaign, owner_id: int | None, open_now: bool =
         gold_rate=spec.gold_rate,
         repeat_rate=spec.repeat_rate,
         access=spec.access,
+        prolific_study_id=spec.prolific_study_id,
         participant_quota=spec.participant_quota,
         completion_code=spec.completion_code,
         completion_code_flagged=spec.completion_code_flagged,
@@ -249,6 +253,7 @@ def seed_demo_campaign() -> SeedReport:
             "title": demo.DEMO_TITLE,
             "instructions": demo.DEMO_INSTRUCTIONS,
             "access": Campaign.Access.PUBLIC,
+            "metrics_attributes": demo.DEMO_METRICS,
         },
     )
     if outcome == "created":
@@ -269,16 +274,20 @@ def seed_demo_campaign() -> SeedReport:
 # --- participants -----------------------------------------------------------------------------------------
 
 PARTICIPANT_SESSION_KEY = "poparena.participant"
+# Per campaign slug, the crowd arrival this session was admitted with: {participant, assignment, ...}.
+CROWD_SESSION_KEY = "poparena.crowd"
 LAST_SEEN_PRECISION = timedelta(minutes=1)
-PROLIFIC_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
-MTURK_PARAMS = ("workerId", "assignmentId", "hitId", "turkSubmitTo")
-# What MTurk sends as assignmentId while a worker only previews the HIT (before accepting it).
-MTURK_PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 
 
-def is_mturk_preview(params: dict[str, str]) -> bool:
-    """A worker previewing a HIT: show the task read-only, create nothing."""
-    return params.get("assignmentId") == MTURK_PREVIEW_ASSIGNMENT
+class AlreadyTookPart(Forbidden):
+    """A crowd worker who completed the campaign on one assignment arrived on another."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        super().__init__(
+            f"You have already taken part in {campaign.title!r} on another assignment, and each person takes part "
+            "once. Please return this assignment (MTurk) or this study place (Prolific) so someone else can take it.",
+            code="already_taken_part",
+        )
 
 
 def hash_external_id(provider: str, external_id: str) -> str:
@@ -287,33 +296,78 @@ def hash_external_id(provider: str, external_id: str) -> str:
     return hmac.new(key, f"{provider}:{external_id}".encode(), hashlib.sha256).hexdigest()
 
 
-def _crowd_identity(params: dict[str, str]) -> tuple[str, str, dict[str, str]] | None:
-    """(kind, raw external id, entry parameters to keep) from crowd entry parameters, if any."""
-    if params.get("PROLIFIC_PID"):
-        kept = {k: params[k] for k in ("STUDY_ID", "SESSION_ID") if params.get(k)}
-        return Participant.Kind.PROLIFIC, params["PROLIFIC_PID"], kept
-    worker = params.get("workerId")
-    if worker and not is_mturk_preview(params):
-        kept = {k: params[k] for k in ("assignmentId", "hitId", "turkSubmitTo") if params.get(k)}
-        return Participant.Kind.MTURK, worker, kept
-    return None
+def assignment_hash(entry: CrowdEntry) -> str:
+    """Keyed hash of the arrival's assignment (MTurk assignmentId, Prolific SESSION_ID)."""
+    return hash_external_id(f"{entry.provider}-assignment", entry.assignment)
 
 
-def _crowd_participant(kind: str, raw_id: str, kept: dict[str, str]) -> Participant:
+def _kept_entry_params(entry: CrowdEntry) -> dict[str, str]:
+    """What a participant row keeps of an arrival; see Participant.entry_params for why these, and how."""
+    if entry.provider == crowd.PROLIFIC:
+        return {"STUDY_ID": entry.study, "SESSION_ID": assignment_hash(entry)}
+    kept = {"assignmentId": assignment_hash(entry), "hitId": hash_external_id("mturk-hit", entry.study)}
+    if entry.submit_to:
+        kept["turkSubmitTo"] = entry.submit_to
+    return kept
+
+
+@transaction.atomic
+def enter_crowd(
+    *, campaign: Campaign, session: SessionBase, entry: CrowdEntry, quota_reached: Callable[[Participant], bool]
+) -> Participant:
+    """Admit a crowd arrival to `campaign` in this session; the same worker id is always the same participant.
+
+    The worker does the campaign's work on one assignment (CrowdAssignment). A new assignment takes
+    over while the quota is not reached; once it is, the worker has taken part and AlreadyTookPart is
+    raised, so a second HIT or Prolific session of the same study is never handed a completion
+    without its work. The raw MTurk assignment id, which the hand-back form must post to MTurk, is
+    kept in the session only; the database keeps it hashed.
+    `quota_reached(participant)` is decided by the caller, which owns the votes.
+    """
     participant, created = Participant.objects.get_or_create(
-        kind=kind, external_id_hash=hash_external_id(kind, raw_id), defaults={"entry_params": kept}
+        kind=entry.provider,
+        external_id_hash=hash_external_id(entry.provider, entry.worker),
+        defaults={"entry_params": _kept_entry_params(entry)},
     )
-    merged = {**participant.entry_params, **kept}
+    merged = {**participant.entry_params, **_kept_entry_params(entry)}
     if not created and merged != participant.entry_params:
         participant.entry_params = merged
         participant.save(update_fields=["entry_params", "updated_at"])
+    wanted = assignment_hash(entry)
+    current = CrowdAssignment.objects.select_for_update().filter(campaign=campaign, participant=participant).first()
+    if current is None:
+        CrowdAssignment.objects.create(campaign=campaign, participant=participant, assignment_hash=wanted)
+    elif current.assignment_hash != wanted:
+        if quota_reached(participant):
+            raise AlreadyTookPart(campaign)
+        current.assignment_hash = wanted
+        current.save(update_fields=["assignment_hash", "updated_at"])
+    admissions = dict(session.get(CROWD_SESSION_KEY, {}))
+    admissions[campaign.slug] = {
+        "participant": participant.pk,
+        "assignment": wanted,
+        "assignment_id": entry.assignment if entry.provider == crowd.MTURK else "",
+        "submit_to": entry.submit_to,
+    }
+    session[CROWD_SESSION_KEY] = admissions
+    session[PARTICIPANT_SESSION_KEY] = participant.pk
     return participant
 
 
+def get_crowd_admission(*, campaign: Campaign, session: SessionBase) -> dict[str, Any] | None:
+    """The crowd arrival this session was admitted to `campaign` with, if any."""
+    admission = session.get(CROWD_SESSION_KEY, {}).get(campaign.slug)
+    return admission if isinstance(admission, dict) and isinstance(admission.get("participant"), int) else None
+
+
+def holds_current_assignment(*, campaign: Campaign, participant: Participant, admission: dict[str, Any]) -> bool:
+    """Whether the session's assignment is still the one the worker does this campaign on."""
+    return CrowdAssignment.objects.filter(
+        campaign=campaign, participant=participant, assignment_hash=admission.get("assignment")
+    ).exists()
+
+
 def _user_participant(user_pk: int, session_participant: Participant | None) -> Participant:
-    participant = Participant.objects.filter(user_id=user_pk).first()
-    if participant is not None:
-        return participant
     anonymous = session_participant
     if anonymous is not None and anonymous.kind == Participant.Kind.ANONYMOUS and anonymous.user_id is None:
         # The votes cast before logging in stay with the person who cast them.
@@ -324,25 +378,36 @@ def _user_participant(user_pk: int, session_participant: Participant | None) -> 
     return Participant.objects.create(kind=Participant.Kind.USER, user_id=user_pk)
 
 
-@transaction.atomic
-def resolve_participant(
-    *, session: SessionBase, user: AbstractBaseUser | AnonymousUser, entry_params: dict[str, str] | None = None
-) -> Participant:
-    """The participant behind a request: a crowd worker, a logged-in user, or the browser session.
+def find_participant(*, session: SessionBase, user: AbstractBaseUser | AnonymousUser) -> Participant | None:
+    """The participant a request already has, creating nothing: for requests that only act on what it holds.
 
-    Created on first sight and remembered in the session; the same crowd id always resolves to
-    the same participant (re-entry resumes), and an anonymous session that logs in is linked.
+    A session that arrived from a crowd platform stays that worker even when someone is logged in,
+    so its tokens stay its own (crowd arrivals are admitted by `enter_crowd`).
     """
     session_pk = session.get(PARTICIPANT_SESSION_KEY)
     session_participant = Participant.objects.filter(pk=session_pk).first() if isinstance(session_pk, int) else None
-    crowd = _crowd_identity(entry_params or {})
-    if crowd is not None:
-        participant = _crowd_participant(*crowd)
-    elif user.is_authenticated:
-        participant = _user_participant(user.pk, session_participant)
-    elif session_participant is not None and session_participant.kind != Participant.Kind.USER:
-        participant = session_participant
-    else:
+    if session_participant is not None and session_participant.kind in (crowd.PROLIFIC, crowd.MTURK):
+        return session_participant
+    if user.is_authenticated:
+        linked = Participant.objects.filter(user_id=user.pk).first()
+        if linked is not None:
+            return linked
+    if session_participant is not None and session_participant.kind != Participant.Kind.USER:
+        return session_participant
+    return None
+
+
+@transaction.atomic
+def resolve_participant(*, session: SessionBase, user: AbstractBaseUser | AnonymousUser) -> Participant:
+    """The participant behind a request (see `find_participant`), created on first sight and kept in the session.
+
+    An anonymous session that logs in is linked to the user, so its earlier votes stay theirs.
+    """
+    session_pk = session.get(PARTICIPANT_SESSION_KEY)
+    participant = find_participant(session=session, user=user)
+    if user.is_authenticated and (participant is None or participant.kind == Participant.Kind.ANONYMOUS):
+        participant = _user_participant(user.pk, participant)
+    elif participant is None:
         participant = Participant.objects.create(kind=Participant.Kind.ANONYMOUS)
     if session_pk != participant.pk:
         session[PARTICIPANT_SESSION_KEY] = participant.pk
@@ -376,6 +441,50 @@ def admit_to_campaign(*, campaign: Campaign, session: SessionBase, invite: str |
         session[INVITES_SESSION_KEY] = [*granted, campaign.slug]
         return
     raise hidden
+
+
+class CrowdOnly(Forbidden):
+    """Someone without the crowd platform's entry asked to vote in a Prolific or MTurk campaign."""
+
+    HOW = {
+        crowd.PROLIFIC: "It is run on Prolific: open it from the study's page on Prolific, whose link carries your "
+        "Prolific ID, study and session.",
+        crowd.MTURK: "It is run on Amazon Mechanical Turk: find its HIT on MTurk and accept it; the task opens there.",
+    }
+
+    def __init__(self, campaign: Campaign, detail: str = "") -> None:
+        super().__init__(
+            f"{campaign.title!r} takes answers only from its crowd platform. {self.HOW[campaign.access]}"
+            + (f" ({detail})" if detail else ""),
+            code="crowd_only",
+        )
+
+
+def crowd_provider(campaign: Campaign) -> str | None:
+    """The crowd platform a campaign admits voters from, or None for public and invite campaigns."""
+    return campaign.access if campaign.access in (crowd.PROLIFIC, crowd.MTURK) else None
+
+
+def crowd_entry_for(*, campaign: Campaign, params: dict[str, str]) -> CrowdEntry | None:
+    """The crowd arrival in `params` that `campaign` takes, None when there is none; CrowdOnly when it is wrong.
+
+    A crowd campaign takes only a complete entry of its own platform (and its STUDY_ID where one is
+    set); a public or invite campaign takes either platform's complete entry, so a worker sent there
+    is still paid through the completion step.
+    """
+    provider = crowd_provider(campaign)
+    if provider is None:
+        return crowd.parse_any_entry(params)
+    entry = crowd.parse_entry(provider, params)
+    if entry is None:
+        given = [name for name in crowd.REQUIRED_PARAMS[provider] if params.get(name)]
+        missing = crowd.missing_params(provider, params)
+        if given and missing:
+            raise CrowdOnly(campaign, f"the link lacks {', '.join(missing)}")
+        return None
+    if provider == crowd.PROLIFIC and campaign.prolific_study_id and entry.study != campaign.prolific_study_id:
+        raise CrowdOnly(campaign, "the link is for another Prolific study")
+    return entry
 
 
 @transaction.atomic

@@ -13,12 +13,13 @@ from rest_framework.views import APIView
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
-from annotation.services import admit_to_campaign, resolve_participant
+from annotation.services import admit_to_campaign, find_participant
+from arena.admission import admit_to_vote
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
 from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
 from core.api import ERROR
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Forbidden
 
 
 class ImagesSerializer(serializers.Serializer):
@@ -53,6 +54,11 @@ class VoteSerializer(serializers.Serializer):
 class VotesRequestSerializer(serializers.Serializer):
     votes = serializers.ListField(child=VoteSerializer(), allow_empty=False, max_length=20)
     dwell_ms = serializers.IntegerField(min_value=0, max_value=24 * 60 * 60 * 1000)
+    next = NextRequestSerializer(
+        required=False,
+        help_text="ask for the next comparison in the same request (one round trip per comparison); "
+        "`exclude` as for comparisons/next",
+    )
 
 
 class SideSerializer(serializers.Serializer):
@@ -65,6 +71,16 @@ class RevealSerializer(serializers.Serializer):
     left = SideSerializer()
     right = SideSerializer()
     votes_cast = serializers.IntegerField()
+    next = ComparisonSerializer(
+        required=False, allow_null=True, help_text="only when the request asked for it: the next comparison, or null"
+    )
+    next_error = inline_serializer(
+        "NextError",
+        {"code": serializers.CharField(), "message": serializers.CharField()},
+        required=False,
+        allow_null=True,
+        help_text="why `next` is null (nothing_ready, quota_reached, ...); the vote itself was stored",
+    )
 
 
 class QueueSerializer(serializers.Serializer):
@@ -79,11 +95,15 @@ class QueueSerializer(serializers.Serializer):
     all_ready_s = serializers.IntegerField(allow_null=True, help_text="estimated seconds until every queue is full")
 
 
-def participant_for(request: Request) -> Participant:
-    return resolve_participant(session=request.session, user=request.user)
+def holder_for(request: Request) -> Participant:
+    """The participant who may act on a comparison they were issued; a request with none creates none."""
+    participant = find_participant(session=request.session, user=request.user)
+    if participant is None:
+        raise Forbidden("no comparison was issued to this session")
+    return participant
 
 
-def votable_campaign(request: Request, slug: str) -> Campaign:
+def visible_campaign(request: Request, slug: str) -> Campaign:
     campaign = get_live_campaign(slug=slug)
     admit_to_campaign(campaign=campaign, session=request.session)
     return campaign
@@ -92,13 +112,20 @@ def votable_campaign(request: Request, slug: str) -> Campaign:
 class NextComparisonApi(APIView):
     @extend_schema(
         request=NextRequestSerializer,
-        responses={200: ComparisonSerializer, 404: ERROR, 409: OpenApiResponse(ERROR, description="nothing ready yet")},
+        responses={
+            200: ComparisonSerializer,
+            403: OpenApiResponse(
+                ERROR, description="crowd_only: a Prolific or MTurk campaign, and this session did not arrive from it"
+            ),
+            404: ERROR,
+            409: OpenApiResponse(ERROR, description="nothing ready yet"),
+        },
     )
     def post(self, request: Request, slug: str) -> Response:
         body = NextRequestSerializer(data=request.data or {})
         body.is_valid(raise_exception=True)
-        campaign = votable_campaign(request, slug)
-        participant = participant_for(request)
+        campaign = get_live_campaign(slug=slug)
+        participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
         comparison = issue_comparison(
             campaign=campaign, participant=participant, exclude_tokens=tuple(body.validated_data.get("exclude", ()))
         )
@@ -114,14 +141,31 @@ class VotesApi(APIView):
         body = VotesRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data: dict[str, Any] = body.validated_data
+        participant = holder_for(request)
         reveal = cast_votes(
             token=token,
-            participant=participant_for(request),
+            participant=participant,
             votes=[VoteInput(v["criterion"], v["choice"]) for v in data["votes"]],
             dwell_ms=data["dwell_ms"],
         )
         # The same fields RevealSerializer documents, without building its field tree per vote.
-        return Response(asdict(reveal))
+        answer = asdict(reveal)
+        campaign_id = answer.pop("campaign_id")
+        if "next" in data:
+            # The vote is committed already: a next comparison that cannot be issued never undoes it.
+            answer["next"] = answer["next_error"] = None
+            try:
+                campaign = get_live_campaign(pk=campaign_id)
+                admitted = admit_to_vote(
+                    campaign=campaign, session=request.session, user=request.user, known=participant
+                )
+                following = issue_comparison(
+                    campaign=campaign, participant=admitted, exclude_tokens=tuple(data["next"].get("exclude", ()))
+                )
+                answer["next"] = get_comparison_payload(comparison=following, participant=admitted)
+            except ApplicationError as refused:
+                answer["next_error"] = {"code": refused.code, "message": refused.message}
+        return Response(answer)
 
 
 class LeaseApi(APIView):
@@ -129,7 +173,7 @@ class LeaseApi(APIView):
         request=None, responses={200: inline_serializer("Lease", {"expires_at": serializers.DateTimeField()})}
     )
     def post(self, request: Request, token: str) -> Response:
-        comparison = extend_lease(token=token, participant=participant_for(request))
+        comparison = extend_lease(token=token, participant=holder_for(request))
         return Response({"expires_at": comparison.lease_until.isoformat()})
 
 
@@ -183,7 +227,7 @@ class LeaderboardApi(APIView):
         responses={200: LeaderboardSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
     )
     def get(self, request: Request, slug: str) -> Response:
-        campaign = votable_campaign(request, slug)
+        campaign = visible_campaign(request, slug)
         criterion = request.query_params.get("criterion") or default_criterion(campaign)
         category = request.query_params.get("category", "")
         include_flagged = request.query_params.get("include_flagged", "false").lower()
@@ -191,7 +235,7 @@ class LeaderboardApi(APIView):
             raise ApplicationError(f"include_flagged must be true or false, not {include_flagged!r}")
         flagged = include_flagged in ("true", "1")
         if flagged and not request.user.is_staff:
-            raise ApplicationError("only staff can include flagged participants' votes", code="forbidden", status=403)
+            raise Forbidden("only staff can include flagged participants' votes")
         return Response(
             get_leaderboard(campaign=campaign, criterion=criterion, category=category, include_flagged=flagged)
         )
@@ -200,4 +244,4 @@ class LeaderboardApi(APIView):
 class QueueApi(APIView):
     @extend_schema(responses={200: QueueSerializer, 404: ERROR})
     def get(self, request: Request, slug: str) -> Response:
-        return Response(get_queue_summary(campaign=votable_campaign(request, slug)).as_dict())
+        return Response(get_queue_summary(campaign=visible_campaign(request, slug)).as_dict())

@@ -9,7 +9,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.contrib.sessions.backends.base import SessionBase
 
 from annotation.models import Campaign
-from annotation.services import PARTICIPANT_SESSION_KEY, admit_to_campaign
+from annotation.services import PARTICIPANT_SESSION_KEY
+from arena.admission import may_vote
 from arena.selectors import default_criterion, get_leaderboard
 from arena.services import leaderboard_group
 from core.errors import ApplicationError
@@ -83,11 +84,7 @@ def _may_wait_on(slug: str, session: SessionBase) -> bool:
     campaign = Campaign.objects.filter(slug=slug).first()
     if campaign is None:
         return False
-    try:
-        admit_to_campaign(campaign=campaign, session=session)
-    except ApplicationError:
-        return False
-    return True
+    return may_vote(campaign=campaign, session=session)
 
 
 def _public_campaign(slug: str) -> Campaign | None:

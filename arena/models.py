@@ -22,6 +22,31 @@ class ComparisonStatus(models.TextChoices):
     EXPIRED = "expired", "expired"
 
 
+class ComparisonQuerySet(models.QuerySet["Comparison"]):
+    def preferences(self) -> ComparisonQuerySet:
+        """Comparisons whose votes are preference judgements: not gold checks, not side-swapped repeats.
+
+        Gold comparisons have a deliberately broken side and a repeat is the same person judging the
+        same pair again: both score participants, neither ranks generators. Raw SQL that must restate
+        this rule says so (arena/services.py's `_UNFINISHED_PAIRS`).
+        """
+        return self.filter(is_gold=False, repeat_of__isnull=True)
+
+
+class VoteQuerySet(models.QuerySet["Vote"]):
+    def preferences(self) -> VoteQuerySet:
+        """Votes on preference comparisons (see ComparisonQuerySet.preferences), whoever cast them."""
+        return self.filter(comparison__is_gold=False, comparison__repeat_of__isnull=True)
+
+    def counted(self) -> VoteQuerySet:
+        """The votes that count: preferences of participants quality control has not flagged.
+
+        Leaderboards rank these, preference exports hold these, the pair tallies add these up;
+        `Comparison.counts` is the same rule for one comparison about to be voted on.
+        """
+        return self.preferences().filter(comparison__participant__is_flagged=False)
+
+
 class Comparison(models.Model):
     """Two populations of the same prompt from different generators, issued to one participant.
 
@@ -51,6 +76,8 @@ class Comparison(models.Model):
         help_text="The comparison this one shows again with sides swapped (a consistency check).",
     )
 
+    objects = ComparisonQuerySet.as_manager()
+
     class Meta:
         ordering = ["-issued_at"]
         indexes = [
@@ -71,6 +98,10 @@ class Comparison(models.Model):
     def __str__(self) -> str:
         return f"comparison {self.pk} ({self.status})"
 
+    def counts(self, participant: Participant) -> bool:
+        """Whether `participant`'s votes on this comparison count (the rule of VoteQuerySet.counted)."""
+        return not (participant.is_flagged or self.is_gold or self.repeat_of_id is not None)
+
 
 class VoteChoice(models.TextChoices):
     LEFT = "left", "left"
@@ -89,6 +120,8 @@ class Vote(models.Model):
     choice = models.CharField(max_length=16, choices=Choice.choices)
     dwell_ms = models.PositiveIntegerField(help_text="Time from display to vote, in milliseconds.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = VoteQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at"]

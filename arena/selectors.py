@@ -6,7 +6,7 @@ import hashlib
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.cache import cache
 from django.db import connection
@@ -17,6 +17,7 @@ from annotation.quality import (
     Agreement,
     Choice,
     GoldAnswer,
+    GoldSummary,
     QualityReport,
     RepeatPair,
     Side,
@@ -25,6 +26,7 @@ from annotation.quality import (
     agreement_by_criterion,
     assess_participants,
     parse_choice,
+    summarize_gold,
 )
 from annotation.services import demand_owner
 from arena.models import Comparison, PairTally, Vote
@@ -157,7 +159,7 @@ def _tally_rows(criterion: Criterion, category: str) -> list[TallyRow]:
 
 
 def _votes_for_board(criterion: Criterion, category: str) -> QuerySet[Vote]:
-    votes = Vote.objects.filter(criterion=criterion, comparison__is_gold=False, comparison__repeat_of__isnull=True)
+    votes = Vote.objects.preferences().filter(criterion=criterion)
     return votes.filter(comparison__prompt__category=category) if category else votes
 
 
@@ -290,8 +292,15 @@ def get_generator_ratings(*, campaign: Campaign, criterion: str) -> dict[str, fl
     return fit_ratings(counts, bootstrap=0).ratings()
 
 
-def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dict[str, Agreement]]:
-    """Every participant's quality signals and flag by the stated rule, and agreement per criterion.
+class QualityOverview(NamedTuple):
+    reports: list[QualityReport]
+    agreement: dict[str, Agreement]
+    # Gold results per generator of the real side: a draw skewed to one generator shows here.
+    gold_by_source: dict[str, GoldSummary]
+
+
+def get_quality_reports(*, campaign: Campaign) -> QualityOverview:
+    """Every participant's quality signals and flag by the stated rule, agreement per criterion, gold per source.
 
     Gold answers are scored against the side that is not the degraded copy; a side-swapped
     repeat is paired with the original answer to the same criterion. Agreement counts only
@@ -300,6 +309,7 @@ def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dic
     votes: list[VoteRecord] = []
     units: list[UnitVote] = []
     gold: list[GoldAnswer] = []
+    by_source: defaultdict[str, list[GoldAnswer]] = defaultdict(list)
     answers: dict[tuple[int, str], Choice] = {}
     repeats: list[tuple[int, int, str, Choice]] = []
     rows = (
@@ -317,6 +327,8 @@ def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dic
             "comparison__is_gold",
             "comparison__left_population__decoy_of_id",
             "comparison__repeat_of_id",
+            "comparison__left_population__generator__name",
+            "comparison__right_population__generator__name",
         )
         .iterator(chunk_size=5000)
     )
@@ -332,13 +344,17 @@ def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dic
         is_gold,
         left_decoy,
         repeat_of,
+        left_generator,
+        right_generator,
     ) in rows:
         parsed = parse_choice(choice)
         votes.append(VoteRecord(participant, comparison, criterion, parsed, dwell_ms, created_at))
         answers[(comparison, criterion)] = parsed
         if is_gold:
             correct: Side = "right" if left_decoy is not None else "left"
-            gold.append(GoldAnswer(participant, comparison, criterion, parsed, correct))
+            answer = GoldAnswer(participant, comparison, criterion, parsed, correct)
+            gold.append(answer)
+            by_source[right_generator if left_decoy is not None else left_generator].append(answer)
         elif repeat_of is not None:
             repeats.append((participant, repeat_of, criterion, parsed))
         else:
@@ -350,4 +366,8 @@ def get_quality_reports(*, campaign: Campaign) -> tuple[list[QualityReport], dic
         for participant, original, criterion, repeat in repeats
         if (original, criterion) in answers
     ]
-    return assess_participants(votes=votes, gold=gold, repeats=pairs), agreement_by_criterion(units)
+    return QualityOverview(
+        assess_participants(votes=votes, gold=gold, repeats=pairs),
+        agreement_by_criterion(units),
+        {name: summarize_gold(given) for name, given in sorted(by_source.items())},
+    )

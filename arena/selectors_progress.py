@@ -28,12 +28,7 @@ PROMPT_ROWS = 50
 
 
 def _counted(campaign_ids: Iterable[int]) -> Any:
-    return Comparison.objects.filter(
-        campaign_id__in=list(campaign_ids),
-        status=Comparison.Status.VOTED,
-        is_gold=False,
-        repeat_of__isnull=True,
-    )
+    return Comparison.objects.preferences().filter(campaign_id__in=list(campaign_ids), status=Comparison.Status.VOTED)
 
 
 @dataclass(frozen=True)
@@ -149,7 +144,8 @@ def get_campaign_progress(*, campaign: Campaign, now: datetime | None = None) ->
         gold=Count("id", filter=Q(is_gold=True)), repeats=Count("id", filter=Q(repeat_of__isnull=False))
     )
     per_criterion = dict(
-        Vote.objects.filter(comparison__campaign=campaign, comparison__is_gold=False, comparison__repeat_of=None)
+        Vote.objects.preferences()
+        .filter(comparison__campaign=campaign)
         .values("criterion_id")
         .annotate(n=Count("id"))
         .values_list("criterion_id", "n")

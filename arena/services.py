@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -19,7 +19,7 @@ from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
 from arena.models import Comparison, PairTally, Vote
 from arena.sampling import Pair, active_weights, choose_pairs, normalise
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, Gone, NotFound
 from generation.models import Generator, Population
 from generation.services import get_or_create_decoy
 
@@ -56,6 +56,8 @@ class Reveal:
     left: RevealedSide
     right: RevealedSide
     votes_cast: int
+    # For the caller (issuing the next comparison in the same request), not for the participant.
+    campaign_id: int
 
 
 @dataclass(frozen=True)
@@ -129,34 +131,70 @@ REPEAT_MIN_GAP = 2
 GOLD_DECOY_POOL = 10
 
 
+def gold_sources(campaign: Campaign) -> QuerySet[Population]:
+    """Ready populations that may be the real side of a gold check in `campaign`.
+
+    Never a generator marked unsuitable (`gold_source`, off for noise stand-ins: beside a degraded copy
+    of noise neither side is plainly broken) or one the campaign excludes.
+    """
+    generators = (
+        campaign.generators.filter(is_active=True, gold_source=True)
+        .exclude(pk__in=campaign.gold_excluded_generators.values("pk"))
+        .values("pk")
+    )
+    return Population.objects.filter(
+        status=Population.Status.READY,
+        size=campaign.population_size,
+        generator__in=generators,
+        prompt__in=campaign.prompts.values("pk"),
+    )
+
+
+def _fresh_gold_source(real: QuerySet[Population], rng: random.Random) -> Population | None:
+    """A source with no decoy yet, from the generator, then the prompt, with the fewest decoys (ties at random).
+
+    Stratified so that gold checks spread over every eligible generator and prompt: drawn from the
+    most recent sets, they came from whichever generator the queues happened to fill last, and a
+    participant could learn which generator's sets are the checks.
+    """
+    decoyed = Counter(real.filter(decoys__isnull=False).values_list("generator_id", "prompt_id"))
+    open_strata = set(real.filter(decoys__isnull=True).values_list("generator_id", "prompt_id"))
+    if not open_strata:
+        return None
+    per_generator = Counter[int]()
+    for (generator, _), n in decoyed.items():
+        per_generator[generator] += n
+    generator = min({g for g, _ in open_strata}, key=lambda g: (per_generator[g], rng.random()))
+    prompt = min({p for g, p in open_strata if g == generator}, key=lambda p: (decoyed[(generator, p)], rng.random()))
+    candidates = list(
+        real.filter(decoys__isnull=True, generator_id=generator, prompt_id=prompt).values_list("pk", flat=True)[:50]
+    )
+    return Population.objects.get(pk=rng.choice(candidates))
+
+
 def _gold_comparison(
     campaign: Campaign, participant: Participant, history: _History, now: datetime, rng: random.Random
 ) -> Comparison | None:
-    """A real population of the campaign beside a degraded copy of itself, sides at random; None if none ready."""
-    real = Population.objects.filter(
-        status=Population.Status.READY,
-        size=campaign.population_size,
-        generator__in=campaign.generators.filter(is_active=True).values("pk"),
-        prompt__in=campaign.prompts.values("pk"),
-    )
-    decoys = [
-        (pk, source, prompt_id)
-        for pk, source, prompt_id in Population.objects.filter(
-            decoy_of__in=real.values("pk"), status=Population.Status.READY
-        )
-        .order_by("-pk")
-        .values_list("pk", "decoy_of_id", "prompt_id")[: 5 * GOLD_DECOY_POOL]
-        if frozenset((pk, source)) not in history.seen
-    ]
-    if len(decoys) < GOLD_DECOY_POOL:
-        fresh = list(real.filter(decoys__isnull=True).order_by("-ready_at").values_list("pk", flat=True)[:20])
-        if fresh:
-            source = Population.objects.get(pk=rng.choice(fresh))
+    """A real population of the campaign beside a degraded copy of itself, sides at random; None if none ready.
+
+    The real side is drawn evenly over the source generators first, then over their decoys, so no
+    generator is the usual gold source (see `_fresh_gold_source`).
+    """
+    real = gold_sources(campaign)
+    unseen: dict[int, list[tuple[int, int, int]]] = {}
+    for pk, source_pk, prompt_id, generator_id in Population.objects.filter(
+        decoy_of__in=real.values("pk"), status=Population.Status.READY
+    ).values_list("pk", "decoy_of_id", "prompt_id", "decoy_of__generator_id"):
+        if frozenset((pk, source_pk)) not in history.seen:
+            unseen.setdefault(generator_id, []).append((pk, source_pk, prompt_id))
+    if sum(map(len, unseen.values())) < GOLD_DECOY_POOL:
+        source = _fresh_gold_source(real, rng)
+        if source is not None:
             decoy = get_or_create_decoy(population=source)
-            decoys.append((decoy.pk, source.pk, decoy.prompt_id))
-    if not decoys:
+            unseen.setdefault(source.generator_id, []).append((decoy.pk, source.pk, decoy.prompt_id))
+    if not unseen:
         return None
-    decoy_pk, source_pk, prompt_id = rng.choice(decoys)
+    decoy_pk, source_pk, prompt_id = rng.choice(unseen[rng.choice(sorted(unseen))])
     return _create(
         campaign=campaign,
         participant=participant,
@@ -201,6 +239,7 @@ def _campaign_populations(campaign: Campaign) -> QuerySet[Population]:
     )
 
 
+# Restates ComparisonQuerySet.preferences (not gold, not a repeat) in its WHERE clause.
 # The ORM spent about 8 ms of CPU building this statement (its Least/Greatest/filtered-Count
 # expressions compare themselves by signature binding), ten times what the database takes to
 # run it, on every issue; written out, it costs nothing to build. Portable SQL: PostgreSQL and SQLite.
@@ -347,9 +386,7 @@ def issue_comparison(
     now = now or timezone.now()
     rng = rng or random.SystemRandom()
     if not campaign.is_open:
-        raise ApplicationError(
-            f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed", status=409
-        )
+        raise Conflict(f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed")
     history = _history(campaign, participant, now)
     if campaign.participant_quota is not None and history.voted >= campaign.participant_quota:
         raise Conflict(
@@ -408,11 +445,11 @@ def _held_comparison(*, token: str, participant: Participant, now: datetime) -> 
     except Comparison.DoesNotExist:
         raise NotFound("no comparison with this token") from None
     if comparison.participant_id != participant.pk:
-        raise ApplicationError("this comparison was issued to another participant", code="forbidden", status=403)
+        raise Forbidden("this comparison was issued to another participant")
     if comparison.status == Comparison.Status.VOTED:
         raise Conflict("this comparison has already been voted on", code="already_voted")
     if comparison.status == Comparison.Status.EXPIRED or comparison.lease_until <= now:
-        raise ApplicationError("this comparison expired; ask for the next one", code="expired", status=410)
+        raise Gone("this comparison expired; ask for the next one", code="expired")
     return comparison
 
 
@@ -478,12 +515,8 @@ def recount_tallies(*, campaign: Campaign) -> int:
     """Rebuild a campaign's pair tallies from its votes, leaving out flagged participants; returns votes counted."""
     PairTally.objects.filter(campaign=campaign).delete()
     votes = (
-        Vote.objects.filter(
-            comparison__campaign=campaign,
-            comparison__participant__is_flagged=False,
-            comparison__is_gold=False,
-            comparison__repeat_of__isnull=True,
-        )
+        Vote.objects.counted()
+        .filter(comparison__campaign=campaign)
         .select_related("comparison__prompt", "comparison__left_population", "comparison__right_population")
         .order_by("comparison_id")
     )
@@ -580,11 +613,10 @@ def cast_votes(
     since_issue_ms = max(0, int((now - comparison.issued_at).total_seconds() * 1000))
     floor = settings.VOTE_MIN_DWELL_MS
     if since_issue_ms < floor:
-        raise ApplicationError(
+        raise Conflict(
             f"this comparison was issued {since_issue_ms} ms ago; a vote can come only after its images "
             f"have been shown (at least {floor} ms)",
             code="too_early",
-            status=409,
         )
     dwell_ms = min(dwell_ms, since_issue_ms)
     quota = comparison.campaign.participant_quota
@@ -607,7 +639,7 @@ def cast_votes(
     # Flagged participants' votes are kept and marked, but leaderboards leave them out; gold checks
     # and side-swapped repeats measure the participant, not the generators.
     sides = _sides(comparison)
-    if not (participant.is_flagged or comparison.is_gold or comparison.repeat_of_id is not None):
+    if comparison.counts(participant):
         _record_tallies(
             campaign_id=comparison.campaign_id,
             left=sides.left_generator_id,
@@ -621,4 +653,4 @@ def cast_votes(
     votes_cast = Comparison.objects.filter(
         campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
     ).count()
-    return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast)
+    return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast, campaign_id=comparison.campaign_id)

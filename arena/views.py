@@ -2,38 +2,31 @@
 
 from __future__ import annotations
 
-import csv
 from urllib.parse import quote
 
 from django.conf import settings
-from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from annotation.crowd import MTURK_PARAMS, PROLIFIC_PARAMS, is_mturk_preview
 from annotation.models import Campaign, Participant
-from annotation.permissions import can_manage_campaign
-from annotation.quality import QUALITY_CSV_FIELDS
 from annotation.selectors import get_campaign, get_preview_sample
 from annotation.services import (
-    MTURK_PARAMS,
-    PROLIFIC_PARAMS,
+    AlreadyTookPart,
+    CrowdOnly,
     admit_to_campaign,
-    apply_quality_flags,
-    is_mturk_preview,
-    resolve_participant,
+    get_crowd_admission,
 )
+from arena.admission import admit_to_complete, admit_to_vote
 from arena.selectors import (
     count_votes_cast,
     default_criterion,
     get_categories,
     get_comparison_payload,
     get_leaderboard,
-    get_quality_reports,
     get_queue_summary,
 )
-from arena.services import NothingReady, issue_comparison, recount_tallies
+from arena.services import NothingReady, issue_comparison
 from core.errors import ApplicationError
 from core.middleware import allow_mturk_framing
 
@@ -49,10 +42,14 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
     entry = {key: request.GET[key] for key in ENTRY_PARAMS if request.GET.get(key)}
     if is_mturk_preview(entry):
         # A worker previewing the HIT: the task read-only, with no participant and no comparison made.
-        preview = {"campaign": campaign, "criteria": list(campaign.criteria.all())}
-        preview["sample"] = get_preview_sample(campaign=campaign)
-        return allow_mturk_framing(render(request, "arena/preview.html", preview))
-    participant = resolve_participant(session=request.session, user=request.user, entry_params=entry)
+        return allow_mturk_framing(_preview(request, campaign))
+    try:
+        participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user, entry_params=entry)
+    except ApplicationError as exc:  # CrowdOnly, AlreadyTookPart
+        if isinstance(exc, CrowdOnly) and request.user.is_staff:
+            # Staff see what the crowd will see, and cannot vote: a preview never counts.
+            return _preview(request, campaign, staff=True)
+        return render(request, "arena/take-part.html", {"message": exc.message, "campaign": campaign}, status=403)
     context = {"campaign": campaign, "criteria": list(campaign.criteria.all()), "comparison": None, "waiting": None}
     try:
         comparison = issue_comparison(campaign=campaign, participant=participant)
@@ -67,6 +64,16 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
         )
     response = render(request, "arena/vote.html", context)
     return allow_mturk_framing(response) if participant.kind == Participant.Kind.MTURK else response
+
+
+def _preview(request: HttpRequest, campaign: Campaign, *, staff: bool = False) -> HttpResponse:
+    context = {
+        "campaign": campaign,
+        "criteria": list(campaign.criteria.all()),
+        "sample": get_preview_sample(campaign=campaign),
+        "staff": staff,
+    }
+    return render(request, "arena/preview.html", context)
 
 
 def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
@@ -92,10 +99,10 @@ def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
     """Where a participant lands after the quota: their code, or the crowd platform's hand-back."""
     try:
         campaign = get_campaign(slug=slug)
-        admit_to_campaign(campaign=campaign, session=request.session)
+        participant = admit_to_complete(campaign=campaign, session=request.session, user=request.user)
     except ApplicationError as exc:
-        return render(request, "arena/unavailable.html", {"message": exc.message}, status=exc.status)
-    participant = resolve_participant(session=request.session, user=request.user)
+        template = "arena/take-part.html" if isinstance(exc, CrowdOnly | AlreadyTookPart) else "arena/unavailable.html"
+        return render(request, template, {"message": exc.message}, status=exc.status)
     response = _completion_response(request, campaign, participant)
     # An MTurk worker is still inside MTurk's frame, and the hand-back form goes to MTurk.
     return allow_mturk_framing(response) if participant.kind == Participant.Kind.MTURK else response
@@ -116,47 +123,14 @@ def _completion_response(request: HttpRequest, campaign: Campaign, participant: 
     if participant.kind == Participant.Kind.PROLIFIC and code:
         return redirect(PROLIFIC_COMPLETION_URL.format(code=quote(code)))
     if participant.kind == Participant.Kind.MTURK:
-        params = participant.entry_params
-        submit_to = params.get("turkSubmitTo", "").rstrip("/")
-        if submit_to not in settings.MTURK_SUBMIT_ORIGINS:
+        # The raw assignment id lives in this session only (the database keeps it hashed).
+        admission = get_crowd_admission(campaign=campaign, session=request.session) or {}
+        submit_to = str(admission.get("submit_to", "")).rstrip("/")
+        if submit_to not in settings.MTURK_SUBMIT_ORIGINS or not admission.get("assignment_id"):
             context["error"] = "This MTurk assignment came without a valid turkSubmitTo; contact the requester."
         else:
             context["mturk"] = {
                 "action": f"{submit_to}/mturk/externalSubmit",
-                "assignment_id": params.get("assignmentId", ""),
+                "assignment_id": admission["assignment_id"],
             }
     return render(request, "arena/complete.html", context)
-
-
-@staff_member_required
-def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
-    """Staff: every participant's quality signals, agreement per criterion, a CSV, and applying flags."""
-    campaign = get_campaign(slug=slug)
-    if not can_manage_campaign(request.user, campaign):
-        raise PermissionDenied("only staff and the campaign's researcher may see its quality report")
-    reports, agreement = get_quality_reports(campaign=campaign)
-    if request.method == "POST":
-        flagged = apply_quality_flags(
-            flags={int(r.participant): list(r.reasons) for r in reports if r.flagged}  # type: ignore[call-overload]
-        )
-        recount_tallies(campaign=campaign)
-        messages.success(
-            request,
-            f"{flagged} participant(s) newly flagged; their votes are kept, marked and left out of leaderboards.",
-        )
-        return redirect("quality", slug=slug)
-    if request.GET.get("format") == "csv":
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="{campaign.slug}-quality.csv"'
-        writer = csv.DictWriter(response, fieldnames=QUALITY_CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(report.as_row() for report in reports)
-        return response
-    context = {
-        "campaign": campaign,
-        "fields": QUALITY_CSV_FIELDS,
-        "rows": [report.as_row() for report in reports],
-        "agreement": agreement,
-        "flagged": sum(report.flagged for report in reports),
-    }
-    return render(request, "arena/quality.html", context)

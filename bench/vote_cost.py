@@ -1,11 +1,12 @@
-"""Benchmark (issue 9): CPU, queries and Redis round trips of one comparison (issue + vote), in process.
+"""Benchmark (issues 9, 18): CPU, queries and Redis round trips of one comparison, in process, both paths.
 
 One scripted participant after another asks for a comparison and votes on it through Django's
 ASGI handler (django.test.AsyncClient: the same middleware adaptation and thread hops as uvicorn,
 without the socket), against a scratch site with the load benchmarks' campaign. Reports, per
 request kind: process CPU ms (all threads), wall ms, SQL queries, Redis commands (a pipeline
-counts as one round trip) and the database server's CPU over the run; `--profile FILE` writes
-cProfile stats of the same requests through the WSGI test client (one thread; the ASGI
+counts as one round trip) and the database server's CPU over the run, for the two-request path
+(issue, then vote) and the one-request path (a vote that brings the next comparison) side by side;
+`--profile FILE` writes cProfile stats of the same requests through the WSGI test client (one thread; the ASGI
 handler runs each request's sync part in a thread of its own, which cProfile does not follow).
 
     .venv/bin/python bench/vote_cost.py [--comparisons 400] [--pg postgres://postgres@127.0.0.1:5432]
@@ -78,8 +79,14 @@ class Counts:
         utils.CursorWrapper._execute_with_wrappers = execute_with_wrappers  # type: ignore[method-assign]
 
 
-def run(comparisons: int, participants: int, counts: Counts, *, asgi: bool, profile: Any = None) -> dict[str, Any]:
-    """Issue and vote `comparisons` times, participants taking turns; CPU, queries and round trips per request."""
+def run(
+    comparisons: int, participants: int, counts: Counts, *, asgi: bool, profile: Any = None, one_trip: bool = False
+) -> dict[str, Any]:
+    """Issue and vote `comparisons` times, participants taking turns; CPU, queries and round trips per request.
+
+    With `one_trip`, a vote asks for the next comparison (`next` in its body), as the vote page does:
+    a participant's first comparison is issued, every later one comes with the vote before it.
+    """
     from django.test import AsyncClient, Client
 
     clients: list[Any] = [(AsyncClient if asgi else Client)() for _ in range(participants)]
@@ -92,22 +99,26 @@ def run(comparisons: int, participants: int, counts: Counts, *, asgi: bool, prof
 
     cpu = {"issue": 0.0, "vote": 0.0}
     wall: dict[str, list[float]] = {"issue": [], "vote": []}
+    requests = Counter[str]()
+    pending: dict[int, str] = {}  # participant -> the token of the comparison they hold
+    vote_body = {**VOTES, "dwell_ms": 1000, **({"next": {"exclude": []}} if one_trip else {})}
     pg_before = cpu_seconds(pids_named("postgres"))
     redis_before = cpu_seconds(pids_named("redis-server"))
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    token = ""
     for i in range(comparisons):
-        client = clients[i % participants]
-        for kind in ("issue", "vote"):
+        who = i % participants
+        client = clients[who]
+        for kind in ("vote",) if who in pending else ("issue", "vote"):
             counts.kind = kind
+            requests[kind] += 1
             if profile is not None:
                 profile.enable()
             c0, w0 = time.process_time(), time.perf_counter()
             if kind == "issue":
                 response = post(client, f"/api/v1/campaigns/{CAMPAIGN}/comparisons/next", {})
             else:
-                response = post(client, f"/api/v1/comparisons/{token}/votes", {**VOTES, "dwell_ms": 1000})
+                response = post(client, f"/api/v1/comparisons/{pending.pop(who)}/votes", vote_body)
             cpu[kind] += time.process_time() - c0
             wall[kind].append((time.perf_counter() - w0) * 1000)
             if profile is not None:
@@ -115,8 +126,9 @@ def run(comparisons: int, participants: int, counts: Counts, *, asgi: bool, prof
             counts.kind = ""
             if response.status_code != 200:
                 raise RuntimeError(f"{kind}: {response.status_code} {response.content[:300]!r}")
-            if kind == "issue":
-                token = response.json()["token"]
+            following = response.json() if kind == "issue" else response.json().get("next")
+            if following:
+                pending[who] = following["token"]
     elapsed = time.perf_counter() - started
     loop.close()
     pg_cpu = cpu_seconds(pids_named("postgres")) - pg_before
@@ -124,20 +136,22 @@ def run(comparisons: int, participants: int, counts: Counts, *, asgi: bool, prof
     n = comparisons
 
     def median(values: list[float]) -> float:
-        return round(sorted(values)[len(values) // 2], 2)
+        return round(sorted(values)[len(values) // 2], 2) if values else 0.0
 
     return {
         "handler": "asgi" if asgi else "wsgi",
+        "path": "vote+next (one request per comparison)" if one_trip else "issue, then vote",
         "comparisons": n,
         "participants": participants,
+        "requests_per_comparison": round(sum(requests.values()) / n, 2),
         "load_average_before": round(load_before, 2),
         "seconds": round(elapsed, 1),
         "web_cpu_ms": {k: round(v * 1000 / n, 2) for k, v in cpu.items()}
         | {"per_comparison": round(sum(cpu.values()) * 1000 / n, 2)},
         "wall_ms_median": {k: median(v) for k, v in wall.items()},
-        "queries_per_request": {k: round(counts.queries[k] / n, 2) for k in ("issue", "vote")},
+        "queries_per_comparison": round(sum(counts.queries.values()) / n, 2),
         "sql_statements": {f"{k}:{c}": round(v / n, 2) for (k, c), v in sorted(counts.sql.items())},
-        "redis_round_trips_per_request": {k: round(counts.redis[k] / n, 2) for k in ("issue", "vote")},
+        "redis_round_trips_per_comparison": round(sum(counts.redis.values()) / n, 2),
         "redis_commands": {f"{k}:{c}": round(v / n, 2) for (k, c), v in sorted(counts.redis_commands.items())},
         # Includes any other user of this PostgreSQL server during the run.
         "postgres_cpu_ms_per_comparison": round(pg_cpu * 1000 / n, 2),
@@ -201,10 +215,11 @@ def main() -> None:
         counts.install()
         run(args.warmup, args.participants, counts, asgi=True)
         run(args.warmup, args.participants, counts, asgi=False)
-        for asgi in () if args.no_timing else (True, False):
+        runs = [(asgi, one_trip) for asgi in (True, False) for one_trip in (False, True)]
+        for asgi, one_trip in [] if args.no_timing else runs:
             for counter in (counts.queries, counts.sql, counts.redis, counts.redis_commands):
                 counter.clear()
-            result = run(args.comparisons, args.participants, counts, asgi=asgi)
+            result = run(args.comparisons, args.participants, counts, asgi=asgi, one_trip=one_trip)
             result["backend"] = site.vendor + (" + redis" if args.redis else "")
             print(json.dumps(result, indent=2), flush=True)
         if args.profile:

@@ -23,7 +23,14 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEFAULT_SECRET_KEY = "django-insecure-poparena-local-development-only"  # noqa: S105
 SECRET_KEY = env.str("SECRET_KEY", default=DEFAULT_SECRET_KEY)
-DEBUG = parse_bool("DEBUG", os.environ.get("DEBUG"), default=True)
+
+
+def env_bool(variable: str, *, default: bool) -> bool:
+    """Every boolean variable strictly: a typo such as SECURE_COOKIES=flase must not silently mean False."""
+    return parse_bool(variable, os.environ.get(variable), default=default)
+
+
+DEBUG = env_bool("DEBUG", default=True)
 if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
     fail("SECRET_KEY", "DEBUG is off but SECRET_KEY is the built-in development key; set a secret one")
 
@@ -48,6 +55,7 @@ INSTALLED_APPS = [
     "core",
     "access",
     "generation",
+    "metrics",
     "annotation",
     "arena",
     "exports",
@@ -121,7 +129,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer and cache ------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    if env.bool("REDIS_CHECK_ON_START", default=True):
+    if env_bool("REDIS_CHECK_ON_START", default=True):
         check_redis(REDIS_URL)
     CHANNEL_LAYERS = {
         "default": {
@@ -154,7 +162,7 @@ MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 # Hashed, compressed static files need `collectstatic`; development and tests use the finders.
 _static_backend = (
     "whitenoise.storage.CompressedManifestStaticFilesStorage"
-    if env.bool("STATIC_MANIFEST", default=not DEBUG)
+    if env_bool("STATIC_MANIFEST", default=not DEBUG)
     else "django.contrib.staticfiles.storage.StaticFilesStorage"
 )
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
@@ -163,13 +171,13 @@ if AWS_STORAGE_BUCKET_NAME:
     # it reads AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... from the environment itself.
     _media_storage: dict = {"BACKEND": "storages.backends.s3.S3Storage"}
     AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
-    AWS_QUERYSTRING_AUTH = env.bool("AWS_QUERYSTRING_AUTH", default=True)
+    AWS_QUERYSTRING_AUTH = env_bool("AWS_QUERYSTRING_AUTH", default=True)
 else:
     _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {"default": _media_storage, "staticfiles": {"BACKEND": _static_backend}}
 # Local media files are served by the application itself in the embedded default; a
 # production deployment points MEDIA_URL at object storage or a CDN and turns this off.
-SERVE_MEDIA = env.bool("SERVE_MEDIA", default=not AWS_STORAGE_BUCKET_NAME)
+SERVE_MEDIA = env_bool("SERVE_MEDIA", default=not AWS_STORAGE_BUCKET_NAME)
 
 # --- auth, sessions, security -----------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -188,11 +196,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=102
 # One image a remote generation worker uploads (a 1024 px PNG is a few MB).
 GENERATION_UPLOAD_MAX_BYTES = env.int("GENERATION_UPLOAD_MAX_BYTES", default=16 * 1024 * 1024)
 if not DEBUG:
-    SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=True)
+    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 30)
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-    if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
+    if env_bool("BEHIND_TLS_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LANGUAGE_CODE = "en-us"
@@ -271,3 +279,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Population metrics (issue 14): compute them for each population right after it is stored.
+METRICS_AFTER_GENERATION = env.bool("METRICS_AFTER_GENERATION", default=True)

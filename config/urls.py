@@ -24,7 +24,7 @@ urlpatterns = [
     path("api/v1/", include("annotation.api_urls")),
     path("api/v1/", include("arena.api_urls")),
     path("api/v1/", include("exports.api_urls")),
-    path("staff/", include("annotation.staff_urls")),
+    path("staff/", include("arena.staff_urls")),
     path("", include("annotation.urls")),
     path("", include("arena.urls")),
 ]

@@ -18,6 +18,16 @@ class ApplicationError(Exception):
             self.status = status
 
 
+class Forbidden(ApplicationError):
+    code = "forbidden"
+    status = 403
+
+
+class Gone(ApplicationError):
+    code = "gone"
+    status = 410
+
+
 class NotFound(ApplicationError):
     code = "not_found"
     status = 404

@@ -63,8 +63,9 @@ _USAGE = {
     ),
     w.VOTES_CSV: (
         "`votes.csv` is the raw vote log, one row per vote, with the sides as displayed on that comparison "
-        "and a keyed hash instead of any participant id. It includes gold comparisons and flagged "
-        "participants, marked in their own columns."
+        "and a keyed hash instead of any participant id. As the raw log it keeps every vote: gold comparisons, "
+        "side-swapped repeats and flagged participants' votes are in it, each marked in its own column "
+        "(`is_gold`, `repeat_of_comparison_id`, `participant_flagged`)."
     ),
     w.LEADERBOARD_CSV: (
         "`leaderboard.csv` holds the Bradley-Terry leaderboard of each exported criterion at export time "
@@ -77,8 +78,10 @@ _LIMITS = [
     "pair single images (PopAlign, Pick-a-Pic, KTO) pair image i with image i of the other set: the label "
     "says which *set* won, and any one image pair may disagree with it.",
     "A pair's label is the majority of a few votes; `min_votes` and `min_margin` in the filters say how "
-    "many were required. Votes on gold (known-answer) comparisons are left out of the pair formats; votes "
-    "of participants flagged by quality control are left out unless the filters say otherwise.",
+    "many were required. Votes on gold (known-answer) comparisons and on side-swapped repeats are left out "
+    "of every preference format (all but the raw `votes.csv` log); votes of participants flagged by quality "
+    "control are left out unless the filters say otherwise. The manifest's `counts.votes` names how many "
+    "of each kind there were, and they add up to the votes on the exported criteria.",
     "Sides were shown in random order; each vote is mapped back to the population it chose.",
     "Participants are anonymous volunteers or crowd workers; their demographics are unknown and they "
     "are not a representative sample. Participant ids are keyed hashes, stable within this deployment.",

@@ -262,6 +262,8 @@ class PopulationInfo:
     generator: str
     size: int
     images: tuple[ImageInfo, ...]
+    # The population's measures under the campaign's attribute specs (metrics.selectors.measures_by_population).
+    metrics: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +352,7 @@ def _population_dict(population: PopulationInfo, rating: float | None) -> dict[s
         "rating": None if rating is None else round(rating, 4),
         "size": population.size,
         "images": [image.as_dict() for image in population.images],
+        "metrics": population.metrics,
     }
 
 

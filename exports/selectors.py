@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,12 @@ from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
 from annotation.selectors import get_campaign, get_managed_campaign
-from arena.models import Comparison, Vote
+from arena.models import Comparison, Vote, VoteQuerySet
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
 from exports.writers import VoteLogRecord
 from generation.models import Image, Population, Prompt
+from metrics.config import AttributeSpec
+from metrics.selectors import measures_by_population
 
 # Rows fetched per round trip: large enough to amortise it, small enough to keep memory flat.
 CHUNK_SIZE = 2000
@@ -32,29 +34,31 @@ def get_export_campaign(*, slug: str, user: AbstractBaseUser | AnonymousUser | N
     return get_campaign(slug=slug) if user is None else get_managed_campaign(slug=slug, user=user)
 
 
-def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> QuerySet[Vote]:
+def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> VoteQuerySet:
     return Vote.objects.filter(comparison__campaign=campaign, criterion_id__in=list(criterion_ids))
 
 
 def _pair_votes(campaign: Campaign, criterion_ids: Iterable[int], include_flagged: bool) -> QuerySet[Vote]:
-    # Gold comparisons have a deliberately broken side, and a side-swapped repeat is the same person
-    # judging the same pair again: both score participants, they are not preference data.
-    votes = _votes(campaign, criterion_ids).filter(comparison__is_gold=False, comparison__repeat_of__isnull=True)
-    if not include_flagged:
-        votes = votes.filter(comparison__participant__is_flagged=False)
-    return votes
+    votes = _votes(campaign, criterion_ids)
+    return votes.preferences() if include_flagged else votes.counted()
 
 
 def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str, int]:
-    """All votes on the criteria, and how many of them are on gold comparisons or by flagged participants."""
-    ids = list(criterion_ids)
-    votes = _votes(campaign, ids)
-    flagged = votes.filter(comparison__is_gold=False, comparison__participant__is_flagged=True)
-    return {
+    """All votes on the criteria, split into disjoint kinds that add up to `all`.
+
+    `gold` (votes on gold comparisons), `repeats` (side-swapped repeats), `flagged_participants`
+    (the rest, cast by flagged participants) and `counted` (everything else: what a leaderboard ranks).
+    """
+    votes = _votes(campaign, criterion_ids)
+    counts = {
         "all": votes.count(),
         "gold": votes.filter(comparison__is_gold=True).count(),
-        "flagged_participants": flagged.count(),
+        "repeats": votes.filter(comparison__is_gold=False, comparison__repeat_of__isnull=False).count(),
+        "preferences": votes.preferences().count(),
+        "counted": votes.counted().count(),
     }
+    counts["flagged_participants"] = counts.pop("preferences") - counts["counted"]
+    return counts
 
 
 def iter_pair_votes(
@@ -95,8 +99,13 @@ def get_prompts(*, prompt_ids: Iterable[int]) -> dict[int, PromptInfo]:
     return {pk: PromptInfo(pk, caption, category) for pk, caption, category in rows}
 
 
-def get_populations(*, population_ids: Iterable[int]) -> dict[int, PopulationInfo]:
-    """Populations with their generator's name and their images in generation order: two queries per batch."""
+def get_populations(
+    *, population_ids: Iterable[int], attributes: Sequence[AttributeSpec] = ()
+) -> dict[int, PopulationInfo]:
+    """Populations with their generator's name and their images in generation order: two queries per batch.
+
+    With `attributes` (the campaign's metric specs) each carries its stored measures, two queries more.
+    """
     ids = list(population_ids)
     images: dict[int, list[ImageInfo]] = {pk: [] for pk in ids}
     rows = (
@@ -108,7 +117,11 @@ def get_populations(*, population_ids: Iterable[int]) -> dict[int, PopulationInf
     for population_id, *fields in rows:
         images[population_id].append(make(*fields))
     populations = Population.objects.filter(pk__in=ids).values_list("pk", "generator__name", "size")
-    return {pk: PopulationInfo(pk, generator, size, tuple(images[pk])) for pk, generator, size in populations}
+    measured = measures_by_population(ids, attributes=attributes) if attributes else {}
+    return {
+        pk: PopulationInfo(pk, generator, size, tuple(images[pk]), measured.get(pk))
+        for pk, generator, size in populations
+    }
 
 
 def iter_vote_log(
@@ -213,3 +226,28 @@ def list_exports(*, root: Path, slug: str) -> list[dict[str, Any]]:
             }
         )
     return sorted(found, key=lambda e: (str(e["created_at"] or ""), e["name"]), reverse=True)
+
+
+# --- population metrics as flat columns (votes-csv) ---------------------------------------------------------
+
+SET_MEASURE_COLUMNS = ("vendi", "faithfulness", "clip_score")
+
+
+def measure_columns(attributes: Sequence[AttributeSpec]) -> list[str]:
+    """The flat measure columns of a campaign: each attribute's discrepancy and entropy, then the set measures."""
+    return [f"{a.name}_{m}" for a in attributes for m in ("discrepancy", "entropy")] + list(SET_MEASURE_COLUMNS)
+
+
+def get_measure_values(
+    votes: Sequence[VoteLogRecord], attributes: Sequence[AttributeSpec]
+) -> dict[int, dict[str, float | None]]:
+    """Population id -> {measure column: value} for both sides of every vote in a chunk."""
+    ids = {pid for v in votes for pid in (v.left_population_id, v.right_population_id)}
+    out: dict[int, dict[str, float | None]] = {}
+    for pid, measured in measures_by_population(ids, attributes=attributes).items():
+        values: dict[str, float | None] = {name: measured[name] for name in SET_MEASURE_COLUMNS}
+        for name, row in measured["attributes"].items():
+            values[f"{name}_discrepancy"] = row["discrepancy"]
+            values[f"{name}_entropy"] = row["entropy"]
+        out[pid] = values
+    return out

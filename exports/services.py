@@ -46,6 +46,7 @@ from exports.rows import (
     split_for,
 )
 from generation.models import Image
+from metrics.config import AttributeSpec
 
 logger = logging.getLogger(__name__)
 
@@ -368,9 +369,10 @@ def _resolve_batch(
     criteria: dict[int, str],
     ratings: dict[str, dict[str, float]],
     validation_fraction: float,
+    attributes: Sequence[AttributeSpec] = (),
 ) -> Iterator[list[PairRow]]:
     population_ids = {pid for group in groups for p in group for pid in (p.left_population_id, p.right_population_id)}
-    populations = selectors.get_populations(population_ids=population_ids)
+    populations = selectors.get_populations(population_ids=population_ids, attributes=attributes)
     prompts = selectors.get_prompts(prompt_ids={group[0].prompt_id for group in groups})
     for group in groups:
         prompt = prompts[group[0].prompt_id]
@@ -415,6 +417,7 @@ def iter_pair_rows(
     tally = tally if tally is not None else _Tally()
     progress = progress or _NoProgress()
     keys = {c.pk: c.key for c in criteria}
+    attributes = campaign.attribute_specs()
     votes = selectors.iter_pair_votes(campaign=campaign, criterion_ids=keys, include_flagged=include_flagged)
     batch: list[list[JudgedPair]] = []
     batch_pairs = 0
@@ -430,7 +433,7 @@ def iter_pair_rows(
                 batch_pairs += len(group)
                 group = []
             if batch_pairs >= PAIR_BATCH:
-                yield from _resolve_batch(batch, keys, ratings, validation_fraction)
+                yield from _resolve_batch(batch, keys, ratings, validation_fraction, attributes)
                 batch, batch_pairs = [], 0
             prompt_id = pair.prompt_id
         reason = pair_filter.drop_reason(pair)
@@ -441,7 +444,7 @@ def iter_pair_rows(
     if group:
         batch.append(group)
     if batch:
-        yield from _resolve_batch(batch, keys, ratings, validation_fraction)
+        yield from _resolve_batch(batch, keys, ratings, validation_fraction, attributes)
 
 
 # --- writing ----------------------------------------------------------------------------------------------
@@ -492,10 +495,9 @@ def _pair_export(
         # Labels are per image over all kept pairs, so KTO rows are written in a second pass.
         kto_labels = w.KtoLabels(selectors.max_population_id(campaign=campaign))
     votes = selectors.count_votes(campaign=campaign, criterion_ids=[c.pk for c in plan.criteria])
-    flagged = 0 if options.include_flagged else votes["flagged_participants"]
     tally = _Tally()
     copy = spec.copies_images and options.copy_images
-    bar = progress(votes["all"] - votes["gold"] - flagged, "vote")
+    bar = progress(votes["counted"] + (votes["flagged_participants"] if options.include_flagged else 0), "vote")
     try:
         for group in iter_pair_rows(
             campaign=campaign,
@@ -530,10 +532,16 @@ def _pair_export(
         bar.close()
         source.close()
     counts: dict[str, Any] = {
+        # Disjoint: on_exported_criteria = counted + flagged participants' + gold + repeats, and `read`
+        # is the counted votes (plus the flagged participants' where the filters include them).
         "votes": {
             "on_exported_criteria": votes["all"],
+            "counted": votes["counted"],
+            "flagged_participants_" + ("included" if options.include_flagged else "excluded"): (
+                votes["flagged_participants"]
+            ),
             "gold_excluded": votes["gold"],
-            "flagged_participants_excluded": flagged,
+            "repeats_excluded": votes["repeats"],
             "read": tally.votes_read,
         },
         "pairs": {
@@ -783,6 +791,17 @@ def _write(
         "counts": counts,
         "ratings": ratings,
         "warnings": warnings,
+        # What produced each side's measures (population-jsonl's "metrics"): backend, model and class list.
+        "metrics": [
+            {
+                "name": a.name,
+                "backend": a.backend,
+                "model": a.model or None,
+                "classes": list(a.classes),
+                "target": a.target,
+            }
+            for a in campaign.attribute_specs()
+        ],
     }
     if missing:
         manifest["missing_images"] = [{"name": n, "problem": why} for n, why in missing.items()]
@@ -817,7 +836,8 @@ def _votes_export(
 ) -> dict[str, Any]:
     ids = [c.pk for c in plan.criteria]
     counts = selectors.count_votes(campaign=campaign, criterion_ids=ids)
-    writer = w.VotesCsvWriter(folder, hasher)
+    attributes = campaign.attribute_specs()
+    writer = w.VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes))
     bar = progress(counts["all"], "vote")
     try:
         votes = selectors.iter_vote_log(campaign=campaign, criterion_ids=ids)
@@ -825,11 +845,14 @@ def _votes_export(
             chunk = [v for _, v in zip(range(selectors.CHUNK_SIZE), votes, strict=False)]
             if not chunk:
                 break
-            bar.update(writer.write_many(chunk))
+            measures = selectors.get_measure_values(chunk, attributes) if attributes else None
+            bar.update(writer.write_many(chunk, measures))
     finally:
         bar.close()
     rows = writer.close()
-    return {"votes": {"on_exported_criteria": counts["all"], "gold": counts["gold"]}, "rows": rows}
+    # The raw log keeps every vote, each marked; these add up to on_exported_criteria.
+    kinds = ("counted", "flagged_participants", "gold", "repeats")
+    return {"votes": {"on_exported_criteria": counts["all"], **{k: counts[k] for k in kinds}}, "rows": rows}
 
 
 def _leaderboard_export(

@@ -9,7 +9,7 @@ import math
 import os
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -163,7 +163,8 @@ class PopulationJsonlWriter:
         rounded = "null" if rating is None else _dumps(round(rating, 4))
         return (
             f'{{"population_id":{population.population_id},"generator":{_string(population.generator)},'
-            f'"rating":{rounded},"size":{population.size},"images":{self._images_json(population)}}}'
+            f'"rating":{rounded},"size":{population.size},"images":{self._images_json(population)},'
+            f'"metrics":{_dumps(population.metrics)}}}'
         )
 
     def _line(self, row: PairRow, prompt: str) -> str:
@@ -776,14 +777,26 @@ class VoteLogRecord(NamedTuple):
 
 
 class VotesCsvWriter:
-    def __init__(self, folder: Path, hasher: ParticipantHasher) -> None:
+    """votes.csv; `measure_columns` (e.g. colour_discrepancy, vendi) add left_X and right_X after the fixed columns."""
+
+    def __init__(self, folder: Path, hasher: ParticipantHasher, measure_columns: Sequence[str] = ()) -> None:
         self._file = open(folder / VOTES_FILE, "w", encoding="utf-8", newline="")  # noqa: SIM115
         self._writer = csv.writer(self._file, lineterminator="\n")
-        self._writer.writerow(VOTES_COLUMNS)
+        self._measures = list(measure_columns)
+        sides = [f"{side}_{name}" for side in ("left", "right") for name in self._measures]
+        self._writer.writerow(VOTES_COLUMNS + sides)
         self._hasher = hasher
         self.rows = 0
 
-    def write_many(self, votes: Iterable[VoteLogRecord]) -> int:
+    def _measured(self, measures: Mapping[int, Mapping[str, float | None]], population_id: int) -> list[object]:
+        values = measures.get(population_id, {})
+        return ["" if (value := values.get(name)) is None else round(float(value), 6) for name in self._measures]
+
+    def write_many(
+        self, votes: Iterable[VoteLogRecord], measures: Mapping[int, Mapping[str, float | None]] | None = None
+    ) -> int:
+        """Write votes; `measures` maps a population id to its value of each measure column (blank if absent)."""
+        measures = measures or {}
         hashed = self._hasher.hex
         count = 0
         rows = []
@@ -810,6 +823,8 @@ class VotesCsvWriter:
                     v.dwell_ms,
                     int(v.is_gold),
                     "" if v.repeat_of_id is None else v.repeat_of_id,
+                    *self._measured(measures, v.left_population_id),
+                    *self._measured(measures, v.right_population_id),
                 )
             )
             count += 1

@@ -38,6 +38,13 @@ class Generator(TimestampedModel):
     is_offline_standin = models.BooleanField(
         default=False, help_text="A built-in offline model, not a real text-to-image generator."
     )
+    gold_source = models.BooleanField(
+        default=True,
+        help_text=(
+            "May be the real side of a gold check. Off for generators whose own images are noise: "
+            "beside a degraded copy of noise, neither side is plainly the broken one."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:

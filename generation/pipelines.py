@@ -180,7 +180,7 @@ def _bytes_to_unicode() -> list[str]:
     return [chr(c) for c in cs]
 
 
-def _write_tiny_tokenizer(folder: Path) -> Any:
+def write_tiny_tokenizer(folder: Path) -> Any:
     from transformers import CLIPTokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def _save_tiny_pipeline(folder: Path, init_seed: int, palette: tuple[float, floa
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(init_seed)
-    tokenizer = _write_tiny_tokenizer(folder / "tokenizer")
+    tokenizer = write_tiny_tokenizer(folder / "tokenizer")
     vae_channels = (16, 32, 32, 32)
     # Four VAE blocks give SD's real downsampling factor of 8, so the size rules match real models.
     vae = AutoencoderKL(
@@ -397,7 +397,7 @@ def _short(exc: BaseException) -> str:
     return first if len(first) <= 300 else first[:297] + "..."
 
 
-def _looks_like_path(source: str) -> bool:
+def looks_like_path(source: str) -> bool:
     # Hub ids are "owner/name"; anything absolute, relative-dotted or home-based is meant as a folder.
     return source.startswith(("/", "./", "../", "~", "\\")) or os.path.isabs(source) or Path(source).exists()
 
@@ -432,7 +432,7 @@ def load_pipeline(spec: PipelineSpec, *, device: str, cache_dir: Path) -> Diffus
     """Load the pipeline `spec` names onto `device`; PipelineError says why when it cannot."""
     device = resolve_device(device)
     source = resolve_source(spec, cache_dir)
-    if _looks_like_path(source):
+    if looks_like_path(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():
             raise PipelineError(f"cannot load pipeline {spec.source!r}: folder {str(folder)!r} does not exist")

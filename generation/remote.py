@@ -2,27 +2,27 @@
 
 It holds no database connection: a claim's populations arrive as JSON and become unsaved
 model instances carrying what the worker reads (generator source and settings, prompt, seeds).
-The API key comes from the environment, never the command line. Connection failures and 5xx
-answers (a server restarting) are retried with backoff; a 4xx is the server saying no and is
-raised as RemoteQueueError with its message.
+The API key comes from the environment, never the command line. Requests go through requests
+with urllib3's Retry: connection failures, 5xx answers (a server restarting) and 429 (throttled,
+waiting as long as its Retry-After asks) are retried with backoff, so one throttled request does
+not stop a GPU worker; any other 4xx is the server saying no, raised as RemoteQueueError with its
+message.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import secrets
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
 from generation.models import Generator, Population, Prompt
 from generation.services import ImageInput
-
-logger = logging.getLogger("poparena.worker")
 
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
@@ -66,38 +66,44 @@ def population_from_claim(row: dict[str, Any]) -> Population:
 class RemoteQueue:
     """generation.services' six queue functions, as calls to /api/v1/generation/ on `server`."""
 
-    def __init__(self, *, server: str, key: str, timeout_s: float = 60.0, retries: int = 6) -> None:
+    def __init__(
+        self, *, server: str, key: str, timeout_s: float = 60.0, retries: int = 6, backoff_s: float = 0.5
+    ) -> None:
         if not key.startswith("pa_"):
             raise RemoteQueueError("the worker's API key must be a PopArena token (pa_...)")
         self.base = server.rstrip("/") + "/api/v1/generation/"
-        self.key = key
         self.timeout_s = timeout_s
         self.retries = retries
+        retry = Retry(
+            total=retries,
+            backoff_factor=backoff_s,
+            backoff_max=10.0,
+            status_forcelist=(429, 500, 502, 503, 504),
+            # Every call here is safe to repeat: claims, renewals and releases name the worker, and
+            # an upload or failure report for a population no longer held is refused with 409.
+            allowed_methods=None,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        self.session.headers.update({"Authorization": f"Bearer {key}", "Accept": "application/json"})
 
     def _post(self, path: str, body: bytes, content_type: str) -> Any:
-        request = urllib.request.Request(
-            self.base + path,
-            data=body,
-            method="POST",
-            headers={"Authorization": f"Bearer {self.key}", "Content-Type": content_type, "Accept": "application/json"},
-        )
-        delay = 0.5
-        for attempt in range(self.retries + 1):
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    return json.load(response)
-            except urllib.error.HTTPError as error:
-                if error.code < 500:
-                    raise RemoteQueueError(f"{path}: {error.code} {_message(error)}", status=error.code) from None
-                problem = f"{error.code} {_message(error)}"
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-                problem = str(getattr(error, "reason", error))
-            if attempt == self.retries:
-                raise RemoteQueueError(f"{path}: {problem} (gave up after {self.retries + 1} tries)")
-            logger.warning("%s: %s; retrying in %.1fs", path, problem, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
-        raise AssertionError("unreachable")
+        try:
+            response = self.session.post(
+                self.base + path, data=body, headers={"Content-Type": content_type}, timeout=self.timeout_s
+            )
+        except requests.RequestException as error:
+            raise RemoteQueueError(f"{path}: {error} (gave up after {self.retries + 1} tries)") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise RemoteQueueError(
+                f"{path}: {response.status_code} {_message(response)} (gave up after {self.retries + 1} tries)"
+            )
+        if response.status_code >= 400:
+            raise RemoteQueueError(f"{path}: {response.status_code} {_message(response)}", status=response.status_code)
+        return response.json()
 
     def _post_json(self, path: str, payload: dict[str, Any]) -> Any:
         return self._post(path, json.dumps(payload).encode(), "application/json")
@@ -158,8 +164,8 @@ class RemoteQueue:
         return True
 
 
-def _message(error: urllib.error.HTTPError) -> str:
+def _message(response: requests.Response) -> str:
     try:
-        return str(json.load(error)["error"]["message"])
+        return str(response.json()["error"]["message"])
     except Exception:  # not our JSON shape (a proxy's page): the status line says enough
-        return error.reason or "error"
+        return response.reason or "error"

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from core.errors import ApplicationError
 from core.models import sync_object
+from generation import signals
 from generation.image_files import ImageFacts
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.planning import Candidate, Coverage, QueueKey, choose_batch, order_candidates
@@ -40,6 +41,7 @@ class GeneratorSpec:
     settings: dict[str, Any]
     prompt_template: str = "{prompt}"
     is_offline_standin: bool = False
+    gold_source: bool = True
 
 
 @transaction.atomic
@@ -55,6 +57,7 @@ def sync_generator(*, spec: GeneratorSpec) -> tuple[Generator, str]:
             "settings": spec.settings,
             "prompt_template": spec.prompt_template,
             "is_offline_standin": spec.is_offline_standin,
+            "gold_source": spec.gold_source,
         },
     )
 
@@ -354,6 +357,8 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
                 ]
             )
             transaction.on_commit(partial(_announce_ready, population))
+            # After the announcement: metrics and other listeners never delay serving a population.
+            transaction.on_commit(partial(signals.send_population_ready, population.pk))
     except Exception:
         _delete_files(names)
         raise
@@ -464,10 +469,13 @@ def get_or_create_decoy(*, population: Population) -> Population:
     if population.status != Population.Status.READY:
         raise ValueError(f"population {population.pk} is {population.status}, not ready: no decoy of it")
     sources = list(population.images.order_by("index"))
+    # Every copy is made from the set's first picture, so the decoy is also the least varied set: plainly
+    # worse on a diversity question as well as on quality, whatever the real set shows.
+    with sources[0].file.open("rb") as handle:
+        first = handle.read()
     inputs = []
     for image in sources:
-        with image.file.open("rb") as handle:
-            data, extension = degrade_image(handle.read(), seed=image.seed)
+        data, extension = degrade_image(first, seed=image.seed)
         inputs.append(
             ImageInput(
                 index=image.index,

@@ -27,7 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol, TextIO
 
-from generation import services
+from generation import services, signals
 from generation.models import Population
 from generation.pipelines import (
     GeneratedImage,
@@ -264,9 +264,10 @@ class GenerationWorker:
             for item, generated in finished
         ]
         try:
-            stored = self.queue.store_population(
-                worker=self.name, population_id=population.pk, images=images, generation_ms=generation_ms
-            )
+            with signals.on_device(self.device):
+                stored = self.queue.store_population(
+                    worker=self.name, population_id=population.pk, images=images, generation_ms=generation_ms
+                )
         except ValueError as exc:  # the images were refused (a remote server's 400): this attempt failed
             self._fail(population, f"the images could not be stored: {exc}")
             return

@@ -26,6 +26,9 @@ from access.services import create_api_token
 from tests.arena.conftest import arena_campaign  # noqa: F401 (the fixture, shared)
 from tests.exports.conftest import exports_root  # noqa: F401
 
+# Runs once in CI, on PostgreSQL + Redis (see .ci/run); the fast suite runs on both databases.
+pytestmark = pytest.mark.slow
+
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 

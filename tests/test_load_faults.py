@@ -26,6 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load_faults import LoadOptions, run_scenario, scenario_site, verdict  # noqa: E402
 
+# Runs once in CI, on PostgreSQL + Redis (see .ci/run); the fast suite runs on both databases.
+pytestmark = pytest.mark.slow
+
 PARTICIPANTS = 20
 SECONDS = 5.0
 

@@ -9,6 +9,9 @@ import pytest
 
 from tests.servers import asgi_server, manage, server_env
 
+# Runs once in CI, on PostgreSQL + Redis (see .ci/run); the fast suite runs on both databases.
+pytestmark = pytest.mark.slow
+
 
 def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (local test server)

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-OVERRIDDEN = ("DATABASE_URL", "REDIS_URL", "DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
+OVERRIDDEN = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DEBUG",
+    "SECRET_KEY",
+    "DJANGO_SETTINGS_MODULE",
+    "SECURE_COOKIES",
+    "SERVE_MEDIA",
+)
 
 
 def manage(tmp_path: Path, *args: str, **environment: str) -> subprocess.CompletedProcess[str]:
@@ -37,6 +45,10 @@ def manage(tmp_path: Path, *args: str, **environment: str) -> subprocess.Complet
         ({"REDIS_URL": "http://127.0.0.1:6379"}, "REDIS_URL", "is not a Redis URL"),
         ({"DEBUG": "false"}, "SECRET_KEY", "DEBUG is off but SECRET_KEY is the built-in development key"),
         ({"DEBUG": "maybe"}, "DEBUG", "is not a boolean"),
+        # Every boolean, not only DEBUG: a typo must not quietly turn a safety off.
+        ({"DEBUG": "false", "SECRET_KEY": "s" * 50, "SECURE_COOKIES": "flase"}, "SECURE_COOKIES", "is not a boolean"),
+        ({"SERVE_MEDIA": "yes please"}, "SERVE_MEDIA", "is not a boolean"),
+        ({"STATIC_MANIFEST": "2"}, "STATIC_MANIFEST", "is not a boolean"),
     ],
 )
 def test_bad_environment_fails_at_start_with_one_line_naming_the_variable(tmp_path, environment, variable, detail):

@@ -155,7 +155,10 @@
     // is fetched once the server has the vote (a participant holds at most two at a time).
     const ahead = last ? null : nextReady;
     if (ahead) render(ahead, false);
-    const result = await post(urls.votes(comparison.token), { votes, dwell_ms: dwell });
+    // The vote brings the comparison after the one now on screen: one request per comparison.
+    const body = { votes, dwell_ms: dwell };
+    if (!last) body.next = { exclude: ahead ? [ahead.token] : [] };
+    const result = await post(urls.votes(comparison.token), body);
     if (!result.ok) {
       const message = result.data && result.data.error ? result.data.error.message : "Your vote could not be sent.";
       if (result.data && result.data.error && result.data.error.code === "quota_reached") {
@@ -177,8 +180,21 @@
       setTimeout(() => (location.href = arena.dataset.doneUrl), REVEAL_MS / 2);
       return;
     }
+    const following = result.data.next || null;
+    if (following) preload(following);
     if (ahead) {
-      if (current === ahead && !next) next = prefetch(ahead.token);
+      if (current === ahead && !next) {
+        if (following) {
+          nextReady = following;
+          next = Promise.resolve(following);
+        } else {
+          next = prefetch(ahead.token);
+        }
+      }
+      return;
+    }
+    if (following) {
+      render(following);
       return;
     }
     advance();

@@ -166,8 +166,12 @@ def test_crowd_entry_parameters_resume_the_same_participant_and_keep_no_raw_id(c
 
     Client().get(entry)  # re-entry from another browser
     crowd = Participant.objects.get(kind="prolific")
-    assert crowd.entry_params == {"STUDY_ID": "s1", "SESSION_ID": "x9"}
-    assert "worker-123" not in json.dumps(list(Participant.objects.values()), default=str)
+    # The study id names the researcher's study and is kept; the session id is a keyed hash, like the worker's.
+    assert crowd.entry_params["STUDY_ID"] == "s1"
+    assert len(crowd.entry_params["SESSION_ID"]) == 64
+    stored = json.dumps(list(Participant.objects.values()), default=str)
+    assert "worker-123" not in stored
+    assert "x9" not in stored
 
 
 @pytest.mark.parametrize("size", [1, 9])
@@ -227,3 +231,38 @@ def test_a_campaign_changed_by_another_server_process_is_read_again(client, aren
     cache.delete(CAMPAIGNS_VERSION_KEY)
     assert get_live_campaign(slug="study").status == "closed"
     assert next_comparison(client).json()["error"]["code"] == "campaign_closed"
+
+
+def test_a_vote_can_bring_the_next_comparison_in_the_same_round_trip(client, arena_campaign):
+    campaign = arena_campaign(prompts=3, per_queue=3)
+    campaign.participant_quota = 3
+    campaign.save()
+    api = "/api/v1/campaigns/study/comparisons/next"
+    first = client.post(api, {}, content_type="application/json").json()
+    ahead = client.post(api, {"exclude": [first["token"]]}, content_type="application/json").json()
+    body = {**BOTH, "dwell_ms": 900, "next": {"exclude": [ahead["token"]]}}
+    answer = client.post(f"/api/v1/comparisons/{first['token']}/votes", body, content_type="application/json").json()
+    # The reveal, and behind the prefetched one, the comparison after it: one request per comparison.
+    assert answer["votes_cast"] == 1
+    following = answer["next"]
+    assert answer["next_error"] is None
+    assert following["token"] not in (first["token"], ahead["token"])
+    assert set(following) >= {"token", "prompt", "criteria", "left", "right", "expires_at"}
+    assert "generator" not in json.dumps(following)
+    for token in (ahead["token"], following["token"]):
+        body = {**BOTH, "dwell_ms": 900, "next": {"exclude": []}}
+        last = client.post(f"/api/v1/comparisons/{token}/votes", body, content_type="application/json")
+        assert last.status_code == 200
+    # At the quota the vote is stored and the next one is refused with the reason, not an error.
+    assert last.json()["next"] is None
+    assert last.json()["next_error"]["code"] == "quota_reached"
+    assert Comparison.objects.filter(status="voted").count() == 3
+
+
+def test_without_asking_the_reveal_has_no_next(client, arena_campaign):
+    arena_campaign()
+    token = client.post("/api/v1/campaigns/study/comparisons/next", {}, content_type="application/json").json()["token"]
+    answer = client.post(
+        f"/api/v1/comparisons/{token}/votes", {**BOTH, "dwell_ms": 900}, content_type="application/json"
+    )
+    assert set(answer.json()) == {"left", "right", "votes_cast"}

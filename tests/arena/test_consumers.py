@@ -83,3 +83,30 @@ async def test_the_queue_socket_needs_a_session_admitted_to_the_campaign():
     )
     assert connected
     await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_queue_socket_of_a_crowd_campaign_needs_a_session_that_arrived_from_the_crowd():
+    from asgiref.sync import sync_to_async
+
+    from annotation.models import Campaign
+
+    def admitted_session() -> str:
+        from django.contrib.sessions.backends.db import SessionStore
+
+        from annotation.crowd import CrowdEntry
+        from annotation.services import enter_crowd
+
+        session = SessionStore()
+        campaign = Campaign.objects.get(slug="paid-study")
+        entry = CrowdEntry("prolific", "p-1", "session-1", "study-1")
+        enter_crowd(campaign=campaign, session=session, entry=entry, quota_reached=lambda participant: False)
+        session.save()
+        return session.session_key or ""
+
+    await sync_to_async(CampaignFactory)(slug="paid-study", access=Campaign.Access.PROLIFIC)
+    communicator, connected = await queue_socket("paid-study", await sync_to_async(visitor_session)())
+    assert not connected  # a participant, but not from Prolific
+    communicator, connected = await queue_socket("paid-study", await sync_to_async(admitted_session)())
+    assert connected
+    await communicator.disconnect()

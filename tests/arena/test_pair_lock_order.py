@@ -74,6 +74,9 @@ def test_issuing_a_pair_waits_for_a_rival_holding_its_rows_instead_of_deadlockin
     deadline = time.monotonic() + 10
     while not _waiting_for_a_lock() and time.monotonic() < deadline:
         time.sleep(0.05)
+    # The issuer really queued behind the rival's row lock: otherwise this test proves nothing.
+    assert _waiting_for_a_lock(), "the issuer never waited for the rival's lock"
+    assert issuer.is_alive()
     release.set()  # the rival now wants the high row: free only if the issue did not take it first
     for thread in (rival_thread, issuer):
         thread.join(30)

@@ -196,3 +196,55 @@ def test_the_api_answers_a_too_early_vote_with_a_clear_409(arena_campaign, clien
     assert response.json()["error"]["code"] == "too_early"
     assert "at least 60000 ms" in response.json()["error"]["message"]
     assert not Vote.objects.exists()
+
+
+def test_gold_sources_spread_over_eligible_generators_and_prompts_never_noise_or_excluded(arena_campaign):
+    from django.utils import timezone
+    from scipy.stats import chisquare
+
+    campaign = arena_campaign(generators=5, prompts=4, per_queue=4, votes_per_pair=30)
+    g0, g1, g2, noise, excluded = campaign.generators.order_by("name")
+    noise.gold_source = False
+    noise.save()
+    campaign.gold_excluded_generators.add(excluded)
+    campaign.gold_rate = 0.5
+    campaign.save()
+    # The most recently ready sets are all one generator's: a draw from the newest would take only those.
+    Population.objects.filter(generator=g0).update(ready_at=timezone.now() + timedelta(hours=1))
+    rng = random.Random(11)
+    gold: list[Comparison] = []
+    for _ in range(12):
+        run = vote_through(campaign, Participant.objects.create(), lambda c: "left", rng=rng, rounds=14)
+        gold += [c for c in run if c.is_gold]
+    assert len(gold) >= 60
+    sources = [
+        Population.objects.get(pk=c.right_population_id if correct_side(c) == "right" else c.left_population_id)
+        for c in gold
+    ]
+    per_generator = [sum(s.generator_id == g.pk for s in sources) for g in (g0, g1, g2)]
+    assert sum(per_generator) == len(gold), "never the noise stand-in or the excluded generator"
+    assert chisquare(per_generator).pvalue > 0.001, per_generator
+    assert {s.prompt_id for s in sources} == set(campaign.prompts.values_list("pk", flat=True))
+    by_source = get_quality_reports(campaign=campaign).gold_by_source
+    assert set(by_source) == {g0.name, g1.name, g2.name}
+    assert sum(g.n_checks for g in by_source.values()) == len(gold)
+
+
+def test_a_decoy_is_also_the_least_varied_set_every_picture_from_one(arena_campaign):
+    import numpy as np
+
+    campaign = arena_campaign()
+    real = Population.objects.filter(generator__in=campaign.generators.all()).first()
+    decoy = get_or_create_decoy(population=real)
+
+    def mean_colours(population: Population) -> np.ndarray:
+        means = []
+        for image in population.images.order_by("index"):
+            with image.file.open("rb") as handle:
+                means.append(np.asarray(PILImage.open(io.BytesIO(handle.read())).convert("RGB"), float).mean((0, 1)))
+        return np.array(means)
+
+    # The test sets differ picture to picture (green steps by 20, 100 over six); the decoy's copies only
+    # by their noise (sigma 70 over 1024 pixels: about 2 per mean, so 20 is far outside chance).
+    assert np.ptp(mean_colours(real), axis=0).max() >= 100
+    assert np.ptp(mean_colours(decoy), axis=0).max() < 20

@@ -185,6 +185,53 @@ def test_mturk_preview_is_read_only_and_the_accepted_assignment_is_submitted_bac
     context.close()
 
 
+ASK_FOR_A_COMPARISON = """async (slug) => {
+  const csrf = (document.cookie.match(/(?:^|;\\s*)csrftoken=([^;]+)/) || [])[1] || "";
+  const response = await fetch(`/api/v1/campaigns/${slug}/comparisons/next`, {
+    method: "POST", headers: {"Content-Type": "application/json", "X-CSRFToken": csrf}, body: "{}"});
+  return [response.status, (await response.json()).error?.code];
+}"""
+
+
+def test_visitors_without_the_crowd_entry_see_how_to_take_part_and_cannot_vote(browser, site, mturk):
+    base, database, _ = site
+    before = query(
+        database, "SELECT (SELECT count(*) FROM annotation_participant), (SELECT count(*) FROM arena_comparison)"
+    )
+    context = browser.new_context()
+    page = context.new_page()
+    hit = f"{base}/c/hit/?hitId=HIT-2&turkSubmitTo={quote(mturk)}"
+    for url, slug, says in (
+        (base + "/c/prolific/", "prolific", "Prolific"),
+        (base + "/c/prolific/?PROLIFIC_PID=pid-9", "prolific", "STUDY_ID, SESSION_ID"),
+        (base + "/c/hit/", "hit", "Mechanical Turk"),
+        (hit + "&assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE", "hit", "This is a preview"),
+    ):
+        page.goto(url)
+        assert says in page.inner_text("main"), url
+        assert page.locator("button[data-choice]").count() == 0, url
+        # Even a hand-made request from that page gets no comparison.
+        assert page.evaluate(ASK_FOR_A_COMPARISON, slug) == [403, "crowd_only"], url
+    after = query(
+        database, "SELECT (SELECT count(*) FROM annotation_participant), (SELECT count(*) FROM arena_comparison)"
+    )
+    assert after == before
+    context.close()
+
+
+def test_a_prolific_participant_back_in_a_second_session_is_told_they_took_part(browser, site):
+    base, database, _ = site
+    context = browser.new_context()
+    page = context.new_page()
+    # pid-1 completed the study on session-1 (the first test); this is another session of the same study.
+    page.goto(base + "/c/prolific/?PROLIFIC_PID=pid-1&STUDY_ID=study-1&SESSION_ID=session-2")
+    assert "already taken part" in page.inner_text("main")
+    assert page.locator("button[data-choice]").count() == 0
+    page.goto(base + "/c/prolific/done/")
+    assert "C0DE42" not in page.content()
+    context.close()
+
+
 def test_a_researcher_creates_a_campaign_from_a_csv_opens_it_and_watches_a_vote_arrive_without_reload(
     browser, site, tmp_path
 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -200,11 +201,20 @@ def test_the_next_comparison_is_on_screen_before_the_server_has_answered_the_vot
     base, database, _ = arena_site
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
+    # The first comparison comes with the page; the only comparisons/next request is the prefetch behind it.
+    prefetched: list[str] = []
+    page.on(
+        "requestfinished",
+        lambda request: prefetched.append(request.url) if "/comparisons/next" in request.url else None,
+    )
     page.goto(base + "/c/swap/")
     page.wait_for_selector("#grid-left img")
     sources = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"
     first = page.evaluate(sources)
-    page.wait_for_timeout(500)  # the page prefetches the next comparison behind this one
+    deadline = time.monotonic() + 10
+    while not prefetched:  # wait for the prefetch itself, not a guessed delay
+        assert time.monotonic() < deadline, "the page never prefetched the next comparison"
+        page.wait_for_timeout(20)
     held: list = []
     # Hold the vote's response back: the participant must not wait for it to see the next sets.
     page.route("**/votes", lambda route: held.append(route))
@@ -214,7 +224,11 @@ def test_the_next_comparison_is_on_screen_before_the_server_has_answered_the_vot
     wait_until(page, f"{sources} !== {json.dumps(first)}", timeout_s=2)
     assert held, "the vote request was sent"
     assert page.is_hidden("#reveal"), "the reveal waits for the server's answer"
+    # The vote asks for the comparison after the one now on screen: no separate request for it.
+    assert "next" in held[0].request.post_data_json
     held[0].continue_()
     page.wait_for_selector("#reveal:not([hidden])")
     assert len(votes_in_database(database)) == votes_before + 2
+    page.wait_for_timeout(300)
+    assert len(prefetched) == 1, prefetched
     context.close()

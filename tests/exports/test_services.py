@@ -13,7 +13,7 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.files.storage import default_storage
 
 from annotation.models import Participant
-from annotation.services import resolve_participant
+from arena.admission import admit_to_vote
 from arena.models import Comparison, Vote
 from arena.services import VoteInput, cast_votes, issue_comparison
 from core.errors import Conflict, NotFound
@@ -172,6 +172,30 @@ def test_gold_comparisons_and_flagged_participants_stay_out_of_the_pair_formats(
     assert log["participant_flagged"].sum() == all_votes.filter(comparison__participant=flagged).count()
 
 
+@pytest.mark.parametrize("fmt", ["population-jsonl", "popalign-csv", "votes-csv"])
+def test_every_manifest_s_vote_counts_add_up_to_the_votes_it_was_built_from(voted_campaign, root, fmt):
+    campaign = voted_campaign()
+    voted = list(Comparison.objects.filter(campaign=campaign, status="voted").order_by("pk"))
+    Comparison.objects.filter(pk=voted[0].pk).update(is_gold=True)
+    Comparison.objects.filter(pk=voted[1].pk).update(repeat_of=voted[2])
+    Participant.objects.filter(pk=voted[-1].participant_id).update(is_flagged=True)
+    all_votes = Vote.objects.filter(comparison__campaign=campaign).count()
+
+    one = {"criterion": "diversity"} if fmt == "popalign-csv" else {}
+    if one:
+        all_votes = Vote.objects.filter(comparison__campaign=campaign, criterion__key="diversity").count()
+    votes = export(campaign, fmt, root / fmt, **one).manifest["counts"]["votes"]
+    parts = {k: v for k, v in votes.items() if k not in ("on_exported_criteria", "read")}
+    assert votes["on_exported_criteria"] == all_votes
+    assert sum(parts.values()) == all_votes, votes
+    gold = votes.get("gold_excluded", votes.get("gold"))
+    repeats = votes.get("repeats_excluded", votes.get("repeats"))
+    per_comparison = 1 if one else 2  # one vote per criterion exported
+    assert (gold, repeats) == (per_comparison, per_comparison)
+    if "read" in votes:
+        assert votes["read"] == votes["counted"]
+
+
 def test_min_votes_and_min_margin_filter_pairs_and_the_counts_add_up(voted_campaign, root):
     campaign = voted_campaign(participants=16)
     truth = {pair: counts for (key, pair), counts in db_pairs(campaign).items() if key == "diversity"}
@@ -204,7 +228,7 @@ def test_no_export_holds_a_raw_crowd_id_session_key_or_participant_id(voted_camp
     # Given a Prolific worker who voted, entering with raw ids
     session = SessionStore()
     raw = {"PROLIFIC_PID": "rawprolificpid0123456789", "STUDY_ID": "rawstudy987654", "SESSION_ID": "rawsession55555"}
-    worker = resolve_participant(session=session, user=AnonymousUser(), entry_params=raw)
+    worker = admit_to_vote(campaign=campaign, session=session, user=AnonymousUser(), entry_params=raw)
     session.save()
     comparison = issue_comparison(campaign=campaign, participant=worker)
     cast_votes(

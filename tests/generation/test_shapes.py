@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from PIL import Image
 
 from generation import shapes
 from generation.training import DEFAULT_OUT, generate
@@ -42,6 +44,36 @@ def test_classifier_reads_back_drawn_examples() -> None:
     assert {field: right[field] / len(examples) for field in right} == pytest.approx(
         {"shape": 1.0, "colour": 1.0, "background": 1.0}, abs=0.01
     )
+
+
+def test_classifier_reads_pictures_spoilt_as_generated_ones_are() -> None:
+    # Seed 3 is neither the seed the thresholds were set on (0) nor the benchmark's (1).
+    examples = shapes.draw_degraded_examples(3, 600)
+
+    right = Counter()
+    for image, truth in examples:
+        read = shapes.classify(image)
+        for field in truth._fields:
+            right[field] += getattr(read, field) == getattr(truth, field)
+
+    accuracy = {field: right[field] / len(examples) for field in right}
+    assert accuracy["colour"] >= 0.98
+    assert accuracy["shape"] >= 0.97
+    assert accuracy["background"] >= 0.99
+
+
+def test_degraded_examples_are_spoilt_but_keep_their_labels() -> None:
+    rng = random.Random(4)
+    truth, _ = shapes.draw_attributes(rng)
+    kwargs = {"centre": (16, 16), "half_size": 8, "apex_shift": 0}
+    crisp = np.asarray(shapes.render(truth, **kwargs), dtype=np.float64)
+
+    spoilt = np.asarray(shapes.degrade_like_generated(truth, random.Random(5), **kwargs), dtype=np.float64)
+
+    # Every pixel moved (noise), the edge is no longer a step (blur), and the picture still reads as drawn.
+    assert (np.abs(spoilt - crisp).sum(axis=2) > 0).mean() > 0.9
+    assert len({tuple(px) for px in spoilt.reshape(-1, 3).astype(int)}) > 100
+    assert shapes.classify(Image.fromarray(spoilt.astype(np.uint8))) == truth
 
 
 def test_unnamed_colour_is_mostly_red_and_named_colour_is_exact() -> None:
@@ -128,6 +160,8 @@ def test_committed_model_draws_an_unnamed_colour_mostly_red(shapes_pipe: Any) ->
 
     colours = Counter(shapes.classify(image).colour for image in images)
 
+    # Read on 96 images the model's red share is 0.72 (bench/shapes_classifier.py); on 16, at least 9 red
+    # is over two binomial sd below 0.7.
     assert colours.most_common(1)[0][0] == "red"
     assert colours["red"] >= 9
     assert len(colours) >= 2, "the skew is a default, not the only colour"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from generation.models import Demand, Image, Population
 from tests.factories import GeneratorFactory, PromptFactory
@@ -96,8 +97,11 @@ def test_sigterm_stops_a_worker_cleanly_and_a_killed_worker_leaves_nothing_half_
     for population in Population.objects.filter(status="ready"):
         assert population.images.count() == population.size
     assert not Image.objects.exclude(population__status="ready").exists()
-    # and after its lease ran out, a new worker reclaims the abandoned work and stops cleanly on SIGTERM.
-    time.sleep(2.5)
+    # and after its lease ran out (waited for on the rows themselves, not a guessed sleep),
+    # a new worker reclaims the abandoned work and stops cleanly on SIGTERM.
+    while Population.objects.filter(status="generating", lease_until__gt=timezone.now()).exists():
+        assert time.monotonic() < deadline + 60, "the dead worker's lease never ran out"
+        time.sleep(0.1)
     abandoned = set(Population.objects.filter(status="generating").values_list("pk", flat=True))
     successor = worker_process(tmp_path, "--max-batch", "2")
     while not Population.objects.filter(pk__in=abandoned, status="ready").exists() and abandoned:

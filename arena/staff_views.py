@@ -1,7 +1,8 @@
-"""Staff pages: the dashboard of managed campaigns, creating one, and its live progress."""
+"""Staff pages: the dashboard of managed campaigns, creating one, its live vote progress, its quality report."""
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Callable
 from functools import wraps
 from urllib.parse import urlencode
@@ -17,9 +18,13 @@ from django.views.decorators.http import require_POST
 from annotation.forms import CampaignForm
 from annotation.models import Campaign
 from annotation.permissions import can_use_staff_pages, managed_campaigns
+from annotation.quality import QUALITY_CSV_FIELDS
+from annotation.selectors import get_managed_campaign
 from annotation.services import create_campaign, set_campaign_status
+from arena.quality_review import apply_quality_review
+from arena.selectors import get_quality_reports
 from arena.selectors_progress import PROMPT_ROWS, get_campaign_progress, list_campaign_summaries
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 
 View = Callable[..., HttpResponse]
 # Prolific replaces these placeholders with the participant's ids in the study URL.
@@ -46,11 +51,10 @@ def staff_area(view: View) -> View:
 
 
 def _managed(request: HttpRequest, slug: str) -> Campaign:
-    # Someone else's campaign answers exactly like a missing one.
-    campaign = managed_campaigns(request.user).filter(slug=slug).first()
-    if campaign is None:
-        raise Http404(f"no campaign with slug {slug!r}")
-    return campaign
+    try:
+        return get_managed_campaign(slug=slug, user=request.user)
+    except NotFound as exc:  # someone else's campaign answers exactly like a missing one
+        raise Http404(exc.message) from None
 
 
 @staff_area
@@ -118,3 +122,33 @@ def campaign_status(request: HttpRequest, slug: str) -> HttpResponse:
     else:
         messages.success(request, f"Campaign {campaign.slug!r} is now {campaign.status}.")
     return redirect("staff-campaign", slug=campaign.slug)
+
+
+@staff_area
+def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Every participant's quality signals, agreement per criterion, gold per source, a CSV, and applying flags."""
+    campaign = _managed(request, slug)
+    if request.method == "POST":
+        flagged = apply_quality_review(campaign=campaign)
+        messages.success(
+            request,
+            f"{flagged} participant(s) newly flagged; their votes are kept, marked and left out of leaderboards.",
+        )
+        return redirect("quality", slug=slug)
+    reports, agreement, gold_by_source = get_quality_reports(campaign=campaign)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{campaign.slug}-quality.csv"'
+        writer = csv.DictWriter(response, fieldnames=QUALITY_CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(report.as_row() for report in reports)
+        return response
+    context = {
+        "campaign": campaign,
+        "fields": QUALITY_CSV_FIELDS,
+        "rows": [report.as_row() for report in reports],
+        "agreement": agreement,
+        "gold_by_source": gold_by_source,
+        "flagged": sum(report.flagged for report in reports),
+    }
+    return render(request, "arena/quality.html", context)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import staff_views
+from arena import staff_views
 
 urlpatterns = [
     path("", staff_views.dashboard, name="staff-dashboard"),

@@ -1,0 +1,138 @@
+"""JSON API for population metrics beside the votes: the metrics table with agreement, and one prompt's view."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from arena.api import visible_campaign
+from arena.selectors_metrics import NOTES, get_campaign_metrics, get_prompt_metrics
+from core.api import ERROR
+from core.errors import ApplicationError
+
+_INTERVAL = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True)
+
+
+class AttributeConfigSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    backend = serializers.CharField()
+    model = serializers.CharField(allow_null=True, help_text="CLIP model id or folder; null for shapes")
+    classes = serializers.ListField(child=serializers.CharField())
+    target = serializers.DictField(child=serializers.FloatField())
+
+
+class AttributeRowSerializer(serializers.Serializer):
+    shares = serializers.DictField(child=serializers.FloatField(), allow_null=True, help_text="pooled")
+    discrepancy = serializers.FloatField(allow_null=True, help_text="pooled: L2 of shares - target (PopAlign)")
+    kl = serializers.FloatField(allow_null=True, help_text="pooled: KL(shares || target), nats")
+    entropy = serializers.FloatField(allow_null=True, help_text="pooled: entropy / log K")
+    distinct = serializers.IntegerField(help_text="pooled: classes seen at least once")
+    effective = serializers.FloatField(allow_null=True, help_text="pooled: exp(entropy), effective classes")
+    counted = serializers.IntegerField(help_text="images read as one of the classes")
+    discrepancy_ci = _INTERVAL
+    per_prompt = inline_serializer(
+        "PerPromptMeans",
+        {
+            "discrepancy": serializers.FloatField(allow_null=True),
+            "kl": serializers.FloatField(allow_null=True),
+            "entropy": serializers.FloatField(allow_null=True),
+            "distinct": serializers.FloatField(allow_null=True),
+        },
+    )
+    per_prompt_discrepancy_ci = _INTERVAL
+
+
+class MetricsRowSerializer(serializers.Serializer):
+    generator = serializers.CharField()
+    display_name = serializers.CharField()
+    populations = serializers.IntegerField()
+    prompts = serializers.IntegerField()
+    images = serializers.IntegerField()
+    attributes = serializers.DictField(child=AttributeRowSerializer())
+    vendi = serializers.FloatField(allow_null=True)
+    vendi_ci = _INTERVAL
+    faithfulness = serializers.FloatField(allow_null=True)
+    faithfulness_ci = _INTERVAL
+    clip_score = serializers.FloatField(allow_null=True)
+    clip_score_ci = _INTERVAL
+
+
+class AgreementSerializer(serializers.Serializer):
+    criterion = serializers.CharField()
+    measure = serializers.CharField(help_text="MEASURE[:ATTRIBUTE], e.g. discrepancy:colour")
+    better = serializers.ChoiceField(choices=["lower", "higher"])
+    votes = serializers.IntegerField(help_text="decisive counted votes where the measure tells the sides apart")
+    agree = serializers.IntegerField()
+    share = serializers.FloatField(allow_null=True)
+    ci_low = serializers.FloatField(allow_null=True)
+    ci_high = serializers.FloatField(allow_null=True)
+    spearman = serializers.FloatField(allow_null=True, help_text="vs the human Bradley-Terry ratings")
+    generators = serializers.IntegerField()
+
+
+class CampaignMetricsSerializer(serializers.Serializer):
+    campaign = serializers.CharField()
+    category = serializers.CharField(allow_blank=True)
+    population_size = serializers.IntegerField()
+    attributes = AttributeConfigSerializer(many=True)
+    rows = MetricsRowSerializer(many=True)
+    agreement = AgreementSerializer(many=True)
+    prompts = inline_serializer(
+        "MetricsPromptChoice",
+        {"id": serializers.IntegerField(), "caption": serializers.CharField(), "category": serializers.CharField()},
+        many=True,
+    )
+    notes = serializers.DictField(child=serializers.CharField(), help_text="what each figure means")
+
+
+class MetricsApi(APIView):
+    @extend_schema(
+        summary="Population metrics per generator, and their agreement with the crowd",
+        description=" ".join(f"{k}: {v}." for k, v in NOTES.items()),
+        parameters=[OpenApiParameter("category", str, description="prompt category; default: all prompts")],
+        responses={200: CampaignMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        campaign = visible_campaign(request, slug)
+        return Response(get_campaign_metrics(campaign=campaign, category=request.query_params.get("category", "")))
+
+
+class PromptImageSerializer(serializers.Serializer):
+    url = serializers.CharField()
+    labels = serializers.DictField(child=serializers.CharField(allow_blank=True))
+
+
+class PromptSideSerializer(serializers.Serializer):
+    generator = serializers.CharField()
+    display_name = serializers.CharField()
+    population = serializers.IntegerField()
+    images = PromptImageSerializer(many=True)
+    attributes = serializers.DictField(child=serializers.DictField())
+    vendi = serializers.FloatField(allow_null=True)
+    faithfulness = serializers.FloatField(allow_null=True)
+    clip_score = serializers.FloatField(allow_null=True)
+
+
+class PromptMetricsSerializer(serializers.Serializer):
+    campaign = serializers.CharField()
+    prompt = inline_serializer(
+        "MetricsPrompt",
+        {"id": serializers.IntegerField(), "caption": serializers.CharField(), "category": serializers.CharField()},
+    )
+    attributes = serializers.ListField(child=serializers.CharField())
+    generators = PromptSideSerializer(many=True)
+
+
+class PromptMetricsApi(APIView):
+    @extend_schema(
+        summary="One prompt: each generator's latest measured population, its images and their labels",
+        responses={200: PromptMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
+    )
+    def get(self, request: Request, slug: str, prompt_id: int) -> Response:
+        campaign = visible_campaign(request, slug)
+        if prompt_id < 1:
+            raise ApplicationError("prompt ids start at 1")
+        return Response(get_prompt_metrics(campaign=campaign, prompt_id=prompt_id))

@@ -1,0 +1,251 @@
+"""Reads of a campaign's population metrics beside its votes: the metrics table, agreement, one prompt's labels.
+
+`get_campaign_metrics` is what GET /api/v1/campaigns/SLUG/metrics and the leaderboard page show:
+per generator, the pooled and per-prompt-mean measures of each attribute (metrics.selectors), and
+per criterion and measure how far the metric agrees with the crowd:
+- `share`: of the counted decisive votes (left or right; no gold checks, repeats or flagged
+  participants, the leaderboard's rule) on comparisons where the measure tells the sides apart, the
+  share in which the crowd chose the side the measure prefers, with a Wilson 95% interval. 0.5 is
+  chance; under 0.5 the crowd prefers the opposite.
+- `spearman`: the rank correlation between the generators' pooled measure (oriented so higher is
+  better) and their human Bradley-Terry ratings on that criterion (GenAI-Bench's check of automatic
+  judges). With few generators it is coarse: 4 generators give only 24 orders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Any
+
+from django.core.cache import cache
+from django.db.models import Count, Max
+
+from annotation.measuring import campaign_population_ids
+from annotation.models import Campaign
+from arena.models import Vote
+from arena.selectors import get_leaderboard
+from core.errors import NotFound
+from generation.models import Population
+from metrics import measures
+from metrics.judges import Judge, judges_for
+from metrics.models import AttributeMeasure, SetMeasure
+from metrics.selectors import Member, aggregate, image_labels, measures_by_population
+
+METRICS_CACHE_S = 600
+NOTES = {
+    "pooled": "shares, discrepancy, kl, entropy, distinct: all of a generator's images counted together (as PopAlign)",
+    "per_prompt": "each prompt measured on its own images, then averaged over prompts",
+    "intervals": "95% percentile bootstrap over prompts",
+    "vendi": "mean Vendi score of the populations, all of size N; compare only at equal N",
+    "faithfulness": "share of images whose read attributes match what the caption names (toy domain)",
+    "clip_score": "mean 100 x max(cosine(image, caption), 0), where a CLIP is configured",
+    "agreement": "share of decisive counted votes won by the side the measure prefers, Wilson 95% interval",
+}
+
+
+def _members(campaign: Campaign, category: str) -> list[Member]:
+    populations = Population.objects.filter(pk__in=campaign_population_ids(campaign))
+    if category:
+        populations = populations.filter(prompt__category=category)
+    return [
+        Member(pk, name, prompt_id, size)
+        for pk, name, prompt_id, size in populations.values_list("pk", "generator__name", "prompt_id", "size")
+    ]
+
+
+def _version(campaign: Campaign, member_ids: list[int]) -> str:
+    # Anything that changes the answer changes one of these: a measure stored, a vote cast, a population added.
+    measured = AttributeMeasure.objects.filter(population_id__in=member_ids).aggregate(n=Count("id"), at=Max("id"))
+    sets = SetMeasure.objects.filter(population_id__in=member_ids).aggregate(n=Count("id"), at=Max("id"))
+    votes = Vote.objects.filter(comparison__campaign=campaign).aggregate(n=Count("id"), at=Max("id"))
+    config = campaign.metrics_attributes
+    blob = f"{member_ids[-1] if member_ids else 0}:{len(member_ids)}:{measured}:{sets}:{votes}:{config}"
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def get_campaign_metrics(*, campaign: Campaign, category: str = "") -> dict[str, Any]:
+    """The campaign's metrics table and agreement (shape in DESIGN.md); cached until measures or votes change."""
+    specs = campaign.attribute_specs()
+    members = _members(campaign, category)
+    category_key = hashlib.sha256(category.encode()).hexdigest()[:16]
+    key = f"campaign-metrics:{campaign.pk}:{category_key}:{_version(campaign, [m.population_id for m in members])}"
+    cached = cache.get(key)
+    if cached is not None:
+        return dict(cached)
+    aggregated = aggregate(members, specs)
+    labels = dict(campaign.generators.values_list("name", "display_name"))
+    rows = []
+    for name in sorted(labels):
+        row = aggregated.get(name)
+        if row is None:
+            rows.append(_empty_row(name, labels[name] or name, specs))
+            continue
+        rows.append({"generator": name, "display_name": labels[name] or name, **row})
+    payload = {
+        "campaign": campaign.slug,
+        "category": category,
+        "population_size": campaign.population_size,
+        "attributes": [
+            {
+                "name": spec.name,
+                "backend": spec.backend,
+                "model": spec.model or None,
+                "classes": list(spec.classes),
+                "target": spec.target,
+            }
+            for spec in specs
+        ],
+        "rows": rows,
+        "agreement": get_agreement(campaign=campaign, category=category, rows=rows) if specs else [],
+        "prompts": list_metric_prompts(campaign=campaign, category=category),
+        "notes": NOTES,
+    }
+    cache.set(key, payload, METRICS_CACHE_S)
+    return payload
+
+
+def _empty_row(name: str, display_name: str, specs: Any) -> dict[str, Any]:
+    return {
+        "generator": name,
+        "display_name": display_name,
+        "populations": 0,
+        "prompts": 0,
+        "images": 0,
+        "attributes": {
+            spec.name: {
+                "shares": None,
+                "discrepancy": None,
+                "kl": None,
+                "entropy": None,
+                "distinct": 0,
+                "effective": None,
+                "counted": 0,
+                "discrepancy_ci": None,
+                "per_prompt": {"discrepancy": None, "kl": None, "entropy": None, "distinct": None},
+                "per_prompt_discrepancy_ci": None,
+            }
+            for spec in specs
+        },
+        **{field: None for field in ("vendi", "vendi_ci", "faithfulness", "faithfulness_ci", "clip_score")},
+        "clip_score_ci": None,
+    }
+
+
+def _generator_value(judge: Judge, row: dict[str, Any]) -> float | None:
+    value = judge.value(row)
+    if value is None:
+        return None
+    return value if judge.higher_is_better else -value
+
+
+def get_agreement(*, campaign: Campaign, category: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per criterion and judge: how often the crowd chose the side the measure prefers, and the rank correlation."""
+    specs = campaign.attribute_specs()
+    judges = judges_for([spec.name for spec in specs])
+    votes = Vote.objects.filter(
+        comparison__campaign=campaign,
+        comparison__participant__is_flagged=False,
+        comparison__is_gold=False,
+        comparison__repeat_of__isnull=True,
+        choice__in=(Vote.Choice.LEFT, Vote.Choice.RIGHT),
+    )
+    if category:
+        votes = votes.filter(comparison__prompt__category=category)
+    decisive = list(
+        votes.values_list(
+            "criterion__key", "choice", "comparison__left_population_id", "comparison__right_population_id"
+        )
+    )
+    measured = measures_by_population(
+        {pid for _, _, left, right in decisive for pid in (left, right)}, attributes=specs
+    )
+    tallies: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for criterion, choice, left, right in decisive:
+        for judge in judges:
+            preferred = judge.prefers(measured[left], measured[right])
+            if preferred is None:
+                continue
+            tally = tallies[(criterion, judge.name)]
+            tally[0] += preferred == choice
+            tally[1] += 1
+    out = []
+    for criterion in campaign.criteria.order_by("position", "pk").values_list("key", flat=True):
+        ratings = {
+            r["generator"]: r["rating"]
+            for r in get_leaderboard(campaign=campaign, criterion=criterion, category=category)["rows"]
+        }
+        for judge in judges:
+            agree, total = tallies.get((criterion, judge.name), [0, 0])
+            if total == 0 and all(_generator_value(judge, row) is None for row in rows):
+                continue  # a measure this campaign never has (CLIP score without a CLIP)
+            interval = measures.wilson_interval(agree, total)
+            paired = [
+                (value, ratings[row["generator"]])
+                for row in rows
+                if (value := _generator_value(judge, row)) is not None and row["generator"] in ratings
+            ]
+            out.append(
+                {
+                    "criterion": criterion,
+                    "measure": judge.name,
+                    "better": "higher" if judge.higher_is_better else "lower",
+                    "votes": total,
+                    "agree": agree,
+                    "share": agree / total if total else None,
+                    "ci_low": interval[0] if interval else None,
+                    "ci_high": interval[1] if interval else None,
+                    "spearman": measures.spearman([p[0] for p in paired], [p[1] for p in paired]),
+                    "generators": len(paired),
+                }
+            )
+    return out
+
+
+def get_prompt_metrics(*, campaign: Campaign, prompt_id: int) -> dict[str, Any]:
+    """One prompt of a campaign: each generator's latest measured population, its images and their labels."""
+    prompt = campaign.prompts.filter(pk=prompt_id).first()
+    if prompt is None:
+        raise NotFound(f"campaign {campaign.slug!r} has no prompt {prompt_id}")
+    specs = campaign.attribute_specs()
+    ids = campaign_population_ids(campaign)
+    populations = list(
+        Population.objects.filter(pk__in=ids, prompt=prompt)
+        .select_related("generator")
+        .order_by("generator__name", "-pk")
+    )
+    latest: dict[str, Population] = {}
+    for population in populations:
+        latest.setdefault(population.generator.name, population)
+    chosen = list(latest.values())
+    measured = measures_by_population([p.pk for p in chosen], attributes=specs)
+    labels = image_labels([p.pk for p in chosen], specs)
+    sides = []
+    for population in chosen:
+        images = sorted(population.images.all(), key=lambda i: i.index)
+        sides.append(
+            {
+                "generator": population.generator.name,
+                "display_name": population.generator.label,
+                "population": population.pk,
+                "images": [{"url": image.file.url, "labels": labels.get(image.pk, {})} for image in images],
+                **measured[population.pk],
+            }
+        )
+    return {
+        "campaign": campaign.slug,
+        "prompt": {"id": prompt.pk, "caption": prompt.caption, "category": prompt.category},
+        "attributes": [spec.name for spec in specs],
+        "generators": sides,
+    }
+
+
+def list_metric_prompts(*, campaign: Campaign, category: str = "") -> list[dict[str, Any]]:
+    """The campaign's prompts (of one category, or all) for the per-prompt view's picker."""
+    prompts = campaign.prompts.order_by("category", "caption")
+    if category:
+        prompts = prompts.filter(category=category)
+    return [
+        {"id": pk, "caption": caption, "category": prompt_category}
+        for pk, caption, prompt_category in prompts.values_list("pk", "caption", "category")
+    ]

@@ -1,0 +1,44 @@
+"""What generation tells the layers above it: a population became ready. They connect; generation imports none of them.
+
+`population_ready` is sent once the transaction that made a population ready has committed and
+the population has been announced to waiting pages, so a receiver (metrics) can never delay
+serving it. It is sent with `send_robust`: a receiver that fails is logged, never raised into the
+store. It runs in the process that stored the population: the worker for its own, the web server
+for a remote worker's upload. `device` is the storing worker's device (`on_device`), "cpu"
+elsewhere, so a receiver can use the accelerator the worker owns.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.dispatch import Signal
+
+logger = logging.getLogger("poparena.generation")
+
+population_ready = Signal()  # kwargs: population_id: int, device: str
+
+_device: contextvars.ContextVar[str] = contextvars.ContextVar("generation_device", default="cpu")
+
+
+@contextmanager
+def on_device(device: str) -> Iterator[None]:
+    """Within this block, populations stored here say they were made on `device`."""
+    token = _device.set(device)
+    try:
+        yield
+    finally:
+        _device.reset(token)
+
+
+def send_population_ready(population_id: int) -> None:
+    for receiver, result in population_ready.send_robust(
+        sender=population_ready, population_id=population_id, device=_device.get()
+    ):
+        if isinstance(result, Exception):
+            logger.warning(
+                "a population_ready receiver %r failed for population %s: %r", receiver, population_id, result
+            )

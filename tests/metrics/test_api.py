@@ -1,0 +1,104 @@
+"""GET /api/v1/campaigns/SLUG/metrics and the per-prompt view: the table, labels, and agreement with the crowd."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from arena.services import recount_tallies
+from tests.metrics.conftest import STUDY_COLOURS as COLOURS
+from tests.metrics.conftest import vote
+
+pytestmark = pytest.mark.django_db
+
+
+def test_metrics_api_has_the_designed_shape_with_pooled_and_per_prompt_values(study) -> None:  # type: ignore[no-untyped-def]
+    response = Client().get("/api/v1/campaigns/study/metrics")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) >= {"campaign", "attributes", "rows", "agreement"}
+    assert body["attributes"] == [
+        {
+            "name": "colour",
+            "backend": "shapes",
+            "model": None,
+            "classes": COLOURS,
+            "target": dict.fromkeys(COLOURS, 0.25),
+        }
+    ]
+    rows = {row["generator"]: row for row in body["rows"]}
+    assert set(rows) == {"narrow", "middle", "wide"}
+    narrow, wide = rows["narrow"], rows["wide"]
+    assert (narrow["populations"], narrow["images"], narrow["prompts"]) == (4, 16, 4)
+    assert narrow["attributes"]["colour"]["shares"] == {"red": 1.0, "green": 0.0, "blue": 0.0, "yellow": 0.0}
+    assert narrow["attributes"]["colour"]["discrepancy"] == pytest.approx((0.75**2 + 3 * 0.25**2) ** 0.5)
+    assert wide["attributes"]["colour"]["discrepancy"] == pytest.approx(0.0)
+    assert wide["attributes"]["colour"]["distinct"] == 4
+    assert wide["attributes"]["colour"]["per_prompt"]["discrepancy"] == pytest.approx(0.0)
+    assert wide["vendi"] > narrow["vendi"]
+    assert narrow["clip_score"] is None, "no CLIP is configured"
+    # Every picture is a circle: "a circle" is followed, "a square" never, "a shape" names nothing (no value),
+    # and "a red circle" by narrow always and by wide one time in four.
+    assert narrow["faithfulness"] == pytest.approx((1 + 0 + 1) / 3)
+    assert wide["faithfulness"] == pytest.approx((1 + 0 + 0.25) / 3)
+
+
+def test_a_category_filters_the_prompts(study) -> None:  # type: ignore[no-untyped-def]
+    body = Client().get("/api/v1/campaigns/study/metrics?category=named").json()
+
+    rows = {row["generator"]: row for row in body["rows"]}
+    assert rows["wide"]["populations"] == 1
+    assert rows["wide"]["attributes"]["colour"]["discrepancy_ci"] is None, "one prompt: no interval over prompts"
+
+
+def test_agreement_counts_how_often_the_crowd_chose_the_side_the_measure_prefers(study) -> None:  # type: ignore[no-untyped-def]
+    campaign, prompts, populations = study
+    # Given a crowd that prefers the more varied set in 3 of 4 decisive votes, plus a tie that never counts,
+    circle = prompts[0]
+    narrow, middle, wide = (populations[(name, circle.pk)] for name in ("narrow", "middle", "wide"))
+    vote(campaign, circle, narrow, wide, "right")
+    vote(campaign, circle, wide, middle, "left")
+    vote(campaign, circle, middle, narrow, "left")
+    vote(campaign, circle, wide, narrow, "right")
+    vote(campaign, circle, wide, narrow, "tie")
+    recount_tallies(campaign=campaign)
+
+    body = Client().get("/api/v1/campaigns/study/metrics").json()
+
+    agreement = {(a["criterion"], a["measure"]): a for a in body["agreement"]}
+    discrepancy = agreement[("diversity", "discrepancy:colour")]
+    assert discrepancy["better"] == "lower"
+    assert (discrepancy["votes"], discrepancy["agree"]) == (4, 3)
+    assert discrepancy["share"] == pytest.approx(0.75)
+    assert discrepancy["ci_low"] < 0.75 < discrepancy["ci_high"]
+    assert discrepancy["spearman"] == pytest.approx(1.0), "wide > middle > narrow both ways"
+    assert agreement[("diversity", "vendi")]["votes"] == 4
+    assert ("diversity", "clip_score") not in agreement, "no CLIP: no CLIP score judge"
+
+
+def test_the_prompt_view_shows_each_generator_s_images_with_their_labels(study) -> None:  # type: ignore[no-untyped-def]
+    _, prompts, _ = study
+
+    body = Client().get(f"/api/v1/campaigns/study/metrics/prompts/{prompts[0].pk}").json()
+
+    sides = {side["generator"]: side for side in body["generators"]}
+    assert [image["labels"]["colour"] for image in sides["wide"]["images"]] == COLOURS
+    assert sides["narrow"]["attributes"]["colour"]["shares"]["red"] == 1.0
+    assert Client().get("/api/v1/campaigns/study/metrics/prompts/999999").status_code == 404
+
+
+def test_unknown_campaign_is_a_404() -> None:
+    response = Client().get("/api/v1/campaigns/nope/metrics")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_the_metrics_endpoint_is_in_the_openapi_schema() -> None:
+    schema = Client().get("/api/schema/?format=json").json()
+
+    operation = schema["paths"]["/api/v1/campaigns/{slug}/metrics"]["get"]
+    assert "200" in operation["responses"]
+    row = schema["components"]["schemas"]["MetricsRow"]["properties"]
+    assert {"generator", "populations", "images", "attributes", "vendi", "faithfulness", "clip_score"} <= set(row)
