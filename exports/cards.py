@@ -59,7 +59,9 @@ _USAGE = {
         '`datasets.load_dataset("<this folder>", "image_generation", split="test_v1")`. Each row is one '
         "judged pair; each side is its whole population tiled into one grid image (as a judge that takes one "
         "image per side must see it; tiles scaled down to at most 384 px a side); `vote_type` is the majority "
-        "of the human votes."
+        "of the human votes. Beyond GenAI-Bench's own columns, `left_metrics` and `right_metrics` hold each "
+        "side's population measures as JSON (null where the campaign measures none), so automatic metrics can "
+        "be judged against the same votes."
     ),
     w.VOTES_CSV: (
         "`votes.csv` is the raw vote log, one row per vote, with the sides as displayed on that comparison "

@@ -620,6 +620,11 @@ GENAI_BENCH_SCHEMA = pa.schema(
         ("right_model", pa.string()),
         ("right_image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
         ("vote_type", pa.string()),
+        # Beyond GenAI-Bench's six columns (its loader keeps them, its scripts read only theirs): each
+        # side's population measures as JSON, for judging the automatic metrics against the votes; null
+        # where the campaign measures nothing.
+        ("left_metrics", pa.string()),
+        ("right_metrics", pa.string()),
     ]
 )
 GENAI_BENCH_VOTES = {LEFT: "leftvote", RIGHT: "rightvote", TIE: "tievote", BOTH_BAD: "bothbad_vote"}
@@ -712,6 +717,8 @@ class GenaiBenchParquetWriter:
                     "right_model": row.right.generator,
                     "right_image": {"bytes": right, "path": f"population-{row.right.population_id}.jpg"},
                     "vote_type": GENAI_BENCH_VOTES[row.outcome],
+                    "left_metrics": None if row.left.metrics is None else _dumps(row.left.metrics),
+                    "right_metrics": None if row.right.metrics is None else _dumps(row.right.metrics),
                 },
                 len(left) + len(right) + 256,
             )

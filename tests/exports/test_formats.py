@@ -197,7 +197,8 @@ def test_genai_bench_parquet_loads_as_genai_bench_does(voted_campaign, tmp_path)
     out = tmp_path / "genai"
     export(campaign, "genai-bench-parquet", out, criterion="diversity")
     test = load_dataset(str(out), "image_generation", split="test_v1", cache_dir=str(tmp_path / "hf"))
-    assert test.column_names == ["prompt", "left_model", "left_image", "right_model", "right_image", "vote_type"]
+    assert test.column_names[:6] == ["prompt", "left_model", "left_image", "right_model", "right_image", "vote_type"]
+    assert test.column_names[6:] == ["left_metrics", "right_metrics"]  # each side's measures, null if none
     assert type(test.features["left_image"]).__name__ == "Image"
     pairs = [key for key in db_pairs(campaign) if key[0] == "diversity"]
     assert test.num_rows == len(pairs)

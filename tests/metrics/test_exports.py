@@ -78,3 +78,23 @@ def test_votes_csv_has_each_side_s_measures_as_columns(study, tmp_path) -> None:
     assert float(row["right_colour_discrepancy"]) == pytest.approx(0.0)
     assert float(row["right_vendi"]) > float(row["left_vendi"])
     assert row["left_clip_score"] == "", "no CLIP configured: blank"
+
+
+def test_genai_bench_parquet_carries_each_side_s_measures_beside_its_own_columns(study, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    campaign, prompts, populations = study
+    circle = prompts[0]
+    vote(campaign, circle, populations[("narrow", circle.pk)], populations[("wide", circle.pk)], "right")
+    out = tmp_path / "genai"
+    call_command(
+        "export_preferences",
+        *("--campaign", "study", "--format", "genai-bench-parquet", "--out", str(out), "--no-progress"),
+        *("--criterion", campaign.criteria.first().key),
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    (row,) = pq.read_table(next(out.rglob("*.parquet"))).drop(["left_image", "right_image"]).to_pylist()
+    sides = {row["left_model"]: json.loads(row["left_metrics"]), row["right_model"]: json.loads(row["right_metrics"])}
+    assert sides["narrow"]["attributes"]["colour"]["shares"]["red"] == 1.0
+    assert sides["wide"]["attributes"]["colour"]["discrepancy"] == pytest.approx(0.0)
