@@ -188,10 +188,13 @@ class ParticipantKind(models.TextChoices):
     USER = "user", "logged-in user"
     PROLIFIC = "prolific", "Prolific"
     MTURK = "mturk", "MTurk"
+    # A metric voting through the arena's services (arena/simulation.py): never ranked beside people,
+    # never quality-scored, exported only when asked for (see arena.models.VoteQuerySet.counted).
+    SIMULATED = "simulated", "simulated (a metric as judge)"
 
 
 class Participant(TimestampedModel):
-    """Who votes: an anonymous browser session, a logged-in user, or a crowd worker."""
+    """Who votes: an anonymous browser session, a logged-in user, a crowd worker, or a simulated judge."""
 
     Kind = ParticipantKind
 
@@ -200,14 +203,20 @@ class Participant(TimestampedModel):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="participant"
     )
     external_id_hash = models.CharField(
-        max_length=64, blank=True, help_text="Keyed hash of the crowd worker's id; the raw id is never stored."
+        max_length=64,
+        blank=True,
+        help_text=(
+            "Keyed hash of the crowd worker's id; the raw id is never stored. Simulated participants: a hash of "
+            "their crowd and index."
+        ),
     )
     entry_params = models.JSONField(
         default=dict,
         blank=True,
         help_text=(
             "Crowd entry parameters. STUDY_ID and turkSubmitTo as sent (they name the researcher's study and "
-            "MTurk's endpoint, not a person); SESSION_ID, assignmentId and hitId as keyed hashes."
+            "MTurk's endpoint, not a person); SESSION_ID, assignmentId and hitId as keyed hashes. Simulated "
+            "participants: the crowd they belong to (campaign, judge, noise, seed) and their index in it."
         ),
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
@@ -226,6 +235,10 @@ class Participant(TimestampedModel):
             models.CheckConstraint(
                 condition=~Q(kind__in=["prolific", "mturk"]) | ~Q(external_id_hash=""),
                 name="participant_crowd_has_external_id",
+            ),
+            models.CheckConstraint(
+                condition=~Q(kind="simulated") | (~Q(external_id_hash="") & Q(user__isnull=True)),
+                name="participant_simulated_has_identity",
             ),
         ]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -496,3 +497,26 @@ def apply_quality_flags(*, flags: dict[int, list[str]]) -> int:
             is_flagged=True, flag_reason="; ".join(reasons)
         )
     return changed
+
+
+# --- simulated participants -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def get_simulated_participants(*, crowd: Mapping[str, Any], count: int) -> list[Participant]:
+    """The first `count` participants of one simulated crowd, made on first use, marked `simulated`.
+
+    `crowd` describes it (campaign, judge, noise, seed: JSON values) and is kept in each one's
+    entry_params with its index. Their identity is a hash of that description, so running the same
+    crowd again continues with the same participants (their quotas and the pairs they have seen carry
+    over, as a returning person's do), while another judge, noise or seed is another crowd.
+    """
+    participants = []
+    for index in range(count):
+        params = {**crowd, "index": index}
+        identity = hash_external_id(Participant.Kind.SIMULATED, json.dumps(params, sort_keys=True))
+        participant, _ = Participant.objects.get_or_create(
+            kind=Participant.Kind.SIMULATED, external_id_hash=identity, defaults={"entry_params": params}
+        )
+        participants.append(participant)
+    return participants

@@ -7,7 +7,7 @@ import secrets
 from django.db import models
 from django.db.models import F, Q
 
-from annotation.models import Campaign, Criterion, Participant
+from annotation.models import Campaign, Criterion, Participant, ParticipantKind
 from generation.models import Population, Prompt
 
 
@@ -32,19 +32,40 @@ class ComparisonQuerySet(models.QuerySet["Comparison"]):
         """
         return self.filter(is_gold=False, repeat_of__isnull=True)
 
+    def by_people(self) -> ComparisonQuerySet:
+        """Comparisons issued to people: not to simulated participants (arena/simulation.py)."""
+        return self.exclude(participant__kind=ParticipantKind.SIMULATED)
+
+    def simulated(self) -> ComparisonQuerySet:
+        return self.filter(participant__kind=ParticipantKind.SIMULATED)
+
 
 class VoteQuerySet(models.QuerySet["Vote"]):
     def preferences(self) -> VoteQuerySet:
         """Votes on preference comparisons (see ComparisonQuerySet.preferences), whoever cast them."""
         return self.filter(comparison__is_gold=False, comparison__repeat_of__isnull=True)
 
-    def counted(self) -> VoteQuerySet:
-        """The votes that count: preferences of participants quality control has not flagged.
+    def by_people(self) -> VoteQuerySet:
+        """Votes of people: not of simulated participants (arena/simulation.py)."""
+        return self.exclude(comparison__participant__kind=ParticipantKind.SIMULATED)
+
+    def simulated(self) -> VoteQuerySet:
+        return self.filter(comparison__participant__kind=ParticipantKind.SIMULATED)
+
+    def counted(self, *, include_flagged: bool = False, include_simulated: bool = False) -> VoteQuerySet:
+        """The votes that count: preferences of people whom quality control has not flagged.
 
         Leaderboards rank these, preference exports hold these, the pair tallies add these up;
-        `Comparison.counts` is the same rule for one comparison about to be voted on.
+        `Comparison.counts` is the same rule for one comparison about to be voted on. A simulated
+        participant's votes are a metric's, not a person's: they never count, however they are flagged.
+        The two switches widen the rule for readers that ask for more (staff boards with flagged
+        participants, exports with `--include-flagged` / `--include-simulated`); each adds its votes
+        whatever the other says, so a simulated participant's flag never matters.
         """
-        return self.preferences().filter(comparison__participant__is_flagged=False)
+        people = Q(comparison__participant__is_flagged=False) if not include_flagged else Q()
+        people &= ~Q(comparison__participant__kind=ParticipantKind.SIMULATED)
+        who = (people | Q(comparison__participant__kind=ParticipantKind.SIMULATED)) if include_simulated else people
+        return self.preferences().filter(who)
 
 
 class Comparison(models.Model):
@@ -100,7 +121,12 @@ class Comparison(models.Model):
 
     def counts(self, participant: Participant) -> bool:
         """Whether `participant`'s votes on this comparison count (the rule of VoteQuerySet.counted)."""
-        return not (participant.is_flagged or self.is_gold or self.repeat_of_id is not None)
+        return not (
+            participant.is_flagged
+            or participant.kind == ParticipantKind.SIMULATED
+            or self.is_gold
+            or self.repeat_of_id is not None
+        )
 
 
 class VoteChoice(models.TextChoices):

@@ -150,7 +150,7 @@ TallyRow = tuple[int, int, int, int, int, int]
 
 
 def _tally_rows(criterion: Criterion, category: str) -> list[TallyRow]:
-    """The running tallies: every counted vote, without flagged participants, gold checks or repeats."""
+    """The running tallies: every counted vote, without flagged or simulated participants, gold checks or repeats."""
     return list(
         PairTally.objects.filter(criterion=criterion, category=category).values_list(
             "generator_a_id", "generator_b_id", "a_wins", "b_wins", "ties", "both_bad"
@@ -159,7 +159,7 @@ def _tally_rows(criterion: Criterion, category: str) -> list[TallyRow]:
 
 
 def _votes_for_board(criterion: Criterion, category: str) -> QuerySet[Vote]:
-    votes = Vote.objects.preferences().filter(criterion=criterion)
+    votes = Vote.objects.counted(include_flagged=True).filter(criterion=criterion)
     return votes.filter(comparison__prompt__category=category) if category else votes
 
 
@@ -305,6 +305,7 @@ def get_quality_reports(*, campaign: Campaign) -> QualityOverview:
     Gold answers are scored against the side that is not the degraded copy; a side-swapped
     repeat is paired with the original answer to the same criterion. Agreement counts only
     ordinary comparisons (a gold or repeat vote would weigh one participant twice or say nothing).
+    Simulated participants are left out: they are a metric, not people, and are never flagged.
     """
     votes: list[VoteRecord] = []
     units: list[UnitVote] = []
@@ -313,7 +314,8 @@ def get_quality_reports(*, campaign: Campaign) -> QualityOverview:
     answers: dict[tuple[int, str], Choice] = {}
     repeats: list[tuple[int, int, str, Choice]] = []
     rows = (
-        Vote.objects.filter(comparison__campaign=campaign)
+        Vote.objects.by_people()
+        .filter(comparison__campaign=campaign)
         .order_by("created_at", "pk")
         .values_list(
             "comparison__participant_id",

@@ -3,7 +3,7 @@
 `get_campaign_metrics` is what GET /api/v1/campaigns/SLUG/metrics and the leaderboard page show:
 per generator, the pooled and per-prompt-mean measures of each attribute (metrics.selectors), and
 per criterion and measure how far the metric agrees with the crowd:
-- `share`: of the counted decisive votes (left or right; no gold checks, repeats or flagged
+- `share`: of the counted decisive votes (left or right; no gold checks, repeats, flagged or simulated
   participants, the leaderboard's rule) on comparisons where the measure tells the sides apart, the
   share in which the crowd chose the side the measure prefers, with a Wilson 95% interval. 0.5 is
   chance; under 0.5 the crowd prefers the opposite.
@@ -143,12 +143,9 @@ def get_agreement(*, campaign: Campaign, category: str, rows: list[dict[str, Any
     """Per criterion and judge: how often the crowd chose the side the measure prefers, and the rank correlation."""
     specs = campaign.attribute_specs()
     judges = judges_for([spec.name for spec in specs])
-    votes = Vote.objects.filter(
-        comparison__campaign=campaign,
-        comparison__participant__is_flagged=False,
-        comparison__is_gold=False,
-        comparison__repeat_of__isnull=True,
-        choice__in=(Vote.Choice.LEFT, Vote.Choice.RIGHT),
+    # The leaderboard's votes (people only: agreeing with a simulated crowd is agreeing with a metric).
+    votes = Vote.objects.counted().filter(
+        comparison__campaign=campaign, choice__in=(Vote.Choice.LEFT, Vote.Choice.RIGHT)
     )
     if category:
         votes = votes.filter(comparison__prompt__category=category)

@@ -1,7 +1,8 @@
 """Reads for the staff dashboard: how far each campaign is, per criterion, pair, prompt and queue.
 
 Counted votes are what the leaderboards count: voted comparisons that are neither gold checks
-nor side-swapped repeats. "Wanted" is votes_per_pair for every prompt and pair of generators.
+nor side-swapped repeats, by people (a simulated crowd's comparisons are shown apart, as
+`simulated_voted`). "Wanted" is votes_per_pair for every prompt and pair of generators.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotation.models import Campaign
+from annotation.models import Campaign, Participant
 from annotation.services import demand_owner
 from arena.models import Comparison, Vote
 from generation.selectors import get_queue_states
@@ -28,7 +29,11 @@ PROMPT_ROWS = 50
 
 
 def _counted(campaign_ids: Iterable[int]) -> Any:
-    return Comparison.objects.preferences().filter(campaign_id__in=list(campaign_ids), status=Comparison.Status.VOTED)
+    return (
+        Comparison.objects.preferences()
+        .by_people()
+        .filter(campaign_id__in=list(campaign_ids), status=Comparison.Status.VOTED)
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ class CampaignProgress:
     votes_needed: int
     gold_voted: int
     repeats_voted: int
+    simulated_voted: int
     active_participants: int
     criteria: list[Row]
     pairs: list[Row]
@@ -141,10 +147,13 @@ def get_campaign_progress(*, campaign: Campaign, now: datetime | None = None) ->
     needed = sum(max(0, wanted - by_cell[(p, pair)]) for p in prompts for pair in pairs)
 
     kinds = Comparison.objects.filter(campaign=campaign, status=Comparison.Status.VOTED).aggregate(
-        gold=Count("id", filter=Q(is_gold=True)), repeats=Count("id", filter=Q(repeat_of__isnull=False))
+        gold=Count("id", filter=Q(is_gold=True)),
+        repeats=Count("id", filter=Q(repeat_of__isnull=False)),
+        simulated=Count("id", filter=Q(participant__kind=Participant.Kind.SIMULATED)),
     )
     per_criterion = dict(
         Vote.objects.preferences()
+        .by_people()
         .filter(comparison__campaign=campaign)
         .values("criterion_id")
         .annotate(n=Count("id"))
@@ -152,7 +161,8 @@ def get_campaign_progress(*, campaign: Campaign, now: datetime | None = None) ->
     )
     cutoff = now - ACTIVE_WINDOW
     active = (
-        Comparison.objects.filter(campaign=campaign)
+        Comparison.objects.by_people()
+        .filter(campaign=campaign)
         .filter(Q(issued_at__gte=cutoff) | Q(voted_at__gte=cutoff))
         .values("participant_id")
         .distinct()
@@ -168,6 +178,7 @@ def get_campaign_progress(*, campaign: Campaign, now: datetime | None = None) ->
         votes_needed=needed,
         gold_voted=kinds["gold"],
         repeats_voted=kinds["repeats"],
+        simulated_voted=kinds["simulated"],
         active_participants=active,
         criteria=[Row(c.question, per_criterion.get(c.pk, 0), total_wanted) for c in campaign.criteria.all()],
         pairs=[Row(f"{generators[a]} vs {generators[b]}", per_pair[(a, b)], len(prompts) * wanted) for a, b in pairs],

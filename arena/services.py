@@ -239,7 +239,9 @@ def _campaign_populations(campaign: Campaign) -> QuerySet[Population]:
     )
 
 
-# Restates ComparisonQuerySet.preferences (not gold, not a repeat) in its WHERE clause.
+# Restates ComparisonQuerySet.preferences (not gold, not a repeat) in its WHERE clause. Simulated
+# participants' comparisons are in it on purpose: they use populations up like anyone's (the pair's
+# votes wanted), though their votes never count (VoteQuerySet.counted).
 # The ORM spent about 8 ms of CPU building this statement (its Least/Greatest/filtered-Count
 # expressions compare themselves by signature binding), ten times what the database takes to
 # run it, on every issue; written out, it costs nothing to build. Portable SQL: PostgreSQL and SQLite.
@@ -316,6 +318,9 @@ def _new_pair(
         .values_list("prompt_id", flat=True)
         .order_by()
     )
+    # Sorted first: the database returns grouped rows in no stated order, and a seeded rng must draw
+    # the same prompt from the same rows (simulate_votes --seed).
+    prompt_ids.sort()
     rng.shuffle(prompt_ids)
     for prompt_id in prompt_ids:
         by_generator: dict[int, list[int]] = defaultdict(list)
@@ -401,6 +406,10 @@ def issue_comparison(
         raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
 
     roll = rng.random()
+    # Gold checks and repeats score a participant; a simulated one is known by construction (its judge
+    # and noise) and never quality-scored, so it is given preference comparisons only.
+    if participant.kind == Participant.Kind.SIMULATED:
+        roll = 1.0
     if roll < campaign.gold_rate:
         gold = _gold_comparison(campaign, participant, history, now, rng)
         if gold is not None:
@@ -512,7 +521,7 @@ def _record_tallies(
 
 @transaction.atomic
 def recount_tallies(*, campaign: Campaign) -> int:
-    """Rebuild a campaign's pair tallies from its votes, leaving out flagged participants; returns votes counted."""
+    """Rebuild a campaign's pair tallies from its counted votes (no flagged or simulated participants); returns them."""
     PairTally.objects.filter(campaign=campaign).delete()
     votes = (
         Vote.objects.counted()
@@ -636,8 +645,8 @@ def cast_votes(
     comparison.status = Comparison.Status.VOTED
     comparison.voted_at = now
     comparison.save(update_fields=["status", "voted_at"])
-    # Flagged participants' votes are kept and marked, but leaderboards leave them out; gold checks
-    # and side-swapped repeats measure the participant, not the generators.
+    # Flagged and simulated participants' votes are kept and marked, but leaderboards leave them out;
+    # gold checks and side-swapped repeats measure the participant, not the generators.
     sides = _sides(comparison)
     if comparison.counts(participant):
         _record_tallies(

@@ -33,6 +33,9 @@ class ExportRequestSerializer(serializers.Serializer):
     validation_fraction = serializers.FloatField(required=False, min_value=0.0, max_value=0.99, default=0.0)
     skip_missing = serializers.BooleanField(required=False, default=False)
     include_flagged = serializers.BooleanField(required=False, default=False)
+    include_simulated = serializers.BooleanField(
+        required=False, default=False, help_text="keep the votes of a simulated crowd (simulate_votes)"
+    )
     copy_images = serializers.BooleanField(required=False, default=True)
 
     def options(self) -> ExportOptions:
@@ -46,6 +49,7 @@ class ExportRequestSerializer(serializers.Serializer):
             validation_fraction=data["validation_fraction"],
             skip_missing=data["skip_missing"],
             include_flagged=data["include_flagged"],
+            include_simulated=data["include_simulated"],
             copy_images=data["copy_images"],
         )
 

@@ -67,7 +67,8 @@ _USAGE = {
         "`votes.csv` is the raw vote log, one row per vote, with the sides as displayed on that comparison "
         "and a keyed hash instead of any participant id. As the raw log it keeps every vote: gold comparisons, "
         "side-swapped repeats and flagged participants' votes are in it, each marked in its own column "
-        "(`is_gold`, `repeat_of_comparison_id`, `participant_flagged`)."
+        "(`is_gold`, `repeat_of_comparison_id`, `participant_flagged`). Votes of a simulated crowd (a metric "
+        "voting through the arena, `participant_kind` `simulated`) are in it only where the filters include them."
     ),
     w.LEADERBOARD_CSV: (
         "`leaderboard.csv` holds the Bradley-Terry leaderboard of each exported criterion at export time "
@@ -82,8 +83,10 @@ _LIMITS = [
     "A pair's label is the majority of a few votes; `min_votes` and `min_margin` in the filters say how "
     "many were required. Votes on gold (known-answer) comparisons and on side-swapped repeats are left out "
     "of every preference format (all but the raw `votes.csv` log); votes of participants flagged by quality "
-    "control are left out unless the filters say otherwise. The manifest's `counts.votes` names how many "
-    "of each kind there were, and they add up to the votes on the exported criteria.",
+    "control are left out unless the filters say otherwise, and so are the votes of a simulated crowd (a "
+    "population metric voting through the arena: `simulate_votes`), which are a metric's judgements, not "
+    "people's; `include_simulated` in the filters says whether they are in. The manifest's `counts.votes` "
+    "names how many of each kind there were, and they add up to the votes on the exported criteria.",
     "Sides were shown in random order; each vote is mapped back to the population it chose.",
     "Participants are anonymous volunteers or crowd workers; their demographics are unknown and they "
     "are not a representative sample. Participant ids are keyed hashes, stable within this deployment.",

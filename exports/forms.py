@@ -28,6 +28,9 @@ class ExportForm(forms.Form):
     )
     skip_missing = forms.BooleanField(required=False, help_text="Leave out pairs whose image files are gone.")
     include_flagged = forms.BooleanField(required=False, help_text="Keep votes of flagged participants.")
+    include_simulated = forms.BooleanField(
+        required=False, help_text="Keep votes of a simulated crowd (a metric's votes, from simulate_votes)."
+    )
 
     def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -47,4 +50,5 @@ class ExportForm(forms.Form):
             validation_fraction=data["validation_fraction"] or 0.0,
             skip_missing=data["skip_missing"],
             include_flagged=data["include_flagged"],
+            include_simulated=data["include_simulated"],
         )

@@ -38,23 +38,30 @@ def _votes(campaign: Campaign, criterion_ids: Iterable[int]) -> VoteQuerySet:
     return Vote.objects.filter(comparison__campaign=campaign, criterion_id__in=list(criterion_ids))
 
 
-def _pair_votes(campaign: Campaign, criterion_ids: Iterable[int], include_flagged: bool) -> QuerySet[Vote]:
+def _pair_votes(
+    campaign: Campaign, criterion_ids: Iterable[int], include_flagged: bool, include_simulated: bool
+) -> QuerySet[Vote]:
     votes = _votes(campaign, criterion_ids)
-    return votes.preferences() if include_flagged else votes.counted()
+    return votes.counted(include_flagged=include_flagged, include_simulated=include_simulated)
 
 
 def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str, int]:
     """All votes on the criteria, split into disjoint kinds that add up to `all`.
 
-    `gold` (votes on gold comparisons), `repeats` (side-swapped repeats), `flagged_participants`
-    (the rest, cast by flagged participants) and `counted` (everything else: what a leaderboard ranks).
+    `simulated` (every vote of a simulated participant: arena/simulation.py), then people's votes:
+    `gold` (on gold comparisons), `repeats` (side-swapped repeats), `flagged_participants` (the rest,
+    cast by flagged participants) and `counted` (everything else: what a leaderboard ranks).
+    Simulated participants are issued neither gold checks nor repeats, so `simulated` are all
+    preference votes, and a pair export that includes them reads every one.
     """
     votes = _votes(campaign, criterion_ids)
+    people = votes.by_people()
     counts = {
         "all": votes.count(),
-        "gold": votes.filter(comparison__is_gold=True).count(),
-        "repeats": votes.filter(comparison__is_gold=False, comparison__repeat_of__isnull=False).count(),
-        "preferences": votes.preferences().count(),
+        "simulated": votes.simulated().count(),
+        "gold": people.filter(comparison__is_gold=True).count(),
+        "repeats": people.filter(comparison__is_gold=False, comparison__repeat_of__isnull=False).count(),
+        "preferences": people.preferences().count(),
         "counted": votes.counted().count(),
     }
     counts["flagged_participants"] = counts.pop("preferences") - counts["counted"]
@@ -62,14 +69,19 @@ def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str
 
 
 def iter_pair_votes(
-    *, campaign: Campaign, criterion_ids: Iterable[int], include_flagged: bool = False, chunk_size: int = CHUNK_SIZE
+    *,
+    campaign: Campaign,
+    criterion_ids: Iterable[int],
+    include_flagged: bool = False,
+    include_simulated: bool = False,
+    chunk_size: int = CHUNK_SIZE,
 ) -> Iterator[VoteRecord]:
     """Votes ordered by prompt, unordered population pair, criterion and vote id: the order `group_pairs` folds.
 
     All criteria of a pair come together, so a batch of pairs fetches each population once.
     """
     rows = (
-        _pair_votes(campaign, criterion_ids, include_flagged)
+        _pair_votes(campaign, criterion_ids, include_flagged, include_simulated)
         .annotate(
             low=Least("comparison__left_population_id", "comparison__right_population_id"),
             high=Greatest("comparison__left_population_id", "comparison__right_population_id"),
@@ -125,11 +137,12 @@ def get_populations(
 
 
 def iter_vote_log(
-    *, campaign: Campaign, criterion_ids: Iterable[int], chunk_size: int = CHUNK_SIZE
+    *, campaign: Campaign, criterion_ids: Iterable[int], include_simulated: bool = False, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[VoteLogRecord]:
-    """Every vote on the criteria in the order cast, with its comparison as displayed."""
+    """Every vote on the criteria in the order cast, with its comparison as displayed; people's only unless asked."""
+    votes = _votes(campaign, criterion_ids)
     rows = (
-        _votes(campaign, criterion_ids)
+        (votes if include_simulated else votes.by_people())
         .order_by("id")
         # Time as text and flags as numbers: with nothing left for Django to convert per row,
         # the read takes half the time.

@@ -106,6 +106,8 @@ class ExportOptions:
     validation_fraction: float = 0.0
     skip_missing: bool = False
     include_flagged: bool = False
+    # A simulated crowd's votes (arena/simulation.py): a metric's, not people's, so left out unless asked for.
+    include_simulated: bool = False
     copy_images: bool = True
 
 
@@ -186,6 +188,10 @@ def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
         raise ExportError("--validation-fraction must be at least 0 and below 1")
     if options.validation_fraction and not spec.splits:
         raise ExportError(f"{spec.name} has no train/validation split")
+    if options.include_simulated and spec.name == w.LEADERBOARD_CSV:
+        raise ExportError(
+            f"{spec.name} is the leaderboard, which ranks people's votes only: --include-simulated does not apply"
+        )
     if not options.copy_images and spec.name != w.POPULATION_JSONL:
         raise ExportError(f"{spec.name} needs its images; only {w.POPULATION_JSONL} can leave them out")
     splits = (TRAIN, VALIDATION) if options.validation_fraction else (TRAIN,)
@@ -193,7 +199,10 @@ def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
 
 
 def _filters(plan: _Plan, options: ExportOptions) -> dict[str, Any]:
-    filters: dict[str, Any] = {"criteria": [c.key for c in plan.criteria]}
+    filters: dict[str, Any] = {
+        "criteria": [c.key for c in plan.criteria],
+        "include_simulated": options.include_simulated,
+    }
     if plan.pair_filter is not None:
         filters.update(
             ties=plan.pair_filter.ties,
@@ -406,6 +415,7 @@ def iter_pair_rows(
     ratings: dict[str, dict[str, float]],
     validation_fraction: float = 0.0,
     include_flagged: bool = False,
+    include_simulated: bool = False,
     tally: _Tally | None = None,
     progress: Progress | None = None,
 ) -> Iterator[list[PairRow]]:
@@ -418,7 +428,9 @@ def iter_pair_rows(
     progress = progress or _NoProgress()
     keys = {c.pk: c.key for c in criteria}
     attributes = campaign.attribute_specs()
-    votes = selectors.iter_pair_votes(campaign=campaign, criterion_ids=keys, include_flagged=include_flagged)
+    votes = selectors.iter_pair_votes(
+        campaign=campaign, criterion_ids=keys, include_flagged=include_flagged, include_simulated=include_simulated
+    )
     batch: list[list[JudgedPair]] = []
     batch_pairs = 0
     group: list[JudgedPair] = []
@@ -497,7 +509,8 @@ def _pair_export(
     votes = selectors.count_votes(campaign=campaign, criterion_ids=[c.pk for c in plan.criteria])
     tally = _Tally()
     copy = spec.copies_images and options.copy_images
-    bar = progress(votes["counted"] + (votes["flagged_participants"] if options.include_flagged else 0), "vote")
+    expected = votes["counted"] + (votes["flagged_participants"] if options.include_flagged else 0)
+    bar = progress(expected + (votes["simulated"] if options.include_simulated else 0), "vote")
     try:
         for group in iter_pair_rows(
             campaign=campaign,
@@ -506,6 +519,7 @@ def _pair_export(
             ratings=ratings,
             validation_fraction=options.validation_fraction,
             include_flagged=options.include_flagged,
+            include_simulated=options.include_simulated,
             tally=tally,
             progress=bar,
         ):
@@ -532,14 +546,16 @@ def _pair_export(
         bar.close()
         source.close()
     counts: dict[str, Any] = {
-        # Disjoint: on_exported_criteria = counted + flagged participants' + gold + repeats, and `read`
-        # is the counted votes (plus the flagged participants' where the filters include them).
+        # Disjoint: on_exported_criteria = counted + flagged participants' + simulated + gold + repeats,
+        # and `read` is the counted votes (plus the flagged participants' and the simulated ones where
+        # the filters include them).
         "votes": {
             "on_exported_criteria": votes["all"],
             "counted": votes["counted"],
             "flagged_participants_" + ("included" if options.include_flagged else "excluded"): (
                 votes["flagged_participants"]
             ),
+            "simulated_" + ("included" if options.include_simulated else "excluded"): votes["simulated"],
             "gold_excluded": votes["gold"],
             "repeats_excluded": votes["repeats"],
             "read": tally.votes_read,
@@ -766,7 +782,7 @@ def _write(
                 f"{counts['pairs']['dropped'][DROP_MISSING_IMAGE]} pair(s) that show them were left out: {shown}{more}"
             )
     elif spec.source == "votes":
-        counts = _votes_export(folder, campaign, plan, hasher, progress)
+        counts = _votes_export(folder, campaign, plan, options, hasher, progress)
         if not counts["rows"][TRAIN]:
             warnings.append(_no_votes(campaign, plan))
     else:
@@ -832,15 +848,22 @@ def _no_votes(campaign: Campaign, plan: _Plan) -> str:
 
 
 def _votes_export(
-    folder: Path, campaign: Campaign, plan: _Plan, hasher: ParticipantHasher, progress: ProgressFactory
+    folder: Path,
+    campaign: Campaign,
+    plan: _Plan,
+    options: ExportOptions,
+    hasher: ParticipantHasher,
+    progress: ProgressFactory,
 ) -> dict[str, Any]:
     ids = [c.pk for c in plan.criteria]
     counts = selectors.count_votes(campaign=campaign, criterion_ids=ids)
     attributes = campaign.attribute_specs()
     writer = w.VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes))
-    bar = progress(counts["all"], "vote")
+    bar = progress(counts["all"] - (0 if options.include_simulated else counts["simulated"]), "vote")
     try:
-        votes = selectors.iter_vote_log(campaign=campaign, criterion_ids=ids)
+        votes = selectors.iter_vote_log(
+            campaign=campaign, criterion_ids=ids, include_simulated=options.include_simulated
+        )
         while True:
             chunk = [v for _, v in zip(range(selectors.CHUNK_SIZE), votes, strict=False)]
             if not chunk:
@@ -850,9 +873,18 @@ def _votes_export(
     finally:
         bar.close()
     rows = writer.close()
-    # The raw log keeps every vote, each marked; these add up to on_exported_criteria.
+    # The raw log keeps every vote of people, each marked, and a simulated crowd's (participant_kind
+    # `simulated`) only when asked for; these add up to on_exported_criteria.
     kinds = ("counted", "flagged_participants", "gold", "repeats")
-    return {"votes": {"on_exported_criteria": counts["all"], **{k: counts[k] for k in kinds}}, "rows": rows}
+    simulated = "simulated_" + ("included" if options.include_simulated else "excluded")
+    return {
+        "votes": {
+            "on_exported_criteria": counts["all"],
+            **{k: counts[k] for k in kinds},
+            simulated: counts["simulated"],
+        },
+        "rows": rows,
+    }
 
 
 def _leaderboard_export(

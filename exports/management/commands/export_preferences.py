@@ -51,6 +51,11 @@ class Command(BaseCommand):
             "--include-flagged", action="store_true", help="keep votes of participants flagged by quality control"
         )
         parser.add_argument(
+            "--include-simulated",
+            action="store_true",
+            help="keep the votes of a simulated crowd (simulate_votes: a metric's, not people's); not leaderboard-csv",
+        )
+        parser.add_argument(
             "--no-images", action="store_true", help="population-jsonl only: write image paths but copy no files"
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,6 +77,7 @@ class Command(BaseCommand):
             validation_fraction=options["validation_fraction"],
             skip_missing=options["skip_missing"],
             include_flagged=options["include_flagged"],
+            include_simulated=options["include_simulated"],
             copy_images=not options["no_images"],
         )
         try:

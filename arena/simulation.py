@@ -1,0 +1,245 @@
+"""A simulated crowd: a population metric votes through the same issue and vote services as people.
+
+Each simulated participant asks `issue_comparison` for its next comparison (so the campaign's
+quota, pair sampling, votes wanted per pair and exactly-once voting apply as they do to people),
+looks up both populations' stored measures, and votes for the side the judge (metrics.judges)
+prefers on the named criterion, flipped with probability `noise`; where the judge prefers neither
+side (equal values, or a value not measured) it votes `tie`. The vote service asks every criterion
+of a campaign at once, so the campaign's other criteria are answered `tie`: the judge speaks to one
+question only. This is how PopAlign made its own training data (a classifier chose the winner).
+
+Simulated participants are marked `simulated` and their votes never count (arena.models.
+VoteQuerySet.counted): not on leaderboards, not in quality reports or the metrics' agreement with
+the crowd, and in an export only when it is asked for (`export_preferences --include-simulated`).
+Gold checks and repeats are not issued to them: those score a participant, and a simulated one is
+known by construction.
+
+Randomness is two seeded streams, one for issuing (pairs and sides) and one for the noise, so the
+same seed on the same database casts the same votes, and changing the noise does not change which
+comparisons are issued.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from annotation.models import Campaign, Participant
+from annotation.selectors import get_campaign
+from annotation.services import get_simulated_participants
+from arena.models import Comparison
+from arena.services import NothingReady, VoteInput, cast_votes, issue_comparison
+from core.errors import ApplicationError, Conflict
+from metrics.judges import SET_MEASURES, Judge, parse_judge
+from metrics.selectors import measures_by_population
+from metrics.services import set_spec_for
+
+DEFAULT_PARTICIPANTS = 10
+# The vote service asks every criterion; those the judge does not speak to get this answer.
+OTHER_CRITERIA_CHOICE = "tie"
+QUOTA_REACHED = "quota_reached"
+
+
+class SimulationError(ApplicationError):
+    code = "simulation_invalid"
+
+
+@dataclass(frozen=True)
+class SimulationPlan:
+    """A checked request: everything `simulate_votes` needs, nothing stored yet."""
+
+    campaign: Campaign
+    criterion: str
+    judge: Judge
+    comparisons: int
+    noise: float
+    seed: int
+    participants: int
+
+    def crowd(self) -> dict[str, Any]:
+        """What names this crowd; kept on each of its participants (Participant.entry_params)."""
+        return {
+            "campaign": self.campaign.slug,
+            "criterion": self.criterion,
+            "judge": self.judge.name,
+            "noise": self.noise,
+            "seed": self.seed,
+        }
+
+
+@dataclass
+class SimulationReport:
+    plan: SimulationPlan
+    voted: int = 0
+    # The named criterion's answers, by side as displayed: left, right, tie.
+    choices: Counter[str] = field(default_factory=Counter)
+    # Votes the noise turned to the side the judge did not prefer.
+    flipped: int = 0
+    # Comparisons where the judge preferred neither side (voted tie).
+    undecided: int = 0
+    # Participants that could take no more, by why: quota_reached, nothing_ready.
+    exhausted: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def complete(self) -> bool:
+        return self.voted >= self.plan.comparisons
+
+    def stop_reason(self) -> str:
+        if self.complete:
+            return f"{self.plan.comparisons} comparisons voted, as asked"
+        quota = self.plan.campaign.participant_quota
+        parts = []
+        if self.exhausted[QUOTA_REACHED]:
+            parts.append(f"{self.exhausted[QUOTA_REACHED]} reached the campaign's quota of {quota} comparisons")
+        if self.exhausted[NothingReady.code]:
+            parts.append(
+                f"{self.exhausted[NothingReady.code]} had nothing left to vote on (every pair they may see is "
+                "seen or has its votes, or generation is behind)"
+            )
+        return (
+            f"nothing more can be issued to the {self.plan.participants} simulated participants: "
+            + "; ".join(parts)
+            + " (--participants adds more)"
+        )
+
+
+def judged_choice(preferred: str | None, noise: float, rng: random.Random) -> tuple[str, bool]:
+    """The vote for the side the judge prefers, flipped with probability `noise`: (choice, flipped).
+
+    No preference is a tie, never flipped (there is no other side to flip to). One draw per decided
+    vote, so a seed gives the same flips whatever the judge preferred.
+    """
+    if preferred is None:
+        return "tie", False
+    if rng.random() < noise:
+        return ("right" if preferred == "left" else "left"), True
+    return preferred, False
+
+
+def plan_simulation(
+    *,
+    campaign_slug: str,
+    criterion: str,
+    judge: str,
+    comparisons: int,
+    noise: float = 0.0,
+    seed: int | None = None,
+    participants: int = DEFAULT_PARTICIPANTS,
+) -> SimulationPlan:
+    """Check a request, naming what is wrong (NotFound or SimulationError); stores nothing.
+
+    Without a seed one is drawn, and the report says which, so the run can be repeated.
+    """
+    campaign = get_campaign(slug=campaign_slug)
+    asked = [c.key for c in campaign.criteria.all()]
+    if criterion not in asked:
+        raise SimulationError(
+            f"unknown criterion {criterion!r} (campaign {campaign.slug!r} asks: {', '.join(asked) or 'nothing'})"
+        )
+    specs = campaign.attribute_specs()
+    try:
+        parsed = parse_judge(judge, [spec.name for spec in specs])
+    except ValueError as exc:
+        raise SimulationError(f"--judge {judge!r}: {exc}") from None
+    if parsed.measure in SET_MEASURES:
+        backend = set_spec_for(specs)
+        if backend is None:
+            raise SimulationError(
+                f"--judge {judge!r}: campaign {campaign.slug!r} measures no attribute, so no set measure is "
+                "computed for it (see its metrics_attributes)"
+            )
+        if parsed.measure == "clip_score" and backend.backend != "clip":
+            raise SimulationError(
+                f"--judge {judge!r}: clip_score needs a CLIP attribute, and campaign {campaign.slug!r} has none"
+            )
+    if isinstance(comparisons, bool) or comparisons < 1:
+        raise SimulationError(f"--comparisons must be at least 1, not {comparisons}")
+    if not 0.0 <= noise <= 1.0:  # also refuses NaN
+        raise SimulationError(f"--noise must be a probability from 0 to 1, not {noise}")
+    if participants < 1:
+        raise SimulationError(f"--participants must be at least 1, not {participants}")
+    if not campaign.is_open:
+        raise SimulationError(f"campaign {campaign.slug!r} is {campaign.status}, not open: nothing can be issued")
+    return SimulationPlan(
+        campaign=campaign,
+        criterion=criterion,
+        judge=parsed,
+        comparisons=comparisons,
+        noise=noise,
+        seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
+        participants=participants,
+    )
+
+
+def simulate_votes(*, plan: SimulationPlan, progress: Callable[[int], None] | None = None) -> SimulationReport:
+    """Vote `plan.comparisons` comparisons as a simulated crowd, or as many as can be issued; report what it did.
+
+    Participants take turns, one comparison each, so a quota spreads the work over all of them.
+    Each issue and each vote is its own transaction, as a person's are: an interrupted run keeps
+    what it voted, and the same crowd run again continues where it stopped.
+    """
+    campaign = plan.campaign
+    report = SimulationReport(plan=plan)
+    crowd = get_simulated_participants(crowd=plan.crowd(), count=plan.participants)
+    others = [c.key for c in campaign.criteria.all() if c.key != plan.criterion]
+    specs = campaign.attribute_specs()
+    issue_rng = random.Random(f"{plan.seed}:issue")
+    noise_rng = random.Random(f"{plan.seed}:noise")
+    measured: dict[int, dict[str, Any]] = {}
+    # A simulated participant looks exactly as long as the floor on dwell time asks: honest for a
+    # judge that reads stored numbers, and the rule for people is applied to it unchanged.
+    dwell = timedelta(milliseconds=settings.VOTE_MIN_DWELL_MS)
+    active = list(crowd)
+    while active and not report.complete:
+        for participant in list(active):
+            if report.complete:
+                break
+            comparison = _next(campaign, participant, issue_rng, report)
+            if comparison is None:
+                active.remove(participant)
+                continue
+            pair = [comparison.left_population_id, comparison.right_population_id]
+            missing = [pk for pk in pair if pk not in measured]
+            if missing:
+                measured.update(measures_by_population(missing, attributes=specs))
+            preferred = plan.judge.prefers(measured[pair[0]], measured[pair[1]])
+            choice, flipped = judged_choice(preferred, plan.noise, noise_rng)
+            votes = [VoteInput(plan.criterion, choice), *(VoteInput(key, OTHER_CRITERIA_CHOICE) for key in others)]
+            # The vote lands when the simulated look ends: never before the floor, never before now.
+            at = max(timezone.now(), comparison.issued_at + dwell)
+            cast_votes(
+                token=comparison.token,
+                participant=participant,
+                votes=votes,
+                dwell_ms=settings.VOTE_MIN_DWELL_MS,
+                now=at,
+            )
+            report.voted += 1
+            report.choices[choice] += 1
+            report.flipped += flipped
+            report.undecided += preferred is None
+            if progress is not None:
+                progress(1)
+    return report
+
+
+def _next(
+    campaign: Campaign, participant: Participant, rng: random.Random, report: SimulationReport
+) -> Comparison | None:
+    """The participant's next comparison from the issue service; None (counted in the report) when it has none."""
+    try:
+        return issue_comparison(campaign=campaign, participant=participant, rng=rng)
+    except NothingReady:
+        report.exhausted[NothingReady.code] += 1
+    except Conflict as exc:
+        if exc.code != QUOTA_REACHED:
+            raise
+        report.exhausted[QUOTA_REACHED] += 1
+    return None
