@@ -22,6 +22,7 @@ logger = logging.getLogger("poparena.generation")
 population_ready = Signal()  # kwargs: population_id: int, device: str
 
 _device: contextvars.ContextVar[str] = contextvars.ContextVar("generation_device", default="cpu")
+_held_back: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("generation_held_back", default=None)
 
 
 @contextmanager
@@ -34,7 +35,27 @@ def on_device(device: str) -> Iterator[None]:
         _device.reset(token)
 
 
+@contextmanager
+def held_back() -> Iterator[list[int]]:
+    """Within this block, population_ready is not sent but its population ids are collected in the list yielded.
+
+    The worker stores under a lock it shares with the thread that generates, and sends the collected
+    signals (send_population_ready, after the block) once it has let go of the lock, so the
+    generating thread never waits for metrics.
+    """
+    collected: list[int] = []
+    token = _held_back.set(collected)
+    try:
+        yield collected
+    finally:
+        _held_back.reset(token)
+
+
 def send_population_ready(population_id: int) -> None:
+    collected = _held_back.get()
+    if collected is not None:
+        collected.append(population_id)
+        return
     for receiver, result in population_ready.send_robust(
         sender=population_ready, population_id=population_id, device=_device.get()
     ):

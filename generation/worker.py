@@ -8,6 +8,13 @@ One worker owns one device and keeps its pipelines resident. Heavy libraries (to
 diffusers) are imported lazily through generation.pipelines, so importing this module is
 cheap. SIGTERM and SIGINT finish the pipeline call under way, store what is complete and
 hand the rest of the claim back to the queue.
+
+With `store_behind` (run_generation_worker sets it) a finished population is stored - PNG
+encoding, files, the transaction, then the population_ready listeners such as metrics - by one
+background thread while the next pipeline call runs. Only that thread and this one use the
+queue, one call at a time (a lock): SQLite's shared in-memory test database and a
+RemoteQueue's HTTP session are not safe for concurrent use, and a store is short. Metrics run
+after the lock is let go (generation.signals.held_back), so they never hold up a claim.
 """
 
 from __future__ import annotations
@@ -18,14 +25,18 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Protocol, TextIO
+from typing import Protocol, TextIO, TypeVar
+
+from django.db import connections
 
 from generation import services, signals
 from generation.models import Population
@@ -48,11 +59,21 @@ CALLS_PER_CLAIM = 4
 # claims one call's worth: the first comparison's two populations are not stuck behind others.
 CLAIM_HORIZON_S = 8.0
 PLAN_EVERY_S = 5.0
+# Populations handed to the storing thread and not yet stored. More waiting means storing is slower
+# than generating: the generating thread then waits, so memory and the age of unstored claims stay bounded.
+STORES_IN_FLIGHT = 4
+# Up to this many pixels zlib's fastest level: 3.5x faster than the default on the demo's 32x32
+# images for 1-2% more bytes. Larger images keep the default level, whose files are 5-7% smaller.
+FAST_PNG_MAX_PIXELS = 128 * 128
+
+T = TypeVar("T")
 
 
 def encode_png(generated: GeneratedImage) -> bytes:
     buffer = io.BytesIO()
-    generated.image.save(buffer, format="PNG", optimize=False)
+    width, height = generated.image.size
+    level = 1 if width * height <= FAST_PNG_MAX_PIXELS else 6
+    generated.image.save(buffer, format="PNG", optimize=False, compress_level=level)
     return buffer.getvalue()
 
 
@@ -80,18 +101,29 @@ class WorkQueue(Protocol):
 
 @dataclass
 class WorkerStats:
-    """Counters a person (or a benchmark) reads: images made, seconds inside pipeline calls."""
+    """Counters a person (or a benchmark) reads: images made, seconds inside pipeline calls and loading them.
+
+    `wall_s` runs from the worker's creation, so the time outside pipeline calls includes loading
+    the pipelines (imports and from_pretrained, once per pipeline: `load_s`) as well as claiming,
+    planning and whatever storing the generating thread waits for.
+    """
 
     images: int = 0
     populations: int = 0
     failed_attempts: int = 0
     pipeline_s: float = 0.0
+    load_s: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     per_generator: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0]))
 
     @property
     def wall_s(self) -> float:
         return time.perf_counter() - self.started
+
+    def share_outside(self, *, wall_s: float, counting_load: bool = True) -> float:
+        """Share of `wall_s` spent outside pipeline calls; without `counting_load`, loading counts as neither."""
+        wall = wall_s if counting_load else wall_s - self.load_s
+        return 1 - self.pipeline_s / wall if wall > 0 else 0.0
 
     def add_call(self, generator: str, images: int, seconds: float) -> None:
         self.images += images
@@ -108,6 +140,16 @@ class _Item:
     prompt: str
 
 
+@dataclass(frozen=True)
+class _Stored:
+    """What became of one store: ready, claim lost (stored False), or refused and failed (reason set)."""
+
+    population_id: int
+    stored: bool
+    failed: str | None = None
+    status: str | None = None
+
+
 class GenerationWorker:
     def __init__(
         self,
@@ -122,6 +164,7 @@ class GenerationWorker:
         progress: TextIO | None = None,
         queue: WorkQueue | None = None,
         name: str | None = None,
+        store_behind: bool = False,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -137,6 +180,14 @@ class GenerationWorker:
         self.stats = WorkerStats()
         self.stopping = False
         self._planned_at = float("-inf")
+        # Off by default: the storing thread has its own database connection, which cannot see the
+        # rows of a caller's open transaction (a test's, for one). run_generation_worker turns it on.
+        self.store_behind = store_behind
+        self._queue_lock = threading.Lock()
+        self._store_thread: ThreadPoolExecutor | None = None
+        self._stores: deque[Future[_Stored]] = deque()
+        # When each held population's lease was last set (monotonic; taken before the call, so never late).
+        self._leased_at: dict[int, float] = {}
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -152,11 +203,15 @@ class GenerationWorker:
     def run(self, *, once: bool = False) -> WorkerStats:
         """Serve the queues until stopped; with `once`, until every queue is full and no work is left."""
         logger.info("worker %s serving %s (max batch %d images)", self.name, self.owner or "all queues", self.max_batch)
-        while not self.stopping:
-            if not self.step():
-                if once:
-                    break
-                time.sleep(self.idle_sleep_s)
+        try:
+            while not self.stopping:
+                if not self.step():
+                    if once:
+                        break
+                    time.sleep(self.idle_sleep_s)
+            self.wait_for_stores()
+        finally:
+            self.close()
         self.log_summary()
         return self.stats
 
@@ -165,10 +220,15 @@ class GenerationWorker:
         batch = self._claim()
         if not batch or time.monotonic() - self._planned_at > PLAN_EVERY_S:
             # Planning reads every queue: do it when the claimed work runs out, or now and then.
-            self.queue.plan_populations(owner=self.owner)
+            self._call(self.queue.plan_populations, owner=self.owner)
             self._planned_at = time.monotonic()
             batch = batch or self._claim()
         if not batch:
+            if self._stores:
+                # Nothing to claim while sets are still being stored: a store that fails hands its population
+                # back to the queue, so look again once they are done (with --once, before stopping).
+                self.wait_for_stores()
+                return True
             return False
         self.work(batch)
         return True
@@ -181,9 +241,35 @@ class GenerationWorker:
         return max(self.max_batch, min(soon, self.max_batch * CALLS_PER_CLAIM))
 
     def _claim(self) -> list[Population]:
-        return self.queue.claim_generation_batch(
-            worker=self.name, max_images=self.claim_size(), lease=self.lease, owner=self.owner
+        leased_at = time.monotonic()
+        batch = self._call(
+            self.queue.claim_generation_batch,
+            worker=self.name,
+            max_images=self.claim_size(),
+            lease=self.lease,
+            owner=self.owner,
         )
+        self._leased_at.update((population.pk, leased_at) for population in batch)
+        return batch
+
+    def _call(self, function: Callable[..., T], **kwargs: object) -> T:
+        """One queue call, never at the same time as the storing thread's."""
+        with self._queue_lock:
+            return function(**kwargs)
+
+    def _renew_if_due(self) -> None:
+        """Renew every lease this worker holds once the oldest has less than half its time left.
+
+        Not before every pipeline call: a renewal is a write, and with a 2-minute lease and calls of
+        a fraction of a second almost all of them were needless.
+        """
+        if not self._leased_at:
+            return
+        now = time.monotonic()
+        if now - min(self._leased_at.values()) < self.lease.total_seconds() / 2:
+            return
+        self._call(self.queue.renew_leases, worker=self.name, population_ids=list(self._leased_at), lease=self.lease)
+        self._leased_at = dict.fromkeys(self._leased_at, now)
 
     # --- one claimed batch ----------------------------------------------------------------------------------
 
@@ -191,6 +277,10 @@ class GenerationWorker:
         """Generate every image of a claimed batch (one generator) and store each finished population."""
         generator = batch[0].generator
         held = {population.pk for population in batch}
+        for pk in held:
+            # A batch this worker did not claim itself (tests hand one in): its lease's age is unknown, so renew first.
+            self._leased_at.setdefault(pk, float("-inf"))
+        loading = time.perf_counter()
         try:
             spec = PipelineSpec.from_settings(generator.source, generator.settings)
             pipe = self.cache.get(spec, self.device)
@@ -203,6 +293,8 @@ class GenerationWorker:
             for population in batch:
                 self._fail(population, f"generator {generator.name!r} could not be loaded: {exc!r}")
             return
+        finally:
+            self.stats.load_s += time.perf_counter() - loading
 
         items = [
             _Item(population, index, seed, prompt)
@@ -226,7 +318,7 @@ class GenerationWorker:
             chunk = [item for item in chunk if item.population.pk in held]
             if self.stopping or not chunk:
                 continue
-            self.queue.renew_leases(worker=self.name, population_ids=held, lease=self.lease)
+            self._renew_if_due()
             started = time.perf_counter()
             try:
                 images = generate(pipe, spec, [i.prompt for i in chunk], [i.seed for i in chunk])
@@ -246,10 +338,75 @@ class GenerationWorker:
                     self._store(population, done.pop(population.pk), int(pipeline_ms[population.pk]))
                     held.discard(population.pk)
         if held:
-            released = self.queue.release_claims(worker=self.name, population_ids=held)
+            # Stopping: what is finished is stored before the rest of the claim goes back.
+            self.wait_for_stores()
+            released = self._call(self.queue.release_claims, worker=self.name, population_ids=held)
+            for pk in held:
+                self._leased_at.pop(pk, None)
             logger.info("released %d unfinished population(s) back to the queue", released)
 
+    # --- storing, here or behind the next pipeline call -----------------------------------------------------
+
     def _store(self, population: Population, finished: list[tuple[_Item, GeneratedImage]], generation_ms: int) -> None:
+        """Store a finished population now, or hand it to the storing thread with `store_behind`."""
+        if not self.store_behind:
+            self._record(self._store_now(population, finished, generation_ms))
+            return
+        self._collect(wait_for=STORES_IN_FLIGHT - 1)
+        if self._store_thread is None:
+            self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._stores.append(self._store_thread.submit(self._store_now, population, finished, generation_ms))
+
+    def wait_for_stores(self) -> None:
+        """Wait until every population handed to the storing thread is stored or failed; raises what a store raised."""
+        self._collect(wait_for=0)
+
+    def close(self) -> None:
+        """Finish the stores under way and end the storing thread, closing its database connections."""
+        thread, self._store_thread = self._store_thread, None
+        if thread is None:
+            return
+        try:
+            while self._stores:
+                future = self._stores.popleft()
+                # Stores left here come after another error (run() waits for every store first): that one is
+                # being raised, so these are logged.
+                if (error := future.exception()) is not None:
+                    logger.error("a store failed while the worker was stopping", exc_info=error)
+                else:
+                    self._record(future.result())
+            thread.submit(connections.close_all).result()
+        finally:
+            thread.shutdown(wait=True)
+
+    def _collect(self, *, wait_for: int) -> None:
+        """Record finished stores, waiting for the oldest until at most `wait_for` are under way."""
+        while self._stores and (self._stores[0].done() or len(self._stores) > wait_for):
+            # Popped only once done: if it raised, close() still finds the ones behind it and waits for them.
+            self._stores[0].exception()
+            self._record(self._stores.popleft().result())
+
+    def _record(self, outcome: _Stored) -> None:
+        self._leased_at.pop(outcome.population_id, None)
+        if outcome.failed is not None:
+            self.stats.failed_attempts += 1
+            logger.warning(
+                "population %s attempt failed (%s): %s",
+                outcome.population_id,
+                outcome.status or "no longer held",
+                outcome.failed,
+            )
+        elif outcome.stored:
+            self.stats.populations += 1
+        else:
+            logger.warning(
+                "population %s was reclaimed by another worker; its images were discarded", outcome.population_id
+            )
+
+    def _store_now(
+        self, population: Population, finished: list[tuple[_Item, GeneratedImage]], generation_ms: int
+    ) -> _Stored:
+        """Encode and store one population; in the storing thread with `store_behind`. Touches no counters."""
         images = [
             services.ImageInput(
                 index=item.index,
@@ -263,23 +420,30 @@ class GenerationWorker:
             )
             for item, generated in finished
         ]
-        try:
-            with signals.on_device(self.device):
-                stored = self.queue.store_population(
-                    worker=self.name, population_id=population.pk, images=images, generation_ms=generation_ms
-                )
-        except ValueError as exc:  # the images were refused (a remote server's 400): this attempt failed
-            self._fail(population, f"the images could not be stored: {exc}")
-            return
-        if stored:
-            self.stats.populations += 1
-        else:
-            logger.warning("population %s was reclaimed by another worker; its images were discarded", population.pk)
+        with signals.on_device(self.device):
+            with signals.held_back() as ready:
+                try:
+                    stored = self._call(
+                        self.queue.store_population,
+                        worker=self.name,
+                        population_id=population.pk,
+                        images=images,
+                        generation_ms=generation_ms,
+                    )
+                except ValueError as exc:  # the images were refused (a remote server's 400): this attempt failed
+                    reason = f"the images could not be stored: {exc}"
+                    status = self._call(
+                        self.queue.fail_population, worker=self.name, population_id=population.pk, error=reason
+                    )
+                    return _Stored(population.pk, stored=False, failed=reason, status=status)
+            # Outside the queue lock: metrics and other listeners never hold up the generating thread's claims.
+            for population_id in ready:
+                signals.send_population_ready(population_id)
+        return _Stored(population.pk, stored=stored)
 
     def _fail(self, population: Population, reason: str) -> None:
-        self.stats.failed_attempts += 1
-        status = self.queue.fail_population(worker=self.name, population_id=population.pk, error=reason)
-        logger.warning("population %s attempt failed (%s): %s", population.pk, status or "no longer held", reason)
+        status = self._call(self.queue.fail_population, worker=self.name, population_id=population.pk, error=reason)
+        self._record(_Stored(population.pk, stored=False, failed=reason, status=status))
 
     # --- reporting ------------------------------------------------------------------------------------------
 
@@ -296,15 +460,18 @@ class GenerationWorker:
     def log_summary(self) -> None:
         if self.progress is not None:
             self.progress.write("\n")
-        overhead = 1 - self.stats.pipeline_s / self.stats.wall_s if self.stats.wall_s else 0.0
+        wall = self.stats.wall_s
         logger.info(
-            "worker %s: %d images, %d populations ready, %d failed attempts, %.1fs wall, %.0f%% outside pipeline calls",
+            "worker %s: %d images, %d populations ready, %d failed attempts, %.1fs wall, %.0f%% outside pipeline calls "
+            "(loading pipelines %.1fs; %.0f%% outside pipeline calls and loading)",
             self.name,
             self.stats.images,
             self.stats.populations,
             self.stats.failed_attempts,
-            self.stats.wall_s,
-            100 * overhead,
+            wall,
+            100 * self.stats.share_outside(wall_s=wall),
+            self.stats.load_s,
+            100 * self.stats.share_outside(wall_s=wall, counting_load=False),
         )
         for generator, (images, seconds) in sorted(self.stats.per_generator.items()):
             logger.info("  %s: %d images, %.1f images/s in pipeline calls", generator, images, images / seconds)

@@ -257,3 +257,36 @@ def test_retrying_a_failed_population_queues_it_with_fresh_attempts(model_cache,
     make_worker(model_cache).run(once=True)
     population.refresh_from_db()
     assert population.status == "ready"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_storing_behind_the_next_pipeline_call_fills_every_queue_and_ends_its_thread(model_cache):
+    # Given three queues of one generator, and a worker that stores in a second thread (as the command's does),
+    generator = GeneratorFactory(settings=TINY)
+    for _ in range(3):
+        want(generator, PromptFactory(), size=3, high=2)
+    worker = make_worker(model_cache, max_batch=4, store_behind=True)
+    # when it fills them,
+    stats = worker.run(once=True)
+    # then every population is ready with all its images, counted once, and the storing thread is gone.
+    assert (stats.populations, stats.images, stats.failed_attempts) == (6, 18, 0)
+    assert sorted(Population.objects.values_list("status", "claimed_by")) == [("ready", "")] * 6
+    assert all(p.images.count() == 3 for p in Population.objects.all())
+    assert worker._store_thread is None
+    assert stats.load_s > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_images_refused_by_a_store_behind_fail_that_population_as_an_inline_store_does(model_cache, monkeypatch):
+    want(GeneratorFactory(settings=TINY), PromptFactory(), size=2, high=1)
+
+    def refuse(**kwargs):
+        raise ValueError("not an image")
+
+    monkeypatch.setattr(services, "store_population", refuse)
+    stats = make_worker(model_cache, store_behind=True).run(once=True)
+    population = Population.objects.get()
+    assert stats.failed_attempts == services.MAX_ATTEMPTS
+    assert population.status == "failed"
+    assert "the images could not be stored: not an image" in population.error
+    assert not Image.objects.exists()

@@ -95,6 +95,8 @@ class Command(BaseCommand):
             idle_sleep_s=options["idle_sleep"],
             progress=progress_stream(),
             queue=queue,
+            # Each finished set is stored by a second thread while the next pipeline call runs.
+            store_behind=True,
         )
         worker.install_signal_handlers()
         try:
