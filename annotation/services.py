@@ -121,6 +121,17 @@ def sync_campaign_demand(*, campaign: Campaign) -> Counter[str]:
 
 
 @transaction.atomic
+def add_generator_to_campaign(*, campaign: Campaign, generator: Generator) -> Counter[str]:
+    """Put a generator into a campaign and, when the campaign is open, queue its populations.
+
+    Refused when its images would differ in size from the other generators' (a size reveals a side).
+    """
+    campaign.generators.add(generator)
+    _check_same_image_size(campaign)
+    return sync_campaign_demand(campaign=campaign)
+
+
+@transaction.atomic
 def set_campaign_status(*, campaign: Campaign, status: str) -> Campaign:
     """Open, pause or close a campaign, and start or stop its generation queues with it."""
     if status not in Campaign.Status.values:

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "annotation",
     "arena",
     "exports",
+    "training",
 ]
 
 MIDDLEWARE = [
@@ -266,6 +267,8 @@ VOTE_MIN_DWELL_MS = env.int("VOTE_MIN_DWELL_MS", default=500)
 PARTICIPANT_HASH_KEY = env.str("PARTICIPANT_HASH_KEY", default="") or f"participants:{SECRET_KEY}"
 # Where built-in offline pipelines are built once and loaded from with from_pretrained.
 POPARENA_MODEL_CACHE = Path(env.str("POPARENA_MODEL_CACHE", default=str(VAR_DIR / "models")))
+# Where train_generator saves fine-tuned pipelines (diffusers layout), one folder per new generator.
+TRAINED_MODELS_DIR = Path(env.str("TRAINED_MODELS_DIR", default=str(VAR_DIR / "trained")))
 # The generation worker on the CPU: torch threads (0: every core but one, left to the web server
 # that usually shares the machine; one on a 2-core machine) and images per pipeline call.
 GENERATION_CPU_THREADS = env.int("GENERATION_CPU_THREADS", default=0)

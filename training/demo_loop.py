@@ -1,0 +1,128 @@
+"""The whole PopAlign loop on the demo's shapes models, as one reproducible run.
+
+seed the demo -> a `loop` campaign on the demo's prompts with the shapes generators -> generate ->
+a simulated crowd votes by colour discrepancy -> export popalign-csv (simulated votes included) ->
+train `base` with PopAlign's objective -> register the result in the campaign -> generate its sets ->
+metrics -> measure red share and faithfulness of base, diverse-prompting and the tuned model from fresh
+samples, with intervals over seeds -> print them and write docs/bias-loop.svg and docs/bias-loop.json.
+
+The noise stand-in (`random-weights`) is left out of the loop's campaign: its colour noise has a low
+colour discrepancy, so a discrepancy judge would prefer it and teach the model noise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from annotation import demo
+from annotation.models import Campaign
+from annotation.services import NewCampaign, create_campaign, seed_demo_campaign, set_campaign_status
+from generation.models import Generator
+from training import plots
+
+LOOP_SLUG = "popalign-loop"
+LOOP_GENERATORS = ("base", "diverse-prompting", "biased-prompting")
+LOOP_CRITERION = "diversity"
+JUDGE = "discrepancy:colour"
+COMPARED = ("base", "diverse-prompting")
+# Uniform over the 8 drawable colours: the red share a perfectly unbiased model would show.
+UNIFORM_RED = 1 / 8
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    comparisons: int = 150
+    noise: float = 0.1
+    seed: int = 0
+    objective: str = "popalign"
+    steps: int = 150
+    lr: float = 5e-5
+    beta: float = 500.0
+    batch: int = 16
+    eval_seeds: int = 24
+    name: str = "base-popalign"
+
+
+@transaction.atomic
+def ensure_loop_campaign() -> Campaign:
+    """The loop's campaign: the demo's prompts, criteria and metrics on the shapes generators, open."""
+    seed_demo_campaign()
+    campaign = Campaign.objects.filter(slug=LOOP_SLUG).first()
+    if campaign is None:
+        campaign = create_campaign(
+            spec=NewCampaign(
+                slug=LOOP_SLUG,
+                title="PopAlign loop on the demo's shapes models",
+                generators=list(Generator.objects.filter(name__in=LOOP_GENERATORS)),
+                criteria=list(demo.DEMO_CRITERIA),
+                prompts=list(demo.DEMO_PROMPTS),
+                instructions="Voted by a simulated crowd (colour discrepancy); see README, 'Closing the loop'.",
+            ),
+            owner_id=None,
+        )
+        campaign.metrics_attributes = demo.DEMO_METRICS
+        campaign.save()
+    if campaign.status != Campaign.Status.OPEN:
+        set_campaign_status(campaign=campaign, status=Campaign.Status.OPEN)
+    return campaign
+
+
+def free_name(name: str) -> str:
+    """`name`, or `name-2`, `name-3`... when a run before this one took it."""
+    taken = set(Generator.objects.filter(name__startswith=name).values_list("name", flat=True))
+    if name not in taken:
+        return name
+    suffix = 2
+    while f"{name}-{suffix}" in taken:
+        suffix += 1
+    return f"{name}-{suffix}"
+
+
+def measure(names: list[str], seeds: int, *, cache_dir: Path) -> dict[str, Any]:
+    """Red share and faithfulness of each named generator from fresh samples, seeds 10000.. (not the campaign's)."""
+    from generation.pipelines import PipelineSpec, load_pipeline
+    from training.evaluation import measure_generator
+
+    captions = [row.caption for row in demo.DEMO_PROMPTS]
+    results = {}
+    for name in names:
+        generator = Generator.objects.get(name=name)
+        spec = PipelineSpec.from_settings(generator.source, generator.settings)
+        pipe = load_pipeline(spec, device="cpu", cache_dir=cache_dir)
+        augment = (generator.settings or {}).get("augment")
+        report = measure_generator(
+            pipe, spec, captions, list(range(10000, 10000 + seeds)), template=generator.prompt_template, augment=augment
+        )
+        results[name] = report.as_dict()
+    return results
+
+
+def write_figure(results: dict[str, Any], out: Path, *, facts: dict[str, Any]) -> None:
+    """docs/bias-loop.svg (bars with intervals) and docs/bias-loop.json (the numbers and how they were made)."""
+    names = list(results)
+    series = []
+    for key, label in (("red_share_open_colour", "red share, open colour"), ("faithfulness", "faithfulness")):
+        series.append(
+            (label, [(results[n][key]["value"], results[n][key]["low"], results[n][key]["high"]) for n in names])
+        )
+    svg = plots.interval_bars(
+        names,
+        series,
+        title="Red share on open-colour prompts and faithfulness (95% intervals over seeds)",
+        reference=(UNIFORM_RED, "uniform red share (1/8)"),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bias-loop.svg").write_text(svg, encoding="utf-8")
+    record = {
+        "results": results,
+        **facts,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+    }
+    (out / "bias-loop.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

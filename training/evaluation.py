@@ -1,0 +1,97 @@
+"""Measure a shapes-model generator's bias and faithfulness from fresh samples, with intervals over seeds.
+
+The loop's yardstick (no Django): every prompt is sampled once per seed through the generator's own
+template and augmentation, and each image is read by `generation.shapes.classify`.
+
+- red share: of the images whose caption leaves the colour open, the share read as red. The base model
+  was trained to draw red 70% of the time there; uniform over the 8 drawable colours is 0.125.
+- faithfulness: of the attributes a caption names (shape, colour, background), the share read as named.
+
+Each figure is the mean over seeds of that seed's share, with a 95% bootstrap interval over seeds (the
+seeds are the independent draws; the prompts are the same for every seed).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from generation import shapes
+from generation.pipelines import PipelineSpec, generate
+from generation.prompting import generation_prompt
+
+BOOTSTRAP = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": round(self.value, 4), "low": round(self.low, 4), "high": round(self.high, 4)}
+
+
+@dataclass(frozen=True)
+class BiasReport:
+    red_share: Estimate
+    faithfulness: Estimate
+    images: int
+    colours: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "red_share_open_colour": self.red_share.as_dict(),
+            "faithfulness": self.faithfulness.as_dict(),
+            "images": self.images,
+            "colours_open_colour": self.colours,
+        }
+
+
+def mean_interval(values: Sequence[float], *, seed: int = 0) -> Estimate:
+    """Mean of per-seed values with a 95% percentile bootstrap interval over them."""
+    if not values:
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(BOOTSTRAP))
+    return Estimate(sum(values) / n, means[int(0.025 * BOOTSTRAP)], means[int(0.975 * BOOTSTRAP) - 1])
+
+
+def measure_generator(
+    pipe: Any,
+    spec: PipelineSpec,
+    captions: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    template: str = "{prompt}",
+    augment: Mapping[str, Sequence[str]] | None = None,
+    batch: int = 16,
+) -> BiasReport:
+    """Sample every caption once per seed and read the images; see the module's docstring for the measures."""
+    jobs = [(caption, seed) for seed in seeds for caption in captions]
+    images = []
+    for start in range(0, len(jobs), batch):
+        chunk = jobs[start : start + batch]
+        prompts = [generation_prompt(c, template=template, augment=augment, seed=s) for c, s in chunk]
+        images += [g.image for g in generate(pipe, spec, prompts, [s for _, s in chunk])]
+    red: dict[int, list[int]] = {s: [] for s in seeds}
+    named: dict[int, list[int]] = {s: [] for s in seeds}
+    colours: dict[str, int] = {}
+    for (caption, seed), image in zip(jobs, images, strict=True):
+        wanted, seen = shapes.parse_caption(caption), shapes.classify(image)
+        for attribute in ("shape", "colour", "background"):
+            if getattr(wanted, attribute) is not None:
+                named[seed].append(int(getattr(seen, attribute) == getattr(wanted, attribute)))
+        if wanted.colour is None:
+            red[seed].append(int(seen.colour == "red"))
+            colours[str(seen.colour)] = colours.get(str(seen.colour), 0) + 1
+    per_seed_red = [sum(v) / len(v) for v in red.values() if v]
+    per_seed_named = [sum(v) / len(v) for v in named.values() if v]
+    return BiasReport(mean_interval(per_seed_red), mean_interval(per_seed_named), len(images), colours)

@@ -1,0 +1,335 @@
+"""The fine-tuning loop: a diffusers pipeline's UNet tuned on preference data against a frozen copy of itself.
+
+No Django here: `training.services` resolves the base generator and registers the result. The loop
+
+- loads the base through `from_pretrained` (the folder the generator's source resolves to), encodes every
+  image once with the frozen VAE (the latent distribution's mean) and every caption once with the frozen
+  text encoder(s);
+- tunes the UNet (all of it, or a LoRA of rank R on the attention projections through peft); the reference
+  is the untouched base: a frozen copy for a full fine-tune, the same UNet with its adapters switched off
+  for a LoRA;
+- draws, per step, a batch of winner/loser pairs (or labelled images for KTO), one noise and timestep per
+  pair shared by both sides, and applies `training.objectives`;
+- writes a JSONL log of every step, shows a tqdm bar with the loss, and on a stop request (SIGINT) ends
+  the step it is in and saves what it has with its optimizer state, so `resume` continues it.
+
+fp16/bf16 on a GPU go through accelerate's mixed precision; the CPU runs float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from training import objectives
+from training.readers import PreferenceData
+
+if TYPE_CHECKING:
+    import torch
+
+LOG_FILE = "training-log.jsonl"
+STATE_FILE = "training-state.pt"
+# PEFT's usual LoRA targets in a diffusers UNet: the attention projections.
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+
+
+class TrainingError(ValueError):
+    """Training cannot start or go on; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    objective: str = objectives.POPALIGN
+    steps: int = 200
+    lr: float = 1e-4
+    beta: float = 500.0
+    batch: int = 16
+    seed: int = 0
+    device: str = "cpu"
+    lora_rank: int = 0  # 0: fine-tune the whole UNet
+    mixed_precision: str = "no"
+    max_grad_norm: float = 1.0
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.objective not in objectives.OBJECTIVES:
+            raise TrainingError(
+                f"--objective must be one of {', '.join(objectives.OBJECTIVES)}, got {self.objective!r}"
+            )
+        checks = [
+            ("steps", self.steps >= 1, "at least 1"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
+            ("beta", math.isfinite(self.beta) and self.beta > 0, "a positive number"),
+            ("batch", self.batch >= 1, "at least 1"),
+            ("lora-rank", self.lora_rank >= 0, "0 (full fine-tune) or more"),
+            ("threads", self.threads >= 0, "0 (automatic) or more"),
+        ]
+        for name, ok, requirement in checks:
+            if not ok:
+                raise TrainingError(f"--{name} must be {requirement}, got {getattr(self, name.replace('-', '_'))!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise TrainingError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}")
+
+
+@dataclass
+class TrainingOutcome:
+    steps_done: int = 0
+    final_loss: float = math.nan
+    seconds: float = 0.0
+    interrupted: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def check_data_fits(data: PreferenceData, config: TrainingConfig) -> None:
+    """Refuse an objective the export cannot feed, before anything is loaded."""
+    if config.objective in objectives.PAIRED and not data.is_paired:
+        raise TrainingError(
+            f"--objective {config.objective} needs winner/loser pairs (a popalign-csv or pickapic-parquet export); "
+            f"a {data.format} export has per-image labels only: use --objective kto"
+        )
+    if config.objective == objectives.KTO:
+        labelled = data.labelled_images()
+        if all(item.desirable for item in labelled) or not any(item.desirable for item in labelled):
+            raise TrainingError("--objective kto needs both desirable and undesirable images; the export has one kind")
+
+
+class _Encoded:
+    """Latents of every distinct image and embeddings of every distinct caption, computed once."""
+
+    def __init__(self, pipe: Any, data: PreferenceData, device: str, dtype: torch.dtype, *, labelled: bool) -> None:
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        blobs: dict[bytes, int] = {}
+        captions: dict[str, int] = {}
+        images = data.labelled_images() if labelled else []
+        for pair in [] if labelled else data.pairs:
+            for blob in (pair.winner, pair.loser):
+                blobs.setdefault(blob, len(blobs))
+            captions.setdefault(pair.caption, len(captions))
+        for item in images:
+            blobs.setdefault(item.image, len(blobs))
+            captions.setdefault(item.caption, len(captions))
+        vae = pipe.vae
+        factor = vae.config.scaling_factor
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        latents = []
+        ordered = list(blobs)
+        with torch.no_grad():
+            for start in range(0, len(ordered), 32):
+                pixels = np.stack(
+                    [
+                        np.asarray(Image.open(_bytes_io(b)).convert("RGB"), dtype=np.float32)
+                        for b in ordered[start : start + 32]
+                    ]
+                )
+                batch = torch.from_numpy(pixels / 127.5 - 1.0).permute(0, 3, 1, 2).to(device, vae.dtype)
+                latents.append(((vae.encode(batch).latent_dist.mean - shift) * factor).to(dtype))
+        self.latents = torch.cat(latents)
+        self.text = _encode_captions(pipe, list(captions), device, dtype)
+        self.pairs = [] if labelled else [(blobs[p.winner], blobs[p.loser], captions[p.caption]) for p in data.pairs]
+        self.images = [(blobs[i.image], captions[i.caption], i.desirable) for i in images]
+
+
+def _bytes_io(blob: bytes) -> Any:
+    import io
+
+    return io.BytesIO(blob)
+
+
+def _encode_captions(pipe: Any, captions: list[str], device: str, dtype: torch.dtype) -> dict[str, Any]:
+    """Per caption: the UNet's encoder_hidden_states (and SDXL's pooled embeddings), no guidance."""
+    import torch
+
+    with torch.no_grad():
+        encoded = pipe.encode_prompt(captions, device, 1, False)
+    if hasattr(pipe, "text_encoder_2"):
+        # SDXL: encode_prompt gives (embeds, negative, pooled, negative pooled).
+        embeds, _, pooled, _ = encoded
+        return {"embeds": embeds.to(dtype), "pooled": pooled.to(dtype)}
+    embeds, _ = encoded
+    return {"embeds": embeds.to(dtype)}
+
+
+def _unet_kwargs(pipe: Any, text: dict[str, Any], index: torch.Tensor, height: int, width: int) -> dict[str, Any]:
+    import torch
+
+    kwargs: dict[str, Any] = {"encoder_hidden_states": text["embeds"][index]}
+    if "pooled" in text:
+        # SDXL's micro-conditioning: original size, crop (0, 0) and target size, all the training size.
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=text["pooled"].dtype)
+        kwargs["added_cond_kwargs"] = {
+            "text_embeds": text["pooled"][index],
+            "time_ids": time_ids.to(text["pooled"].device).repeat(len(index), 1),
+        }
+    return kwargs
+
+
+def add_lora(unet: Any, rank: int) -> None:
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(LORA_TARGETS))
+    )
+
+
+def fine_tune(
+    pipe: Any,
+    data: PreferenceData,
+    config: TrainingConfig,
+    log_dir: Path,
+    *,
+    progress: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+    resume_state: Path | None = None,
+) -> TrainingOutcome:
+    """Tune `pipe.unet` in place on `data`; logs into `log_dir`. Returns what was done (maybe interrupted)."""
+    import torch
+    from accelerate import Accelerator
+    from diffusers import DDPMScheduler
+    from tqdm.auto import tqdm
+
+    check_data_fits(data, config)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.device == "cpu")
+    device = str(accelerator.device)
+    pipe.to(device)
+    pipe.vae.requires_grad_(False)
+    for name in ("text_encoder", "text_encoder_2"):
+        if getattr(pipe, name, None) is not None:
+            getattr(pipe, name).requires_grad_(False)
+    unet = pipe.unet
+    if config.lora_rank:
+        add_lora(unet, config.lora_rank)
+        reference = None
+    else:
+        reference = copy.deepcopy(unet).requires_grad_(False).eval()
+    encoded = _Encoded(pipe, data, device, torch.float32, labelled=config.objective == objectives.KTO)
+    trainable = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    outcome = TrainingOutcome()
+    if resume_state is not None:
+        state = torch.load(resume_state, map_location=device, weights_only=True)
+        with torch.no_grad():
+            for name, param in unet.named_parameters():
+                if param.requires_grad:
+                    param.copy_(state["trainable"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        outcome.steps_done = int(state["steps_done"])
+    unet.train()
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    alphas = noise_scheduler.alphas_cumprod.to(device)
+    prediction_type = noise_scheduler.config.prediction_type
+    rng = random.Random(f"{config.seed}-{outcome.steps_done}")
+    height, width = data.image_size[1], data.image_size[0]
+    n = data.population_size or 1
+
+    def errors(model: Any, latents: Any, noise: Any, timesteps: Any, text_index: Any) -> Any:
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
+        with accelerator.autocast():
+            predicted = model(noisy, timesteps, **_unet_kwargs(pipe, encoded.text, text_index, height, width)).sample
+        return (predicted.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+
+    def reference_errors(*args: Any) -> Any:
+        with torch.no_grad():
+            if reference is not None:
+                return errors(reference, *args)
+            accelerator.unwrap_model(unet).disable_adapters()
+            try:
+                return errors(unet, *args)
+            finally:
+                accelerator.unwrap_model(unet).enable_adapters()
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    bar = tqdm(total=config.steps, initial=outcome.steps_done, disable=not progress, unit="step", desc=config.objective)
+    with open(log_dir / LOG_FILE, "a", encoding="utf-8") as log:
+        while outcome.steps_done < config.steps:
+            if should_stop():
+                outcome.interrupted = True
+                break
+            if config.objective == objectives.KTO:
+                chosen = [encoded.images[rng.randrange(len(encoded.images))] for _ in range(config.batch)]
+                latents = encoded.latents[[c[0] for c in chosen]]
+                text_index = torch.tensor([c[1] for c in chosen], device=device)
+                desirable = torch.tensor([c[2] for c in chosen], device=device)
+                noise = torch.randn_like(latents)
+                timesteps = torch.randint(0, len(alphas), (len(chosen),), device=device)
+                model_e = errors(unet, latents, noise, timesteps, text_index)
+                ref_e = reference_errors(latents, noise, timesteps, text_index)
+                terms = objectives.kto_loss(model_e, ref_e, desirable, beta=config.beta)
+            else:
+                chosen_pairs = [encoded.pairs[rng.randrange(len(encoded.pairs))] for _ in range(config.batch)]
+                winners = encoded.latents[[p[0] for p in chosen_pairs]]
+                losers = encoded.latents[[p[1] for p in chosen_pairs]]
+                text_index = torch.tensor([p[2] for p in chosen_pairs], device=device)
+                # One noise and one timestep per pair, shared by its winner and its loser.
+                noise = torch.randn_like(winners)
+                timesteps = torch.randint(0, len(alphas), (len(chosen_pairs),), device=device)
+                both = (
+                    torch.cat((winners, losers)),
+                    torch.cat((noise, noise)),
+                    torch.cat((timesteps, timesteps)),
+                    torch.cat((text_index, text_index)),
+                )
+                model_e = errors(unet, *both)
+                ref_e = reference_errors(*both)
+                half = len(chosen_pairs)
+                args = (model_e[:half], ref_e[:half], model_e[half:], ref_e[half:])
+                if config.objective == objectives.POPALIGN:
+                    terms = objectives.popalign_loss(*args, beta=config.beta)
+                elif config.objective == objectives.POPALIGN_PAIRED:
+                    terms = objectives.popalign_paired_loss(*args, beta=config.beta, population_size=n)
+                else:
+                    terms = objectives.dpo_loss(*args, beta=config.beta)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(terms.loss)
+            if config.max_grad_norm:
+                accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            outcome.steps_done += 1
+            outcome.final_loss = float(terms.loss.detach())
+            record = {
+                "step": outcome.steps_done,
+                "loss": round(outcome.final_loss, 6),
+                "reward_margin": terms.reward_margin,
+                "accuracy": round(terms.accuracy, 4),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            outcome.history.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.update(1)
+            bar.set_postfix(loss=f"{outcome.final_loss:.4f}", acc=f"{terms.accuracy:.2f}", refresh=False)
+    bar.close()
+    outcome.seconds = time.perf_counter() - started
+    unet = accelerator.unwrap_model(unet)
+    unet.eval()
+    if outcome.interrupted:
+        trainable_now = {n: p.detach().cpu() for n, p in unet.named_parameters() if p.requires_grad}
+        state = {"trainable": trainable_now, "optimizer": optimizer.state_dict(), "steps_done": outcome.steps_done}
+        torch.save(state, log_dir / STATE_FILE)
+        return outcome
+    if config.lora_rank:
+        # Fold the adapter into the weights, so the result is a plain pipeline that loads like any other.
+        unet.fuse_lora()
+        unet.unload_lora()
+    pipe.unet = unet
+    return outcome
+
+
+def config_record(config: TrainingConfig) -> dict[str, Any]:
+    return asdict(config)

@@ -1,0 +1,106 @@
+"""`train_generator`: fine-tune a generator on a PopArena export and register the result as a new generator."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from core.errors import ApplicationError
+from training import objectives
+from training.loop import MIXED_PRECISION, TrainingConfig, TrainingError
+from training.services import TrainRequest, prepare_training, train_generator
+
+
+class Command(BaseCommand):
+    help = (
+        "Fine-tune a diffusers generator on a PopArena export (popalign-csv, pickapic-parquet or kto-csv) with "
+        "PopAlign's objective (or popalign-paired, dpo, kto) against a frozen copy of the base; save it in "
+        "diffusers layout and register it as a new generator. Ctrl-C saves the run; --resume continues it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        defaults = TrainingConfig()
+        parser.add_argument("--export", required=True, type=Path, help="an export folder written by export_preferences")
+        parser.add_argument("--objective", required=True, choices=objectives.OBJECTIVES)
+        parser.add_argument("--base", required=True, help="name of the generator to start from (the reference)")
+        parser.add_argument("--name", required=True, help="name of the new generator (a slug not yet taken)")
+        parser.add_argument("--add-to-campaign", metavar="SLUG", help="also add it to this campaign (queues its sets)")
+        parser.add_argument("--steps", type=int, default=defaults.steps)
+        parser.add_argument("--lr", type=float, default=defaults.lr)
+        parser.add_argument(
+            "--beta", type=float, default=defaults.beta, help="preference strength (the trainers' beta)"
+        )
+        parser.add_argument("--batch", type=int, default=defaults.batch, help="winner/loser pairs (or images) per step")
+        parser.add_argument("--seed", type=int, default=defaults.seed)
+        parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or mps")
+        parser.add_argument("--lora-rank", type=int, default=0, help="train a LoRA of this rank (0: the whole UNet)")
+        parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no", help="fp16/bf16 on a GPU")
+        parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: every core but one)")
+        parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --name")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            config = TrainingConfig(
+                objective=options["objective"],
+                steps=options["steps"],
+                lr=options["lr"],
+                beta=options["beta"],
+                batch=options["batch"],
+                seed=options["seed"],
+                device=options["device"],
+                lora_rank=options["lora_rank"],
+                mixed_precision=options["mixed_precision"],
+                threads=options["threads"],
+            )
+            request = TrainRequest(
+                export=options["export"],
+                base=options["base"],
+                name=options["name"],
+                config=config,
+                add_to_campaign=options["add_to_campaign"],
+                resume=options["resume"],
+            )
+            prepared = prepare_training(request=request)
+        except (ApplicationError, TrainingError) as exc:
+            raise CommandError(getattr(exc, "message", str(exc))) from exc
+        self.stdout.write(f"Training {request.name!r} from {prepared.base.name!r} on {prepared.data.summary()}.")
+
+        stop = {"asked": False}
+
+        def ask_to_stop(signum: int, frame: Any) -> None:
+            if stop["asked"]:
+                raise KeyboardInterrupt
+            stop["asked"] = True
+            self.stderr.write("\nStopping after this step and saving the run (Ctrl-C again to abort without saving).")
+
+        previous = signal.signal(signal.SIGINT, ask_to_stop)
+        try:
+            result = train_generator(
+                prepared=prepared, progress=not options["no_progress"], should_stop=lambda: stop["asked"]
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        outcome = result.outcome
+        if result.generator is None:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Interrupted after {outcome.steps_done} of {config.steps} steps; the run is saved in "
+                    f"{result.folder}. Resume it with the same options plus --resume."
+                )
+            )
+            return
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Registered generator {result.generator.name!r}: {outcome.steps_done} steps in "
+                f"{outcome.seconds:.0f} s, final loss {outcome.final_loss:.4f}; saved in {result.folder} "
+                "(training.json, training-log.jsonl, loss.svg beside the weights)."
+            )
+        )
+        if prepared.campaign is not None:
+            self.stdout.write(f"Added to campaign {prepared.campaign.slug!r}; {result.queued} queue change(s).")

@@ -1,0 +1,272 @@
+"""Train a generator on an export and register the result: every check first, then train, then save and register.
+
+Nothing is registered until the tuned pipeline is saved whole: training runs in a working folder beside
+the models (`.NAME.training`), which is renamed to `NAME` when done and only then becomes a Generator
+(with its TrainingRun, and its campaign's queues when asked). A run stopped by SIGINT keeps its working
+folder with the trainable weights, the optimizer and the log, so `resume=True` continues it; a run that
+fails removes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.text import slugify
+
+from annotation.models import Campaign
+from annotation.services import add_generator_to_campaign
+from core.errors import ApplicationError, Conflict, NotFound
+from generation.models import Generator
+from generation.pipelines import PipelineError, PipelineSpec, load_pipeline, use_cpu_threads
+from generation.services import GeneratorSpec, sync_generator
+from training import loop, plots
+from training.models import TrainingRun
+from training.readers import PreferenceData, ReaderError, read_export
+
+logger = logging.getLogger(__name__)
+
+RECORD_FILE = "training.json"
+PLOT_FILE = "loss.svg"
+# Settings that shaped the base's weights as they were loaded and are now part of the saved weights,
+# or that only built-in stand-ins read.
+_BAKED_SETTINGS = ("lora", "lora_scale", "init_seed", "palette")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    export: Path
+    base: str
+    name: str
+    config: loop.TrainingConfig
+    add_to_campaign: str | None = None
+    resume: bool = False
+
+
+@dataclass
+class Prepared:
+    """What the checks found: the base, the data and where the model goes."""
+
+    request: TrainRequest
+    base: Generator
+    spec: PipelineSpec
+    data: PreferenceData
+    campaign: Campaign | None
+    folder: Path
+    working: Path
+
+
+@dataclass
+class TrainResult:
+    generator: Generator | None
+    folder: Path
+    outcome: loop.TrainingOutcome
+    summary: str
+    queued: int = 0
+    messages: list[str] = field(default_factory=list)
+
+
+def models_root() -> Path:
+    return Path(settings.TRAINED_MODELS_DIR)
+
+
+def prepare_training(*, request: TrainRequest) -> Prepared:
+    """Every check that can fail before the first step; ApplicationError names the problem, nothing is written."""
+    name = request.name
+    if not name or slugify(name) != name:
+        raise ApplicationError(f"--name {name!r} must be a slug (lower-case letters, digits, hyphens)")
+    if Generator.objects.filter(name=name).exists():
+        raise Conflict(f"--name {name!r} is taken: a generator of that name exists", code="name_taken")
+    base = Generator.objects.filter(name=request.base).first()
+    if base is None:
+        raise NotFound(f"--base {request.base!r}: no generator of that name")
+    campaign = None
+    if request.add_to_campaign:
+        campaign = Campaign.objects.filter(slug=request.add_to_campaign).first()
+        if campaign is None:
+            raise NotFound(f"--add-to-campaign {request.add_to_campaign!r}: no campaign of that slug")
+    try:
+        spec = PipelineSpec.from_settings(base.source, base.settings)
+    except PipelineError as exc:
+        raise ApplicationError(f"--base {base.name!r} has settings a pipeline cannot take: {exc}") from exc
+    try:
+        data = read_export(request.export)
+        loop.check_data_fits(data, request.config)
+    except (ReaderError, loop.TrainingError) as exc:
+        raise ApplicationError(f"--export {str(request.export)!r}: {exc}") from exc
+    if data.image_size != (spec.width, spec.height):
+        width, height = data.image_size
+        raise ApplicationError(
+            f"the export's images are {width}x{height} but --base {base.name!r} makes {spec.width}x{spec.height}: "
+            "train on an export of that generator's campaign"
+        )
+    folder = models_root() / name
+    working = models_root() / f".{name}.training"
+    if folder.exists():
+        raise Conflict(f"{folder} already exists; choose another --name or move the folder", code="name_taken")
+    if working.exists() and not request.resume:
+        raise Conflict(
+            f"an interrupted run of {name!r} is in {working}: add --resume to continue it, or delete the folder",
+            code="interrupted_run",
+        )
+    if request.resume:
+        _check_resumable(working, request, data)
+    return Prepared(request, base, spec, data, campaign, folder, working)
+
+
+def _check_resumable(working: Path, request: TrainRequest, data: PreferenceData) -> None:
+    state = working / loop.STATE_FILE
+    record = working / RECORD_FILE
+    if not state.is_file() or not record.is_file():
+        raise ApplicationError(f"--resume: no interrupted run of {request.name!r} to continue in {working}")
+    earlier = json.loads(record.read_text(encoding="utf-8"))
+    now = {"base": request.base, "export_manifest_sha256": data.manifest_sha256, **loop.config_record(request.config)}
+    changed = [
+        key
+        for key in ("base", "export_manifest_sha256", "objective", "lora_rank", "beta", "lr", "batch", "seed")
+        if earlier.get(key) != now.get(key)
+    ]
+    if changed:
+        raise ApplicationError(
+            f"--resume: the interrupted run used other {', '.join(changed)}; resume it with the same options"
+        )
+
+
+def load_base(prepared: Prepared) -> Any:
+    """The base pipeline, loaded through from_pretrained as the worker loads it; must be a UNet pipeline."""
+    config = prepared.request.config
+    if config.device == "cpu":
+        use_cpu_threads(config.threads)
+    try:
+        pipe = load_pipeline(prepared.spec, device=config.device, cache_dir=Path(settings.POPARENA_MODEL_CACHE))
+    except PipelineError as exc:
+        raise ApplicationError(f"--base {prepared.base.name!r}: {exc}") from exc
+    if getattr(pipe, "unet", None) is None or not hasattr(pipe, "encode_prompt") or getattr(pipe, "vae", None) is None:
+        raise ApplicationError(
+            f"--base {prepared.base.name!r} is a {type(pipe).__name__}; training needs a diffusers pipeline with a "
+            "UNet, a VAE and a text encoder (Stable Diffusion 1.x/2.x or SDXL)"
+        )
+    return pipe
+
+
+def train_generator(
+    *,
+    prepared: Prepared,
+    progress: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> TrainResult:
+    """Train, save and register; an interrupted run is saved for --resume and registers nothing."""
+    request, config = prepared.request, prepared.request.config
+    pipe = load_base(prepared)
+    prepared.working.mkdir(parents=True, exist_ok=True)
+    record = _record(prepared)
+    (prepared.working / RECORD_FILE).write_text(json.dumps({**record, "status": "training"}, indent=2) + "\n")
+    state = prepared.working / loop.STATE_FILE
+    try:
+        outcome = loop.fine_tune(
+            pipe,
+            prepared.data,
+            config,
+            prepared.working,
+            progress=progress,
+            should_stop=should_stop,
+            resume_state=state if request.resume else None,
+        )
+    except BaseException:
+        if not request.resume:
+            shutil.rmtree(prepared.working, ignore_errors=True)
+        raise
+    history = _read_log(prepared.working)
+    (prepared.working / PLOT_FILE).write_text(
+        plots.loss_curve([h["step"] for h in history], [h["loss"] for h in history], title=f"{config.objective} loss")
+    )
+    record.update(
+        steps=outcome.steps_done,
+        final_loss=outcome.final_loss,
+        wall_seconds=round(outcome.seconds + float(record.get("wall_seconds") or 0), 1),
+    )
+    if outcome.interrupted:
+        record["status"] = "interrupted"
+        (prepared.working / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        return TrainResult(None, prepared.working, outcome, prepared.data.summary())
+    state.unlink(missing_ok=True)
+    record["status"] = "done"
+    try:
+        pipe.save_pretrained(str(prepared.working), safe_serialization=True)
+        (prepared.working / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        prepared.working.rename(prepared.folder)
+    except BaseException:
+        shutil.rmtree(prepared.working, ignore_errors=True)
+        raise
+    try:
+        generator, queued = _register(prepared, record, outcome)
+    except BaseException:
+        shutil.rmtree(prepared.folder, ignore_errors=True)
+        raise
+    return TrainResult(generator, prepared.folder, outcome, prepared.data.summary(), queued)
+
+
+def _record(prepared: Prepared) -> dict[str, Any]:
+    request = prepared.request
+    earlier: dict[str, Any] = {}
+    if request.resume and (prepared.working / RECORD_FILE).is_file():
+        earlier = json.loads((prepared.working / RECORD_FILE).read_text(encoding="utf-8"))
+    return {
+        "name": request.name,
+        "base": prepared.base.name,
+        "base_source": prepared.base.source,
+        "export": str(request.export),
+        "export_format": prepared.data.format,
+        "export_manifest_sha256": prepared.data.manifest_sha256,
+        "data": prepared.data.summary(),
+        **loop.config_record(request.config),
+        "wall_seconds": earlier.get("wall_seconds", 0),
+    }
+
+
+def _read_log(folder: Path) -> list[dict[str, Any]]:
+    path = folder / loop.LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@transaction.atomic
+def _register(prepared: Prepared, record: dict[str, Any], outcome: loop.TrainingOutcome) -> tuple[Generator, int]:
+    base, request = prepared.base, prepared.request
+    settings_ = {k: v for k, v in (base.settings or {}).items() if k not in _BAKED_SETTINGS}
+    generator, _ = sync_generator(
+        spec=GeneratorSpec(
+            name=request.name,
+            display_name=f"{request.name} ({request.config.objective} on {base.name})",
+            description=f"{base.name} fine-tuned with {request.config.objective} on {prepared.data.summary()}.",
+            source=str(prepared.folder),
+            settings=settings_,
+            prompt_template=base.prompt_template,
+            is_offline_standin=base.is_offline_standin,
+            gold_source=base.gold_source,
+        )
+    )
+    TrainingRun.objects.create(
+        generator=generator,
+        base=base,
+        export_format=prepared.data.format,
+        export_manifest_sha256=prepared.data.manifest_sha256 or "",
+        objective=request.config.objective,
+        hyperparameters=loop.config_record(request.config),
+        steps=outcome.steps_done,
+        final_loss=outcome.final_loss,
+        wall_seconds=float(record["wall_seconds"]),
+        folder=str(prepared.folder),
+    )
+    queued = 0
+    if prepared.campaign is not None:
+        queued = sum(add_generator_to_campaign(campaign=prepared.campaign, generator=generator).values())
+    return generator, queued
