@@ -12,6 +12,11 @@ Where populations get their metrics:
   and being served; only the worker's upload response waits. With a heavy backend on a small web
   server, set METRICS_AFTER_GENERATION=0 there and run compute_metrics on a machine with the model;
 - anything missed (a failure, a campaign configured later): `compute_metrics --campaign SLUG`.
+
+A saved campaign's configuration can stop parsing later: Campaign.save lets a campaign whose CLIP
+folder has since moved be paused. Such a campaign is skipped here (and logged), never the others
+that share its populations; readers that show its metrics (the API, the leaderboard page, exports)
+say what is wrong through `checked_attribute_specs` / `metrics_config_problem`.
 """
 
 from __future__ import annotations
@@ -21,15 +26,61 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from annotation.models import Campaign
+from core.errors import ApplicationError
 from generation.models import Population
 from metrics.classifiers import load_backend
 from metrics.config import AttributeSpec
 from metrics.services import MeasureReport, measure_populations
 
 logger = logging.getLogger("poparena.metrics")
+
+
+class MetricsConfigInvalid(ApplicationError):
+    """A campaign whose saved metrics configuration no longer parses (a CLIP folder moved, say).
+
+    409: the request is fine; the campaign's state is what must change. Measures already stored
+    are kept and are shown again once the configuration reads.
+    """
+
+    code = "metrics_config_invalid"
+    status = 409
+
+
+def _problem(campaign: Campaign, exc: ValidationError) -> str:
+    return (
+        f"campaign {campaign.slug!r} has a metrics configuration that cannot be read: "
+        f"metrics_attributes.{'; '.join(exc.messages)}. Fix it (or put the model folder back); "
+        "measures already stored are kept and show again once it reads"
+    )
+
+
+def checked_attribute_specs(campaign: Campaign) -> list[AttributeSpec]:
+    """Campaign.attribute_specs(), or MetricsConfigInvalid (409) naming the field and folder."""
+    try:
+        return campaign.attribute_specs()
+    except ValidationError as exc:
+        raise MetricsConfigInvalid(_problem(campaign, exc)) from exc
+
+
+def metrics_config_problem(campaign: Campaign) -> str:
+    """What is wrong with the campaign's saved metrics configuration, or "" when it reads."""
+    try:
+        campaign.attribute_specs()
+    except ValidationError as exc:
+        return _problem(campaign, exc)
+    return ""
+
+
+def readable_attribute_specs(campaign: Campaign) -> list[AttributeSpec]:
+    """The campaign's specs, or none when its configuration cannot be read (for readers that warn instead)."""
+    try:
+        return campaign.attribute_specs()
+    except ValidationError:
+        return []
 
 
 def _specs_for_population(population: Population) -> list[AttributeSpec]:
@@ -42,7 +93,13 @@ def _specs_for_population(population: Population) -> list[AttributeSpec]:
     )
     specs: dict[str, AttributeSpec] = {}
     for campaign in campaigns:
-        for spec in campaign.attribute_specs():
+        try:
+            campaign_specs = campaign.attribute_specs()
+        except ValidationError as exc:
+            # One campaign's broken configuration must not stop measuring for the others.
+            logger.warning("metrics: population %s: skipped %s", population.pk, _problem(campaign, exc))
+            continue
+        for spec in campaign_specs:
             specs.setdefault(spec.key, spec)
     return list(specs.values())
 

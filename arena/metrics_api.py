@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.measuring import checked_attribute_specs
 from arena.api import visible_campaign
 from arena.selectors_metrics import NOTES, get_campaign_metrics, get_prompt_metrics
 from core.api import ERROR
 from core.errors import ApplicationError
+
+# A campaign whose saved configuration no longer reads (Campaign.save lets one whose CLIP folder moved
+# be paused) answers this rather than half a table: which attribute's stored measures are current is
+# exactly what the configuration says, so none is shown until it reads again. Nothing is lost.
+_CONFIG_INVALID = OpenApiResponse(
+    ERROR,
+    description=(
+        "metrics_config_invalid: the campaign's saved metrics configuration cannot be read (e.g. a CLIP "
+        "model folder has moved); the message names the field and folder. Stored measures are kept and "
+        "are served again once the configuration is fixed."
+    ),
+)
 
 _INTERVAL = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2, allow_null=True)
 
@@ -93,10 +106,11 @@ class MetricsApi(APIView):
         summary="Population metrics per generator, and their agreement with the crowd",
         description=" ".join(f"{k}: {v}." for k, v in NOTES.items()),
         parameters=[OpenApiParameter("category", str, description="prompt category; default: all prompts")],
-        responses={200: CampaignMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
+        responses={200: CampaignMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: _CONFIG_INVALID},
     )
     def get(self, request: Request, slug: str) -> Response:
         campaign = visible_campaign(request, slug)
+        checked_attribute_specs(campaign)
         return Response(get_campaign_metrics(campaign=campaign, category=request.query_params.get("category", "")))
 
 
@@ -129,10 +143,11 @@ class PromptMetricsSerializer(serializers.Serializer):
 class PromptMetricsApi(APIView):
     @extend_schema(
         summary="One prompt: each generator's latest measured population, its images and their labels",
-        responses={200: PromptMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
+        responses={200: PromptMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: _CONFIG_INVALID},
     )
     def get(self, request: Request, slug: str, prompt_id: int) -> Response:
         campaign = visible_campaign(request, slug)
         if prompt_id < 1:
             raise ApplicationError("prompt ids start at 1")
+        checked_attribute_specs(campaign)
         return Response(get_prompt_metrics(campaign=campaign, prompt_id=prompt_id))

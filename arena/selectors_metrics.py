@@ -19,7 +19,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Sum
 
 from annotation.measuring import campaign_population_ids
 from annotation.models import Campaign
@@ -59,8 +59,11 @@ def _version(campaign: Campaign, member_ids: list[int]) -> str:
     measured = AttributeMeasure.objects.filter(population_id__in=member_ids).aggregate(n=Count("id"), at=Max("id"))
     sets = SetMeasure.objects.filter(population_id__in=member_ids).aggregate(n=Count("id"), at=Max("id"))
     votes = Vote.objects.filter(comparison__campaign=campaign).aggregate(n=Count("id"), at=Max("id"))
+    # Flagging (or clearing) a participant casts no vote but changes which votes count: the counted set's
+    # size and id sum change with it, so agreement is never older than the quality review.
+    counted = Vote.objects.counted().filter(comparison__campaign=campaign).aggregate(n=Count("id"), s=Sum("id"))
     config = campaign.metrics_attributes
-    blob = f"{member_ids[-1] if member_ids else 0}:{len(member_ids)}:{measured}:{sets}:{votes}:{config}"
+    blob = f"{member_ids[-1] if member_ids else 0}:{len(member_ids)}:{measured}:{sets}:{votes}:{counted}:{config}"
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

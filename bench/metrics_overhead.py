@@ -1,13 +1,18 @@
 """Benchmark: the demo's queues filled from an empty database with metrics after each store on, then off.
 
 Target (issue 14): computing metrics in the worker adds under 10% to its fill time.
-Run: .venv/bin/python bench/metrics_overhead.py [--max-batch 8] [--order on,off]
+Run: nice -n 10 .venv/bin/python bench/metrics_overhead.py [--max-batch 8] [--order on,off,off,on]
 Each run works in its own temporary folder (SQLite, media, model cache) and runs `migrate`,
 `seed_demo` (which measures colour and background with `shapes`) and `run_generation_worker --once`
 as a user would, with METRICS_AFTER_GENERATION=1 or 0. Reported: each run's worker wall time, the
-share outside pipeline calls, and, for the run with metrics, the seconds the worker spent in them
-(summed from its "metrics for population" log lines), which is the overhead measured directly and
-does not depend on how busy the machine was in the other run.
+share outside pipeline calls, and, for the runs with metrics, the seconds spent in them (summed
+from the "metrics for population" log lines).
+
+The overhead is the wall-time ratio of the runs with metrics to the runs without, each side's mean.
+The runs go back to back in an ABBA order by default, so a load that drifts linearly on a shared
+machine weighs on both sides alike. The seconds in metrics are not the overhead: the worker stores
+each set, metrics included, in a background thread while its next pipeline call runs, so most of
+that time overlaps generation (on a machine with a spare core) rather than adding to the fill.
 """
 
 from __future__ import annotations
@@ -67,18 +72,17 @@ def fill(metrics: bool, max_batch: str) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-batch", default="8")
-    parser.add_argument("--order", default="on,off", help="which runs, in order: on,off or off,on or on")
+    parser.add_argument("--order", default="on,off,off,on", help="which runs, in order, e.g. on,off,off,on or on")
     args = parser.parse_args()
     runs = [fill(word == "on", args.max_batch) for word in args.order.split(",")]
-    on = next((r for r in runs if r["metrics"]), None)
-    off = next((r for r in runs if not r["metrics"]), None)
-    report: dict[str, object] = {"runs": runs, "overhead_target": 0.10}
-    if on is not None:
-        report["overhead_measured_in_run"] = on["metrics_share_of_wall"]
-        report["met"] = on["metrics_share_of_wall"] is not None and float(on["metrics_share_of_wall"]) < 0.10  # type: ignore[arg-type]
-    if on is not None and off is not None:
-        on_wall, off_wall = float(on["worker_loop_wall_s"]), float(off["worker_loop_wall_s"])  # type: ignore[arg-type]
-        report["wall_ratio_on_over_off"] = round(on_wall / off_wall, 3)
+    on = [float(r["worker_loop_wall_s"]) for r in runs if r["metrics"]]  # type: ignore[arg-type]
+    off = [float(r["worker_loop_wall_s"]) for r in runs if not r["metrics"]]  # type: ignore[arg-type]
+    report: dict[str, object] = {"runs": runs, "overhead_target": 0.10, "load_average": list(os.getloadavg())}
+    if on and off:
+        ratio = (sum(on) / len(on)) / (sum(off) / len(off))
+        report["wall_ratio_on_over_off"] = round(ratio, 3)
+        report["overhead"] = round(ratio - 1, 3)
+        report["met"] = ratio - 1 < 0.10
     print(json.dumps(report, indent=2))
 
 

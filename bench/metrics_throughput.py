@@ -5,7 +5,9 @@ Each backend does what the worker does for a population: one label per attribute
 and background; clip: two classes), the diversity embedding, and the faithfulness or CLIP score
 per population of 6. Timed after one warm-up pass; the tiny CLIP is built from config in a temporary
 folder and loaded through CLIPModel/CLIPProcessor.from_pretrained, as a real one is, unless --clip
-names a real model folder.
+names a real model folder. Every pass (the warm-up included) reads fresh copies of the pictures, as
+the worker opens them from storage, so no embedding is reused from an earlier pass; within a pass
+each picture is embedded once (ClipBackend's cache), however many measures read it.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ def run(backend: Backend, specs: list[AttributeSpec], images: list, caption: str
 
 
 def timed(backend: Backend, specs: list[AttributeSpec], images: list, repeats: int = 3) -> float:  # type: ignore[type-arg]
-    run(backend, specs, images[: 2 * N], "a red circle")
+    run(backend, specs, [image.copy() for image in images[: 2 * N]], "a red circle")
     best = float("inf")
     for _ in range(repeats):
+        fresh = [image.copy() for image in images]
         started = time.perf_counter()
-        run(backend, specs, images, "a red circle")
+        run(backend, specs, fresh, "a red circle")
         best = min(best, time.perf_counter() - started)
     return len(images) / best
 

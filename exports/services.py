@@ -24,6 +24,7 @@ from django.core.files.storage import Storage
 from django.db.models import FileField
 from django.utils import timezone
 
+from annotation.measuring import metrics_config_problem, readable_attribute_specs
 from annotation.models import Campaign, Criterion
 from arena.selectors import get_generator_ratings, get_leaderboard
 from core.errors import ApplicationError, Conflict, NotFound
@@ -427,7 +428,7 @@ def iter_pair_rows(
     tally = tally if tally is not None else _Tally()
     progress = progress or _NoProgress()
     keys = {c.pk: c.key for c in criteria}
-    attributes = campaign.attribute_specs()
+    attributes = readable_attribute_specs(campaign)
     votes = selectors.iter_pair_votes(
         campaign=campaign, criterion_ids=keys, include_flagged=include_flagged, include_simulated=include_simulated
     )
@@ -752,6 +753,9 @@ def _write(
     spec = plan.spec
     hasher = _hasher()
     warnings: list[str] = []
+    # A configuration that no longer reads (a CLIP folder moved) leaves the measures out, not the export.
+    if problem := metrics_config_problem(campaign):
+        warnings.append(f"{problem}; this export carries no population measures")
     ratings: dict[str, dict[str, float]] = {}
     missing: dict[str, str] = {}
     parquet: w.PickapicParquetWriter | w.GenaiBenchParquetWriter | None = None
@@ -816,7 +820,7 @@ def _write(
                 "classes": list(a.classes),
                 "target": a.target,
             }
-            for a in campaign.attribute_specs()
+            for a in readable_attribute_specs(campaign)
         ],
     }
     if missing:
@@ -857,7 +861,7 @@ def _votes_export(
 ) -> dict[str, Any]:
     ids = [c.pk for c in plan.criteria]
     counts = selectors.count_votes(campaign=campaign, criterion_ids=ids)
-    attributes = campaign.attribute_specs()
+    attributes = readable_attribute_specs(campaign)
     writer = w.VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes))
     bar = progress(counts["all"] - (0 if options.include_simulated else counts["simulated"]), "vote")
     try:

@@ -57,7 +57,11 @@
         cell("th", a.name + ": classes seen")
       );
     });
-    head.append(cell("th", "Vendi (N=" + data.population_size + ")"), cell("th", "Faithful"), cell("th", "CLIP score"));
+    head.append(
+      cell("th", "Vendi (N=" + data.population_size + ") [95%]"),
+      cell("th", "Faithful [95%]"),
+      cell("th", "CLIP score [95%]")
+    );
     table.querySelector("thead").replaceChildren(head);
     table.querySelector("tbody").replaceChildren(
       ...data.rows.map((row) => {
@@ -74,7 +78,12 @@
             cell("td", m.shares ? m.distinct + " of " + a.classes.length : "–", "num")
           );
         });
-        tr.append(cell("td", fixed(row.vendi, 2), "num"), cell("td", percent(row.faithfulness), "num"), cell("td", fixed(row.clip_score, 1), "num"));
+        // Each with its bootstrap interval over prompts where there is one (none from a single prompt).
+        tr.append(
+          cell("td", fixed(row.vendi, 2) + (row.vendi_ci ? " [" + interval(row.vendi_ci, 2) + "]" : ""), "num vendi"),
+          cell("td", percent(row.faithfulness) + (row.faithfulness_ci ? " [" + percent(row.faithfulness_ci[0]) + " – " + percent(row.faithfulness_ci[1]) + "]" : ""), "num faithfulness"),
+          cell("td", fixed(row.clip_score, 1) + (row.clip_score_ci ? " [" + interval(row.clip_score_ci, 1) + "]" : ""), "num clip-score")
+        );
         return tr;
       })
     );
@@ -215,9 +224,26 @@
     const category = $("category") ? $("category").value : "";
     const url = root.dataset.url + (category ? "?category=" + encodeURIComponent(category) : "");
     const response = await fetch(url, { headers: { Accept: "application/json" } });
-    if (!response.ok) return;
+    if (!response.ok) {
+      // Say why rather than leave the section empty: a campaign whose metrics configuration no
+      // longer reads (a CLIP folder moved) answers 409 with a message naming the field and folder.
+      let message = "Population metrics could not be loaded (HTTP " + response.status + ").";
+      try {
+        const body = await response.json();
+        if (body && body.error && body.error.message) message = "Population metrics cannot be shown: " + body.error.message + ".";
+      } catch (error) { /* not JSON: keep the plain message */ }
+      latest = null;
+      $("metrics-body").hidden = true;
+      $("metrics-note").textContent = message;
+      $("metrics-note").classList.add("error");
+      root.dataset.error = "true";
+      return;
+    }
     const data = await response.json();
     latest = data;
+    $("metrics-body").hidden = false;
+    $("metrics-note").classList.remove("error");
+    delete root.dataset.error;
     if (!data.attributes.length) {
       $("metrics-body").hidden = true;
       $("metrics-note").textContent = "This campaign measures no attributes: set its metrics configuration to see population metrics here.";

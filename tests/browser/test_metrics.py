@@ -34,6 +34,16 @@ for name, extra in (("base", {}), ("diverse-prompting", {"augment": {"colour": l
 for caption in ("a circle", "a square"):
     campaign.prompts.add(Prompt.objects.create(caption=caption, category="shape only"))
 set_campaign_status(campaign=campaign, status="open")
+
+# A second study of the same populations whose CLIP folder has since moved (Campaign.save lets such a
+# campaign be paused): the worker's hook skips it and still measures for "shapes"; its page says why.
+moved = Campaign.objects.create(slug="moved", title="Moved CLIP", population_size=6, metrics_attributes=DEMO_METRICS)
+sync_criteria(campaign=moved, criteria=[("diversity", "Which set is more varied?")], report=SeedReport())
+moved.generators.set(campaign.generators.all())
+moved.prompts.set(campaign.prompts.all())
+set_campaign_status(campaign=moved, status="open")
+Campaign.objects.filter(pk=moved.pk).update(metrics_attributes={
+    **DEMO_METRICS, "gender": {"backend": "clip", "model": "/gone/clip-folder", "classes": ["a man", "a woman"]}})
 """
 
 pytestmark = pytest.mark.browser
@@ -59,6 +69,11 @@ def test_the_leaderboard_shows_each_generator_s_class_shares_and_one_prompt_s_la
     base_row = page.locator("#metrics-table tbody tr[data-generator='base']")
     assert base_row.locator("td.top-class").first.inner_text().startswith("red ")
     assert page.locator("#metrics-table tbody tr").count() == 2
+    # Vendi and faithfulness carry their bootstrap intervals over the two prompts, as the API does.
+    for measure in ("vendi", "faithfulness"):
+        shown = base_row.locator(f"td.{measure}").inner_text()
+        assert " [" in shown, (measure, shown)
+        assert " – " in shown, (measure, shown)
     assert "Pooled" in page.inner_text("#metrics-legend")
     # A stacked bar per attribute, one segment per class seen, each with a tooltip.
     charts = page.locator(".share-chart")
@@ -102,4 +117,15 @@ def test_the_metrics_fit_a_phone(browser, shapes_site):  # type: ignore[no-untyp
              .map(e => e.tagName + ' ' + (e.id || e.getAttribute('class') || ''))"""
     )
     assert overflowing == []
+    page.close()
+
+
+def test_a_campaign_whose_clip_folder_moved_says_so_where_the_metrics_would_be(browser, shapes_site):  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(shapes_site + "/c/moved/leaderboard/")
+    wait_until(page, "document.getElementById('metrics').dataset.error === 'true'")
+
+    note = page.inner_text("#metrics-note")
+    assert "gender.model: no such folder: /gone/clip-folder" in note, note
+    assert page.locator("#metrics-body").is_hidden()
     page.close()

@@ -77,6 +77,31 @@ def test_agreement_counts_how_often_the_crowd_chose_the_side_the_measure_prefers
     assert ("diversity", "clip_score") not in agreement, "no CLIP: no CLIP score judge"
 
 
+def test_agreement_is_not_stale_after_quality_control_flags_a_voter(study) -> None:  # type: ignore[no-untyped-def]
+    from annotation.services import apply_quality_flags
+    from arena.models import Vote
+
+    campaign, prompts, populations = study
+    circle = prompts[0]
+    narrow, middle, wide = (populations[(name, circle.pk)] for name in ("narrow", "middle", "wide"))
+    vote(campaign, circle, narrow, wide, "right")
+    vote(campaign, circle, wide, middle, "left")
+    vote(campaign, circle, narrow, middle, "left")
+
+    def votes() -> int:
+        body = Client().get("/api/v1/campaigns/study/metrics").json()
+        return {(a["criterion"], a["measure"]): a for a in body["agreement"]}[("diversity", "discrepancy:colour")][
+            "votes"
+        ]
+
+    assert votes() == 3  # and now cached
+    # Flagging casts no vote, yet the flagged participant's vote stops counting at once, not up to 10 minutes on.
+    flagged = Vote.objects.filter(comparison__left_population=narrow, comparison__right_population=middle).get()
+    apply_quality_flags(flags={flagged.comparison.participant_id: ["failed gold"]})
+
+    assert votes() == 2
+
+
 def test_the_prompt_view_shows_each_generator_s_images_with_their_labels(study) -> None:  # type: ignore[no-untyped-def]
     _, prompts, _ = study
 
@@ -102,3 +127,34 @@ def test_the_metrics_endpoint_is_in_the_openapi_schema() -> None:
     assert "200" in operation["responses"]
     row = schema["components"]["schemas"]["MetricsRow"]["properties"]
     assert {"generator", "populations", "images", "attributes", "vendi", "faithfulness", "clip_score"} <= set(row)
+
+
+def test_a_campaign_whose_clip_folder_moved_answers_409_naming_the_field_and_folder(study, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    campaign, prompts, _ = study
+    # Given a campaign saved with a CLIP folder (its metrics read, and are cached), whose folder then moves,
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    campaign.metrics_attributes = {
+        **campaign.metrics_attributes,
+        "gender": {"backend": "clip", "model": str(folder), "classes": ["a man", "a woman"]},
+    }
+    campaign.save()
+    assert Client().get("/api/v1/campaigns/study/metrics").status_code == 200
+    folder.rmdir()
+
+    for url in ("/api/v1/campaigns/study/metrics", f"/api/v1/campaigns/study/metrics/prompts/{prompts[0].pk}"):
+        response = Client().get(url)
+
+        assert response.status_code == 409, url
+        error = response.json()["error"]
+        assert error["code"] == "metrics_config_invalid"
+        assert f"metrics_attributes.gender.model: no such folder: {folder}" in error["message"]
+        assert "'study'" in error["message"]
+
+
+def test_the_metrics_endpoint_documents_the_409_for_a_configuration_that_no_longer_reads() -> None:
+    schema = Client().get("/api/schema/?format=json").json()
+
+    for path in ("/api/v1/campaigns/{slug}/metrics", "/api/v1/campaigns/{slug}/metrics/prompts/{prompt_id}"):
+        response = schema["paths"][path]["get"]["responses"]["409"]
+        assert "metrics_config_invalid" in response["description"]

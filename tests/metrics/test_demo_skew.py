@@ -17,6 +17,12 @@ pytestmark = pytest.mark.django_db
 
 OPEN_COLOUR = ("a circle", "a square", "a triangle", "a shape")
 N = 12
+# What the shipped demo shows: base's red share on open-colour prompts with the demo's own sampler
+# (generation.offline.SHAPES_SAMPLER, 8 DPM-Solver++ steps), read by the shapes backend. Measured with
+# `bench/demo_sampler.py --seeds 48 --configs dpmpp:8,euler:20` (BENCHMARKS.md, "What the shipped demo
+# shows"): 0.690 on 384 images (95% interval 0.64-0.74); the 20-step training sampler reads 0.697 on
+# the same seeds, so the sampler is not what moves it. Trained: 0.7 red plus a uniform 1/8 of the rest.
+SHIPPED_RED = 0.69
 
 
 @pytest.fixture(autouse=True)
@@ -64,11 +70,15 @@ def test_shapes_backend_measures_base_red_near_its_trained_skew_and_diverse_prom
     ]
     rows = aggregate(members, campaign.attribute_specs())
 
-    # then base reads red near its trained 0.7 on 48 images (binomial sd 0.066; 0.15 is over two sd),
+    # then base reads red near what the shipped demo shows. On 48 images the binomial sd is 0.067, so
+    # 0.15 is 2.2 sd: a change of seeds or of numerics that redraws the pictures fails about 3 times in
+    # 100, while a reader or model that lost the skew (uniform reads 0.125) always fails. These fixed
+    # seeds read 0.60 (29 of 48), 1.3 sd under the 384-image figure; the 0.61 once quoted for the
+    # shipped sampler was 12 seeds' worth (96 images), as low by chance.
     base, diverse = rows["base"]["attributes"]["colour"], rows["diverse-prompting"]["attributes"]["colour"]
     assert rows["base"]["populations"] == 4
     assert base["counted"] >= 46
-    assert base["shares"]["red"] == pytest.approx(0.7, abs=0.15)
+    assert base["shares"]["red"] == pytest.approx(SHIPPED_RED, abs=0.15)
     # and diverse-prompting near uniform: no colour far above 1/8 (sd 0.048 on 48), and a small discrepancy
     # (about 0.13 expected from sampling alone on 8 classes), far below base's.
     assert max(diverse["shares"].values()) <= 0.125 + 0.15

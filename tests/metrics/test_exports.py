@@ -98,3 +98,38 @@ def test_genai_bench_parquet_carries_each_side_s_measures_beside_its_own_columns
     sides = {row["left_model"]: json.loads(row["left_metrics"]), row["right_model"]: json.loads(row["right_metrics"])}
     assert sides["narrow"]["attributes"]["colour"]["shares"]["red"] == 1.0
     assert sides["wide"]["attributes"]["colour"]["discrepancy"] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("fmt", ["population-jsonl", "votes-csv"])
+def test_an_export_of_a_campaign_whose_clip_folder_moved_warns_and_carries_no_measures(study, tmp_path, fmt) -> None:  # type: ignore[no-untyped-def]
+    campaign, prompts, populations = study
+    circle = prompts[0]
+    vote(campaign, circle, populations[("narrow", circle.pk)], populations[("wide", circle.pk)], "right")
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    campaign.metrics_attributes = {
+        **campaign.metrics_attributes,
+        "gender": {"backend": "clip", "model": str(folder), "classes": ["a man", "a woman"]},
+    }
+    campaign.save()
+    folder.rmdir()
+    out = tmp_path / "export"
+
+    call_command(
+        "export_preferences",
+        "--campaign",
+        "study",
+        "--format",
+        fmt,
+        "--out",
+        str(out),
+        "--no-progress",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["metrics"] == []
+    (warning,) = [w for w in manifest["warnings"] if "no such folder" in w]
+    assert f"metrics_attributes.gender.model: no such folder: {folder}" in warning
+    assert "carries no population measures" in warning

@@ -127,6 +127,34 @@ def test_a_ready_population_is_measured_for_the_campaigns_that_configure_metrics
     assert measure_population_for_campaigns(population_id=population.pk) is not None
 
 
+def test_the_hook_skips_only_a_campaign_whose_clip_folder_moved_and_says_so(
+    django_capture_on_commit_callbacks,  # type: ignore[no-untyped-def]
+    caplog,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    # Given two campaigns over the same population, one of whose CLIP folder has since moved (and is
+    # first by pk, so a failure would stop the loop before the other),
+    population = four_red_two_blue()
+    moved = CampaignFactory(slug="moved", population_size=6, metrics_attributes=CONFIG)
+    healthy = CampaignFactory(slug="healthy", population_size=6, metrics_attributes=CONFIG)
+    for campaign in (moved, healthy):
+        campaign.generators.add(population.generator)
+        campaign.prompts.add(population.prompt)
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    moved.metrics_attributes = {**CONFIG, "gender": {"backend": "clip", "model": str(folder), "classes": ["a", "b"]}}
+    moved.save()
+    folder.rmdir()
+
+    with caplog.at_level("WARNING", logger="poparena.metrics"):
+        signals.send_population_ready(population.pk)
+
+    assert AttributeMeasure.objects.filter(population=population).count() == 2, "measured for the healthy one"
+    (skipped,) = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert "'moved'" in skipped
+    assert f"gender.model: no such folder: {folder}" in skipped
+
+
 def test_the_hook_can_be_turned_off(settings) -> None:  # type: ignore[no-untyped-def]
     settings.METRICS_AFTER_GENERATION = False
     population = four_red_two_blue()
@@ -230,6 +258,44 @@ def test_the_tiny_clip_path_end_to_end(tiny_clip: Path) -> None:
     assert 1.0 <= measured["vendi"] <= 6.0
     assert measured["faithfulness"] is None, "CLIP gives a CLIP score, not the toy domain's faithfulness"
     assert SetMeasure.objects.get(population=population).feature == "CLIP image embedding"
+
+
+def test_a_backfill_embeds_each_picture_once_per_pass(tiny_clip: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from metrics.classifiers import forget_backends, load_backend
+
+    # Five populations of four in one chunk. Labels and Vendi read the whole chunk, the CLIP score one
+    # population at a time: every read must come from the one embedding of each picture. A small
+    # batch makes a chunk outgrow what the cache once kept (4 x batch + one population) as 16 x 12
+    # outgrew 4 x 32 + 12, where 192 pictures took 372 embeddings.
+    forget_backends()
+    backend = load_backend("clip", str(tiny_clip))
+    monkeypatch.setattr(backend, "batch_size", 2)
+    embedded: list[int] = []
+    original = backend.model.get_image_features  # type: ignore[attr-defined]
+
+    def counting(**inputs):  # type: ignore[no-untyped-def]
+        embedded.append(int(inputs["pixel_values"].shape[0]))
+        return original(**inputs)
+
+    monkeypatch.setattr(backend.model, "get_image_features", counting)  # type: ignore[attr-defined]
+    generator = GeneratorFactory(name="clip-chunk")
+    colours = ["red", "green", "blue", "yellow", "purple"]
+    populations = [
+        store_pictures(
+            generator,
+            PromptFactory(caption=f"a {c} circle"),
+            [drawn(c, bg) for bg in ("grey", "white", "black", "blue")],
+        )
+        for c in colours
+    ]
+    specs = parse_attributes({"gender": {"backend": "clip", "model": str(tiny_clip), "classes": ["a man", "a woman"]}})
+
+    report = measure_populations(population_ids=[p.pk for p in populations], attributes=specs)
+
+    assert report.measured == 5
+    assert sum(embedded) == 20, f"{sum(embedded)} embeddings for 20 pictures"
+    assert SetMeasure.objects.filter(clip_score__isnull=False).count() == 5
+    forget_backends()
 
 
 def test_a_remote_worker_s_upload_is_measured_on_the_server_after_it_is_stored(
