@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import caches
 from django.test import RequestFactory
@@ -86,7 +88,7 @@ def test_health_is_never_throttled(rates, db):
 def test_the_throttles_count_in_the_configured_cache(rates, monkeypatch, db):
     """The conftest gives each test private counts; here the real cache (Redis in the PostgreSQL run)."""
     monkeypatch.setattr(SimpleRateThrottle, "cache", caches["default"])
-    address = f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+    address = _address()
     rates(anon="2/min")
     client = APIClient(REMOTE_ADDR=address)
     try:
@@ -95,6 +97,68 @@ def test_the_throttles_count_in_the_configured_cache(rates, monkeypatch, db):
         assert caches["default"].get(f"throttle_anon_{address}")
     finally:
         caches["default"].delete(f"throttle_anon_{address}")
+
+
+def _address() -> str:
+    return f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+
+
+def test_a_window_closes_and_the_caller_may_go_on(rates, monkeypatch, db):
+    """The window opens with the first request and lasts the rate's period (Redis in the PostgreSQL run)."""
+    monkeypatch.setattr(SimpleRateThrottle, "cache", caches["default"])
+    address = _address()
+    rates(anon="2/s")
+    client = APIClient(REMOTE_ADDR=address)
+    try:
+        assert [client.get("/api/v1/campaigns/").status_code for _ in range(2)] == [200, 200]
+        refused = client.get("/api/v1/campaigns/")
+        assert_throttled(refused, "this address (2/s)")
+        assert refused["Retry-After"] == "1"
+        time.sleep(1.05)
+        assert client.get("/api/v1/campaigns/").status_code == 200
+    finally:
+        caches["default"].delete(f"throttle_anon_{address}")
+
+
+@pytest.mark.skipif(not settings.REDIS_URL, reason="the Redis path (REDIS_URL unset)")
+def test_on_redis_each_throttle_reads_and_writes_in_one_round_trip(rates, monkeypatch, db):
+    """One MULTI/EXEC per throttle and request: the count, the window's end and its time left together."""
+    import redis
+
+    cache = caches["default"]
+    monkeypatch.setattr(SimpleRateThrottle, "cache", cache)
+    rates(anon="3/min")
+    sent: list[str] = []
+    single, piped = redis.Redis.execute_command, redis.client.Pipeline.execute
+
+    def execute_command(client, *args, **options):  # type: ignore[no-untyped-def]
+        if not isinstance(client, redis.client.Pipeline):
+            sent.append(str(args[0]))
+        return single(client, *args, **options)
+
+    def execute(pipe, *args, **options):  # type: ignore[no-untyped-def]
+        sent.append("pipeline: " + " ".join(str(command[0][0]) for command in pipe.command_stack))
+        return piped(pipe, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", execute_command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+    address = _address()
+    request = Request(RequestFactory().get("/api/v1/campaigns/", REMOTE_ADDR=address))
+    request.auth = None
+    key = f"throttle_anon_{address}"
+    try:
+        allowed = [IpThrottle().allow_request(request, None) for _ in range(4)]
+        assert allowed == [True, True, True, False]
+        assert sent == ["pipeline: INCRBY EXPIRE PTTL"] * 4
+        # The counter is Django's own key (prefix, version): the cache API reads it.
+        assert cache.get(key) == 4
+        redis_key = cache.make_and_validate_key(key)
+        assert 55_000 < cache._cache.get_client(redis_key).pttl(redis_key) <= 60_000  # type: ignore[attr-defined]
+        throttle = IpThrottle()
+        assert not throttle.allow_request(request, None)
+        assert 55 < (throttle.wait() or 0) <= 60
+    finally:
+        cache.delete(key)
 
 
 def _participant_request(session_key: str) -> Request:
