@@ -48,41 +48,45 @@ class LoopSettings:
     batch: int = 16
     eval_seeds: int = 24
     name: str = "base-popalign"
+    votes_per_pair: int = 5
 
 
 @transaction.atomic
-def ensure_loop_campaign() -> Campaign:
-    """The loop's campaign: the demo's prompts, criteria and metrics on the shapes generators, open."""
+def create_loop_campaign(*, votes_per_pair: int = 5) -> Campaign:
+    """A fresh campaign for this run (popalign-loop, popalign-loop-2, ...): the demo's prompts, criteria and
+    metrics on the shapes generators, open. A run of its own, so no earlier run's votes or models mix in."""
     seed_demo_campaign()
-    campaign = Campaign.objects.filter(slug=LOOP_SLUG).first()
-    if campaign is None:
-        campaign = create_campaign(
-            spec=NewCampaign(
-                slug=LOOP_SLUG,
-                title="PopAlign loop on the demo's shapes models",
-                generators=list(Generator.objects.filter(name__in=LOOP_GENERATORS)),
-                criteria=list(demo.DEMO_CRITERIA),
-                prompts=list(demo.DEMO_PROMPTS),
-                instructions="Voted by a simulated crowd (colour discrepancy); see README, 'Closing the loop'.",
-            ),
-            owner_id=None,
-        )
-        campaign.metrics_attributes = demo.DEMO_METRICS
-        campaign.save()
-    if campaign.status != Campaign.Status.OPEN:
-        set_campaign_status(campaign=campaign, status=Campaign.Status.OPEN)
+    taken = set(Campaign.objects.filter(slug__startswith=LOOP_SLUG).values_list("slug", flat=True))
+    campaign = create_campaign(
+        spec=NewCampaign(
+            slug=free_name(LOOP_SLUG, taken),
+            title="PopAlign loop on the demo's shapes models",
+            generators=list(Generator.objects.filter(name__in=LOOP_GENERATORS)),
+            criteria=list(demo.DEMO_CRITERIA),
+            prompts=list(demo.DEMO_PROMPTS),
+            votes_per_pair=votes_per_pair,
+            instructions="Voted by a simulated crowd (colour discrepancy); see README, 'Closing the loop'.",
+        ),
+        owner_id=None,
+    )
+    campaign.metrics_attributes = demo.DEMO_METRICS
+    campaign.save()
+    set_campaign_status(campaign=campaign, status=Campaign.Status.OPEN)
     return campaign
 
 
-def free_name(name: str) -> str:
-    """`name`, or `name-2`, `name-3`... when a run before this one took it."""
-    taken = set(Generator.objects.filter(name__startswith=name).values_list("name", flat=True))
+def free_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`... when an earlier run took it."""
     if name not in taken:
         return name
     suffix = 2
     while f"{name}-{suffix}" in taken:
         suffix += 1
     return f"{name}-{suffix}"
+
+
+def free_generator_name(name: str) -> str:
+    return free_name(name, set(Generator.objects.filter(name__startswith=name).values_list("name", flat=True)))
 
 
 def measure(names: list[str], seeds: int, *, cache_dir: Path) -> dict[str, Any]:

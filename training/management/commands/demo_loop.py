@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,19 @@ from arena.models import Comparison
 from core.errors import ApplicationError
 from training import demo_loop
 from training.demo_loop import LoopSettings
+
+LOOP_OPTIONS = (
+    "comparisons",
+    "votes_per_pair",
+    "noise",
+    "seed",
+    "objective",
+    "steps",
+    "lr",
+    "beta",
+    "batch",
+    "eval_seeds",
+)
 
 
 class Command(BaseCommand):
@@ -33,6 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float, default=d.lr)
         parser.add_argument("--beta", type=float, default=d.beta)
         parser.add_argument("--batch", type=int, default=d.batch)
+        parser.add_argument("--votes-per-pair", type=int, default=d.votes_per_pair, help="votes per population pair")
         parser.add_argument("--eval-seeds", type=int, default=d.eval_seeds, help="fresh samples per prompt measured")
         parser.add_argument("--name", default=d.name, help="the tuned generator's name (-2, -3... if taken)")
         parser.add_argument("--work-dir", type=Path, default=None, help="where the export goes (default: var/loop)")
@@ -41,8 +56,12 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["comparisons"] < 1:
             raise CommandError(f"--comparisons must be at least 1, got {options['comparisons']}")
+        if options["votes_per_pair"] < 1:
+            raise CommandError(f"--votes-per-pair must be at least 1, got {options['votes_per_pair']}")
         if options["eval_seeds"] < 2:
             raise CommandError(f"--eval-seeds must be at least 2 (an interval needs two), got {options['eval_seeds']}")
+        # One line per measured population would bury the loop's own report.
+        logging.getLogger("poparena.metrics").setLevel(logging.WARNING)
         started = time.perf_counter()
         work = options["work_dir"] or Path(settings.VAR_DIR) / "loop"
         phases: dict[str, float] = {}
@@ -52,7 +71,7 @@ class Command(BaseCommand):
 
         self.stdout.write(self.style.MIGRATE_HEADING("1. Seed the demo and the loop's campaign"))
         try:
-            campaign = demo_loop.ensure_loop_campaign()
+            campaign = demo_loop.create_loop_campaign(votes_per_pair=options["votes_per_pair"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(f"  campaign {campaign.slug!r}: {', '.join(demo_loop.LOOP_GENERATORS)}")
@@ -77,7 +96,7 @@ class Command(BaseCommand):
         )
         phase("export")
 
-        name = demo_loop.free_name(options["name"])
+        name = demo_loop.free_generator_name(options["name"])
         self.stdout.write(self.style.MIGRATE_HEADING(f"4. Train {name!r} from base with {options['objective']}"))
         call_command(
             "train_generator",
@@ -118,10 +137,7 @@ class Command(BaseCommand):
         total = round(time.perf_counter() - started, 1)
         facts = {
             "command": "python manage.py demo_loop "
-            + " ".join(
-                f"--{k.replace('_', '-')} {options[k]}"
-                for k in ("comparisons", "noise", "seed", "objective", "steps", "lr", "beta", "batch", "eval_seeds")
-            ),
+            + " ".join(f"--{k.replace('_', '-')} {options[k]}" for k in LOOP_OPTIONS),
             "tuned": name,
             "simulated_comparisons": voted,
             "seconds": {**phases, "total": total},

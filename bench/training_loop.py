@@ -1,0 +1,126 @@
+"""Benchmark: the PopAlign loop on the demo, and what changes its bias drop (issue 15's targets).
+
+Target: the tuned model's red share on open-colour prompts falls from about 0.7 to at most 0.40 with
+faithfulness to named attributes within 5 points of `base`, the whole loop under 15 minutes on the CPU.
+Also: each objective on the same export (bias drop, faithfulness, time), and the effect of the
+simulated crowd's noise and of votes per pair.
+
+Run: nice -n 10 .venv/bin/python bench/training_loop.py [--parts loop,objectives,noise,votes] [--eval-seeds 24]
+Each part runs `manage.py` commands against a fresh SQLite database in a temporary POPARENA_VAR_DIR, so
+nothing of the developer's own database is touched. Prints one JSON line per run; the results go into
+BENCHMARKS.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+OBJECTIVES = ("popalign", "popalign-paired", "dpo", "kto")
+
+
+def manage(var: Path, *args: str) -> str:
+    env = {**os.environ, "POPARENA_VAR_DIR": str(var), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"manage.py {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def loop(var: Path, docs: Path, *extra: str) -> dict:
+    manage(var, "migrate", "-v0")
+    started = time.perf_counter()
+    manage(var, "demo_loop", "--docs", str(docs), *extra)
+    record = json.loads((docs / "bias-loop.json").read_text())
+    record["wall_s"] = round(time.perf_counter() - started, 1)
+    return record
+
+
+def measure_only(var: Path, names: list[str], seeds: int) -> dict:
+    """Red share and faithfulness of generators already registered in `var`'s database."""
+    code = (
+        "import json, django; django.setup();"
+        "from pathlib import Path; from django.conf import settings;"
+        "from training.demo_loop import measure;"
+        f"print(json.dumps(measure({names!r}, {seeds}, cache_dir=Path(settings.POPARENA_MODEL_CACHE))))"
+    )
+    env = {
+        **os.environ,
+        "POPARENA_VAR_DIR": str(var),
+        "HF_HUB_OFFLINE": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def summary(results: dict, tuned: str) -> dict:
+    row = results[tuned]
+    return {
+        "red_share": row["red_share_open_colour"],
+        "faithfulness": row["faithfulness"],
+        "base_red_share": results["base"]["red_share_open_colour"]["value"],
+        "base_faithfulness": results["base"]["faithfulness"]["value"],
+    }
+
+
+def emit(part: str, **fields: object) -> None:
+    fields.update(
+        part=part,
+        load_average=[round(x, 2) for x in os.getloadavg()],
+        machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
+    )
+    print(json.dumps(fields), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="loop,objectives,noise,votes")
+    parser.add_argument("--eval-seeds", type=int, default=24)
+    parser.add_argument("--noises", default="0,0.3")
+    parser.add_argument("--votes-per-pair", default="1")
+    args = parser.parse_args()
+    parts = args.parts.split(",")
+    seeds = ["--eval-seeds", str(args.eval_seeds)]
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as scratch:
+        base_var = Path(scratch) / "loop"
+        if {"loop", "objectives"} & set(parts):
+            record = loop(base_var, Path(scratch) / "docs-loop", *seeds)
+            emit("loop", command=record["command"], seconds=record["seconds"], wall_s=record["wall_s"],
+                 simulated_comparisons=record["simulated_comparisons"], results=record["results"])  # fmt: skip
+        if "objectives" in parts:
+            export = base_var / "loop" / "export-popalign-loop"
+            for objective in OBJECTIVES:
+                name = f"tuned-{objective}"
+                started = time.perf_counter()
+                manage(base_var, "train_generator", "--export", str(export), "--objective", objective,
+                       "--base", "base", "--name", name, "--no-progress")  # fmt: skip
+                seconds = round(time.perf_counter() - started, 1)
+                results = measure_only(base_var, ["base", name], args.eval_seeds)
+                emit("objectives", objective=objective, train_s=seconds, **summary(results, name))
+        for noise in args.noises.split(",") if "noise" in parts else []:
+            var = Path(scratch) / f"noise-{noise}"
+            record = loop(var, Path(scratch) / f"docs-noise-{noise}", "--noise", noise, *seeds)
+            emit("noise", noise=float(noise), wall_s=record["wall_s"], **summary(record["results"], record["tuned"]))
+        for votes in args.votes_per_pair.split(",") if "votes" in parts else []:
+            var = Path(scratch) / f"votes-{votes}"
+            record = loop(var, Path(scratch) / f"docs-votes-{votes}", "--votes-per-pair", votes, *seeds)
+            emit(
+                "votes",
+                votes_per_pair=int(votes),
+                wall_s=record["wall_s"],
+                **summary(record["results"], record["tuned"]),
+            )
+
+
+if __name__ == "__main__":
+    main()
