@@ -74,6 +74,16 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.middleware.ContentSecurityPolicyMiddleware",
 ]
+# The JSON API under /api/v1/ runs without what only pages need (config/api_handler.py says
+# why each one is left out); its responses still refuse framing and carry the security headers.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "core.middleware.RejectNulMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "core.middleware.ApiHeadersMiddleware",
+]
 
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"

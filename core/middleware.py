@@ -44,6 +44,25 @@ class ContentSecurityPolicyMiddleware:
         return response
 
 
+class ApiHeadersMiddleware:
+    """The JSON API's page policies: nothing may frame it, and a response loads nothing (it is data, not a page).
+
+    Stands in for XFrameOptionsMiddleware and ContentSecurityPolicyMiddleware on /api/v1/
+    (config/api_handler.py); a response that sets its own policy keeps it.
+    """
+
+    POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.setdefault("X-Frame-Options", "DENY")
+        response.setdefault("Content-Security-Policy", self.POLICY)
+        return response
+
+
 def allow_mturk_framing(response: HttpResponse) -> HttpResponse:
     """Let MTurk (and only MTurk) frame this page and receive its form: the ExternalQuestion flow."""
     response.mturk_frame = True  # type: ignore[attr-defined]
