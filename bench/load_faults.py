@@ -24,6 +24,14 @@ Run (PostgreSQL on 127.0.0.1:5432 with trust auth and Redis on 6379, as in CI):
     .venv/bin/python bench/load_faults.py --scenario kill-worker
     .venv/bin/python bench/load_faults.py --scenario restart-web --signal KILL
 `--pg ''` runs on a SQLite file with one server process instead (`--redis ''`, `--workers 1`).
+
+Issue 18: `--path vote+next` has participants make one request per comparison, as the vote page
+does (the vote brings the next comparison); `--path issue+vote` (the default) two, as before.
+`--ab REV` runs the same scenario, options and load on the code of git revision REV first (an
+exported copy, `git archive`; the older page's two requests per comparison) and then on this
+checkout (or `--new REV2`) with each `--path` given, back to back in one run; `--ab-order abba`
+runs old, new, new, old so that a drift of the machine's other load weighs on both alike.
+    .venv/bin/python bench/load_faults.py --scenario steady --duration 60 --ab 00e5cfd^ --path vote+next
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -52,15 +60,18 @@ if str(ROOT) not in sys.path:
 
 from bench.loadkit import (  # noqa: E402
     CRITERIA,
+    PATHS,
     CpuMeter,
     Participant,
     Site,
     WebServer,
     cpu_seconds,
     drive,
+    exported_tree,
     generation_integrity,
     merge,
     p50_p99,
+    revision_of,
     scratch_site,
     setup_code,
     vote_integrity,
@@ -86,6 +97,7 @@ class LoadOptions:
     lease_seconds: int = 5  # kill-worker: the worker's claim lease
     worker_max_batch: int = 4
     retry_s: float = 60.0  # how long a participant retries a request that got no answer
+    path: str = "issue+vote"  # PATHS: two requests per comparison, or one (the vote brings the next)
 
     def queue_depth(self) -> int:
         if self.per_queue:
@@ -100,7 +112,7 @@ def load_average() -> str:
 
 
 @contextmanager
-def scenario_site(scenario: str, options: LoadOptions, *, pg: str, redis: str) -> Iterator[Site]:
+def scenario_site(scenario: str, options: LoadOptions, *, pg: str, redis: str, root: Path = ROOT) -> Iterator[Site]:
     """A scratch site with the load campaign; kill-worker adds prompts that only generation fills."""
     setup = setup_code(
         generators=options.generators,
@@ -118,7 +130,7 @@ def scenario_site(scenario: str, options: LoadOptions, *, pg: str, redis: str) -
         # would measure itself. The per-participant throttle stays on.
         "THROTTLE_ANON": "off",
     }
-    with scratch_site(name, pg=pg, redis=redis, setup=setup, **overrides) as site:
+    with scratch_site(name, pg=pg, redis=redis, setup=setup, root=root, **overrides) as site:
         yield site
 
 
@@ -145,7 +157,7 @@ class WorkerProcess:
                 "--idle-sleep",
                 "0.2",
             ],
-            cwd=ROOT,
+            cwd=site.root,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -210,7 +222,7 @@ def run_scenario(scenario: str, site: Site, options: LoadOptions) -> dict[str, A
         raise ValueError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
     fault: dict[str, Any] = {}
     load_before = load_average()
-    web = WebServer(site.env, options.server, options.workers)
+    web = WebServer(site.env, options.server, options.workers, root=site.root)
     web.start()
     workers: list[WorkerProcess] = []
     try:
@@ -225,7 +237,14 @@ def run_scenario(scenario: str, site: Site, options: LoadOptions) -> dict[str, A
         started = time.perf_counter()
         deadline = started + options.duration
         participants = [
-            Participant(web.base, deadline=deadline, think_ms=options.think_ms, seed=i, retry_s=options.retry_s)
+            Participant(
+                web.base,
+                deadline=deadline,
+                think_ms=options.think_ms,
+                seed=i,
+                retry_s=options.retry_s,
+                path=options.path,
+            )
             for i in range(options.participants)
         ]
         runner = threading.Thread(target=drive, args=(participants,), daemon=True)
@@ -268,6 +287,10 @@ def run_scenario(scenario: str, site: Site, options: LoadOptions) -> dict[str, A
     return {
         "logs": logs,
         "scenario": scenario + (f" ({options.signal})" if scenario == "restart-web" else ""),
+        "code": revision_of(site.root),
+        "path": options.path,
+        "requests_per_comparison": round((tally.statuses.total()) / accepted, 2) if accepted else None,
+        "comparisons_that_came_with_a_vote": tally.came_with_vote,
         "backend": site.vendor + (" + redis" if site.env.get("REDIS_URL") else ""),
         "server": f"{options.server} x{options.workers}",
         "participants": options.participants,
@@ -401,6 +424,12 @@ def main() -> None:
     parser.add_argument("--per-queue", type=int, default=0, help="ready populations per queue (0: sized to the run)")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="'' for SQLite")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="'' for the in-memory layer")
+    parser.add_argument(
+        "--path", choices=PATHS, nargs="+", default=["issue+vote"], help="the new code's path(s), one run each"
+    )
+    parser.add_argument("--ab", metavar="REV", default="", help="also run the code of git revision REV (issue+vote)")
+    parser.add_argument("--new", metavar="REV", default="", help="serve revision REV as the new code, not the checkout")
+    parser.add_argument("--ab-order", choices=["ab", "abba"], default="ab", help="old then new, or old new new old")
     args = parser.parse_args()
     if not args.pg and args.workers != 1:
         parser.error("SQLite runs one server process: pass --workers 1")
@@ -415,12 +444,48 @@ def main() -> None:
         lease_seconds=args.lease_seconds,
         per_queue=args.per_queue,
     )
-    with scenario_site(args.scenario, options, pg=args.pg, redis=args.redis) as site:
-        result = run_scenario(args.scenario, site, options)
-    result["checks"] = verdict(result)
-    print(json.dumps(result, indent=1))
-    if not all(result["checks"].values()):
+    with ExitStack() as trees:
+        new_root = trees.enter_context(exported_tree(args.new)) if args.new else ROOT
+        new_arms = [("new", new_root, path) for path in args.path]
+        arms = new_arms
+        if args.ab:
+            # The code before the revision had no `next` in a vote: its page made two requests per comparison.
+            old_arm = [("old", trees.enter_context(exported_tree(args.ab)), "issue+vote")]
+            arms = old_arm + new_arms + (new_arms[::-1] + old_arm if args.ab_order == "abba" else [])
+        results = []
+        for label, root, path in arms:
+            arm = LoadOptions(**{**asdict(options), "path": path})
+            with scenario_site(args.scenario, arm, pg=args.pg, redis=args.redis, root=root) as site:
+                result = run_scenario(args.scenario, site, arm)
+            result["arm"] = label
+            result["checks"] = verdict(result)
+            results.append(result)
+            print(json.dumps(result, indent=1), flush=True)
+    if len(results) > 1:
+        print(json.dumps({"ab": ab_summary(results)}, indent=1))
+    if not all(all(result["checks"].values()) for result in results):
         sys.exit(1)
+
+
+def ab_summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per run, and each new run's votes/s as a multiple of the old runs' mean."""
+    old = [r["criterion_votes_per_s"] for r in results if r["arm"] == "old"]
+    baseline = sum(old) / len(old) if old else 0.0
+    return [
+        {
+            "arm": r["arm"],
+            "code": r["code"],
+            "path": r["path"],
+            "criterion_votes_per_s": r["criterion_votes_per_s"],
+            "x_old": round(r["criterion_votes_per_s"] / baseline, 2) if baseline and r["arm"] == "new" else None,
+            "server_ms_p50_p99": r["server_ms_p50_p99"]["all"],
+            "requests_per_comparison": r["requests_per_comparison"],
+            "cpu_cores_used": r["cpu_cores_used"],
+            "load_average_before": r["load_average_before"],
+            "checks_hold": all(r["checks"].values()),
+        }
+        for r in results
+    ]
 
 
 if __name__ == "__main__":

@@ -4,6 +4,14 @@ bench/voting_load.py (issue 5) and bench/load_faults.py (issue 9) both drive the
 server with threads; tests/test_load_faults.py runs load_faults' scenarios for a few seconds.
 A scratch site is a PostgreSQL database of its own (CREATE/DROP DATABASE on the server named
 by a `postgres://` URL) or, with no URL, a SQLite file in a temporary folder.
+
+Participants take one of two paths (issue 18): "issue+vote", two requests per comparison (ask
+for a comparison, then vote), or "vote+next", one request per comparison as the vote page makes
+them (the vote asks for the next comparison and gets it beside the reveal; only a participant's
+first comparison, or one after the vote could not bring any, is asked for on its own).
+For an A/B against older code, `exported_tree(REV)` writes that revision's files to a folder
+(`git archive`, the checkout is never touched) and `scratch_site(..., root=)` and
+`WebServer(root=)` migrate and serve that copy with this checkout's Python environment.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.servers import manage, server_command, server_env  # noqa: E402
+
+PATHS = ("issue+vote", "vote+next")
 
 # A campaign "load" with `generators` tiny random-weight generators, `prompts` prompts each with
 # `per_queue` ready populations per generator (image rows share a few files: this measures the
@@ -130,6 +140,7 @@ class Site:
     env: dict[str, str]
     var_dir: Path
     database_url: str  # "" for the SQLite file in var_dir
+    root: Path = ROOT  # the code that serves it
 
     @property
     def vendor(self) -> str:
@@ -157,11 +168,43 @@ def admin_url(database_url: str) -> str:
 
 
 @contextmanager
-def scratch_site(name: str, *, pg: str = "", redis: str = "", setup: str = "", **overrides: str) -> Iterator[Site]:
+def exported_tree(revision: str) -> Iterator[Path]:
+    """The files of git `revision` of this repository in a temporary folder (`git archive | tar -x`).
+
+    Nothing in the checkout changes (no checkout, no stash); the copy runs with this checkout's
+    virtual environment, so the revision must work with today's pinned packages.
+    """
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if commit.returncode != 0:
+        raise ValueError(f"not a revision of this repository: {revision!r}")
+    with tempfile.TemporaryDirectory(prefix=f"poparena-{commit.stdout.strip()[:9]}-") as folder:
+        archive = subprocess.Popen(["git", "archive", commit.stdout.strip()], cwd=ROOT, stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", folder], stdin=archive.stdout, check=True)
+        if archive.wait() != 0:
+            raise RuntimeError(f"git archive {revision} failed")
+        yield Path(folder)
+
+
+def revision_of(root: Path) -> str:
+    """What `root` serves: this checkout's HEAD (and whether it has uncommitted changes), or an exported folder's."""
+    if root != ROOT:
+        return root.name.split("-")[1]
+    head = subprocess.run(["git", "rev-parse", "--short=9", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
+
+
+@contextmanager
+def scratch_site(
+    name: str, *, pg: str = "", redis: str = "", setup: str = "", root: Path = ROOT, **overrides: str
+) -> Iterator[Site]:
     """A migrated database of its own named `name` (PostgreSQL when `pg` names a server, else SQLite).
 
     With `redis`, the cache and channel layer use it under prefixes of their own, so other users
-    of the same Redis are not touched. The database is dropped afterwards.
+    of the same Redis are not touched. `root` is the code that migrates and seeds it (another
+    revision's exported tree for an A/B). The database is dropped afterwards.
     """
     with tempfile.TemporaryDirectory(prefix="poparena-load-") as tmp:
         extra: dict[str, str] = {}
@@ -179,10 +222,10 @@ def scratch_site(name: str, *, pg: str = "", redis: str = "", setup: str = "", *
             extra.update(REDIS_URL=redis, CACHE_PREFIX=name, CHANNEL_PREFIX=name)
         env = server_env(Path(tmp), LOG_LEVEL="WARNING", **extra, **overrides)
         try:
-            manage(env, "migrate", "--noinput")
+            manage(env, "migrate", "--noinput", cwd=root)
             if setup:
-                manage(env, "shell", "--no-imports", "-c", setup)
-            yield Site(env=env, var_dir=Path(tmp), database_url=database_url)
+                manage(env, "shell", "--no-imports", "-c", setup, cwd=root)
+            yield Site(env=env, var_dir=Path(tmp), database_url=database_url, root=root)
         finally:
             if pg:
                 import psycopg
@@ -203,8 +246,11 @@ def free_port() -> int:
 class WebServer:
     """The ASGI server in a process group of its own, on a fixed port, so it can be killed and started again."""
 
-    def __init__(self, env: dict[str, str], server: str = "uvicorn", workers: int = 1, port: int = 0) -> None:
+    def __init__(
+        self, env: dict[str, str], server: str = "uvicorn", workers: int = 1, port: int = 0, root: Path = ROOT
+    ) -> None:
         self.env = env
+        self.root = root
         self.server = server
         self.workers = workers
         self.port = port or free_port()
@@ -222,7 +268,7 @@ class WebServer:
         started = time.monotonic()
         self.process = subprocess.Popen(
             server_command(self.server, self.port, self.workers),
-            cwd=ROOT,
+            cwd=self.root,
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=self.log,
@@ -400,15 +446,17 @@ class Tally:
     errors: list[str] = field(default_factory=list)  # anything else unexpected
     connection_errors: int = 0
     bad_payloads: int = 0  # an issued comparison without exactly `size` images per side
+    came_with_vote: int = 0  # vote+next: comparisons that came in a vote's answer, not a request of their own
 
 
 class Participant(threading.Thread):
     """One scripted participant: its own session cookie and one kept-alive connection, as a browser has.
 
     It votes `comparisons` times, or until `deadline` (a perf_counter time), whichever comes
-    first. A request that gets no answer (connection refused, reset or closed) is retried on a
-    new connection for up to `retry_s` seconds; a vote whose answer was lost and that the
-    server then calls already voted was stored without an acknowledgement.
+    first, along `path` (PATHS: "issue+vote" or "vote+next"). A request that gets no answer
+    (connection refused, reset or closed) is retried on a new connection for up to `retry_s`
+    seconds; a vote whose answer was lost and that the server then calls already voted was
+    stored without an acknowledgement.
     """
 
     def __init__(
@@ -420,8 +468,12 @@ class Participant(threading.Thread):
         think_ms: int = 0,
         seed: int = 0,
         retry_s: float = 0.0,
+        path: str = "issue+vote",
     ) -> None:
         super().__init__(daemon=True)
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}: one of {', '.join(PATHS)}")
+        self.one_trip = path == "vote+next"
         address = urllib.parse.urlsplit(base)
         self.host, self.port = address.hostname or "127.0.0.1", address.port
         self.comparisons = comparisons
@@ -494,31 +546,35 @@ class Participant(threading.Thread):
         tally = self.tally
         # People arrive over time, not in one instant: each starts within the first think time.
         time.sleep(self.think_ms * self.rng.uniform(0, 1) / 1000)
+        # The vote page's body: the vote may bring the next comparison (issue 18); the older page's has no `next`.
+        vote_body = {**VOTES, "dwell_ms": 1000, **({"next": {"exclude": []}} if self.one_trip else {})}
+        held: dict[str, Any] | None = None  # a comparison that came with the previous vote
         while self._more():
-            status, data, ms, server, _ = self.post(f"/api/v1/campaigns/{CAMPAIGN}/comparisons/next", {})
-            tally.statuses[status] += 1
-            if status >= 500:
-                tally.server_errors.append(f"next: {status} {str(data)[:200]}")
-                time.sleep(0.05)
-                continue
-            if status in (409, 429) and data.get("error", {}).get("code") in ("nothing_ready", "throttled"):
-                time.sleep(0.1)  # generation is behind (or a throttle): ask again shortly, as the page does
-                continue
-            if status != 200:
-                tally.errors.append(f"next: {status} {str(data)[:200]}")
-                return
-            tally.issue_ms.append(ms)
-            if server is not None:
-                tally.issue_server_ms.append(server)
+            if held is None:
+                status, data, ms, server, _ = self.post(f"/api/v1/campaigns/{CAMPAIGN}/comparisons/next", {})
+                tally.statuses[status] += 1
+                if status >= 500:
+                    tally.server_errors.append(f"next: {status} {str(data)[:200]}")
+                    time.sleep(0.05)
+                    continue
+                if status in (409, 429) and data.get("error", {}).get("code") in ("nothing_ready", "throttled"):
+                    time.sleep(0.1)  # generation is behind (or a throttle): ask again shortly, as the page does
+                    continue
+                if status != 200:
+                    tally.errors.append(f"next: {status} {str(data)[:200]}")
+                    return
+                tally.issue_ms.append(ms)
+                if server is not None:
+                    tally.issue_server_ms.append(server)
+            else:
+                data, held = held, None
             if any(len(data[side]["images"]) != POPULATION_SIZE for side in ("left", "right")):
                 tally.bad_payloads += 1
             token = data["token"]
             # A person looks at twelve images before answering: uniform in [0.5, 1.5] x think_ms.
             if self.think_ms:
                 time.sleep(self.think_ms * self.rng.uniform(0.5, 1.5) / 1000)
-            status, reveal, ms, server, lost = self.post(
-                f"/api/v1/comparisons/{token}/votes", {**VOTES, "dwell_ms": 1000}
-            )
+            status, reveal, ms, server, lost = self.post(f"/api/v1/comparisons/{token}/votes", vote_body)
             tally.statuses[status] += 1
             if lost:
                 tally.unanswered.add(token)
@@ -528,6 +584,10 @@ class Participant(threading.Thread):
                     tally.vote_server_ms.append(server)
                 tally.acknowledged.append(token)
                 tally.acknowledged_at.append(time.perf_counter())
+                # Without one (next_error: nothing ready, say), the next turn asks on its own, as the page does.
+                held = reveal.get("next") if self.one_trip else None
+                if held is not None:
+                    tally.came_with_vote += 1
             elif status == 409 and lost and reveal.get("error", {}).get("code") == "already_voted":
                 tally.already_voted_after_loss.add(token)
             elif status >= 500:
@@ -553,6 +613,7 @@ def merge(participants: Sequence[Participant]) -> Tally:
         total.errors += t.errors
         total.connection_errors += t.connection_errors
         total.bad_payloads += t.bad_payloads
+        total.came_with_vote += t.came_with_vote
     return total
 
 

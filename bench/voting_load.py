@@ -13,7 +13,8 @@ server as a subprocess, and drives it from threads, each with its own session co
 Each participant waits --think-ms (on average) between seeing a comparison and voting, as a
 person would; --think-ms 0 measures the throughput ceiling instead. Latencies are measured
 by the client over loopback, so they include HTTP and the client's own share of this
-machine's 2 cores: an upper bound on the server's time.
+machine's 2 cores: an upper bound on the server's time. `--path vote+next` makes one request
+per comparison, as the vote page does (issue 18); bench/load_faults.py --ab compares revisions.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadkit import Participant, drive, merge, percentile, setup_code, warm_up  # noqa: E402
+from bench.loadkit import PATHS, Participant, drive, merge, percentile, setup_code, warm_up  # noqa: E402
 from tests.servers import asgi_server, manage, server_env  # noqa: E402
 
 # A participant still waiting for a comparison this long after the start gives up.
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--server", choices=["daphne", "uvicorn"], default="uvicorn")
     parser.add_argument("--workers", type=int, default=2, help="server processes (uvicorn only)")
     parser.add_argument("--redis", default="", help="REDIS_URL for the channel layer and cache (needed by >1 worker)")
+    parser.add_argument("--path", choices=PATHS, default="issue+vote", help="two requests per comparison, or one")
     args = parser.parse_args()
 
     database = f"poparena_bench_{os.getpid()}"
@@ -77,7 +79,14 @@ def main() -> None:
                 warm_up(base, args.workers)
                 give_up = time.perf_counter() + GIVE_UP_S
                 participants = [
-                    Participant(base, comparisons=args.comparisons, deadline=give_up, think_ms=args.think_ms, seed=i)
+                    Participant(
+                        base,
+                        comparisons=args.comparisons,
+                        deadline=give_up,
+                        think_ms=args.think_ms,
+                        seed=i,
+                        path=args.path,
+                    )
                     for i in range(args.participants)
                 ]
                 elapsed = drive(participants)
@@ -102,6 +111,7 @@ def main() -> None:
     result = {
         "participants": args.participants,
         "think_ms": args.think_ms,
+        "path": args.path,
         "comparisons_voted": accepted,
         "votes_stored": stored,
         "votes_expected": 2 * accepted,

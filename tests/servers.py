@@ -25,9 +25,10 @@ def server_env(var_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str, timeout: int = 600) -> str:
+def manage(env: dict[str, str], *args: str, timeout: int = 600, cwd: Path = ROOT) -> str:
+    """manage.py of this checkout, or of another copy of the code (`cwd`: bench/loadkit.py's A/B)."""
     result = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "manage.py", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
     if result.returncode != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
