@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache import cache as default_cache
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
@@ -62,8 +64,10 @@ class _ConfiguredRateThrottle(SimpleRateThrottle):
 
     def count_request(self, key: str) -> tuple[int, float]:
         """Count one request in the caller's current window: (requests in it so far, seconds until it ends)."""
-        if isinstance(self.cache, RedisCache):
-            return self._count_in_redis(self.cache, key)
+        # SimpleRateThrottle.cache is django.core.cache.cache, a proxy to the default cache: look behind it.
+        backend = caches[DEFAULT_CACHE_ALIAS] if self.cache is default_cache else self.cache
+        if isinstance(backend, RedisCache):
+            return self._count_in_redis(backend, key)
         return self._count_in_cache(key)
 
     def _count_in_redis(self, cache: RedisCache, key: str) -> tuple[int, float]:

@@ -8,6 +8,7 @@ import time
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache as default_cache
 from django.core.cache import caches
 from django.test import RequestFactory
 from rest_framework.request import Request
@@ -86,8 +87,8 @@ def test_health_is_never_throttled(rates, db):
 
 
 def test_the_throttles_count_in_the_configured_cache(rates, monkeypatch, db):
-    """The conftest gives each test private counts; here the real cache (Redis in the PostgreSQL run)."""
-    monkeypatch.setattr(SimpleRateThrottle, "cache", caches["default"])
+    """The conftest gives each test private counts; here the configured cache (Redis in the PostgreSQL run)."""
+    monkeypatch.setattr(SimpleRateThrottle, "cache", default_cache)
     address = _address()
     rates(anon="2/min")
     client = APIClient(REMOTE_ADDR=address)
@@ -105,7 +106,7 @@ def _address() -> str:
 
 def test_a_window_closes_and_the_caller_may_go_on(rates, monkeypatch, db):
     """The window opens with the first request and lasts the rate's period (Redis in the PostgreSQL run)."""
-    monkeypatch.setattr(SimpleRateThrottle, "cache", caches["default"])
+    monkeypatch.setattr(SimpleRateThrottle, "cache", default_cache)
     address = _address()
     rates(anon="2/s")
     client = APIClient(REMOTE_ADDR=address)
@@ -125,8 +126,9 @@ def test_on_redis_each_throttle_reads_and_writes_in_one_round_trip(rates, monkey
     """One MULTI/EXEC per throttle and request: the count, the window's end and its time left together."""
     import redis
 
+    # As configured: DRF's throttles hold django.core.cache.cache, a proxy to the default cache.
+    monkeypatch.setattr(SimpleRateThrottle, "cache", default_cache)
     cache = caches["default"]
-    monkeypatch.setattr(SimpleRateThrottle, "cache", cache)
     rates(anon="3/min")
     sent: list[str] = []
     single, piped = redis.Redis.execute_command, redis.client.Pipeline.execute
