@@ -1,16 +1,24 @@
 """Benchmark (issues 9, 18): CPU, queries and Redis round trips of one comparison, in process, both paths.
 
-One scripted participant after another asks for a comparison and votes on it through Django's
-ASGI handler (django.test.AsyncClient: the same middleware adaptation and thread hops as uvicorn,
-without the socket), against a scratch site with the load benchmarks' campaign. Reports, per
-request kind: process CPU ms (all threads), wall ms, SQL queries, Redis commands (a pipeline
-counts as one round trip) and the database server's CPU over the run, for the two-request path
-(issue, then vote) and the one-request path (a vote that brings the next comparison) side by side;
-`--profile FILE` writes cProfile stats of the same requests through the WSGI test client (one thread; the ASGI
-handler runs each request's sync part in a thread of its own, which cProfile does not follow).
+One scripted participant after another asks for a comparison and votes on it, against a scratch
+site with the load benchmarks' campaign, through the ASGI application exactly as the server
+serves it (config.asgi.application: its routing, the API's own middleware chain and thread hops,
+driven by a small in-process ASGI client, without the socket) and through Django's WSGI test
+client. Reports, per request kind: process CPU ms (all threads), wall ms, SQL queries, Redis
+round trips (a pipeline or MULTI/EXEC counts as one; the channel layer's `redis.asyncio` calls,
+such as the leaderboard announcement after a vote, are counted beside the cache's, and listed
+as `async:` commands) and the database server's CPU over the run, for the two-request path
+(issue, then vote) and the one-request path (a vote that brings the next comparison) side by
+side; `--profile FILE` writes cProfile stats of the same requests through the WSGI test client
+(one thread; the ASGI handler runs each request's sync part in a thread of its own, which
+cProfile does not follow).
+
+`--ab REV` measures the code of git revision REV first (an exported copy, `git archive`, in a
+process of its own; only the two-request path, which is all it had) and then this checkout
+(or `--new REV2`), and prints the old and new figures side by side.
 
     .venv/bin/python bench/vote_cost.py [--comparisons 400] [--pg postgres://postgres@127.0.0.1:5432]
-        [--redis redis://127.0.0.1:6379/0] [--profile /tmp/vote.prof]
+        [--redis redis://127.0.0.1:6379/0] [--profile /tmp/vote.prof] [--ab 00e5cfd^] [--handlers asgi]
 """
 
 from __future__ import annotations
@@ -21,9 +29,13 @@ import cProfile
 import json
 import os
 import pstats
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +43,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.loadkit import CAMPAIGN, VOTES, cpu_seconds, pids_named, scratch_site, setup_code  # noqa: E402
+from bench.loadkit import (  # noqa: E402
+    CAMPAIGN,
+    VOTES,
+    cpu_seconds,
+    exported_tree,
+    pids_named,
+    revision_of,
+    scratch_site,
+    setup_code,
+)
 
 
 class Counts:
@@ -67,6 +88,27 @@ class Counts:
         redis.Redis.execute_command = execute_command  # type: ignore[method-assign]
         redis.client.Pipeline.execute = execute  # type: ignore[method-assign]
 
+        # The channel layer (channels-redis) talks to Redis through redis.asyncio.
+        from redis.asyncio import client as aio
+
+        async_single = aio.Redis.execute_command
+        async_piped = aio.Pipeline.execute
+
+        async def async_execute_command(client: Any, *args: Any, **options: Any) -> Any:
+            if counts.kind and not isinstance(client, aio.Pipeline):
+                counts.redis[counts.kind] += 1
+                counts.redis_commands[(counts.kind, f"async:{args[0]}")] += 1
+            return await async_single(client, *args, **options)
+
+        async def async_execute(pipe: Any, *args: Any, **options: Any) -> Any:
+            if counts.kind:
+                counts.redis[counts.kind] += 1
+                counts.redis_commands[(counts.kind, "async:pipeline")] += 1
+            return await async_piped(pipe, *args, **options)
+
+        aio.Redis.execute_command = async_execute_command  # type: ignore[method-assign]
+        aio.Pipeline.execute = async_execute  # type: ignore[method-assign]
+
         # On the class: under ASGI every request's sync code runs in a thread (and connection) of its own.
         sql_execute = utils.CursorWrapper._execute_with_wrappers
 
@@ -79,6 +121,70 @@ class Counts:
         utils.CursorWrapper._execute_with_wrappers = execute_with_wrappers  # type: ignore[method-assign]
 
 
+@dataclass
+class AppResponse:
+    status_code: int
+    content: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class AppClient:
+    """POSTs JSON to an ASGI application in this process and keeps the session cookie, as a browser would."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.cookies: dict[str, str] = {}
+
+    async def post(self, path: str, body: dict[str, Any], content_type: str = "application/json") -> AppResponse:
+        data = json.dumps(body).encode()
+        headers = [
+            (b"host", b"testserver"),
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(data)).encode()),
+        ]
+        if self.cookies:
+            headers.append((b"cookie", "; ".join(f"{k}={v}" for k, v in self.cookies.items()).encode()))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        incoming = [{"type": "http.request", "body": data, "more_body": False}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            if incoming:
+                return incoming.pop()
+            # The client stays connected: Django's disconnect listener waits here until it is cancelled.
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await self.app(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        for name, value in start["headers"]:
+            if name.lower() == b"set-cookie":
+                cookie, _, _ = value.decode().partition(";")
+                key, _, morsel = cookie.partition("=")
+                self.cookies[key.strip()] = morsel
+        content = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return AppResponse(start["status"], content, start["headers"])
+
+
 def run(
     comparisons: int, participants: int, counts: Counts, *, asgi: bool, profile: Any = None, one_trip: bool = False
 ) -> dict[str, Any]:
@@ -87,9 +193,11 @@ def run(
     With `one_trip`, a vote asks for the next comparison (`next` in its body), as the vote page does:
     a participant's first comparison is issued, every later one comes with the vote before it.
     """
-    from django.test import AsyncClient, Client
+    from django.test import Client
 
-    clients: list[Any] = [(AsyncClient if asgi else Client)() for _ in range(participants)]
+    from config.asgi import application
+
+    clients: list[Any] = [AppClient(application) if asgi else Client() for _ in range(participants)]
     loop = asyncio.new_event_loop()
 
     def post(client: Any, path: str, body: dict[str, Any]) -> Any:
@@ -183,18 +291,11 @@ def show_sql() -> None:
             print(f"[{query['time']}] {query['sql'][:600]}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--comparisons", type=int, default=400)
-    parser.add_argument("--participants", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=40, help="comparisons before measuring")
-    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="'' for SQLite")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="'' for the in-memory cache")
-    parser.add_argument("--profile", default="", help="write cProfile stats here and print the top functions")
-    parser.add_argument("--show-sql", action="store_true", help="print the statements of one issue and one vote")
-    parser.add_argument("--no-timing", action="store_true", help="skip the timed runs (with --profile or --show-sql)")
-    args = parser.parse_args()
-
+def measure(args: argparse.Namespace, code: Path, paths: list[str]) -> list[dict[str, Any]]:
+    """Serve `code` in this process (this checkout, or an exported revision) and time each handler and path."""
+    if code != ROOT:
+        # Django, the settings and every app come from the exported copy; the bench's own helpers are loaded already.
+        sys.path.insert(0, str(code))
     name = f"poparena_vote_cost_{os.getpid()}"
     # Enough ready populations that no run meets a sold-out queue (10 prompts, 4 generators).
     per_queue = 20 + (3 * args.comparisons + 2 * args.warmup) // 10
@@ -205,7 +306,9 @@ def main() -> None:
         "THROTTLE_ANON": "off",
         "ALLOWED_HOSTS": "testserver",  # the test clients' host name
     }
-    with scratch_site(name, pg=args.pg, redis=args.redis, setup=setup_code(per_queue=per_queue), **overrides) as site:
+    results = []
+    setup = setup_code(per_queue=per_queue)
+    with scratch_site(name, pg=args.pg, redis=args.redis, setup=setup, root=code, **overrides) as site:
         os.environ.update(site.env)
         os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
         import django
@@ -213,15 +316,19 @@ def main() -> None:
         django.setup()
         counts = Counts()
         counts.install()
-        run(args.warmup, args.participants, counts, asgi=True)
-        run(args.warmup, args.participants, counts, asgi=False)
-        runs = [(asgi, one_trip) for asgi in (True, False) for one_trip in (False, True)]
-        for asgi, one_trip in [] if args.no_timing else runs:
+        for handler in args.handlers:
+            run(args.warmup, args.participants, counts, asgi=handler == "asgi")
+        runs = [(handler, path) for handler in args.handlers for path in paths]
+        for handler, path in [] if args.no_timing else runs:
             for counter in (counts.queries, counts.sql, counts.redis, counts.redis_commands):
                 counter.clear()
-            result = run(args.comparisons, args.participants, counts, asgi=asgi, one_trip=one_trip)
+            result = run(
+                args.comparisons, args.participants, counts, asgi=handler == "asgi", one_trip=path == "vote+next"
+            )
             result["backend"] = site.vendor + (" + redis" if args.redis else "")
+            result["code"] = revision_of(code)
             print(json.dumps(result, indent=2), flush=True)
+            results.append(result)
         if args.profile:
             # One thread under the test client (WSGI handler): the same middleware, DRF and services.
             profile = cProfile.Profile(time.process_time)  # CPU, not waits on the database
@@ -233,6 +340,73 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
+    return results
+
+
+def measure_in_child(args: argparse.Namespace, code: Path, paths: list[str]) -> list[dict[str, Any]]:
+    """measure() in a process of its own: one process imports one revision's Django apps."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [sys.executable, __file__, "--code", str(code), "--json-out", out.name, "--paths", *paths]
+        command += ["--comparisons", str(args.comparisons), "--participants", str(args.participants)]
+        command += ["--warmup", str(args.warmup), "--pg", args.pg, "--redis", args.redis, "--handlers", *args.handlers]
+        subprocess.run(command, check=True, stdout=sys.stderr)
+        results: list[dict[str, Any]] = json.loads(Path(out.name).read_text())
+        return results
+
+
+def side_by_side(results: list[dict[str, Any]]) -> str:
+    """The figures of every run as one Markdown table (as BENCHMARKS.md shows them)."""
+    lines = [
+        "| code | handler, path | requests per comparison | web CPU ms per comparison (issue + vote) "
+        "| PostgreSQL CPU ms | queries | Redis round trips (of them channel layer) | load before |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        cpu = r["web_cpu_ms"]
+        layer = sum(v for k, v in r["redis_commands"].items() if ":async:" in k)
+        lines.append(
+            f"| {r['arm']} {r['code']} | {r['handler']}, {r['path']} | {r['requests_per_comparison']} "
+            f"| {cpu['per_comparison']} ({cpu['issue']} + {cpu['vote']}) | {r['postgres_cpu_ms_per_comparison']} "
+            f"| {r['queries_per_comparison']} | {r['redis_round_trips_per_comparison']} ({round(layer, 2)}) "
+            f"| {r['load_average_before']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comparisons", type=int, default=400)
+    parser.add_argument("--participants", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=40, help="comparisons before measuring")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="'' for SQLite")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="'' for the in-memory cache")
+    parser.add_argument("--handlers", nargs="+", choices=["asgi", "wsgi"], default=["asgi", "wsgi"])
+    parser.add_argument("--paths", nargs="+", choices=["issue+vote", "vote+next"], default=["issue+vote", "vote+next"])
+    parser.add_argument("--ab", metavar="REV", default="", help="first measure git revision REV (issue+vote only)")
+    parser.add_argument(
+        "--new", metavar="REV", default="", help="with --ab: measure REV as the new code, not the checkout"
+    )
+    parser.add_argument("--profile", default="", help="write cProfile stats here and print the top functions")
+    parser.add_argument("--show-sql", action="store_true", help="print the statements of one issue and one vote")
+    parser.add_argument("--no-timing", action="store_true", help="skip the timed runs (with --profile or --show-sql)")
+    parser.add_argument("--code", default="", help=argparse.SUPPRESS)  # a child of --ab: the code to serve
+    parser.add_argument("--json-out", default="", help=argparse.SUPPRESS)  # a child of --ab: where its results go
+    args = parser.parse_args()
+
+    if args.ab or args.new:
+        if args.profile or args.show_sql:
+            parser.error("--profile and --show-sql measure one revision: leave out --ab and --new")
+        results = []
+        with ExitStack() as trees:
+            arms = [("old", trees.enter_context(exported_tree(args.ab)), ["issue+vote"])] if args.ab else []
+            arms.append(("new", trees.enter_context(exported_tree(args.new)) if args.new else ROOT, args.paths))
+            for label, code, paths in arms:
+                results += [{"arm": label, **r} for r in measure_in_child(args, code, paths)]
+        print(side_by_side(results))
+        return
+    results = measure(args, Path(args.code) if args.code else ROOT, args.paths)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results))
 
 
 if __name__ == "__main__":
