@@ -32,6 +32,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from annotation.models import Campaign, Participant
+from annotation.measuring import checked_attribute_specs
 from annotation.selectors import get_campaign
 from annotation.services import get_simulated_participants
 from arena.models import Comparison
@@ -143,7 +144,7 @@ def plan_simulation(
         raise SimulationError(
             f"unknown criterion {criterion!r} (campaign {campaign.slug!r} asks: {', '.join(asked) or 'nothing'})"
         )
-    specs = campaign.attribute_specs()
+    specs = checked_attribute_specs(campaign)
     try:
         parsed = parse_judge(judge, [spec.name for spec in specs])
     except ValueError as exc:
@@ -189,7 +190,7 @@ def simulate_votes(*, plan: SimulationPlan, progress: Callable[[int], None] | No
     report = SimulationReport(plan=plan)
     crowd = get_simulated_participants(crowd=plan.crowd(), count=plan.participants)
     others = [c.key for c in campaign.criteria.all() if c.key != plan.criterion]
-    specs = campaign.attribute_specs()
+    specs = checked_attribute_specs(campaign)
     issue_rng = random.Random(f"{plan.seed}:issue")
     noise_rng = random.Random(f"{plan.seed}:noise")
     measured: dict[int, dict[str, Any]] = {}

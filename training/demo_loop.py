@@ -6,8 +6,10 @@ train `base` with PopAlign's objective -> register the result in the campaign ->
 metrics -> measure red share and faithfulness of base, diverse-prompting and the tuned model from fresh
 samples, with intervals over seeds -> print them and write docs/bias-loop.svg and docs/bias-loop.json.
 
-The noise stand-in (`random-weights`) is left out of the loop's campaign: its colour noise has a low
-colour discrepancy, so a discrepancy judge would prefer it and teach the model noise.
+As in PopAlign's own data, the campaign pits the base model against its identity-augmented baseline
+(`diverse-prompting`) and nothing else: the noise stand-in (`random-weights`) has a low colour
+discrepancy, so a discrepancy judge would prefer it and teach the model noise; and `biased-prompting`
+loses to `base` on discrepancy, so its pairs would reward base's own 70% red.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from generation.models import Generator
 from training import plots
 
 LOOP_SLUG = "popalign-loop"
-LOOP_GENERATORS = ("base", "diverse-prompting", "biased-prompting")
+LOOP_GENERATORS = ("base", "diverse-prompting")
 LOOP_CRITERION = "diversity"
 JUDGE = "discrepancy:colour"
 COMPARED = ("base", "diverse-prompting")

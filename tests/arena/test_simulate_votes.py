@@ -341,3 +341,18 @@ def test_unmeasured_populations_give_ties_and_a_warning():
     assert set(judged_votes(campaign)) == {(left, right, "tie") for left, right, _ in judged_votes(campaign)}
     assert "the metric preferred neither side in 5" in out.getvalue()
     assert "compute_metrics --campaign sim" in err.getvalue()
+
+
+def test_a_campaign_whose_clip_folder_moved_is_refused_naming_the_folder(tmp_path):
+    campaign = measured_campaign()
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    campaign.metrics_attributes = {
+        **campaign.metrics_attributes,
+        "gender": {"backend": "clip", "model": str(folder), "classes": ["a man", "a woman"]},
+    }
+    campaign.save()
+    folder.rmdir()
+    with pytest.raises(CommandError, match=f"metrics_attributes.gender.model: no such folder: {folder}"):
+        simulate(*[part for item in GOOD.items() for part in item])
+    assert not Participant.objects.exists()
