@@ -31,8 +31,8 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from annotation.models import Campaign, Participant
 from annotation.measuring import checked_attribute_specs
+from annotation.models import Campaign, Participant
 from annotation.selectors import get_campaign
 from annotation.services import get_simulated_participants
 from arena.models import Comparison
