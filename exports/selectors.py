@@ -16,7 +16,7 @@ from annotation.models import Campaign
 from annotation.selectors import get_campaign, get_managed_campaign
 from arena.models import Comparison, Vote, VoteQuerySet
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
-from exports.writers import VoteLogRecord
+from exports.writers.votes_csv import VoteLogRecord
 from generation.models import Image, Population, Prompt
 from metrics.config import AttributeSpec
 from metrics.selectors import measures_by_population

@@ -46,6 +46,13 @@ from exports.rows import (
     group_pairs,
     split_for,
 )
+from exports.writers.genai_bench_parquet import GENAI_BENCH_CONFIG, GENAI_BENCH_SCHEMA, GenaiBenchParquetWriter
+from exports.writers.kto_csv import KtoCsvWriter, KtoImage, KtoLabels, kto_rows
+from exports.writers.parquet import ParquetDatasetWriter, hf_features
+from exports.writers.pickapic_parquet import PICKAPIC_SCHEMA, PickapicParquetWriter
+from exports.writers.popalign_csv import PopalignCsvWriter
+from exports.writers.population_jsonl import PopulationJsonlWriter
+from exports.writers.votes_csv import VotesCsvWriter, write_leaderboard
 from generation.models import Image
 from metrics.config import AttributeSpec
 
@@ -478,7 +485,7 @@ def _image_storage() -> Storage:
 class _PairOutcome:
     counts: dict[str, Any]
     missing: dict[str, str]
-    parquet: w.PickapicParquetWriter | w.GenaiBenchParquetWriter | None = None
+    parquet: ParquetDatasetWriter | None = None
 
 
 def _pair_export(
@@ -494,19 +501,19 @@ def _pair_export(
     spec = plan.spec
     source = ImageSource(_image_storage(), folder, skip_missing=options.skip_missing)
     writer: w.PairWriter | None = None
-    kto_labels: w.KtoLabels | None = None
-    parquet: w.PickapicParquetWriter | w.GenaiBenchParquetWriter | None = None
+    kto_labels: KtoLabels | None = None
+    parquet: ParquetDatasetWriter | None = None
     if spec.name == w.POPULATION_JSONL:
-        writer = w.PopulationJsonlWriter(folder)
+        writer = PopulationJsonlWriter(folder)
     elif spec.name == w.POPALIGN_CSV:
-        writer = w.PopalignCsvWriter(folder, plan.splits)
+        writer = PopalignCsvWriter(folder, plan.splits)
     elif spec.name == w.PICKAPIC_PARQUET:
-        writer = parquet = w.PickapicParquetWriter(folder, source.read, hasher, plan.splits)
+        writer = parquet = PickapicParquetWriter(folder, source.read, hasher, plan.splits)
     elif spec.name == w.GENAI_BENCH_PARQUET:
-        writer = parquet = w.GenaiBenchParquetWriter(folder, source.read)
+        writer = parquet = GenaiBenchParquetWriter(folder, source.read)
     elif spec.name == w.KTO_CSV:
         # Labels are per image over all kept pairs, so KTO rows are written in a second pass.
-        kto_labels = w.KtoLabels(selectors.max_population_id(campaign=campaign))
+        kto_labels = KtoLabels(selectors.max_population_id(campaign=campaign))
     votes = selectors.count_votes(campaign=campaign, criterion_ids=[c.pk for c in plan.criteria])
     tally = _Tally()
     copy = spec.copies_images and options.copy_images
@@ -582,18 +589,18 @@ def _write_kto(
     campaign: Campaign,
     plan: _Plan,
     options: ExportOptions,
-    labels: w.KtoLabels,
+    labels: KtoLabels,
     progress: ProgressFactory,
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Second pass for Diffusion-KTO: every distinct image of a labelled population, in content-hash order."""
-    writer = w.KtoCsvWriter(folder, plan.splits)
+    writer = KtoCsvWriter(folder, plan.splits)
     bar = progress(None, "image")
     try:
         images = (
-            w.KtoImage(image, population_id, caption, split_for(caption, options.validation_fraction))
+            KtoImage(image, population_id, caption, split_for(caption, options.validation_fraction))
             for image, population_id, caption in selectors.iter_shown_images(campaign=campaign)
         )
-        for item, label in w.kto_rows(images, labels):
+        for item, label in kto_rows(images, labels):
             writer.write(item.image, item.caption, item.split, label)
             bar.update(1)
     finally:
@@ -609,20 +616,18 @@ def _ratings(campaign: Campaign, criteria: list[Criterion]) -> dict[str, dict[st
     return {c.key: get_generator_ratings(campaign=campaign, criterion=c.key) for c in criteria}
 
 
-def _hf_header(
-    spec: w.FormatSpec, folder: Path, writer: w.PickapicParquetWriter | w.GenaiBenchParquetWriter, title: str
-) -> str:
+def _hf_header(spec: w.FormatSpec, folder: Path, writer: ParquetDatasetWriter, title: str) -> str:
     images: tuple[str, ...] = ()
     if spec.name == w.PICKAPIC_PARQUET:
-        config, data_dir, schema = "default", w.PickapicParquetWriter.DATA_DIR, w.PICKAPIC_SCHEMA
+        config, data_dir, schema = "default", PickapicParquetWriter.DATA_DIR, PICKAPIC_SCHEMA
     else:
-        config, data_dir, schema = w.GENAI_BENCH_CONFIG, w.GENAI_BENCH_CONFIG, w.GENAI_BENCH_SCHEMA
+        config, data_dir, schema = GENAI_BENCH_CONFIG, GENAI_BENCH_CONFIG, GENAI_BENCH_SCHEMA
         images = ("left_image", "right_image")
     download = sum(p.stat().st_size for p in (folder / data_dir).glob("*.parquet"))
     return cards.hf_yaml(
         config_name=config,
         data_dir=data_dir,
-        features=w.hf_features(schema, images),
+        features=hf_features(schema, images),
         splits=writer.split_sizes(),
         download_size=download,
         pretty_name=title,
@@ -758,7 +763,7 @@ def _write(
         warnings.append(f"{problem}; this export carries no population measures")
     ratings: dict[str, dict[str, float]] = {}
     missing: dict[str, str] = {}
-    parquet: w.PickapicParquetWriter | w.GenaiBenchParquetWriter | None = None
+    parquet: ParquetDatasetWriter | None = None
     if spec.source == "pairs":
         ratings = _ratings(campaign, plan.criteria)
         outcome = _pair_export(folder, campaign, plan, options, ratings, hasher, progress)
@@ -862,7 +867,7 @@ def _votes_export(
     ids = [c.pk for c in plan.criteria]
     counts = selectors.count_votes(campaign=campaign, criterion_ids=ids)
     attributes = readable_attribute_specs(campaign)
-    writer = w.VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes))
+    writer = VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes))
     bar = progress(counts["all"] - (0 if options.include_simulated else counts["simulated"]), "vote")
     try:
         votes = selectors.iter_vote_log(
@@ -895,7 +900,7 @@ def _leaderboard_export(
     folder: Path, campaign: Campaign, plan: _Plan
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     boards = [(c.key, get_leaderboard(campaign=campaign, criterion=c.key)) for c in plan.criteria]
-    rows = w.write_leaderboard(folder, [(key, board["rows"]) for key, board in boards])
+    rows = write_leaderboard(folder, [(key, board["rows"]) for key, board in boards])
     ratings = {key: {r["generator"]: r["rating"] for r in board["rows"]} for key, board in boards}
     votes = sum(int(board["votes"]) for _, board in boards)
     return {"votes": votes, "rows": rows}, ratings

@@ -14,7 +14,7 @@ from core.errors import ApplicationError, NotFound
 from exports.forms import ExportForm
 from exports.selectors import get_export_campaign, list_exports
 from exports.services import export_to_server, exports_root, get_server_export
-from exports.writers import iter_zip
+from exports.writers.zipping import iter_zip
 
 
 def _campaign(request: HttpRequest, slug: str) -> Campaign:

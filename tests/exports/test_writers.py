@@ -13,16 +13,22 @@ import yaml
 from PIL import Image as PILImage
 
 from exports import cards
-from exports import writers as w
 from exports.rows import ImageInfo, PairRow, PromptInfo
+from exports.writers.genai_bench_parquet import make_grid
+from exports.writers.kto_csv import KTO_BOTH, KTO_LOSE, KTO_WIN, KtoImage, KtoLabels, kto_rows
+from exports.writers.parquet import ShardedParquetWriter, hf_features
+from exports.writers.pickapic_parquet import PICKAPIC_SCHEMA
+from exports.writers.popalign_csv import PopalignCsvWriter
+from exports.writers.population_jsonl import POPULATION_JSONL_FILE, PopulationJsonlWriter
+from exports.writers.zipping import ZIP_CHUNK, iter_zip
 from tests.exports.helpers import PICKAPIC_V2, judged, population
 
 
 def test_the_pickapic_schema_is_pickapic_v2s():
-    features = w.hf_features(w.PICKAPIC_SCHEMA)
+    features = hf_features(PICKAPIC_SCHEMA)
     assert {name: f["dtype"] for name, f in features.items()} == PICKAPIC_V2
-    assert w.PICKAPIC_SCHEMA.field("jpg_0").type == pa.binary()
-    assert w.PICKAPIC_SCHEMA.field("created_at").type == pa.timestamp("ns")
+    assert PICKAPIC_SCHEMA.field("jpg_0").type == pa.binary()
+    assert PICKAPIC_SCHEMA.field("created_at").type == pa.timestamp("ns")
 
 
 def _row(i: int) -> dict:
@@ -31,7 +37,7 @@ def _row(i: int) -> dict:
 
 def test_shards_are_named_by_count_and_hold_every_row(tmp_path):
     schema = pa.schema([("caption", pa.string()), ("blob", pa.binary())])
-    writer = w.ShardedParquetWriter(tmp_path, "train", schema, max_shard_bytes=1000, row_group_bytes=300)
+    writer = ShardedParquetWriter(tmp_path, "train", schema, max_shard_bytes=1000, row_group_bytes=300)
     for i in range(40):
         writer.add(_row(i), 100)
     paths = writer.close()
@@ -43,12 +49,12 @@ def test_shards_are_named_by_count_and_hold_every_row(tmp_path):
 
 
 def test_an_empty_split_still_gets_one_typed_shard(tmp_path):
-    writer = w.ShardedParquetWriter(tmp_path, "validation", w.PICKAPIC_SCHEMA)
+    writer = ShardedParquetWriter(tmp_path, "validation", PICKAPIC_SCHEMA)
     (path,) = writer.close()
     assert path.name == "validation-00000-of-00001.parquet"
     table = pq.read_table(path)
     assert table.num_rows == 0
-    assert table.schema.remove_metadata() == w.PICKAPIC_SCHEMA
+    assert table.schema.remove_metadata() == PICKAPIC_SCHEMA
 
 
 def _png(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
@@ -58,7 +64,7 @@ def _png(colour: tuple[int, int, int], size: tuple[int, int]) -> bytes:
 
 
 def test_a_grid_tiles_the_population_near_square():
-    grid = w.make_grid([_png((i * 40, 0, 0), (32, 32)) for i in range(6)], gap=4)
+    grid = make_grid([_png((i * 40, 0, 0), (32, 32)) for i in range(6)], gap=4)
     with PILImage.open(io.BytesIO(grid)) as image:
         assert image.size == (3 * 32 + 2 * 4, 2 * 32 + 4)
         # JPEG: colours come back within a few levels.
@@ -66,12 +72,12 @@ def test_a_grid_tiles_the_population_near_square():
         assert all(abs(a - b) <= 3 for a, b in zip(image.getpixel((36 + 5, 5)), (40, 0, 0), strict=True))
 
 
-def _kto_image(sha: str, population: int) -> w.KtoImage:
-    return w.KtoImage(ImageInfo.of(0, 0, f"x/{sha}.png", sha * 64, 0, "p", 8, 8), population, "cap", "train")
+def _kto_image(sha: str, population: int) -> KtoImage:
+    return KtoImage(ImageInfo.of(0, 0, f"x/{sha}.png", sha * 64, 0, "p", 8, 8), population, "cap", "train")
 
 
 def test_kto_labels_an_image_by_every_population_it_belongs_to():
-    labels = w.KtoLabels(max_population_id=5)
+    labels = KtoLabels(max_population_id=5)
     labels._flags[1] = 1  # won
     labels._flags[2] = 2  # lost
     labels._flags[3] = 3  # both
@@ -83,15 +89,15 @@ def test_kto_labels_an_image_by_every_population_it_belongs_to():
         _kto_image("d", 3),
         _kto_image("e", 4),  # never in a kept pair
     ]
-    got = [(item.image.sha256[0], label) for item, label in w.kto_rows(stream, labels)]
-    assert got == [("a", w.KTO_WIN), ("b", w.KTO_LOSE), ("c", w.KTO_BOTH), ("d", w.KTO_BOTH)]
+    got = [(item.image.sha256[0], label) for item, label in kto_rows(stream, labels)]
+    assert got == [("a", KTO_WIN), ("b", KTO_LOSE), ("c", KTO_BOTH), ("d", KTO_BOTH)]
 
 
 def test_the_card_front_matter_is_the_yaml_hugging_face_reads():
     header = cards.hf_yaml(
         config_name="default",
         data_dir="data",
-        features=w.hf_features(w.PICKAPIC_SCHEMA),
+        features=hf_features(PICKAPIC_SCHEMA),
         splits={"train": (10, 1000), "validation": (2, 200)},
         download_size=900,
         pretty_name='A "quoted" study',
@@ -110,9 +116,9 @@ def test_the_card_front_matter_is_the_yaml_hugging_face_reads():
 
 def test_the_zip_stream_holds_every_file_under_one_folder(tmp_path):
     (tmp_path / "images" / "ab").mkdir(parents=True)
-    (tmp_path / "images" / "ab" / "abc.png").write_bytes(b"\x89PNG" + bytes(3 * w.ZIP_CHUNK))
+    (tmp_path / "images" / "ab" / "abc.png").write_bytes(b"\x89PNG" + bytes(3 * ZIP_CHUNK))
     (tmp_path / "train.csv").write_text("jpg_0,label\n")
-    data = b"".join(w.iter_zip(tmp_path, "export"))
+    data = b"".join(iter_zip(tmp_path, "export"))
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.testzip() is None
         assert sorted(archive.namelist()) == ["export/images/ab/abc.png", "export/train.csv"]
@@ -121,7 +127,7 @@ def test_the_zip_stream_holds_every_file_under_one_folder(tmp_path):
 
 
 def test_a_tie_cannot_reach_popalign(tmp_path):
-    writer = w.PopalignCsvWriter(tmp_path)
+    writer = PopalignCsvWriter(tmp_path)
     row = PairRow("q", PromptInfo(1, "c", ""), judged(left=1, right=1), population(1, "a"), population(2, "b"), 0, 0)
     with pytest.raises(ValueError, match="tie"):
         writer.write_group([row])
@@ -133,15 +139,15 @@ def test_a_population_jsonl_line_is_the_rows_dict(tmp_path):
         PairRow("q", prompt, judged(left=2, ties=1), population(1, "a"), population(2, "b"), 1001.5, None),
         PairRow("q", prompt, judged(right=1), population(1, "a"), population(3, "c"), 1001.5, 990.0),
     ]
-    writer = w.PopulationJsonlWriter(tmp_path)
+    writer = PopulationJsonlWriter(tmp_path)
     writer.write_group(rows)
     assert writer.close() == {"train": 2}
-    lines = (tmp_path / w.POPULATION_JSONL_FILE).read_text().splitlines()
+    lines = (tmp_path / POPULATION_JSONL_FILE).read_text().splitlines()
     assert [json.loads(line) for line in lines] == [row.as_dict() for row in rows]
     assert list(json.loads(lines[0])) == list(rows[0].as_dict())
 
 
 def test_large_tiles_are_scaled_down_so_a_grid_stays_small():
-    grid = w.make_grid([_png((9, 9, 9), (1024, 768))] * 4, gap=4, tile_max=512)
+    grid = make_grid([_png((9, 9, 9), (1024, 768))] * 4, gap=4, tile_max=512)
     with PILImage.open(io.BytesIO(grid)) as image:
         assert image.size == (2 * 512 + 4, 2 * 384 + 4)
