@@ -294,4 +294,4 @@ LOGGING = {
 }
 
 # Population metrics (issue 14): compute them for each population right after it is stored.
-METRICS_AFTER_GENERATION = env.bool("METRICS_AFTER_GENERATION", default=True)
+METRICS_AFTER_GENERATION = env_bool("METRICS_AFTER_GENERATION", default=True)

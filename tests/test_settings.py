@@ -49,6 +49,7 @@ def manage(tmp_path: Path, *args: str, **environment: str) -> subprocess.Complet
         ({"DEBUG": "false", "SECRET_KEY": "s" * 50, "SECURE_COOKIES": "flase"}, "SECURE_COOKIES", "is not a boolean"),
         ({"SERVE_MEDIA": "yes please"}, "SERVE_MEDIA", "is not a boolean"),
         ({"STATIC_MANIFEST": "2"}, "STATIC_MANIFEST", "is not a boolean"),
+        ({"METRICS_AFTER_GENERATION": "ture"}, "METRICS_AFTER_GENERATION", "is not a boolean"),
     ],
 )
 def test_bad_environment_fails_at_start_with_one_line_naming_the_variable(tmp_path, environment, variable, detail):
