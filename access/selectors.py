@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from access.keys import KEY_PREFIX, hash_key
 from access.models import ApiToken
-from access.services import KEY_PREFIX, hash_key
 from core.errors import ApplicationError
 
 

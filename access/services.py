@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,16 +12,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from access.keys import KEY_PREFIX, hash_key
 from access.models import ApiToken, Scope
 from core.errors import ApplicationError
 
-KEY_PREFIX = "pa_"
 # A busy token would otherwise write its row on every request.
 LAST_USED_GRANULARITY = timedelta(minutes=1)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from annotation import crowd, demo
 from annotation.crowd import CrowdEntry
+from annotation.demand import demand_owner
 from annotation.models import DEFAULT_POPULATION_SIZE, Campaign, Criterion, CrowdAssignment, Participant
 from annotation.permissions import RESEARCHER_GROUP, RESEARCHER_MODEL_PERMISSIONS, ROLE_CACHE_KEY
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound
@@ -89,10 +90,6 @@ def _attach(manager, objects: Iterable, kind: str, report: SeedReport) -> None: 
         report.add(kind, "unchanged" if obj.pk in existing else "created")
         if obj.pk not in existing:
             manager.add(obj)
-
-
-def demand_owner(campaign: Campaign) -> str:
-    return f"campaign:{campaign.slug}"
 
 
 @transaction.atomic

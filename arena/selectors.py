@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, F, Max, QuerySet, Sum
 
+from annotation.demand import demand_owner
 from annotation.models import Campaign, Criterion, Participant
 from annotation.quality import (
     Agreement,
@@ -28,7 +29,6 @@ from annotation.quality import (
     parse_choice,
     summarize_gold,
 )
-from annotation.services import demand_owner
 from arena.models import Comparison, PairTally, Vote
 from arena.ranking import PairCounts, fit_ratings, win_rate_matrix
 from core.errors import NotFound

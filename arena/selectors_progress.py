@@ -17,8 +17,8 @@ from typing import Any
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from annotation.demand import demand_owner
 from annotation.models import Campaign, Participant
-from annotation.services import demand_owner
 from arena.models import Comparison, Vote
 from generation.selectors import get_queue_states
 
