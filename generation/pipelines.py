@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from generation.tiny_models import build_components, write_byte_tokenizer
+
 if TYPE_CHECKING:
     import torch
     from diffusers import DiffusionPipeline
@@ -167,86 +169,15 @@ def _quiet_progress_bars() -> Iterator[None]:
 # --- built-in offline models ---------------------------------------------------------------------------------
 
 
-def _bytes_to_unicode() -> list[str]:
-    # The printable-byte mapping of GPT-2/CLIP BPE, so every byte of any prompt is one vocabulary symbol.
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def write_tiny_tokenizer(folder: Path) -> Any:
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
-    # A header-only merges file: words split into byte tokens, so different prompts still get different ids.
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    # Without model_max_length the pipeline would pad to the library default of about 1e30 tokens.
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
-
-
 def _save_tiny_pipeline(folder: Path, init_seed: int, palette: tuple[float, float, float] | None) -> None:
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from diffusers import StableDiffusionPipeline
 
     torch.manual_seed(init_seed)
-    tokenizer = write_tiny_tokenizer(folder / "tokenizer")
-    vae_channels = (16, 32, 32, 32)
+    tokenizer = write_byte_tokenizer(folder / "tokenizer")
     # Four VAE blocks give SD's real downsampling factor of 8, so the size rules match real models.
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=vae_channels,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=64,
-        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
-        up_block_types=("UpDecoderBlock2D",) * len(vae_channels),
-    )
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            # Must match the tokenizer, or the pooled (end-of-text) embedding is read from the wrong position.
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    # sd-turbo's scheduler settings, so few-step sampling behaves as on the real model.
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        timestep_spacing="trailing",
-        prediction_type="epsilon",
-        steps_offset=1,
+    vae, unet, text_encoder, scheduler = build_components(
+        tokenizer, image_size=64, vae_channels=(16, 32, 32, 32), unet_channels=(32, 64), text_hidden=32, text_layers=2
     )
     if palette is not None:
         # The decoder's last bias shifts every output pixel, giving each stand-in a recognisable colour cast.

@@ -31,14 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from generation import shapes
+from generation.tiny_models import MAX_TOKENS, build_components, write_byte_tokenizer
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
-    from transformers import CLIPTokenizer
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "builtin" / "shapes"
-MAX_TOKENS = 77
 # Sampling settings the model is trained and checked for; `generation.offline` uses the same.
 SAMPLE_STEPS = 20
 SAMPLE_GUIDANCE = 4.0
@@ -80,89 +79,6 @@ class TrainingReport:
     @property
     def wall_seconds(self) -> float:
         return self.vae_seconds + self.unet_seconds
-
-
-def _bytes_to_unicode() -> list[str]:
-    # GPT-2/CLIP's reversible byte-to-printable-character table, so every byte is one vocabulary symbol.
-    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
-def write_byte_tokenizer(path: Path, *, max_length: int = MAX_TOKENS) -> CLIPTokenizer:
-    """Write and load a CLIP tokenizer whose tokens are single bytes: every prompt gets distinct ids."""
-    from transformers import CLIPTokenizer
-
-    path.mkdir(parents=True, exist_ok=True)
-    chars = _bytes_to_unicode()
-    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
-    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
-    # Only the header: no merges, so words split into byte tokens.
-    (path / "merges.txt").write_text("#version: 0.2\n")
-    tokenizer = CLIPTokenizer.from_pretrained(str(path), model_max_length=max_length)
-    tokenizer.save_pretrained(str(path))
-    return tokenizer
-
-
-def _build_components(recipe: Recipe, tokenizer: CLIPTokenizer) -> tuple[Any, Any, Any, Any]:
-    """Fresh VAE, UNet, text encoder and sampling scheduler, initialised from the recipe's seed."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    factor = 2 ** (len(recipe.vae_channels) - 1)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=list(recipe.vae_channels),
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=shapes.IMAGE_SIZE,
-        down_block_types=["DownEncoderBlock2D"] * len(recipe.vae_channels),
-        up_block_types=["UpDecoderBlock2D"] * len(recipe.vae_channels),
-    )
-    channels = recipe.unet_channels
-    unet = UNet2DConditionModel(
-        sample_size=shapes.IMAGE_SIZE // factor,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=tuple(channels),
-        layers_per_block=1,
-        norm_num_groups=8,
-        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (len(channels) - 1),
-        up_block_types=("CrossAttnUpBlock2D",) * (len(channels) - 1) + ("UpBlock2D",),
-        cross_attention_dim=recipe.text_hidden,
-        attention_head_dim=8,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=recipe.text_hidden,
-            intermediate_size=2 * recipe.text_hidden,
-            num_hidden_layers=recipe.text_layers,
-            num_attention_heads=4,
-            max_position_embeddings=MAX_TOKENS,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    # sd-turbo's Euler settings; trailing spacing starts 20-step sampling from pure noise at t=999.
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        timestep_spacing="trailing",
-        prediction_type="epsilon",
-        steps_offset=1,
-    )
-    return vae, unet, text_encoder, scheduler
 
 
 def _image_batch(examples: Sequence[tuple[Image.Image, str, shapes.Attributes]]) -> torch.Tensor:
@@ -211,7 +127,14 @@ def train(
         tokenizer = write_byte_tokenizer(tokenizer_dir)
     finally:
         shutil.rmtree(tokenizer_dir, ignore_errors=True)
-    vae, unet, text_encoder, scheduler = _build_components(recipe, tokenizer)
+    vae, unet, text_encoder, scheduler = build_components(
+        tokenizer,
+        image_size=shapes.IMAGE_SIZE,
+        vae_channels=recipe.vae_channels,
+        unet_channels=recipe.unet_channels,
+        text_hidden=recipe.text_hidden,
+        text_layers=recipe.text_layers,
+    )
     # Separate streams, so changing one phase's step count leaves the other phase's data unchanged.
     vae_rng = random.Random(f"shapes-vae-{recipe.seed}")
     unet_rng = random.Random(f"shapes-unet-{recipe.seed}")

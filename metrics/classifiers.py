@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from generation import shapes
-from generation.pipelines import looks_like_path, write_tiny_tokenizer
+from generation.pipelines import looks_like_path
+from generation.tiny_models import text_config, write_byte_tokenizer
 from metrics.config import AttributeSpec
 
 if TYPE_CHECKING:
@@ -238,23 +239,12 @@ def build_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
         CLIPImageProcessor,
         CLIPModel,
         CLIPProcessor,
-        CLIPTextConfig,
         CLIPVisionConfig,
     )
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = write_tiny_tokenizer(folder)
-    text = CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    tokenizer = write_byte_tokenizer(folder)
+    text = text_config(tokenizer, hidden=32, layers=2)
     vision = CLIPVisionConfig(
         image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
     )
