@@ -39,48 +39,24 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final, Literal, TypeAlias, get_args
+from typing import Final, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.stats import binomtest
 
-Choice: TypeAlias = Literal["left", "right", "tie", "both_bad"]
-Side: TypeAlias = Literal["left", "right"]
+from core.choices import CHOICES, MIRROR, SIDES, Choice, Side
+
 CsvValue: TypeAlias = str | int | float | bool | None
 
-CHOICES: Final[tuple[Choice, ...]] = get_args(Choice)
-SIDES: Final[tuple[Side, ...]] = get_args(Side)
-_MIRROR: Final[dict[Choice, Choice]] = {"left": "right", "right": "left", "tie": "tie", "both_bad": "both_bad"}
 
 DEFAULT_DWELL_FLOOR_MS: Final = 1500
 DEFAULT_BURST_WINDOW_S: Final = 10.0
 
 
-def parse_choice(value: str) -> Choice:
-    """A database string as a `Choice`; raises ValueError for anything else."""
-    for choice in CHOICES:
-        if value == choice:
-            return choice
-    raise ValueError(f"unknown choice {value!r}; expected one of {', '.join(CHOICES)}")
-
-
-def parse_side(value: str) -> Side:
-    """A database string as a `Side` ("left" or "right"); raises ValueError for anything else."""
-    for side in SIDES:
-        if value == side:
-            return side
-    raise ValueError(f"unknown side {value!r}; expected 'left' or 'right'")
-
-
-def mirror_choice(choice: Choice) -> Choice:
-    """The same judgement seen with the sides swapped."""
-    return _MIRROR[choice]
-
-
 def _check_choice(choice: str, what: str) -> None:
     # Literal types only bind callers that mypy checks; rows from the database arrive as plain str.
-    if choice not in _MIRROR:
+    if choice not in MIRROR:
         raise ValueError(f"{what} {choice!r} is not one of {', '.join(CHOICES)}")
 
 
@@ -140,7 +116,7 @@ class RepeatPair:
 
     @property
     def is_consistent(self) -> bool:
-        return self.repeat == _MIRROR[self.original]
+        return self.repeat == MIRROR[self.original]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +138,7 @@ class UnitVote:
 
     @property
     def canonical_choice(self) -> Choice:
-        return _MIRROR[self.choice] if self.swapped else self.choice
+        return MIRROR[self.choice] if self.swapped else self.choice
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from arena.ranking import FIRST_WINS, SECOND_WINS, TIE, IntArray, PairCounts
+from core import choices
 
 FORMATS = ("fastchat", "arena")
 COLUMNS: dict[str, tuple[str, str, str]] = {
@@ -38,7 +39,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
 }
 OUTCOMES: dict[str, dict[str, int]] = {
     "fastchat": {"model_a": FIRST_WINS, "model_b": SECOND_WINS, "tie": TIE, "tie (bothbad)": TIE},
-    "arena": {"left": FIRST_WINS, "right": SECOND_WINS, "tie": TIE, "both_bad": TIE},
+    "arena": {choices.LEFT: FIRST_WINS, choices.RIGHT: SECOND_WINS, choices.TIE: TIE, choices.BOTH_BAD: TIE},
 }
 EXTENSIONS = {
     ".json": "json",

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from annotation.models import Campaign, Criterion, Participant, ParticipantKind
+from core import choices
 from generation.models import Population, Prompt
 
 
@@ -130,10 +131,12 @@ class Comparison(models.Model):
 
 
 class VoteChoice(models.TextChoices):
-    LEFT = "left", "left"
-    RIGHT = "right", "right"
-    TIE = "tie", "tie"
-    BOTH_BAD = "both_bad", "both bad"
+    """The vote vocabulary of core.choices as a column's choices."""
+
+    LEFT = choices.LEFT, choices.LABELS[choices.LEFT]
+    RIGHT = choices.RIGHT, choices.LABELS[choices.RIGHT]
+    TIE = choices.TIE, choices.LABELS[choices.TIE]
+    BOTH_BAD = choices.BOTH_BAD, choices.LABELS[choices.BOTH_BAD]
 
 
 class Vote(models.Model):

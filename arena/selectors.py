@@ -16,21 +16,19 @@ from annotation.demand import demand_owner
 from annotation.models import Campaign, Criterion, Participant
 from annotation.quality import (
     Agreement,
-    Choice,
     GoldAnswer,
     GoldSummary,
     QualityReport,
     RepeatPair,
-    Side,
     UnitVote,
     VoteRecord,
     agreement_by_criterion,
     assess_participants,
-    parse_choice,
     summarize_gold,
 )
 from arena.models import Comparison, PairTally, Vote
 from arena.ranking import PairCounts, fit_ratings, win_rate_matrix
+from core.choices import Choice, Side, parse_choice
 from core.errors import NotFound
 from generation.models import Image, Population, Prompt
 from generation.planning import images_before_first_comparison

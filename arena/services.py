@@ -19,6 +19,7 @@ from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
 from arena.models import Comparison, PairTally, Vote
 from arena.sampling import Pair, active_weights, choose_pairs, normalise
+from core import choices
 from core.errors import ApplicationError, Conflict, Forbidden, Gone, NotFound
 from generation.models import Generator, Population
 from generation.services import get_or_create_decoy
@@ -473,9 +474,9 @@ def _check_votes(comparison: Comparison, votes: list[VoteInput], dwell_ms: int) 
             raise ApplicationError(f"unknown criterion {vote.criterion!r} (this campaign asks: {asked})")
         if vote.criterion in answered:
             raise ApplicationError(f"criterion {vote.criterion!r} is answered twice")
-        if vote.choice not in Vote.Choice.values:
+        if vote.choice not in choices.CHOICES:
             raise ApplicationError(
-                f"unknown choice {vote.choice!r} for criterion {vote.criterion!r} (use left, right, tie or both_bad)"
+                f"unknown choice {vote.choice!r} for criterion {vote.criterion!r} (use {choices.spoken()})"
             )
         answered.add(vote.criterion)
     missing = [key for key in criteria if key not in answered]

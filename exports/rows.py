@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-LEFT = "left"
-RIGHT = "right"
-TIE = "tie"
-BOTH_BAD = "both_bad"
-OUTCOMES = (LEFT, RIGHT, TIE, BOTH_BAD)
+from core.choices import BOTH_BAD, CHOICES, LEFT, RIGHT, TIE
+
+# A judged pair's outcome is the choice most of its votes made.
+OUTCOMES = CHOICES
 
 TIES_DROP = "drop"
 TIES_SOFT = "soft"

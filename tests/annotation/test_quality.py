@@ -17,10 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from annotation.quality import (
-    CHOICES,
     DEFAULT_FLAG_RULE,
     QUALITY_CSV_FIELDS,
-    Choice,
     FlagRule,
     GoldAnswer,
     GoldSummary,
@@ -40,9 +38,6 @@ from annotation.quality import (
     krippendorff_alpha_nominal,
     longest_run,
     max_in_window,
-    mirror_choice,
-    parse_choice,
-    parse_side,
     pattern_signals,
     position_bias,
     position_signals,
@@ -50,6 +45,7 @@ from annotation.quality import (
     summarize_gold,
     summarize_repeats,
 )
+from core.choices import CHOICES, Choice, parse_side
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -85,26 +81,6 @@ def gold(comparison: int, choice: Choice, correct: str = "left", criterion: str 
     return GoldAnswer(
         participant="p1", comparison=comparison, criterion=criterion, choice=choice, correct_side=parse_side(correct)
     )
-
-
-# --- choices -------------------------------------------------------------------------------------
-
-
-def test_parse_choice_accepts_the_four_choices_and_rejects_anything_else() -> None:
-    assert [parse_choice(c) for c in ("left", "right", "tie", "both_bad")] == list(CHOICES)
-    with pytest.raises(ValueError, match="unknown choice 'Left'"):
-        parse_choice("Left")
-    with pytest.raises(ValueError, match="unknown side 'tie'"):
-        parse_side("tie")
-
-
-def test_mirror_swaps_sides_and_keeps_tie_and_both_bad() -> None:
-    assert {c: mirror_choice(c) for c in CHOICES} == {
-        "left": "right",
-        "right": "left",
-        "tie": "tie",
-        "both_bad": "both_bad",
-    }
 
 
 def test_records_reject_unknown_choices_and_negative_dwell() -> None:
