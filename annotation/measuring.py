@@ -30,6 +30,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from annotation.models import Campaign
+from annotation.selectors import campaign_populations
 from core.errors import ApplicationError
 from generation.models import Population
 from metrics.classifiers import load_backend
@@ -125,18 +126,12 @@ def on_population_ready(*, population_id: int, device: str = "cpu", **kwargs: An
 
 
 def campaign_population_ids(campaign: Campaign) -> list[int]:
-    """The campaign's ready, non-decoy populations of its size N: the ones its metrics are about."""
-    return list(
-        Population.objects.filter(
-            generator__in=campaign.generators.all(),
-            prompt__in=campaign.prompts.all(),
-            size=campaign.population_size,
-            status=Population.Status.READY,
-            decoy_of__isnull=True,
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    """The campaign's ready, non-decoy populations of its size N: the ones its metrics are about.
+
+    Unlike the arena, it keeps the sets of generators no longer active in the campaign.
+    """
+    populations = campaign_populations(campaign, generators=campaign.generators.all())
+    return list(populations.filter(decoy_of__isnull=True).order_by("pk").values_list("pk", flat=True))
 
 
 def backfill_campaign_metrics(

@@ -16,7 +16,7 @@ from django.db.models import Count, QuerySet
 from annotation.models import Campaign
 from annotation.permissions import can_manage_campaign
 from core.errors import NotFound
-from generation.models import Image, Population
+from generation.models import Generator, Image, Population
 
 PREVIEW_SCAN_LIMIT = 200
 
@@ -91,6 +91,22 @@ def forget_campaigns(**kwargs: Any) -> None:
     transaction.on_commit(lambda: cache.delete(CAMPAIGNS_VERSION_KEY), using=kwargs.get("using"))
 
 
+def campaign_populations(
+    campaign: Campaign, *, generators: QuerySet[Generator] | None = None, servable: bool = False
+) -> QuerySet[Population]:
+    """Populations a campaign can serve: ready, of its size N, for its prompts, by its active generators.
+
+    `generators` narrows (gold sources) or widens (metrics measure inactive generators' sets too) the
+    generators; `servable` keeps only sets still under the campaign's `votes_per_pair` uses.
+    """
+    if generators is None:
+        generators = campaign.generators.filter(is_active=True)
+    populations = Population.objects.ready_for(
+        size=campaign.population_size, generators=generators, prompts=campaign.prompts.all()
+    )
+    return populations.servable(max_uses=campaign.votes_per_pair) if servable else populations
+
+
 def get_preview_sample(*, campaign: Campaign) -> dict[str, object] | None:
     """A prompt and two ready image sets of it from different generators, to show read-only; None if none yet.
 
@@ -98,12 +114,7 @@ def get_preview_sample(*, campaign: Campaign) -> dict[str, object] | None:
     (which MTurk shows to every worker who looks at the HIT) leave no trace in the data.
     """
     candidates = (
-        Population.objects.filter(
-            status=Population.Status.READY,
-            size=campaign.population_size,
-            prompt__in=campaign.prompts.all(),
-            generator__in=campaign.generators.filter(is_active=True),
-        )
+        campaign_populations(campaign)
         .order_by("prompt_id", "generator_id", "pk")
         .values_list("pk", "prompt_id", "generator_id")[:PREVIEW_SCAN_LIMIT]
     )

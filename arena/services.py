@@ -16,7 +16,7 @@ from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from annotation.models import Campaign, Participant
-from annotation.selectors import get_live_campaign
+from annotation.selectors import campaign_populations, get_live_campaign
 from arena.models import Comparison, PairTally, Vote
 from arena.sampling import Pair, active_weights, choose_pairs, normalise
 from core import choices
@@ -138,17 +138,10 @@ def gold_sources(campaign: Campaign) -> QuerySet[Population]:
     Never a generator marked unsuitable (`gold_source`, off for noise stand-ins: beside a degraded copy
     of noise neither side is plainly broken) or one the campaign excludes.
     """
-    generators = (
-        campaign.generators.filter(is_active=True, gold_source=True)
-        .exclude(pk__in=campaign.gold_excluded_generators.values("pk"))
-        .values("pk")
+    generators = campaign.generators.filter(is_active=True, gold_source=True).exclude(
+        pk__in=campaign.gold_excluded_generators.values("pk")
     )
-    return Population.objects.filter(
-        status=Population.Status.READY,
-        size=campaign.population_size,
-        generator__in=generators,
-        prompt__in=campaign.prompts.values("pk"),
-    )
+    return campaign_populations(campaign, generators=generators)
 
 
 def _fresh_gold_source(real: QuerySet[Population], rng: random.Random) -> Population | None:
@@ -229,18 +222,10 @@ def _repeat_comparison(
     )
 
 
-def _campaign_populations(campaign: Campaign) -> QuerySet[Population]:
-    """Ready populations of the campaign's generators and prompts that can still serve a comparison."""
-    return Population.objects.filter(
-        status=Population.Status.READY,
-        size=campaign.population_size,
-        generator__in=campaign.generators.filter(is_active=True).values("pk"),
-        prompt__in=campaign.prompts.values("pk"),
-        uses__lt=campaign.votes_per_pair,
-    )
-
-
-# Restates ComparisonQuerySet.preferences (not gold, not a repeat) in its WHERE clause. Simulated
+# Restates two rules in its WHERE clause: ComparisonQuerySet.preferences (not gold, not a repeat) and,
+# for the populations, annotation.selectors.campaign_populations(servable=True) (PopulationQuerySet
+# ready_for and servable: ready, of the campaign's size, its active generators and prompts, under the
+# votes wanted), narrowed to sets already in use (uses > 0). Simulated
 # participants' comparisons are in it on purpose: they use populations up like anyone's (the pair's
 # votes wanted), though their votes never count (VoteQuerySet.counted).
 # The ORM spent about 8 ms of CPU building this statement (its Least/Greatest/filtered-Count
@@ -311,7 +296,7 @@ def _new_pair(
 ) -> tuple[int, int, int] | None:
     """Two ready populations, one of each generator of `pair`, for a random prompt both can serve and unseen."""
     a, b = pair
-    candidates = _campaign_populations(campaign).filter(generator_id__in=pair)
+    candidates = campaign_populations(campaign, servable=True).filter(generator_id__in=pair)
     prompt_ids = list(
         candidates.values("prompt_id")
         .annotate(generators=Count("generator_id", distinct=True))
@@ -489,14 +474,14 @@ _TALLY_FIELDS = ("a_wins", "b_wins", "ties", "both_bad")
 # One statement per vote submission, safe under concurrent votes on the same pair: the first
 # vote of a pair creates its rows, later ones add to them (PostgreSQL and SQLite share this syntax).
 _UPSERT_TALLIES = """
-INSERT INTO arena_pairtally
+INSERT INTO {table}
     (campaign_id, criterion_id, category, generator_a_id, generator_b_id, a_wins, b_wins, ties, both_bad, updated_at)
 VALUES {rows}
 ON CONFLICT (criterion_id, category, generator_a_id, generator_b_id) DO UPDATE SET
-    a_wins = arena_pairtally.a_wins + excluded.a_wins,
-    b_wins = arena_pairtally.b_wins + excluded.b_wins,
-    ties = arena_pairtally.ties + excluded.ties,
-    both_bad = arena_pairtally.both_bad + excluded.both_bad,
+    a_wins = {table}.a_wins + excluded.a_wins,
+    b_wins = {table}.b_wins + excluded.b_wins,
+    ties = {table}.ties + excluded.ties,
+    both_bad = {table}.both_bad + excluded.both_bad,
     updated_at = excluded.updated_at
 """
 
@@ -517,7 +502,7 @@ def _record_tallies(
             params += [campaign_id, criteria[vote.criterion], category, a, b, *counts, now]
     rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * (len(votes) * len(categories)))
     with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_TALLIES.format(rows=rows), params)
+        cursor.execute(_UPSERT_TALLIES.format(table=PairTally._meta.db_table, rows=rows), params)
 
 
 @transaction.atomic

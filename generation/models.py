@@ -93,6 +93,28 @@ class PopulationStatus(models.TextChoices):
     FAILED = "failed", "failed"
 
 
+class PopulationQuerySet(models.QuerySet["Population"]):
+    def ready_for(
+        self, *, size: int, generators: models.QuerySet[Generator], prompts: models.QuerySet[Prompt]
+    ) -> PopulationQuerySet:
+        """Ready sets of `size` images by one of `generators` for one of `prompts`: what a study can show.
+
+        Generation knows nothing of campaigns; annotation.selectors.campaign_populations says which
+        generators and prompts a campaign's are. Raw SQL that must restate this rule says so
+        (arena/issuing.py's `_UNFINISHED_PAIRS`).
+        """
+        return self.filter(
+            status=PopulationStatus.READY,
+            size=size,
+            generator__in=generators.values("pk"),
+            prompt__in=prompts.values("pk"),
+        )
+
+    def servable(self, *, max_uses: int) -> PopulationQuerySet:
+        """Sets that can still be shown: each serves at most `max_uses` comparisons (a campaign's votes per pair)."""
+        return self.filter(uses__lt=max_uses)
+
+
 class Population(TimestampedModel):
     """N images of one generator for one prompt; ready only once all N images are stored."""
 
@@ -118,6 +140,8 @@ class Population(TimestampedModel):
         related_name="decoys",
         help_text="For a gold check: the population this one is a deliberately degraded copy of.",
     )
+
+    objects = PopulationQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
