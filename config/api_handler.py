@@ -7,6 +7,12 @@ DRF's SessionAuthentication runs the same CSRF check itself for a logged-in sess
 token request carries no cookie to forge) and the HTML page policies (X-Frame-Options and a
 Content-Security-Policy written for pages, replaced by ApiHeadersMiddleware's stricter ones).
 
+At most settings.API_CONCURRENCY requests (the database pool's size) run at once per process;
+the others wait their turn in the event loop. Without the limit, 200 flat-out clients put 200
+requests into threads at once, 192 of them waiting for one of the pool's 8 connections; once
+queueing passed DB_POOL_TIMEOUT (10 s) some failed with 500 (bench/load_faults.py kill-worker
+on the one-request path).
+
 The chain is built sync-only and runs in one `sync_to_async` hop per request. The full chain
 under ASGI hops three times: into a thread for the sync middleware, back to the event loop
 (`async_to_sync`) for Django's async response path, and into a thread again for the sync
@@ -16,6 +22,7 @@ view. An async view added here later still works (Django's `_get_response` runs 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -55,7 +62,20 @@ class ApiHandler(ASGIHandler):
             handler = convert_exception_to_response(instance)
         self._middleware_chain = handler
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         # The whole sync chain (middleware and view) in one thread, as under WSGI.
-        response: HttpResponseBase = await sync_to_async(self.get_response, thread_sensitive=True)(request)
+        run = sync_to_async(self.get_response, thread_sensitive=True)
+        if settings.API_CONCURRENCY <= 0:
+            response: HttpResponseBase = await run(request)
+            return response
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots_loop is not loop:  # a semaphore belongs to one event loop
+            self._slots, self._slots_loop = asyncio.Semaphore(settings.API_CONCURRENCY), loop
+        async with self._slots:
+            response = await run(request)
         return response

@@ -135,6 +135,10 @@ else:
         _database["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
         _database["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _database}
+# API requests one server process runs at once (config/api_handler.py). As many as the pool has
+# connections: a request let in then gets one at once, and the rest queue in the event loop,
+# with no timeout, instead of in 200 threads that wait DB_POOL_TIMEOUT for a connection and fail.
+API_CONCURRENCY = env.int("API_CONCURRENCY", default=_database.get("OPTIONS", {}).get("pool", {}).get("max_size", 0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channel layer and cache ------------------------------------------------------------
