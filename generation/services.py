@@ -6,7 +6,7 @@ import hashlib
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -224,6 +224,26 @@ def claim_generation_batch(
         ordered = [c for c in ordered if c.pk not in taken]
     populations = Population.objects.filter(pk__in=chosen).select_related("generator", "prompt").in_bulk()
     return [populations[pk] for pk in chosen]
+
+
+# While claims keep finding work, the queues are planned at most this often (planning reads every queue).
+PLAN_EVERY_S = 5
+
+
+def plan_and_claim(
+    *, claim: Callable[[], list[Population]], plan: Callable[[], object], plan_due: Callable[[], bool]
+) -> list[Population]:
+    """Claim a batch, planning the queues when the claim came back empty (then claim again) or when due.
+
+    The local worker and the remote workers' claim API both claim this way; each passes its own
+    queue calls and its own clock: `plan_due` is asked only after a claim found work, so it may
+    mark the interval as taken (the API does, once for all its workers).
+    """
+    batch = claim()
+    if not batch or plan_due():
+        plan()
+        batch = batch or claim()
+    return batch
 
 
 def _unlocked(population_ids: list[int]) -> set[int]:

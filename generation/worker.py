@@ -58,7 +58,6 @@ CALLS_PER_CLAIM = 4
 # stays queued for whichever worker is free first, and a fresh worker (no speed measured yet)
 # claims one call's worth: the first comparison's two populations are not stuck behind others.
 CLAIM_HORIZON_S = 8.0
-PLAN_EVERY_S = 5.0
 # Populations handed to the storing thread and not yet stored. More waiting means storing is slower
 # than generating: the generating thread then waits, so memory and the age of unstored claims stay bounded.
 STORES_IN_FLIGHT = 4
@@ -217,12 +216,11 @@ class GenerationWorker:
 
     def step(self) -> bool:
         """Plan, claim one batch and work it; False when there was nothing to do."""
-        batch = self._claim()
-        if not batch or time.monotonic() - self._planned_at > PLAN_EVERY_S:
-            # Planning reads every queue: do it when the claimed work runs out, or now and then.
-            self._call(self.queue.plan_populations, owner=self.owner)
-            self._planned_at = time.monotonic()
-            batch = batch or self._claim()
+        batch = services.plan_and_claim(
+            claim=self._claim,
+            plan=self._plan,
+            plan_due=lambda: time.monotonic() - self._planned_at > services.PLAN_EVERY_S,
+        )
         if not batch:
             if self._stores:
                 # Nothing to claim while sets are still being stored: a store that fails hands its population
@@ -251,6 +249,10 @@ class GenerationWorker:
         )
         self._leased_at.update((population.pk, leased_at) for population in batch)
         return batch
+
+    def _plan(self) -> None:
+        self._call(self.queue.plan_populations, owner=self.owner)
+        self._planned_at = time.monotonic()
 
     def _call(self, function: Callable[..., T], **kwargs: object) -> T:
         """One queue call, never at the same time as the storing thread's."""

@@ -29,8 +29,6 @@ from generation.prompting import population_prompts
 
 # Ids beyond a 64-bit integer name no population (and SQLite could not even compare them).
 MAX_ID = 2**63 - 1
-# The queues are planned at most this often by claims (planning reads every queue).
-PLAN_EVERY_S = 5
 LABEL = r"^[\w.:@/-]+$"
 
 
@@ -176,16 +174,14 @@ class ClaimApi(APIView):
         owner = data.get("owner")
         lease = timedelta(seconds=data["lease_seconds"])
 
-        def claim() -> list[Population]:
-            return services.claim_generation_batch(
+        batch = services.plan_and_claim(
+            claim=lambda: services.claim_generation_batch(
                 worker=worker, max_images=data["max_images"], lease=lease, owner=owner
-            )
-
-        batch = claim()
-        # Plan when the claimed work runs out, and now and then anyway (one worker per interval).
-        if not batch or cache.add(f"generation:planned:{owner or ''}", 1, timeout=PLAN_EVERY_S):
-            services.plan_populations(owner=owner)
-            batch = batch or claim()
+            ),
+            plan=lambda: services.plan_populations(owner=owner),
+            # Now and then anyway: the cache lets one claim per interval plan, whichever worker sends it.
+            plan_due=lambda: cache.add(f"generation:planned:{owner or ''}", 1, timeout=services.PLAN_EVERY_S),
+        )
         lease_until = max((p.lease_until for p in batch if p.lease_until), default=None)
         return Response(
             ClaimSerializer(
