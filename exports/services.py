@@ -11,25 +11,24 @@ import secrets
 import shutil
 import time
 import tomllib
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.files.storage import Storage
-from django.db.models import FileField
 from django.utils import timezone
 
 from annotation.measuring import metrics_config_problem, readable_attribute_specs
 from annotation.models import Campaign, Criterion
 from arena.selectors import get_generator_ratings, get_leaderboard
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import Conflict, NotFound
 from exports import cards, selectors
 from exports import writers as w
+from exports.errors import ExportError
+from exports.images import ImageSource, image_storage
 from exports.rows import (
     DROP_MISSING_IMAGE,
     OUTCOMES,
@@ -37,7 +36,6 @@ from exports.rows import (
     TIES_SOFT,
     TRAIN,
     VALIDATION,
-    ImageInfo,
     JudgedPair,
     PairFilter,
     PairRow,
@@ -53,7 +51,6 @@ from exports.writers.pickapic_parquet import PICKAPIC_SCHEMA, PickapicParquetWri
 from exports.writers.popalign_csv import PopalignCsvWriter
 from exports.writers.population_jsonl import PopulationJsonlWriter
 from exports.writers.votes_csv import VotesCsvWriter, write_leaderboard
-from generation.models import Image
 from metrics.config import AttributeSpec
 
 logger = logging.getLogger(__name__)
@@ -63,21 +60,9 @@ MANIFEST = selectors.MANIFEST
 CARD = "README.md"
 # Judged pairs resolved (populations and images fetched) per round trip.
 PAIR_BATCH = 500
-IMAGE_CACHE_BYTES = 4 * 1024 * 1024
-# What a cached image costs beyond its bytes (its key, the bytes object, the dict slot):
-# with small images this, not the data, is most of the cache.
-IMAGE_CACHE_OVERHEAD = 300
-# Content hashes remembered as copied; older ones are checked on disk instead.
-COPIED_MEMORY = 100_000
-# Threads reading and writing images (enough to hide storage latency; each holds one image),
-# and the pairs whose images are fetched in one go.
-IO_WORKERS = 4
+# The pairs whose images are fetched in one go.
 IMAGE_ROWS = 16
 SERVER_EXPORT_NAME = re.compile(r"^[a-z0-9-]+$")
-
-
-class ExportError(ApplicationError):
-    code = "export_invalid"
 
 
 class Progress(Protocol):
@@ -227,149 +212,6 @@ def _filters(plan: _Plan, options: ExportOptions) -> dict[str, Any]:
     return filters
 
 
-# --- images -----------------------------------------------------------------------------------------------
-
-
-class _BadImage(Exception):
-    def __init__(self, image: ImageInfo, why: str) -> None:
-        super().__init__(f"{image.storage_name} ({why})")
-        self.name = image.storage_name
-        self.why = why
-
-
-class ImageSource:
-    """Reads images from media storage (verifying their hash) and copies each into an export once, by content hash.
-
-    Reads and writes of a batch run on a few threads: file and network I/O release the GIL,
-    and remote storage answers each request with a round trip.
-    """
-
-    def __init__(self, storage: Storage, folder: Path, *, skip_missing: bool) -> None:
-        self._storage = storage
-        self._folder = str(folder)
-        self._skip_missing = skip_missing
-        self._pool = ThreadPoolExecutor(max_workers=IO_WORKERS, thread_name_prefix="export-io")
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._cache_bytes = 0
-        # Hashes copied so far, newest last; while none has been forgotten this is the whole set,
-        # so only a larger export pays a stat() per image to find out what it already holds.
-        self._copied: OrderedDict[str, None] = OrderedDict()
-        self._forgot = False
-        self._dirs: set[str] = set()
-        self.copied = 0
-        self.missing: dict[str, str] = {}
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-    def _fetch(self, image: ImageInfo) -> bytes:
-        if image.storage_name in self.missing:
-            raise _BadImage(image, self.missing[image.storage_name])
-        try:
-            with self._storage.open(image.storage_name, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            raise _BadImage(image, "missing from media storage") from None
-        except Exception as exc:  # remote storages raise their own error types for a missing or unreadable key
-            raise _BadImage(image, f"unreadable: {exc}") from None
-        if hashlib.sha256(data).hexdigest() != image.sha256:
-            raise _BadImage(image, "content does not match its recorded sha256")
-        return bytes(data)
-
-    def _try_fetch(self, image: ImageInfo) -> bytes | _BadImage:
-        try:
-            return self._fetch(image)
-        except _BadImage as bad:
-            return bad
-
-    def _remember(self, image: ImageInfo, data: bytes) -> None:
-        self._cache[image.sha256] = data
-        self._cache_bytes += len(data) + IMAGE_CACHE_OVERHEAD
-        while self._cache_bytes > IMAGE_CACHE_BYTES and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_bytes -= len(old) + IMAGE_CACHE_OVERHEAD
-
-    def read(self, image: ImageInfo) -> bytes:
-        data = self._cache.get(image.sha256)
-        if data is not None:
-            self._cache.move_to_end(image.sha256)
-            return data
-        data = self._fetch(image)
-        self._remember(image, data)
-        return data
-
-    def _refuse(self, bad: _BadImage) -> bool:
-        self.missing[bad.name] = bad.why
-        if not self._skip_missing:
-            raise ExportError(
-                f"image file {bad.name} is {bad.why}; pass --skip-missing to leave out the pairs that show it"
-            )
-        return False
-
-    def _usable(self, images: Sequence[ImageInfo], bad: dict[str, _BadImage]) -> bool:
-        for image in images:
-            found = bad.get(image.sha256)
-            if found is not None:
-                return self._refuse(found)
-        return True
-
-    def check(self, rows: Sequence[Sequence[ImageInfo]]) -> list[bool]:
-        """Whether each row's images can all be read; they are read, a few at a time in parallel, into the cache."""
-        pending = list({i.sha256: i for images in rows for i in images if i.sha256 not in self._cache}.values())
-        bad: dict[str, _BadImage] = {}
-        for start in range(0, len(pending), IO_WORKERS):
-            batch = pending[start : start + IO_WORKERS]
-            for image, data in zip(batch, self._pool.map(self._try_fetch, batch), strict=True):
-                if isinstance(data, _BadImage):
-                    bad[image.sha256] = data
-                else:
-                    self._remember(image, data)
-        return [self._usable(images, bad) for images in rows]
-
-    def _is_copied(self, image: ImageInfo) -> bool:
-        if image.sha256 in self._copied:
-            return True
-        return self._forgot and os.path.exists(os.path.join(self._folder, image.path))
-
-    def _copy_one(self, image: ImageInfo) -> _BadImage | None:
-        try:
-            data = self._fetch(image)
-        except _BadImage as bad:
-            return bad
-        with open(os.path.join(self._folder, image.path), "wb") as handle:
-            handle.write(data)
-        return None
-
-    def copy(self, rows: Sequence[Sequence[ImageInfo]]) -> list[bool]:
-        """Copy the images of each row not yet in the export; whether each row's images are all there.
-
-        Each thread holds one image at a time. A row with a bad image is refused, and copies
-        that only it needed are removed again, so a left-out pair leaves no files behind.
-        """
-        pending = {i.sha256: i for images in rows for i in images if not self._is_copied(i)}
-        for image in pending.values():
-            folder = os.path.join(self._folder, os.path.dirname(image.path))
-            if folder not in self._dirs:
-                os.makedirs(folder, exist_ok=True)
-                self._dirs.add(folder)
-        results = dict(zip(pending, self._pool.map(self._copy_one, pending.values()), strict=True))
-        bad = {sha: result for sha, result in results.items() if result is not None}
-        usable = [self._usable(images, bad) for images in rows]
-        needed = {i.sha256 for images, ok in zip(rows, usable, strict=True) if ok for i in images}
-        for sha, result in results.items():
-            if result is not None:
-                continue
-            if sha in needed:
-                self._copied[sha] = None
-                self.copied += 1
-                if len(self._copied) > COPIED_MEMORY:
-                    self._copied.popitem(last=False)
-                    self._forgot = True
-            else:
-                os.remove(os.path.join(self._folder, pending[sha].path))
-        return usable
-
-
 # --- pair rows --------------------------------------------------------------------------------------------
 
 
@@ -475,12 +317,6 @@ def _chunks(rows: list[PairRow], size: int) -> Iterator[list[PairRow]]:
         yield rows[start : start + size]
 
 
-def _image_storage() -> Storage:
-    field = Image._meta.get_field("file")
-    assert isinstance(field, FileField)
-    return field.storage
-
-
 @dataclass
 class _PairOutcome:
     counts: dict[str, Any]
@@ -499,7 +335,7 @@ def _pair_export(
 ) -> _PairOutcome:
     assert plan.pair_filter is not None
     spec = plan.spec
-    source = ImageSource(_image_storage(), folder, skip_missing=options.skip_missing)
+    source = ImageSource(image_storage(), folder, skip_missing=options.skip_missing)
     writer: w.PairWriter | None = None
     kto_labels: KtoLabels | None = None
     parquet: ParquetDatasetWriter | None = None
