@@ -8,11 +8,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, Group
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 
 from annotation.models import Campaign
+from core.errors import NotFound
 
 RESEARCHER_GROUP = "researcher"
 
@@ -66,3 +77,36 @@ def managed_campaigns(user: User) -> QuerySet[Campaign]:
     if is_researcher(user):
         return Campaign.objects.filter(owner_id=user.pk)
     return Campaign.objects.none()
+
+
+View = TypeVar("View", bound=Callable[..., HttpResponseBase])
+
+
+def staff_area(view: View) -> View:
+    """Every staff page: others log in first, or are refused if they are only participants.
+
+    A campaign is reached through annotation.selectors.get_managed_campaign; its NotFound (no such
+    campaign, or one this user does not manage) answers 404 here, so a campaign's existence does not leak.
+    """
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not can_use_staff_pages(request.user):
+            raise PermissionDenied("staff and researchers only")
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound as exc:
+            raise Http404(exc.message) from None
+
+    return cast(View, wrapped)
+
+
+class StaffArea(BasePermission):
+    """`staff_area` for the JSON API: staff and researchers; the campaign is then looked up as one they manage."""
+
+    message = "staff and researchers only"
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return can_use_staff_pages(request.user)

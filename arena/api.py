@@ -12,12 +12,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.models import Campaign, Participant
+from annotation.permissions import can_manage_campaign
 from annotation.selectors import get_live_campaign
 from annotation.services import admit_to_campaign, find_participant
 from arena.admission import admit_to_vote
+from arena.issuing import extend_lease, issue_comparison
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
-from arena.services import VoteInput, cast_votes, extend_lease, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from core.api import ERROR
 from core.errors import ApplicationError, Forbidden
 
@@ -221,7 +223,7 @@ class LeaderboardApi(APIView):
             OpenApiParameter(
                 "include_flagged",
                 bool,
-                description="staff only: count the votes of participants flagged by quality control too",
+                description="the campaign's managers only: count flagged participants' votes too",
             ),
         ],
         responses={200: LeaderboardSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
@@ -234,8 +236,8 @@ class LeaderboardApi(APIView):
         if include_flagged not in ("true", "false", "1", "0"):
             raise ApplicationError(f"include_flagged must be true or false, not {include_flagged!r}")
         flagged = include_flagged in ("true", "1")
-        if flagged and not request.user.is_staff:
-            raise Forbidden("only staff can include flagged participants' votes")
+        if flagged and not can_manage_campaign(request.user, campaign):
+            raise Forbidden("only staff who manage this campaign can include flagged participants' votes")
         return Response(
             get_leaderboard(campaign=campaign, criterion=criterion, category=category, include_flagged=flagged)
         )

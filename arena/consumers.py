@@ -12,7 +12,7 @@ from annotation.models import Campaign
 from annotation.services import PARTICIPANT_SESSION_KEY
 from arena.admission import may_vote
 from arena.selectors import default_criterion, get_leaderboard
-from arena.services import leaderboard_group
+from arena.tallies import leaderboard_group
 from core.errors import ApplicationError
 from generation.services import READY_GROUP
 

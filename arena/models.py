@@ -29,7 +29,7 @@ class ComparisonQuerySet(models.QuerySet["Comparison"]):
 
         Gold comparisons have a deliberately broken side and a repeat is the same person judging the
         same pair again: both score participants, neither ranks generators. Raw SQL that must restate
-        this rule says so (arena/services.py's `_UNFINISHED_PAIRS`).
+        this rule says so (arena/issuing.py's `_UNFINISHED_PAIRS`).
         """
         return self.filter(is_gold=False, repeat_of__isnull=True)
 

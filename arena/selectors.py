@@ -6,7 +6,7 @@ import hashlib
 import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
@@ -14,21 +14,8 @@ from django.db.models import Count, F, Max, QuerySet, Sum
 
 from annotation.demand import demand_owner
 from annotation.models import Campaign, Criterion, Participant
-from annotation.quality import (
-    Agreement,
-    GoldAnswer,
-    GoldSummary,
-    QualityReport,
-    RepeatPair,
-    UnitVote,
-    VoteRecord,
-    agreement_by_criterion,
-    assess_participants,
-    summarize_gold,
-)
 from arena.models import Comparison, PairTally, Vote
 from arena.ranking import PairCounts, fit_ratings, win_rate_matrix
-from core.choices import Choice, Side, parse_choice
 from core.errors import NotFound
 from generation.models import Image, Population, Prompt
 from generation.planning import images_before_first_comparison
@@ -288,86 +275,3 @@ def get_generator_ratings(*, campaign: Campaign, criterion: str) -> dict[str, fl
     """Bradley-Terry ratings on the Elo scale (mean 1000) of the campaign's generators on one criterion."""
     counts, _, _ = _counts(campaign, _tally_rows(_criterion(campaign, criterion), ""))
     return fit_ratings(counts, bootstrap=0).ratings()
-
-
-class QualityOverview(NamedTuple):
-    reports: list[QualityReport]
-    agreement: dict[str, Agreement]
-    # Gold results per generator of the real side: a draw skewed to one generator shows here.
-    gold_by_source: dict[str, GoldSummary]
-
-
-def get_quality_reports(*, campaign: Campaign) -> QualityOverview:
-    """Every participant's quality signals and flag by the stated rule, agreement per criterion, gold per source.
-
-    Gold answers are scored against the side that is not the degraded copy; a side-swapped
-    repeat is paired with the original answer to the same criterion. Agreement counts only
-    ordinary comparisons (a gold or repeat vote would weigh one participant twice or say nothing).
-    Simulated participants are left out: they are a metric, not people, and are never flagged.
-    """
-    votes: list[VoteRecord] = []
-    units: list[UnitVote] = []
-    gold: list[GoldAnswer] = []
-    by_source: defaultdict[str, list[GoldAnswer]] = defaultdict(list)
-    answers: dict[tuple[int, str], Choice] = {}
-    repeats: list[tuple[int, int, str, Choice]] = []
-    rows = (
-        Vote.objects.by_people()
-        .filter(comparison__campaign=campaign)
-        .order_by("created_at", "pk")
-        .values_list(
-            "comparison__participant_id",
-            "comparison_id",
-            "criterion__key",
-            "choice",
-            "dwell_ms",
-            "created_at",
-            "comparison__left_population_id",
-            "comparison__right_population_id",
-            "comparison__is_gold",
-            "comparison__left_population__decoy_of_id",
-            "comparison__repeat_of_id",
-            "comparison__left_population__generator__name",
-            "comparison__right_population__generator__name",
-        )
-        .iterator(chunk_size=5000)
-    )
-    for (
-        participant,
-        comparison,
-        criterion,
-        choice,
-        dwell_ms,
-        created_at,
-        left,
-        right,
-        is_gold,
-        left_decoy,
-        repeat_of,
-        left_generator,
-        right_generator,
-    ) in rows:
-        parsed = parse_choice(choice)
-        votes.append(VoteRecord(participant, comparison, criterion, parsed, dwell_ms, created_at))
-        answers[(comparison, criterion)] = parsed
-        if is_gold:
-            correct: Side = "right" if left_decoy is not None else "left"
-            answer = GoldAnswer(participant, comparison, criterion, parsed, correct)
-            gold.append(answer)
-            by_source[right_generator if left_decoy is not None else left_generator].append(answer)
-        elif repeat_of is not None:
-            repeats.append((participant, repeat_of, criterion, parsed))
-        else:
-            # One unit per pair of populations, oriented by population id so side swaps line up.
-            unit = (min(left, right), max(left, right))
-            units.append(UnitVote(unit, criterion, participant, parsed, swapped=left != unit[0]))
-    pairs = [
-        RepeatPair(participant, criterion, answers[(original, criterion)], repeat)
-        for participant, original, criterion, repeat in repeats
-        if (original, criterion) in answers
-    ]
-    return QualityOverview(
-        assess_participants(votes=votes, gold=gold, repeats=pairs),
-        agreement_by_criterion(units),
-        {name: summarize_gold(given) for name, given in sorted(by_source.items())},
-    )

@@ -35,8 +35,9 @@ from annotation.measuring import checked_attribute_specs
 from annotation.models import Campaign, Participant
 from annotation.selectors import get_campaign
 from annotation.services import get_simulated_participants
+from arena.issuing import NothingReady, issue_comparison
 from arena.models import Comparison
-from arena.services import NothingReady, VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from core.errors import ApplicationError, Conflict
 from metrics.judges import SET_MEASURES, Judge, parse_judge
 from metrics.selectors import measures_by_population

@@ -2,11 +2,10 @@
 
 from django.urls import path
 
-from arena import staff_views, views
+from arena import views
 
 urlpatterns = [
     path("c/<slug:slug>/", views.vote_page, name="vote"),
     path("c/<slug:slug>/leaderboard/", views.leaderboard_page, name="leaderboard"),
     path("c/<slug:slug>/done/", views.completion_page, name="completion"),
-    path("c/<slug:slug>/quality/", staff_views.quality_page, name="quality"),
 ]

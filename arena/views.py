@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 
 from annotation.crowd import MTURK_PARAMS, PROLIFIC_PARAMS, is_mturk_preview
 from annotation.models import Campaign, Participant
+from annotation.permissions import can_manage_campaign
 from annotation.selectors import get_campaign, get_preview_sample
 from annotation.services import (
     AlreadyTookPart,
@@ -18,6 +19,7 @@ from annotation.services import (
     get_crowd_admission,
 )
 from arena.admission import admit_to_complete, admit_to_vote
+from arena.issuing import NothingReady, issue_comparison
 from arena.selectors import (
     count_votes_cast,
     default_criterion,
@@ -26,7 +28,6 @@ from arena.selectors import (
     get_leaderboard,
     get_queue_summary,
 )
-from arena.services import NothingReady, issue_comparison
 from core.errors import ApplicationError
 from core.middleware import allow_mturk_framing
 
@@ -46,8 +47,8 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user, entry_params=entry)
     except ApplicationError as exc:  # CrowdOnly, AlreadyTookPart
-        if isinstance(exc, CrowdOnly) and request.user.is_staff:
-            # Staff see what the crowd will see, and cannot vote: a preview never counts.
+        if isinstance(exc, CrowdOnly) and can_manage_campaign(request.user, campaign):
+            # The campaign's managers see what the crowd will see, and cannot vote: a preview never counts.
             return _preview(request, campaign, staff=True)
         return render(request, "arena/take-part.html", {"message": exc.message, "campaign": campaign}, status=403)
     context = {"campaign": campaign, "criteria": list(campaign.criteria.all()), "comparison": None, "waiting": None}

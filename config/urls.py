@@ -27,6 +27,7 @@ urlpatterns = [
     path("staff/", include("arena.staff_urls")),
     path("", include("annotation.urls")),
     path("", include("arena.urls")),
+    path("", include("quality.urls")),
 ]
 
 

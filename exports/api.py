@@ -17,9 +17,10 @@ from rest_framework.views import APIView
 # The one error shape of the API, so the schema has one Error component.
 from access.permissions import HasScope
 from arena.api import ERROR
+from exports.publish import exports_root, get_server_export, read_manifest
 from exports.rows import TIES_DROP, TIES_SOFT
 from exports.selectors import get_export_campaign, list_exports
-from exports.services import ExportOptions, export_to_server, exports_root, get_server_export, read_manifest
+from exports.services import ExportOptions, export_to_server
 from exports.views import zip_response
 from exports.writers import FORMATS
 

@@ -12,8 +12,9 @@ from django.shortcuts import redirect, render
 from annotation.models import Campaign
 from core.errors import ApplicationError, NotFound
 from exports.forms import ExportForm
+from exports.publish import exports_root, get_server_export
 from exports.selectors import get_export_campaign, list_exports
-from exports.services import export_to_server, exports_root, get_server_export
+from exports.services import export_to_server
 from exports.writers.zipping import iter_zip
 
 

@@ -1,4 +1,4 @@
-"""Pure quality control for crowd votes: gold, repeats, position bias, speed, patterns, agreement, flags. No Django.
+"""Pure quality scoring of crowd votes: gold, repeats, position bias, speed, patterns, agreement, flags. No Django.
 
 The Django side turns rows into the frozen input records below and calls `assess_participants`
 (one `QualityReport` per participant, with `as_row()` for the CSV), `campaign_position_bias` and

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from annotation.quality import (
+from core.choices import CHOICES, Choice, parse_side
+from quality.scoring import (
     DEFAULT_FLAG_RULE,
     QUALITY_CSV_FIELDS,
     FlagRule,
@@ -45,7 +46,6 @@ from annotation.quality import (
     summarize_gold,
     summarize_repeats,
 )
-from core.choices import CHOICES, Choice, parse_side
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

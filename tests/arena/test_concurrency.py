@@ -8,8 +8,9 @@ import pytest
 from django.db import connection, connections
 
 from annotation.models import Participant
+from arena.issuing import issue_comparison
 from arena.models import Vote
-from arena.services import VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from core.errors import ApplicationError
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]

@@ -133,6 +133,25 @@ def test_staff_preview_a_crowd_campaign_without_voting(crowd_study):
     assert nothing_stored()
 
 
+def test_only_the_campaigns_managers_get_the_staff_preview_of_a_crowd_campaign(crowd_study):
+    from annotation.services import grant_researcher_role
+
+    campaign = crowd_study("prolific")
+    owner, other = (get_user_model().objects.create_user(name) for name in ("owner", "other"))
+    for user in (owner, other):
+        grant_researcher_role(user=user)
+    campaign.owner = owner
+    campaign.save()
+    client = Client()
+    client.force_login(other)
+    page = client.get("/c/study/")
+    assert page.status_code == 403
+    assert "Staff preview" not in page.content.decode()
+    client.force_login(owner)
+    assert "Staff preview" in client.get("/c/study/").content.decode()
+    assert nothing_stored()
+
+
 @pytest.mark.parametrize(
     ("access", "first", "second"),
     [

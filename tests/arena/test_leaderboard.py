@@ -8,9 +8,10 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from annotation.models import Participant
+from arena.issuing import issue_comparison
 from arena.ranking import PairCounts, fit_ratings
 from arena.selectors import get_leaderboard
-from arena.services import VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from config.asgi import application
 
 pytestmark = pytest.mark.django_db

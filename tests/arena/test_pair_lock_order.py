@@ -15,8 +15,8 @@ import pytest
 from django.db import connection, connections
 
 from annotation.models import Participant
+from arena.issuing import issue_comparison
 from arena.models import Comparison
-from arena.services import issue_comparison
 from generation.models import Population
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]

@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from annotation.models import Participant
 from annotation.services import set_campaign_status
+from arena.issuing import issue_comparison
 from arena.models import Comparison
 from arena.selectors_progress import get_campaign_progress, list_campaign_summaries
-from arena.services import VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 
 pytestmark = pytest.mark.django_db
 

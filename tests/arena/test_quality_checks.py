@@ -11,12 +11,13 @@ from PIL import Image as PILImage
 from scipy.stats import binomtest
 
 from annotation.models import Participant
+from arena.issuing import REPEAT_MIN_GAP, issue_comparison
 from arena.models import Comparison, PairTally, Vote
-from arena.selectors import get_quality_reports
-from arena.services import REPEAT_MIN_GAP, VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from core.errors import ApplicationError
 from generation.models import Population
 from generation.services import DECOY_GENERATOR, get_or_create_decoy
+from quality.selectors import get_quality_reports
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from annotation.models import Participant
-from arena.services import VoteInput, cast_votes, issue_comparison
+from arena.issuing import issue_comparison
+from arena.voting import VoteInput, cast_votes
 
 pytestmark = pytest.mark.django_db
 
@@ -63,3 +64,31 @@ def test_staff_can_see_the_leaderboard_with_flagged_votes_counted_and_nobody_els
     assert refused.status_code == 403
     assert "only staff" in refused.json()["error"]["message"]
     assert admin_client.get(url + "&include_flagged=maybe").status_code == 400
+
+
+def test_a_researcher_includes_flagged_votes_and_opens_the_quality_report_only_on_their_own_campaign(
+    arena_campaign, client
+):
+    from django.contrib.auth import get_user_model
+
+    from annotation.services import grant_researcher_role
+
+    # Given a campaign owned by one researcher and another researcher (both staff accounts)
+    campaign = arena_campaign(per_queue=6, votes_per_pair=6)
+    owner, other = (get_user_model().objects.create_user(name) for name in ("owner", "other"))
+    for user in (owner, other):
+        grant_researcher_role(user=user)
+    campaign.owner = owner
+    campaign.save()
+    url = "/api/v1/campaigns/study/leaderboard?criterion=diversity&include_flagged=true"
+    # When the other researcher asks, the flagged votes stay out and the report is as missing as a campaign that is not
+    client.force_login(other)
+    refused = client.get(url)
+    assert refused.status_code == 403
+    assert "manage this campaign" in refused.json()["error"]["message"]
+    assert client.get("/c/study/quality/").status_code == 404
+    assert client.get("/c/nope/quality/").status_code == 404
+    # Then the owner gets both
+    client.force_login(owner)
+    assert client.get(url).json()["includes_flagged"] is True
+    assert client.get("/c/study/quality/").status_code == 200

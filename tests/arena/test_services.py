@@ -9,8 +9,9 @@ import pytest
 from django.utils import timezone
 
 from annotation.models import Participant
+from arena.issuing import NothingReady, issue_comparison
 from arena.models import Comparison, Vote
-from arena.services import NothingReady, VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from core.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
@@ -182,7 +183,7 @@ def test_a_campaign_needs_two_generators_to_open(arena_campaign):
 
 
 def test_active_sampling_gives_a_generator_nobody_has_judged_yet_the_top_weight(arena_campaign):
-    from arena.services import _active_weights
+    from arena.issuing import _active_weights
     from tests.factories import GeneratorFactory
 
     campaign = arena_campaign(generators=2, per_queue=30, votes_per_pair=1)

@@ -10,13 +10,15 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.models import Participant
+from arena.issuing import issue_comparison
 from arena.models import Comparison, PairTally, Vote
-from arena.selectors import get_leaderboard, get_quality_reports
+from arena.selectors import get_leaderboard
 from arena.selectors_metrics import get_agreement
 from arena.selectors_progress import get_campaign_progress
-from arena.services import VoteInput, cast_votes, issue_comparison
 from arena.simulation import judged_choice, plan_simulation, simulate_votes
+from arena.voting import VoteInput, cast_votes
 from generation.models import Population
+from quality.selectors import get_quality_reports
 from tests.arena.simulated import BEST_FIRST, generator_kind, measured_campaign
 
 pytestmark = pytest.mark.django_db
@@ -248,7 +250,7 @@ def test_simulated_votes_stay_off_the_leaderboard_quality_report_agreement_and_p
 
 
 def test_recounting_the_tallies_leaves_simulated_votes_out():
-    from arena.services import recount_tallies
+    from arena.tallies import recount_tallies
 
     campaign = measured_campaign()
     simulate("--campaign", "sim", "--criterion", "diversity", "--judge", "discrepancy:colour", "--comparisons", "6")

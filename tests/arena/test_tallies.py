@@ -8,8 +8,9 @@ from collections import Counter
 import pytest
 
 from annotation.models import Participant
+from arena.issuing import issue_comparison
 from arena.models import PairTally, Vote
-from arena.services import VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import pytest
 
 from annotation.models import Campaign, Participant
+from arena.issuing import NothingReady, issue_comparison
 from arena.models import Comparison
-from arena.services import NothingReady, VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from tests.arena.conftest import arena_campaign  # noqa: F401 (the fixture, shared)
 
 # Consumers' loaders must never reach for the hub in tests.

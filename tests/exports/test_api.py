@@ -136,3 +136,26 @@ def test_a_researcher_exports_their_own_campaign_and_no_one_elses(arena_campaign
     mine = APIClient()
     mine.force_login(owner)
     assert mine.post(URL.format(slug=campaign.slug), body, format="json").status_code == 201
+
+
+def test_the_export_page_is_missing_for_another_researchers_campaign_and_refused_to_participants(
+    arena_campaign, exports_root, client
+):
+    from annotation.services import grant_researcher_role
+
+    campaign = arena_campaign()
+    owner, other = (get_user_model().objects.create_user(name) for name in ("owner", "other"))
+    for user in (owner, other):
+        grant_researcher_role(user=user)
+    campaign.owner = owner
+    campaign.save()
+    page = f"/admin/exports/campaigns/{campaign.slug}/"
+    client.force_login(other)
+    assert client.get(page).status_code == 404
+    assert client.post(page, {"format": "votes-csv"}).status_code == 404
+    assert client.get(f"{page}some-export.zip").status_code == 404
+    assert not exports_root.exists()
+    client.force_login(get_user_model().objects.create_user("voter"))
+    assert client.get(page).status_code == 403
+    client.force_login(owner)
+    assert client.get(page).status_code == 200

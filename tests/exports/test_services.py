@@ -14,8 +14,9 @@ from django.core.files.storage import default_storage
 
 from annotation.models import Participant
 from arena.admission import admit_to_vote
+from arena.issuing import issue_comparison
 from arena.models import Comparison, Vote
-from arena.services import VoteInput, cast_votes, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from core.errors import Conflict, NotFound
 from exports import services
 from exports.services import ExportError

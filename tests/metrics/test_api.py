@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from arena.services import recount_tallies
+from arena.tallies import recount_tallies
 from tests.metrics.conftest import STUDY_COLOURS as COLOURS
 from tests.metrics.conftest import vote
 

@@ -1,0 +1,419 @@
+"""Issuing comparisons: which pair a participant sees next (gold checks, repeats, unfinished and new pairs), leases."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Count, F, QuerySet
+from django.utils import timezone
+
+from annotation.models import Campaign, Participant
+from annotation.selectors import campaign_populations
+from arena.models import Comparison, PairTally
+from arena.sampling import Pair, active_weights, choose_pairs, normalise
+from core.errors import ApplicationError, Conflict, Forbidden, Gone, NotFound
+from generation.models import Generator, Population
+from generation.services import get_or_create_decoy
+
+LEASE = timedelta(minutes=10)
+# The comparison on screen plus the one prefetched behind it.
+MAX_OUTSTANDING = 2
+
+
+class NothingReady(ApplicationError):
+    """No comparison can be issued now: generation is behind, or this participant has seen everything."""
+
+    code = "nothing_ready"
+    status = 409
+
+
+@dataclass(frozen=True)
+class _History:
+    """A participant's comparisons in one campaign, read in one query."""
+
+    rows: list[Comparison]
+    outstanding: list[Comparison]
+    seen: set[frozenset[int]]
+    voted: int
+
+
+def _history(campaign: Campaign, participant: Participant, now: datetime) -> _History:
+    rows = list(
+        Comparison.objects.filter(campaign=campaign, participant=participant)
+        .only(
+            "token",
+            "status",
+            "lease_until",
+            "issued_at",
+            "left_population_id",
+            "right_population_id",
+            "prompt_id",
+            "is_gold",
+            "repeat_of_id",
+        )
+        .order_by("issued_at", "pk")
+    )
+    return _History(
+        rows=rows,
+        outstanding=[c for c in rows if c.status == Comparison.Status.ISSUED and c.lease_until > now],
+        seen={frozenset((c.left_population_id, c.right_population_id)) for c in rows},
+        voted=sum(c.status == Comparison.Status.VOTED for c in rows),
+    )
+
+
+def _create(
+    *,
+    campaign: Campaign,
+    participant: Participant,
+    first: int,
+    second: int,
+    prompt_id: int,
+    now: datetime,
+    rng: random.Random,
+    is_gold: bool = False,
+) -> Comparison:
+    left, right = (first, second) if rng.random() < 0.5 else (second, first)
+    comparison = Comparison.objects.create(
+        campaign=campaign,
+        participant=participant,
+        prompt_id=prompt_id,
+        left_population_id=left,
+        right_population_id=right,
+        lease_until=now + LEASE,
+        is_gold=is_gold,
+    )
+    if not is_gold:  # a population's uses count the comparisons whose votes rank it
+        # One row at a time in id order: a single UPDATE of both rows locks them in the order they
+        # lie on disk, and two participants given the same pair at once could deadlock.
+        for pk in sorted((left, right)):
+            Population.objects.filter(pk=pk).update(uses=F("uses") + 1)
+    return comparison
+
+
+# --- quality checks mixed into the stream -----------------------------------------------------------------
+
+# Repeats show a comparison again only after this many others, so it is not recognised at once.
+REPEAT_MIN_GAP = 2
+# Gold comparisons reuse decoys; a fresh one is made while a participant has fewer unseen than this.
+GOLD_DECOY_POOL = 10
+
+
+def gold_sources(campaign: Campaign) -> QuerySet[Population]:
+    """Ready populations that may be the real side of a gold check in `campaign`.
+
+    Never a generator marked unsuitable (`gold_source`, off for noise stand-ins: beside a degraded copy
+    of noise neither side is plainly broken) or one the campaign excludes.
+    """
+    generators = campaign.generators.filter(is_active=True, gold_source=True).exclude(
+        pk__in=campaign.gold_excluded_generators.values("pk")
+    )
+    return campaign_populations(campaign, generators=generators)
+
+
+def _fresh_gold_source(real: QuerySet[Population], rng: random.Random) -> Population | None:
+    """A source with no decoy yet, from the generator, then the prompt, with the fewest decoys (ties at random).
+
+    Stratified so that gold checks spread over every eligible generator and prompt: drawn from the
+    most recent sets, they came from whichever generator the queues happened to fill last, and a
+    participant could learn which generator's sets are the checks.
+    """
+    decoyed = Counter(real.filter(decoys__isnull=False).values_list("generator_id", "prompt_id"))
+    open_strata = set(real.filter(decoys__isnull=True).values_list("generator_id", "prompt_id"))
+    if not open_strata:
+        return None
+    per_generator = Counter[int]()
+    for (generator, _), n in decoyed.items():
+        per_generator[generator] += n
+    generator = min({g for g, _ in open_strata}, key=lambda g: (per_generator[g], rng.random()))
+    prompt = min({p for g, p in open_strata if g == generator}, key=lambda p: (decoyed[(generator, p)], rng.random()))
+    candidates = list(
+        real.filter(decoys__isnull=True, generator_id=generator, prompt_id=prompt).values_list("pk", flat=True)[:50]
+    )
+    return Population.objects.get(pk=rng.choice(candidates))
+
+
+def _gold_comparison(
+    campaign: Campaign, participant: Participant, history: _History, now: datetime, rng: random.Random
+) -> Comparison | None:
+    """A real population of the campaign beside a degraded copy of itself, sides at random; None if none ready.
+
+    The real side is drawn evenly over the source generators first, then over their decoys, so no
+    generator is the usual gold source (see `_fresh_gold_source`).
+    """
+    real = gold_sources(campaign)
+    unseen: dict[int, list[tuple[int, int, int]]] = {}
+    for pk, source_pk, prompt_id, generator_id in Population.objects.filter(
+        decoy_of__in=real.values("pk"), status=Population.Status.READY
+    ).values_list("pk", "decoy_of_id", "prompt_id", "decoy_of__generator_id"):
+        if frozenset((pk, source_pk)) not in history.seen:
+            unseen.setdefault(generator_id, []).append((pk, source_pk, prompt_id))
+    if sum(map(len, unseen.values())) < GOLD_DECOY_POOL:
+        source = _fresh_gold_source(real, rng)
+        if source is not None:
+            decoy = get_or_create_decoy(population=source)
+            unseen.setdefault(source.generator_id, []).append((decoy.pk, source.pk, decoy.prompt_id))
+    if not unseen:
+        return None
+    decoy_pk, source_pk, prompt_id = rng.choice(unseen[rng.choice(sorted(unseen))])
+    return _create(
+        campaign=campaign,
+        participant=participant,
+        first=source_pk,
+        second=decoy_pk,
+        prompt_id=prompt_id,
+        now=now,
+        rng=rng,
+        is_gold=True,
+    )
+
+
+def _repeat_comparison(
+    campaign: Campaign, participant: Participant, history: _History, now: datetime
+) -> Comparison | None:
+    """One of the participant's earlier voted comparisons again, sides swapped; None if none is due."""
+    repeated = {c.repeat_of_id for c in history.rows if c.repeat_of_id is not None}
+    voted = [c for c in history.rows if c.status == Comparison.Status.VOTED]
+    candidates = [c for c in voted[: max(0, len(voted) - REPEAT_MIN_GAP)] if not c.is_gold and c.repeat_of_id is None]
+    original = next((c for c in candidates if c.pk not in repeated), None)
+    if original is None:
+        return None
+    return Comparison.objects.create(
+        campaign=campaign,
+        participant=participant,
+        prompt_id=original.prompt_id,
+        left_population_id=original.right_population_id,
+        right_population_id=original.left_population_id,
+        lease_until=now + LEASE,
+        repeat_of=original,
+    )
+
+
+# Restates two rules in its WHERE clause: ComparisonQuerySet.preferences (not gold, not a repeat) and,
+# for the populations, annotation.selectors.campaign_populations(servable=True) (PopulationQuerySet
+# ready_for and servable: ready, of the campaign's size, its active generators and prompts, under the
+# votes wanted), narrowed to sets already in use (uses > 0). Simulated
+# participants' comparisons are in it on purpose: they use populations up like anyone's (the pair's
+# votes wanted), though their votes never count (VoteQuerySet.counted).
+# The ORM spent about 8 ms of CPU building this statement (its Least/Greatest/filtered-Count
+# expressions compare themselves by signature binding), ten times what the database takes to
+# run it, on every issue; written out, it costs nothing to build. Portable SQL: PostgreSQL and SQLite.
+_UNFINISHED_PAIRS = """
+SELECT
+    CASE WHEN c.left_population_id < c.right_population_id THEN c.left_population_id ELSE c.right_population_id END,
+    CASE WHEN c.left_population_id < c.right_population_id THEN c.right_population_id ELSE c.left_population_id END,
+    c.prompt_id
+FROM {comparison} c
+WHERE c.campaign_id = %(campaign)s AND c.is_gold = %(false)s AND c.repeat_of_id IS NULL
+    AND (c.status = %(voted)s OR (c.status = %(issued)s AND c.lease_until > %(now)s))
+    AND c.left_population_id IN (
+        SELECT p.id FROM {population} p
+        WHERE p.status = %(ready)s AND p.size = %(size)s AND p.uses > 0 AND p.uses < %(wanted)s
+            AND p.generator_id IN (
+                SELECT cg.generator_id FROM {campaign_generators} cg JOIN {generator} g ON g.id = cg.generator_id
+                WHERE cg.campaign_id = %(campaign)s AND g.is_active = %(true)s
+            )
+            AND p.prompt_id IN (SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %(campaign)s)
+    )
+GROUP BY 1, 2, 3
+HAVING COUNT(*) < %(wanted)s AND SUM(CASE WHEN c.status = %(voted)s THEN 1 ELSE 0 END) > 0
+ORDER BY MIN(c.issued_at)
+LIMIT %(limit)s
+"""
+
+
+def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetime) -> tuple[int, int, int] | None:
+    """A pair of populations that has some votes but fewer than wanted (counting live leases), oldest first.
+
+    Only populations that are partly used can be in such a pair (each comparison adds one use to
+    both sides), so the scan is bounded by the work in progress, not by the campaign's history.
+    Gold checks and repeats do not count towards a pair's votes.
+    """
+    sql = _UNFINISHED_PAIRS.format(
+        comparison=Comparison._meta.db_table,
+        population=Population._meta.db_table,
+        generator=Generator._meta.db_table,
+        campaign_generators=Campaign.generators.through._meta.db_table,
+        campaign_prompts=Campaign.prompts.through._meta.db_table,
+    )
+    params: dict[str, Any] = {
+        "campaign": campaign.pk,
+        "false": False,
+        "true": True,
+        "voted": Comparison.Status.VOTED.value,
+        "issued": Comparison.Status.ISSUED.value,
+        "ready": Population.Status.READY.value,
+        "now": connection.ops.adapt_datetimefield_value(now),
+        "size": campaign.population_size,
+        "wanted": campaign.votes_per_pair,
+        # Rows are distinct pairs, so the first len(seen) + 1 hold an unseen one if any row does.
+        "limit": len(seen) + 1,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    for low, high, prompt_id in rows:
+        if frozenset((low, high)) not in seen:
+            return low, high, prompt_id
+    return None
+
+
+def _new_pair(
+    campaign: Campaign, pair: Pair, seen: set[frozenset[int]], rng: random.Random
+) -> tuple[int, int, int] | None:
+    """Two ready populations, one of each generator of `pair`, for a random prompt both can serve and unseen."""
+    a, b = pair
+    candidates = campaign_populations(campaign, servable=True).filter(generator_id__in=pair)
+    prompt_ids = list(
+        candidates.values("prompt_id")
+        .annotate(generators=Count("generator_id", distinct=True))
+        .filter(generators=2)
+        .values_list("prompt_id", flat=True)
+        .order_by()
+    )
+    # Sorted first: the database returns grouped rows in no stated order, and a seeded rng must draw
+    # the same prompt from the same rows (simulate_votes --seed).
+    prompt_ids.sort()
+    rng.shuffle(prompt_ids)
+    for prompt_id in prompt_ids:
+        by_generator: dict[int, list[int]] = defaultdict(list)
+        for pk, generator_id in (
+            candidates.filter(prompt_id=prompt_id).order_by("uses", "ready_at", "pk").values_list("pk", "generator_id")
+        ):
+            by_generator[generator_id].append(pk)
+        for first in by_generator[a]:
+            unseen = [s for s in by_generator[b] if frozenset((first, s)) not in seen]
+            if unseen:
+                return first, unseen[0], prompt_id
+    return None
+
+
+@dataclass(frozen=True)
+class _Rated:
+    rating: float
+    ci_low: float
+    ci_high: float
+    votes: float
+
+
+def _active_weights(campaign: Campaign) -> dict[Pair, float]:
+    """Where the next vote teaches the ranking most, from the (cached) leaderboard of the first criterion."""
+    from arena.selectors import default_criterion, get_leaderboard
+
+    board = get_leaderboard(campaign=campaign, criterion=default_criterion(campaign))
+    ids = dict(campaign.generators.values_list("name", "pk"))
+    inf = float("inf")
+    standings = {
+        ids[row["generator"]]: _Rated(
+            rating=row["rating"],
+            ci_low=-inf if row["ci_low"] is None else row["ci_low"],
+            ci_high=inf if row["ci_high"] is None else row["ci_high"],
+            votes=row["votes"],
+        )
+        for row in board["rows"]
+        if row["generator"] in ids
+    }
+    return active_weights(standings)
+
+
+def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
+    """Votes so far per pair of generators, from the running tallies of the first criterion (all prompts)."""
+    criterion = campaign.criteria.order_by("position", "pk").values("pk")[:1]
+    rows = PairTally.objects.filter(campaign=campaign, criterion__in=criterion, category="").values_list(
+        "generator_a_id", "generator_b_id", "a_wins", "b_wins", "ties", "both_bad"
+    )
+    return {normalise(a, b): sum(counts) for a, b, *counts in rows}
+
+
+@transaction.atomic
+def issue_comparison(
+    *,
+    campaign: Campaign,
+    participant: Participant,
+    exclude_tokens: tuple[str, ...] = (),
+    now: datetime | None = None,
+    rng: random.Random | None = None,
+) -> Comparison:
+    """The next comparison for this participant, bound to them under a fresh token and lease.
+
+    Order of preference: one they already hold (a reload shows the same pair), then a pair of
+    populations that others started voting on (so pairs reach the votes wanted), then a new
+    pair chosen by the campaign's sampling policy with one ready population of each
+    generator, sides drawn at random. Never a pair of populations they have seen before.
+    """
+    now = now or timezone.now()
+    rng = rng or random.SystemRandom()
+    if not campaign.is_open:
+        raise Conflict(f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed")
+    history = _history(campaign, participant, now)
+    if campaign.participant_quota is not None and history.voted >= campaign.participant_quota:
+        raise Conflict(
+            f"you have reached this campaign's quota of {campaign.participant_quota} comparisons",
+            code="quota_reached",
+        )
+    held = [c for c in history.outstanding if c.token not in exclude_tokens]
+    if held:
+        held[0].campaign = campaign  # the history read leaves it out
+        return held[0]
+    if len(history.outstanding) >= MAX_OUTSTANDING:
+        raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
+
+    roll = rng.random()
+    # Gold checks and repeats score a participant; a simulated one is known by construction (its judge
+    # and noise) and never quality-scored, so it is given preference comparisons only.
+    if participant.kind == Participant.Kind.SIMULATED:
+        roll = 1.0
+    if roll < campaign.gold_rate:
+        gold = _gold_comparison(campaign, participant, history, now, rng)
+        if gold is not None:
+            return gold
+    elif roll < campaign.gold_rate + campaign.repeat_rate:
+        repeat = _repeat_comparison(campaign, participant, history, now)
+        if repeat is not None:
+            return repeat
+
+    found = _unfinished_pair(campaign, history.seen, now)
+    if found is None:
+        generator_ids = list(campaign.generators.filter(is_active=True).values_list("pk", flat=True))
+        weights = _active_weights(campaign) if campaign.sampling_policy == Campaign.SamplingPolicy.ACTIVE else None
+        order = choose_pairs(
+            generator_ids, _pair_votes(campaign), policy=campaign.sampling_policy, rng=rng, weights=weights
+        )
+        found = next((f for pair in order if (f := _new_pair(campaign, pair, history.seen, rng))), None)
+    if found is None:
+        raise NothingReady(
+            "no comparison is ready yet: the generation service is still making image sets for this campaign"
+        )
+    first, second, prompt_id = found
+    return _create(
+        campaign=campaign, participant=participant, first=first, second=second, prompt_id=prompt_id, now=now, rng=rng
+    )
+
+
+@transaction.atomic
+def extend_lease(*, token: str, participant: Participant, now: datetime | None = None) -> Comparison:
+    """Keep a comparison that is still on screen from expiring."""
+    now = now or timezone.now()
+    comparison = held_comparison(token=token, participant=participant, now=now)
+    comparison.lease_until = now + LEASE
+    comparison.save(update_fields=["lease_until"])
+    return comparison
+
+
+def held_comparison(*, token: str, participant: Participant, now: datetime) -> Comparison:
+    """The participant's comparison under `token`, locked until the transaction ends."""
+    try:
+        comparison = Comparison.objects.select_for_update().get(token=token)
+    except Comparison.DoesNotExist:
+        raise NotFound("no comparison with this token") from None
+    if comparison.participant_id != participant.pk:
+        raise Forbidden("this comparison was issued to another participant")
+    if comparison.status == Comparison.Status.VOTED:
+        raise Conflict("this comparison has already been voted on", code="already_voted")
+    if comparison.status == Comparison.Status.EXPIRED or comparison.lease_until <= now:
+        raise Gone("this comparison expired; ask for the next one", code="expired")
+    return comparison

@@ -1,0 +1,117 @@
+"""Running pair tallies that leaderboards read: add a submission's votes, rebuild from counted votes, announce."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from annotation.models import Campaign
+from arena.models import PairTally, Vote
+from core import choices
+
+logger = logging.getLogger(__name__)
+
+
+_TALLY_FIELDS = ("a_wins", "b_wins", "ties", "both_bad")
+# One statement per vote submission, safe under concurrent votes on the same pair: the first
+# vote of a pair creates its rows, later ones add to them (PostgreSQL and SQLite share this syntax).
+_UPSERT_TALLIES = """
+INSERT INTO {table}
+    (campaign_id, criterion_id, category, generator_a_id, generator_b_id, a_wins, b_wins, ties, both_bad, updated_at)
+VALUES {rows}
+ON CONFLICT (criterion_id, category, generator_a_id, generator_b_id) DO UPDATE SET
+    a_wins = {table}.a_wins + excluded.a_wins,
+    b_wins = {table}.b_wins + excluded.b_wins,
+    ties = {table}.ties + excluded.ties,
+    both_bad = {table}.both_bad + excluded.both_bad,
+    updated_at = excluded.updated_at
+"""
+
+
+def record_tallies(
+    *,
+    campaign_id: int,
+    left: int,
+    right: int,
+    category: str,
+    criteria: dict[str, int],
+    answers: Sequence[tuple[str, str]],
+) -> None:
+    """Add one submission's (criterion, choice) answers to the running pair counts, for all prompts and the category.
+
+    Generator `left` was shown on the left; `criteria` maps each answer's criterion to its id.
+    """
+    a, b = sorted((left, right))
+    side_field = {
+        choices.LEFT: "a_wins" if left == a else "b_wins",
+        choices.RIGHT: "b_wins" if left == a else "a_wins",
+    }
+    categories = list(dict.fromkeys(["", category]))
+    now = timezone.now()
+    params: list[int | str | datetime] = []
+    for criterion, choice in answers:
+        field = side_field.get(choice, "ties" if choice == choices.TIE else "both_bad")
+        counts = [int(field == name) for name in _TALLY_FIELDS]
+        for category in categories:
+            params += [campaign_id, criteria[criterion], category, a, b, *counts, now]
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * (len(answers) * len(categories)))
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_TALLIES.format(table=PairTally._meta.db_table, rows=rows), params)
+
+
+@transaction.atomic
+def recount_tallies(*, campaign: Campaign) -> int:
+    """Rebuild a campaign's pair tallies from its counted votes (no flagged or simulated participants); returns them."""
+    PairTally.objects.filter(campaign=campaign).delete()
+    votes = (
+        Vote.objects.counted()
+        .filter(comparison__campaign=campaign)
+        .select_related("comparison__prompt", "comparison__left_population", "comparison__right_population")
+        .order_by("comparison_id")
+    )
+    counted = 0
+    by_comparison: dict[int, list[Vote]] = defaultdict(list)
+    for vote in votes.iterator(chunk_size=2000):
+        by_comparison[vote.comparison_id].append(vote)
+    for group in by_comparison.values():
+        comparison = group[0].comparison
+        criteria = {str(v.criterion_id): v.criterion_id for v in group}
+        record_tallies(
+            campaign_id=comparison.campaign_id,
+            left=comparison.left_population.generator_id,
+            right=comparison.right_population.generator_id,
+            category=comparison.prompt.category,
+            criteria=criteria,
+            answers=[(str(v.criterion_id), v.choice) for v in group],
+        )
+        counted += len(group)
+    transaction.on_commit(
+        partial(announce_leaderboard_change, campaign.slug, list(campaign.criteria.values_list("key", flat=True)))
+    )
+    return counted
+
+
+def announce_leaderboard_change(campaign_slug: str, criteria: list[str]) -> None:
+    """Tell live leaderboards that votes landed; each recomputes (cached) and pushes the new fit."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(
+            leaderboard_group(campaign_slug), {"type": "leaderboard.changed", "criteria": criteria}
+        )
+    except Exception:  # a dead channel layer must not undo or fail a recorded vote
+        logger.warning("could not announce a leaderboard change for %s", campaign_slug, exc_info=True)
+
+
+def leaderboard_group(campaign_slug: str) -> str:
+    return f"leaderboard.{campaign_slug}"
