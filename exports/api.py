@@ -9,13 +9,13 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 # The one error shape of the API, so the schema has one Error component.
 from access.permissions import HasScope
+from annotation.permissions import StaffArea
 from arena.api import ERROR
 from exports.publish import exports_root, get_server_export, read_manifest
 from exports.rows import TIES_DROP, TIES_SOFT
@@ -79,7 +79,7 @@ def _download_url(slug: str, name: str) -> str:
 class CampaignExportsApi(APIView):
     """Exports run synchronously into a new folder on the server; the response carries the manifest."""
 
-    permission_classes = [IsAdminUser, HasScope("export")]
+    permission_classes = [StaffArea, HasScope("export")]
 
     @extend_schema(responses={200: ExportSummarySerializer(many=True), 403: ERROR, 404: ERROR})
     def get(self, request: Request, slug: str) -> Response:
@@ -112,7 +112,7 @@ class CampaignExportsApi(APIView):
 
 
 class ExportDownloadApi(APIView):
-    permission_classes = [IsAdminUser, HasScope("export")]
+    permission_classes = [StaffArea, HasScope("export")]
 
     @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, 403: ERROR, 404: ERROR})
     def get(self, request: Request, slug: str, name: str) -> StreamingHttpResponse:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.contrib import admin, messages
-from django.contrib.admin.views.decorators import staff_member_required
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 
 from annotation.models import Campaign
-from core.errors import ApplicationError, NotFound
+from annotation.permissions import staff_area
+from core.errors import ApplicationError
 from exports.forms import ExportForm
 from exports.publish import exports_root, get_server_export
 from exports.selectors import get_export_campaign, list_exports
@@ -18,16 +18,9 @@ from exports.services import export_to_server
 from exports.writers.zipping import iter_zip
 
 
-def _campaign(request: HttpRequest, slug: str) -> Campaign:
-    try:
-        return get_export_campaign(slug=slug, user=request.user)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
-
-
-@staff_member_required
+@staff_area
 def campaign_exports(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = _campaign(request, slug)
+    campaign = get_export_campaign(slug=slug, user=request.user)
     form = ExportForm(request.POST or None, campaign=campaign)
     if request.method == "POST" and form.is_valid():
         try:
@@ -52,13 +45,10 @@ def campaign_exports(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "exports/campaign_exports.html", context)
 
 
-@staff_member_required
+@staff_area
 def download_export(request: HttpRequest, slug: str, name: str) -> StreamingHttpResponse:
-    campaign = _campaign(request, slug)
-    try:
-        folder = get_server_export(campaign=campaign, name=name)
-    except NotFound as exc:
-        raise Http404(exc.message) from None
+    campaign = get_export_campaign(slug=slug, user=request.user)
+    folder = get_server_export(campaign=campaign, name=name)
     return zip_response(folder, f"{campaign.slug}-{name}")
 
 
