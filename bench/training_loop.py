@@ -88,12 +88,19 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=24)
     parser.add_argument("--noises", default="0,0.3")
     parser.add_argument("--votes-per-pair", default="1")
+    parser.add_argument(
+        "--from-loop", type=Path, help="POPARENA_VAR_DIR of a finished demo_loop: compare objectives on its export"
+    )
+    parser.add_argument("--loop-args", default="", help="extra demo_loop options for every loop run, e.g. '--noise 0'")
+    parser.add_argument(
+        "--train-args", default="", help="train_generator options for the objectives, e.g. '--steps 350'"
+    )
     args = parser.parse_args()
     parts = args.parts.split(",")
-    seeds = ["--eval-seeds", str(args.eval_seeds)]
+    seeds = ["--eval-seeds", str(args.eval_seeds), *args.loop_args.split()]
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as scratch:
-        base_var = Path(scratch) / "loop"
-        if {"loop", "objectives"} & set(parts):
+        base_var = args.from_loop or Path(scratch) / "loop"
+        if {"loop", "objectives"} & set(parts) and not args.from_loop:
             record = loop(base_var, Path(scratch) / "docs-loop", *seeds)
             emit("loop", command=record["command"], seconds=record["seconds"], wall_s=record["wall_s"],
                  simulated_comparisons=record["simulated_comparisons"], results=record["results"])  # fmt: skip
@@ -103,7 +110,7 @@ def main() -> None:
                 name = f"tuned-{objective}"
                 started = time.perf_counter()
                 manage(base_var, "train_generator", "--export", str(export), "--objective", objective,
-                       "--base", "base", "--name", name, "--no-progress")  # fmt: skip
+                       "--base", "base", "--name", name, "--no-progress", *args.train_args.split())  # fmt: skip
                 seconds = round(time.perf_counter() - started, 1)
                 results = measure_only(base_var, ["base", name], args.eval_seeds)
                 emit("objectives", objective=objective, train_s=seconds, **summary(results, name))
