@@ -12,7 +12,7 @@ from pathlib import Path
 from django.core.files.storage import Storage
 from django.db.models import FileField
 
-from exports.errors import ExportError
+from exports.errors import OPTION, ExportError
 from exports.rows import ImageInfo
 from generation.models import Image
 
@@ -108,7 +108,8 @@ class ImageSource:
         self.missing[bad.name] = bad.why
         if not self._skip_missing:
             raise ExportError(
-                f"image file {bad.name} is {bad.why}; pass --skip-missing to leave out the pairs that show it"
+                f"image file {bad.name} is {bad.why}; pass {OPTION} to leave out the pairs that show it",
+                option="skip_missing",
             )
         return False
 

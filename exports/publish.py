@@ -15,7 +15,8 @@ from typing import Any
 from django.conf import settings
 
 from annotation.models import Campaign
-from core.errors import Conflict, NotFound
+from core.errors import NotFound
+from exports.errors import OPTION, TargetConflict
 from exports.selectors import MANIFEST
 
 SERVER_EXPORT_NAME = re.compile(r"^[a-z0-9-]+$")
@@ -79,14 +80,16 @@ def check_target(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise Conflict(f"{out} exists and is not a folder")
+        raise TargetConflict(f"{out} exists and is not a folder")
     if not any(out.iterdir()):
         return
     if not overwrite:
-        raise Conflict(f"{out} exists and is not empty; pass --overwrite to replace it")
+        raise TargetConflict(f"{out} exists and is not empty; pass {OPTION} to replace it", option="overwrite")
     # --overwrite replaces an earlier export, never an arbitrary folder (think `--out .`).
     if not (out / MANIFEST).is_file():
-        raise Conflict(f"{out} is not empty and holds no {MANIFEST}: --overwrite only replaces an earlier export")
+        raise TargetConflict(
+            f"{out} is not empty and holds no {MANIFEST}: {OPTION} only replaces an earlier export", option="overwrite"
+        )
 
 
 def publish(staging: Path, out: Path) -> None:

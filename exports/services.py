@@ -23,7 +23,7 @@ from arena.selectors import get_generator_ratings, get_leaderboard
 from core.errors import NotFound
 from exports import cards, selectors
 from exports import writers as w
-from exports.errors import ExportError
+from exports.errors import OPTION, ExportError
 from exports.images import ImageSource, image_storage
 from exports.publish import check_target, exports_root, publish, write_manifest
 from exports.rows import (
@@ -141,7 +141,9 @@ def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
         if not chosen:
             raise NotFound(f"unknown criterion {options.criterion!r} (this campaign asks: {keys})")
     elif spec.single_criterion and len(asked) > 1:
-        raise ExportError(f"{spec.name} holds one criterion: pass --criterion (this campaign asks: {keys})")
+        raise ExportError(
+            f"{spec.name} holds one criterion: pass {OPTION} (this campaign asks: {keys})", option="criterion"
+        )
     elif spec.single_criterion and not asked:
         raise ExportError(f"campaign {campaign.slug!r} has no criteria, so there is nothing to export as {spec.name}")
     else:
@@ -150,35 +152,38 @@ def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
     if spec.source == "pairs":
         ties = options.ties or spec.default_ties or TIES_DROP
         if ties not in (TIES_DROP, TIES_SOFT):
-            raise ExportError(f"--ties must be {TIES_DROP} or {TIES_SOFT}, not {ties!r}")
+            raise ExportError(f"{OPTION} must be {TIES_DROP} or {TIES_SOFT}, not {ties!r}", option="ties")
         if ties == TIES_SOFT and not spec.soft_ties:
-            raise ExportError(f"{spec.name} cannot express a tie: use --ties drop")
+            raise ExportError(f"{spec.name} cannot express a tie: use {OPTION}", option="ties", value=TIES_DROP)
         min_votes = 1 if options.min_votes is None else options.min_votes
         min_margin = 0 if options.min_margin is None else options.min_margin
         if min_votes < 1:
-            raise ExportError("--min-votes must be at least 1")
+            raise ExportError(f"{OPTION} must be at least 1", option="min_votes")
         if min_margin < 0:
-            raise ExportError("--min-margin must not be negative")
+            raise ExportError(f"{OPTION} must not be negative", option="min_margin")
         pair_filter = PairFilter(ties=ties, min_votes=min_votes, min_margin=min_margin)
     else:
         given = [
             name
             for name, value in (
-                ("--ties", options.ties),
-                ("--min-votes", options.min_votes),
-                ("--min-margin", options.min_margin),
+                ("ties", options.ties),
+                ("min_votes", options.min_votes),
+                ("min_margin", options.min_margin),
             )
             if value is not None
         ]
         if given:
-            raise ExportError(f"{', '.join(given)} does not apply to {spec.name}, which is not made of judged pairs")
+            raise ExportError(
+                f"{OPTION} does not apply to {spec.name}, which is not made of judged pairs", option=given
+            )
     if not 0.0 <= options.validation_fraction < 1.0:
-        raise ExportError("--validation-fraction must be at least 0 and below 1")
+        raise ExportError(f"{OPTION} must be at least 0 and below 1", option="validation_fraction")
     if options.validation_fraction and not spec.splits:
         raise ExportError(f"{spec.name} has no train/validation split")
     if options.include_simulated and spec.name == w.LEADERBOARD_CSV:
         raise ExportError(
-            f"{spec.name} is the leaderboard, which ranks people's votes only: --include-simulated does not apply"
+            f"{spec.name} is the leaderboard, which ranks people's votes only: {OPTION} does not apply",
+            option="include_simulated",
         )
     if not options.copy_images and spec.name != w.POPULATION_JSONL:
         raise ExportError(f"{spec.name} needs its images; only {w.POPULATION_JSONL} can leave them out")

@@ -45,6 +45,26 @@ def test_bad_input_is_a_command_error(arena_campaign, tmp_path, args, message):
         run(*args, "--out", str(tmp_path / "out"))
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--format", "votes-csv", "--ties", "soft", "--min-votes", "2"],
+            "--ties, --min-votes does not apply to votes-csv",
+        ),
+        (
+            ["--format", "popalign-csv", "--criterion", "diversity", "--ties", "soft"],
+            "cannot express a tie: use --ties drop",
+        ),
+        (["--format", "population-jsonl", "--validation-fraction", "1"], "--validation-fraction must be at least 0"),
+    ],
+)
+def test_a_refused_option_is_named_as_the_command_line_flag(arena_campaign, tmp_path, args, message):
+    campaign = arena_campaign()
+    with pytest.raises(CommandError, match=message):
+        run("--campaign", campaign.slug, *args, "--out", str(tmp_path / "out"))
+
+
 def test_a_non_empty_folder_needs_overwrite_and_no_votes_is_a_warning(arena_campaign, tmp_path):
     campaign = arena_campaign()
     target = tmp_path / "out"

@@ -43,10 +43,14 @@ CRITERION = {name: "diversity" if spec.single_criterion else None for name, spec
     [
         ({"format": "parquet"}, ExportError, "unknown format 'parquet' \\(use one of: population-jsonl, "),
         ({"format": "popalign-csv", "criterion": "beauty"}, NotFound, "unknown criterion 'beauty'.*diversity, quality"),
-        ({"format": "popalign-csv"}, ExportError, "popalign-csv holds one criterion: pass --criterion"),
-        ({"format": "popalign-csv", "criterion": "diversity", "ties": "soft"}, ExportError, "cannot express a tie"),
-        ({"format": "votes-csv", "min_votes": 2}, ExportError, "--min-votes does not apply to votes-csv"),
-        ({"format": "population-jsonl", "min_votes": 0}, ExportError, "--min-votes must be at least 1"),
+        ({"format": "popalign-csv"}, ExportError, "popalign-csv holds one criterion: pass criterion "),
+        (
+            {"format": "popalign-csv", "criterion": "diversity", "ties": "soft"},
+            ExportError,
+            "cannot express a tie: use ties: drop",
+        ),
+        ({"format": "votes-csv", "min_votes": 2}, ExportError, "^min_votes does not apply to votes-csv"),
+        ({"format": "population-jsonl", "min_votes": 0}, ExportError, "^min_votes must be at least 1"),
         ({"format": "genai-bench-parquet", "criterion": "diversity", "validation_fraction": 0.2}, ExportError, "split"),
         ({"format": "kto-csv", "criterion": "diversity", "copy_images": False}, ExportError, "needs its images"),
     ],
@@ -64,7 +68,7 @@ def test_an_existing_folder_is_kept_unless_overwrite_replaces_an_earlier_export(
     out = root / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(Conflict, match="is not empty; pass --overwrite"):
+    with pytest.raises(Conflict, match="is not empty; pass overwrite "):
         export(campaign, "votes-csv", out)
     with pytest.raises(Conflict, match="only replaces an earlier export"):
         export(campaign, "votes-csv", out, overwrite=True)
@@ -118,7 +122,7 @@ def test_a_missing_image_is_reported_by_name_and_skip_missing_goes_on(voted_camp
         default_storage.delete(name)
 
     # When exporting, the error names the file, and the earlier export stays as it was
-    pattern = f"image file ({'|'.join(map(re.escape, names))}) is missing from media storage.*--skip-missing"
+    pattern = f"image file ({'|'.join(map(re.escape, names))}) is missing from media storage; pass skip_missing "
     with pytest.raises(ExportError, match=pattern):
         export(campaign, "popalign-csv", out, criterion="diversity", overwrite=True)
     assert (out / "train.csv").read_text() == before

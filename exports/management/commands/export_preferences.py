@@ -10,10 +10,17 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from core.errors import ApplicationError
+from exports.errors import OptionNaming
 from exports.rows import TIES_DROP, TIES_SOFT
 from exports.selectors import get_export_campaign
 from exports.services import ExportOptions, Progress, export_preferences
 from exports.writers import FORMATS
+
+
+def flag(option: str, value: str | None) -> str:
+    """`--min-votes`, `--ties drop`: a refused option as this command spells it."""
+    name = "--" + option.replace("_", "-")
+    return name if value is None else f"{name} {value}"
 
 
 class Command(BaseCommand):
@@ -86,7 +93,8 @@ class Command(BaseCommand):
                 campaign=campaign, options=export, out=options["out"], overwrite=options["overwrite"], progress=progress
             )
         except ApplicationError as exc:
-            raise CommandError(exc.message) from None
+            # The services name options as the web form and the API do; a shell user reads our flags.
+            raise CommandError(exc.render(flag) if isinstance(exc, OptionNaming) else exc.message) from None
         for warning in result.warnings:
             self.stderr.write(self.style.WARNING(f"warning: {warning}"))
         manifest = result.manifest
