@@ -81,11 +81,16 @@ class TrainingReport:
         return self.vae_seconds + self.unet_seconds
 
 
-def _image_batch(examples: Sequence[tuple[Image.Image, str, shapes.Attributes]]) -> torch.Tensor:
+def pixels_to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
+    """RGB pictures as the VAE takes them: NCHW float32 in [-1, 1]."""
     import torch
 
-    array = np.stack([np.asarray(image, dtype=np.float32) for image, _, _ in examples]) / 127.5 - 1.0
+    array = np.stack([np.asarray(image, dtype=np.float32) for image in images]) / 127.5 - 1.0
     return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+
+
+def _image_batch(examples: Sequence[tuple[Image.Image, str, shapes.Attributes]]) -> torch.Tensor:
+    return pixels_to_tensor([image for image, _, _ in examples])
 
 
 def _lr_factor(step: int, total: int, warmup: int) -> float:

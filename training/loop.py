@@ -19,6 +19,7 @@ fp16/bf16 on a GPU go through accelerate's mixed precision; the CPU runs float32
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 import random
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from generation.training import pixels_to_tensor
 from training import objectives
 from training.readers import PreferenceData
 
@@ -102,48 +104,40 @@ def check_data_fits(data: PreferenceData, config: TrainingConfig) -> None:
 
 
 class _Encoded:
-    """Latents of every distinct image and embeddings of every distinct caption, computed once."""
+    """Latents of every distinct image and embeddings of every distinct caption, computed once.
+
+    `labelled`: index per-image labels (KTO) instead of winner/loser pairs.
+    """
 
     def __init__(self, pipe: Any, data: PreferenceData, device: str, dtype: torch.dtype, *, labelled: bool) -> None:
-        import numpy as np
         import torch
         from PIL import Image
 
         blobs: dict[bytes, int] = {}
         captions: dict[str, int] = {}
-        images = data.labelled_images() if labelled else []
-        for pair in [] if labelled else data.pairs:
-            for blob in (pair.winner, pair.loser):
-                blobs.setdefault(blob, len(blobs))
-            captions.setdefault(pair.caption, len(captions))
-        for item in images:
-            blobs.setdefault(item.image, len(blobs))
-            captions.setdefault(item.caption, len(captions))
+
+        def index(blob: bytes, caption: str) -> tuple[int, int]:
+            return blobs.setdefault(blob, len(blobs)), captions.setdefault(caption, len(captions))
+
+        self.pairs: list[tuple[int, int, int]] = []
+        self.images: list[tuple[int, int, bool]] = []
+        if labelled:
+            self.images = [(*index(i.image, i.caption), i.desirable) for i in data.labelled_images()]
+        else:
+            for pair in data.pairs:
+                winner, caption = index(pair.winner, pair.caption)
+                self.pairs.append((winner, index(pair.loser, pair.caption)[0], caption))
         vae = pipe.vae
-        factor = vae.config.scaling_factor
         shift = getattr(vae.config, "shift_factor", None) or 0.0
-        latents = []
         ordered = list(blobs)
+        latents = []
         with torch.no_grad():
             for start in range(0, len(ordered), 32):
-                pixels = np.stack(
-                    [
-                        np.asarray(Image.open(_bytes_io(b)).convert("RGB"), dtype=np.float32)
-                        for b in ordered[start : start + 32]
-                    ]
-                )
-                batch = torch.from_numpy(pixels / 127.5 - 1.0).permute(0, 3, 1, 2).to(device, vae.dtype)
-                latents.append(((vae.encode(batch).latent_dist.mean - shift) * factor).to(dtype))
+                pictures = [Image.open(io.BytesIO(b)).convert("RGB") for b in ordered[start : start + 32]]
+                batch = pixels_to_tensor(pictures).to(device, vae.dtype)
+                latents.append(((vae.encode(batch).latent_dist.mean - shift) * vae.config.scaling_factor).to(dtype))
         self.latents = torch.cat(latents)
         self.text = _encode_captions(pipe, list(captions), device, dtype)
-        self.pairs = [] if labelled else [(blobs[p.winner], blobs[p.loser], captions[p.caption]) for p in data.pairs]
-        self.images = [(blobs[i.image], captions[i.caption], i.desirable) for i in images]
-
-
-def _bytes_io(blob: bytes) -> Any:
-    import io
-
-    return io.BytesIO(blob)
 
 
 def _encode_captions(pipe: Any, captions: list[str], device: str, dtype: torch.dtype) -> dict[str, Any]:

@@ -27,18 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-POPALIGN_CSV = "popalign-csv"
-PICKAPIC_PARQUET = "pickapic-parquet"
-KTO_CSV = "kto-csv"
+from exports.rows import TRAIN
+from exports.writers import KTO_CSV, PICKAPIC_PARQUET, POPALIGN_CSV
+from exports.writers.kto_csv import KTO_BOTH, KTO_COLUMNS, KTO_LOSE, KTO_WIN, kto_file
+from exports.writers.pickapic_parquet import PickapicParquetWriter
+from exports.writers.popalign_csv import popalign_file
+
+# The exporter's own names for its formats and files: what it writes is what is read back.
 FORMATS = (POPALIGN_CSV, PICKAPIC_PARQUET, KTO_CSV)
+# exports.selectors.MANIFEST; that module needs Django, and this one stays pure.
 MANIFEST = "manifest.json"
-POPALIGN_FILE = "train.csv"
+POPALIGN_FILE = popalign_file(TRAIN)
+KTO_FILE = kto_file(TRAIN)
+# The columns each trainer requires; the exporter's extra columns are optional here.
 POPALIGN_COLUMNS = ("jpg_0", "jpg_1", "caption", "label")
-KTO_FILE = "train_processed_v3.csv"
-KTO_COLUMNS = ("file_name", "caption", "split")
-KTO_DESIRABLE = "exclusive_win"
-KTO_UNDESIRABLE = "exclusive_lose"
-KTO_BOTH = "intersections"
 PICKAPIC_COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0", "label_1", "ranking_id")
 
 
@@ -127,7 +129,7 @@ def detect_format(folder: Path) -> str:
         return POPALIGN_CSV
     if (folder / KTO_FILE).is_file():
         return KTO_CSV
-    if list((folder / "data").glob("train-*.parquet")):
+    if list((folder / PickapicParquetWriter.DATA_DIR).glob(f"{TRAIN}-*.parquet")):
         return PICKAPIC_PARQUET
     raise ReaderError(
         f"{folder} holds no training data: expected {POPALIGN_FILE} (popalign-csv), {KTO_FILE} (kto-csv) "
@@ -210,18 +212,18 @@ def _read_kto(folder: Path, skipped: dict[str, int]) -> Iterator[LabelledImage]:
         if label == KTO_BOTH:
             skipped["images on both sides"] = skipped.get("images on both sides", 0) + 1
             continue
-        if label not in (KTO_DESIRABLE, KTO_UNDESIRABLE):
-            raise ReaderError(f"{where}: split must be {KTO_DESIRABLE}, {KTO_UNDESIRABLE} or {KTO_BOTH}, got {label!r}")
+        if label not in (KTO_WIN, KTO_LOSE):
+            raise ReaderError(f"{where}: split must be {KTO_WIN}, {KTO_LOSE} or {KTO_BOTH}, got {label!r}")
         image = _image_file(folder, row["file_name"], where)
-        yield LabelledImage(_caption(row["caption"], where), image, label == KTO_DESIRABLE)
+        yield LabelledImage(_caption(row["caption"], where), image, label == KTO_WIN)
 
 
 def _read_pickapic(folder: Path, skipped: dict[str, int]) -> Iterator[PairSample]:
     import pyarrow.parquet as pq
 
-    shards = sorted((folder / "data").glob("train-*.parquet"))
+    shards = sorted((folder / PickapicParquetWriter.DATA_DIR).glob(f"{TRAIN}-*.parquet"))
     if not shards:
-        raise ReaderError(f"{folder / 'data'} holds no train-*.parquet shard")
+        raise ReaderError(f"{folder / PickapicParquetWriter.DATA_DIR} holds no {TRAIN}-*.parquet shard")
     for shard in shards:
         try:
             table = pq.read_table(shard)

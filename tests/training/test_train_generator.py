@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 from annotation.models import Campaign
 from generation.models import Demand, Generator
 from generation.pipelines import PipelineSpec, generate, load_pipeline
+from generation.training import pixels_to_tensor
 from training import objectives
 from training.loop import TrainingConfig, fine_tune
 from training.models import TrainingRun
@@ -86,7 +87,6 @@ def implicit_rewards(tuned, reference, data) -> dict[str, float]:  # type: ignor
     """Mean g over each side's images, on 16 fixed noise draws and timesteps spread over the schedule."""
     import io
 
-    import numpy as np
     from diffusers import DDPMScheduler
     from PIL import Image
 
@@ -94,8 +94,7 @@ def implicit_rewards(tuned, reference, data) -> dict[str, float]:  # type: ignor
     out = {}
     for side in ("winners", "losers"):
         blobs = sorted({getattr(p, side[:-1]) for p in data.pairs})
-        pixels = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), dtype=np.float32) for b in blobs])
-        images = torch.from_numpy(pixels / 127.5 - 1).permute(0, 3, 1, 2)
+        images = pixels_to_tensor([Image.open(io.BytesIO(b)).convert("RGB") for b in blobs])
         with torch.no_grad():
             latents = reference.vae.encode(images).latent_dist.mean * reference.vae.config.scaling_factor
             text = reference.encode_prompt([data.pairs[0].caption], "cpu", 1, False)[0].repeat(len(blobs), 1, 1)

@@ -174,8 +174,4 @@ class Command(BaseCommand):
 
     @staticmethod
     def _voted(slug: str) -> int:
-        return (
-            Comparison.objects.filter(campaign__slug=slug, participant__kind="simulated", votes__isnull=False)
-            .distinct()
-            .count()
-        )
+        return Comparison.objects.simulated().filter(campaign__slug=slug, status=Comparison.Status.VOTED).count()
