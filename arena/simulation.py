@@ -4,7 +4,9 @@ Each simulated participant asks `issue_comparison` for its next comparison (so t
 quota, pair sampling, votes wanted per pair and exactly-once voting apply as they do to people),
 looks up both populations' stored measures, and votes for the side the judge (metrics.judges)
 prefers on the named criterion, flipped with probability `noise`; where the judge prefers neither
-side (equal values, or a value not measured) it votes `tie`. The vote service asks every criterion
+side (equal values, or a value not measured) it votes `tie`, and where the prompt names the judge's
+attribute ("a red circle" for `discrepancy:colour`: a one-colour set is what was asked) it abstains
+with a `tie` as well (metrics.judges.Judge.speaks_to). The vote service asks every criterion
 of a campaign at once, so the campaign's other criteria are answered `tie`: the judge speaks to one
 question only. This is how PopAlign made its own training data (a classifier chose the winner).
 
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -86,6 +88,8 @@ class SimulationReport:
     flipped: int = 0
     # Comparisons where the judge preferred neither side (voted tie).
     undecided: int = 0
+    # Of those, comparisons whose prompt names the judge's attribute (the judge abstained).
+    abstained: int = 0
     # Participants that could take no more, by why: quota_reached, nothing_ready.
     exhausted: Counter[str] = field(default_factory=Counter)
 
@@ -195,6 +199,7 @@ def simulate_votes(*, plan: SimulationPlan, progress: Callable[[int], None] | No
     issue_rng = random.Random(f"{plan.seed}:issue")
     noise_rng = random.Random(f"{plan.seed}:noise")
     measured: dict[int, dict[str, Any]] = {}
+    classes: Sequence[str] = next((spec.classes for spec in specs if spec.name == plan.judge.attribute), [])
     # A simulated participant looks exactly as long as the floor on dwell time asks: honest for a
     # judge that reads stored numbers, and the rule for people is applied to it unchanged.
     dwell = timedelta(milliseconds=settings.VOTE_MIN_DWELL_MS)
@@ -211,7 +216,8 @@ def simulate_votes(*, plan: SimulationPlan, progress: Callable[[int], None] | No
             missing = [pk for pk in pair if pk not in measured]
             if missing:
                 measured.update(measures_by_population(missing, attributes=specs))
-            preferred = plan.judge.prefers(measured[pair[0]], measured[pair[1]])
+            speaks = plan.judge.speaks_to(comparison.prompt.caption, classes)
+            preferred = plan.judge.prefers(measured[pair[0]], measured[pair[1]]) if speaks else None
             choice, flipped = judged_choice(preferred, plan.noise, noise_rng)
             votes = [VoteInput(plan.criterion, choice), *(VoteInput(key, OTHER_CRITERIA_CHOICE) for key in others)]
             # The vote lands when the simulated look ends: never before the floor, never before now.
@@ -227,6 +233,7 @@ def simulate_votes(*, plan: SimulationPlan, progress: Callable[[int], None] | No
             report.choices[choice] += 1
             report.flipped += flipped
             report.undecided += preferred is None
+            report.abstained += not speaks
             if progress is not None:
                 progress(1)
     return report

@@ -1,7 +1,7 @@
 """Pure prompt rewriting: a generator's template and attribute augmentation, per image.
 
 Attribute augmentation is PopAlign's identity-augmentation baseline: for an attribute the
-caption leaves open (no value of it appears in the leading noun phrase), a value drawn uniformly is inserted after the
+caption leaves open (`names_attribute`), a value drawn uniformly is inserted after the
 leading article ("a circle" -> "a blue circle"); a caption that already names a value keeps
 it. A single-valued list pins the attribute instead (a deliberately narrow generator). The
 draw is seeded by the image's seed, so the recorded prompt can always be made again.
@@ -20,15 +20,24 @@ VOWEL_SOUND = re.compile(r"^[aeiou]", re.IGNORECASE)
 PREPOSITIONS = frozenset({"on", "in", "at", "with", "by", "near", "under", "over", "behind", "beside", "of"})
 
 
-def _mentions(caption: str, values: Sequence[str]) -> bool:
-    """Whether the leading noun phrase names a value: "a shape on a green background" names no shape colour."""
+def names_attribute(caption: str, attribute: str, values: Sequence[str]) -> bool:
+    """Whether the caption names a value of the attribute, so the attribute is not left open.
+
+    A value names it in the leading noun phrase ("a red circle" names the colour; "a shape on a green
+    background" names no shape colour) or right before the attribute's own name ("on a green
+    background" names the background).
+    """
     words = re.findall(r"[\w-]+", caption.lower())
+    wanted = {value.lower() for value in values}
     phrase = []
     for word in words[1:] if words and words[0] in ARTICLES else words:
         if word in PREPOSITIONS:
             break
         phrase.append(word)
-    return any(value.lower() in phrase for value in values)
+    if wanted.intersection(phrase):
+        return True
+    name = attribute.lower()
+    return any(word in wanted and following == name for word, following in zip(words, words[1:], strict=False))
 
 
 def augment_caption(caption: str, augment: Mapping[str, Sequence[str]], seed: int) -> str:
@@ -38,7 +47,7 @@ def augment_caption(caption: str, augment: Mapping[str, Sequence[str]], seed: in
     open_values = [
         value
         for (attribute, values), value in zip(sorted(augment.items()), inserted, strict=False)
-        if not _mentions(caption, values)
+        if not names_attribute(caption, attribute, values)
     ]
     if not open_values:
         return caption

@@ -5,6 +5,10 @@ A judge is named `MEASURE[:ATTRIBUTE]`: `discrepancy:colour`, `kl:colour`, `entr
 population's measures as metrics.selectors.population_measures returns them, and prefers the side
 with the better value (lower discrepancy and KL, higher everything else); equal values or a value
 missing on either side prefer neither.
+
+An attribute judge speaks only to prompts that leave its attribute open (`Judge.speaks_to`): on "a red
+circle" a set of red circles is what was asked, not a skew, and preferring the other side there would
+reward drawing the wrong colour.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from generation.prompting import names_attribute
 
 ATTRIBUTE_MEASURES = {"discrepancy": False, "kl": False, "entropy": True}  # measure -> higher is better
 SET_MEASURES = {"vendi": True, "faithfulness": True, "clip_score": True}
@@ -40,6 +46,11 @@ class Judge:
         else:
             value = measured.get(self.measure)
         return float(value) if value is not None else None
+
+    def speaks_to(self, caption: str, classes: Sequence[str]) -> bool:
+        """Whether the judge has a say on this prompt: set measures always; an attribute judge (whose attribute
+        has `classes`) only where the caption leaves the attribute open."""
+        return not self.attribute or not names_attribute(caption, self.attribute, classes)
 
     def prefers(self, left: Mapping[str, Any], right: Mapping[str, Any]) -> str | None:
         """ "left", "right", or None when the values tie or one is missing."""

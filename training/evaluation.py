@@ -5,7 +5,8 @@ template and augmentation, and each image is read by `generation.shapes.classify
 
 - red share: of the images whose caption leaves the colour open, the share read as red. The base model
   was trained to draw red 70% of the time there; uniform over the 8 drawable colours is 0.125.
-- faithfulness: of the attributes a caption names (shape, colour, background), the share read as named.
+- faithfulness: of the attributes a caption names (shape, colour, background), the share read as named;
+  also per attribute, so a drop can be traced to the attribute that lost it.
 
 Each figure is the mean over seeds of that seed's share, with a 95% bootstrap interval over seeds (the
 seeds are the independent draws; the prompts are the same for every seed).
@@ -23,6 +24,7 @@ from generation.pipelines import PipelineSpec, generate
 from generation.prompting import generation_prompt
 
 BOOTSTRAP = 2000
+ATTRIBUTES = ("shape", "colour", "background")
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,13 @@ class BiasReport:
     faithfulness: Estimate
     images: int
     colours: dict[str, int]
+    faithfulness_by_attribute: dict[str, Estimate]
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "red_share_open_colour": self.red_share.as_dict(),
             "faithfulness": self.faithfulness.as_dict(),
+            "faithfulness_by_attribute": {k: v.as_dict() for k, v in self.faithfulness_by_attribute.items()},
             "images": self.images,
             "colours_open_colour": self.colours,
         }
@@ -83,15 +87,26 @@ def measure_generator(
         images += [g.image for g in generate(pipe, spec, prompts, [s for _, s in chunk])]
     red: dict[int, list[int]] = {s: [] for s in seeds}
     named: dict[int, list[int]] = {s: [] for s in seeds}
+    by_attribute: dict[str, dict[int, list[int]]] = {a: {s: [] for s in seeds} for a in ATTRIBUTES}
     colours: dict[str, int] = {}
     for (caption, seed), image in zip(jobs, images, strict=True):
         wanted, seen = shapes.parse_caption(caption), shapes.classify(image)
-        for attribute in ("shape", "colour", "background"):
+        for attribute in ATTRIBUTES:
             if getattr(wanted, attribute) is not None:
-                named[seed].append(int(getattr(seen, attribute) == getattr(wanted, attribute)))
+                hit = int(getattr(seen, attribute) == getattr(wanted, attribute))
+                named[seed].append(hit)
+                by_attribute[attribute][seed].append(hit)
         if wanted.colour is None:
             red[seed].append(int(seen.colour == "red"))
             colours[str(seen.colour)] = colours.get(str(seen.colour), 0) + 1
-    per_seed_red = [sum(v) / len(v) for v in red.values() if v]
-    per_seed_named = [sum(v) / len(v) for v in named.values() if v]
-    return BiasReport(mean_interval(per_seed_red), mean_interval(per_seed_named), len(images), colours)
+    return BiasReport(
+        red_share=mean_interval(per_seed_shares(red)),
+        faithfulness=mean_interval(per_seed_shares(named)),
+        images=len(images),
+        colours=colours,
+        faithfulness_by_attribute={a: mean_interval(per_seed_shares(hits)) for a, hits in by_attribute.items()},
+    )
+
+
+def per_seed_shares(hits: Mapping[int, Sequence[int]]) -> list[float]:
+    return [sum(v) / len(v) for v in hits.values() if v]

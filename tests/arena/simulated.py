@@ -20,6 +20,7 @@ def measured_campaign(
     per_queue: int = 2,
     votes_per_pair: int = 3,
     quota: int | None = None,
+    caption: str = "a shape",
 ) -> Campaign:
     """An open campaign with criteria diversity and quality, every population stored and measured."""
     campaign = CampaignFactory(
@@ -32,7 +33,7 @@ def measured_campaign(
     Criterion.objects.create(campaign=campaign, key="diversity", question="Which set is more varied?", position=0)
     Criterion.objects.create(campaign=campaign, key="quality", question="Which set looks better?", position=1)
     generators = {name: GeneratorFactory(name=f"{prefix}{name}") for name in PALETTES}
-    prompt_rows = [PromptFactory(caption=f"{prefix}a shape {i}", category="open") for i in range(prompts)]
+    prompt_rows = [PromptFactory(caption=f"{prefix}{caption} {i}", category="open") for i in range(prompts)]
     campaign.generators.set(generators.values())
     campaign.prompts.set(prompt_rows)
     populations = [

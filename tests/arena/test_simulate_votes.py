@@ -82,6 +82,24 @@ def test_with_no_noise_the_side_the_metric_prefers_wins_every_vote():
     assert f"left {wins['left']}, right {wins['right']}, tie 0" in output
 
 
+def test_an_attribute_judge_abstains_on_prompts_that_name_its_attribute():
+    # "a red shape": the all-red set is what was asked, so discrepancy from uniform colour is no skew there.
+    campaign = measured_campaign(caption="a red shape")
+
+    output = simulate(
+        "--campaign", "sim", "--criterion", "diversity", "--judge", "discrepancy:colour", "--comparisons", "6",
+        "--noise", "0.5",
+    )  # fmt: skip
+
+    assert [choice for _, _, choice in judged_votes(campaign)] == ["tie"] * 6
+    assert "0 flipped by noise" in output
+    assert "preferred neither side in 6, 6 of them on prompts naming colour" in output
+    # A set measure speaks to every prompt: faithfulness is a question a named colour asks.
+    assert plan_simulation(campaign_slug="sim", criterion="quality", judge="vendi", comparisons=1).judge.speaks_to(
+        "a red shape", ["red", "green"]
+    )
+
+
 def test_with_noise_one_every_vote_goes_to_the_other_side():
     campaign = measured_campaign()
 

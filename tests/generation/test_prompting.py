@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from generation.prompting import augment_caption, generation_prompt
+from generation.prompting import augment_caption, generation_prompt, names_attribute
 
 COLOURS = {"colour": ["red", "orange", "blue", "green"]}
 
@@ -25,6 +25,20 @@ def test_a_caption_that_names_the_attribute_is_kept():
     # Only the leading noun phrase counts: the background's colour is not the shape's.
     assert (
         augment_caption("a shape on a green background", {"colour": ["red"]}, 1) == "a red shape on a green background"
+    )
+
+
+def test_an_attribute_is_named_in_the_leading_noun_phrase_or_right_before_its_own_name():
+    colours = COLOURS["colour"]
+    assert names_attribute("a red circle on a blue background", "colour", colours)
+    assert names_attribute("A Blue shape", "colour", colours)
+    assert not names_attribute("a shape on a green background", "colour", colours)
+    assert names_attribute("a shape on a green background", "background", colours)
+    assert not names_attribute("a circle", "background", colours)
+    assert not names_attribute("a reddish circle", "colour", colours), "whole words only"
+    # Augmentation follows the same rule: a background named after the shape is not drawn again.
+    assert augment_caption("a shape on a green background", {"background": ["red", "green"]}, 0) == (
+        "a shape on a green background"
     )
 
 

@@ -18,7 +18,8 @@ class Command(BaseCommand):
         "A simulated crowd: simulated participants take comparisons through the same issue and vote services as "
         "people (quota, pair sampling, each comparison voted once) and vote for the side a population metric "
         "prefers on --criterion, flipped with probability --noise. Where the metric prefers neither side (equal "
-        "values, or a value not measured: run compute_metrics first) the vote is a tie; the campaign's other "
+        "values, or a value not measured: run compute_metrics first) the vote is a tie, as it is where the prompt "
+        "names the judge's attribute (a one-colour set is what 'a red circle' asks for); the campaign's other "
         f"criteria are answered {OTHER_CRITERIA_CHOICE!r}. Their votes are marked simulated and stay off "
         "leaderboards, quality reports and exports (export_preferences --include-simulated adds them)."
     )
@@ -74,7 +75,8 @@ class Command(BaseCommand):
             f"{plan.campaign.slug}/{plan.criterion} judged by {plan.judge.name}, noise {plan.noise:g}, "
             f"seed {plan.seed}, {plan.participants} simulated participants: {report.voted} comparisons voted "
             f"(left {choices['left']}, right {choices['right']}, tie {choices['tie']}; "
-            f"{report.flipped} flipped by noise; the metric preferred neither side in {report.undecided})."
+            f"{report.flipped} flipped by noise; the metric preferred neither side in {report.undecided}, "
+            f"{report.abstained} of them on prompts naming {plan.judge.attribute or 'its attribute'})."
         )
         if report.voted and report.undecided == report.voted:
             self.stderr.write(
