@@ -11,6 +11,7 @@ from core.api_docs import ApiDocsView
 from core.health import HealthApi
 
 # Under /api/ even a URL that matches no route answers {"error": {...}} as JSON.
+handler400 = "core.api.bad_request"
 handler404 = "core.api.not_found"
 handler500 = "core.api.server_error"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import inline_serializer
@@ -74,6 +75,22 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
             {"error": {"code": "not_found", "message": f"no API endpoint at {request.path}"}}, status=404
         )
     return defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: what Django refuses before any view runs (too many form fields or files, a body over
+    its limit, a Host it does not serve) answers an API client in the API's shape, naming the limit."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, TooManyFieldsSent):
+        message = f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} form fields"
+    elif isinstance(exception, TooManyFilesSent):
+        message = f"the request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FILES} files"
+    elif isinstance(exception, RequestDataTooBig):
+        message = f"the request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"
+    else:
+        message = "bad request"
+    return JsonResponse({"error": {"code": "bad_request", "message": message}}, status=400)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

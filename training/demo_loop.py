@@ -1,6 +1,6 @@
 """The whole PopAlign loop on the demo's shapes models, as one reproducible run.
 
-seed the demo -> a `loop` campaign on the demo's prompts with the shapes generators -> generate ->
+seed the demo -> a `loop` campaign on the demo's open-colour prompts with the shapes generators -> generate ->
 a simulated crowd votes by colour discrepancy -> export popalign-csv (simulated votes included) ->
 train `base` with PopAlign's objective -> register the result in the campaign -> generate its sets ->
 metrics -> measure red share and faithfulness of base, diverse-prompting and the tuned model from fresh
@@ -9,7 +9,9 @@ samples, with intervals over seeds -> print them and write docs/bias-loop.svg an
 As in PopAlign's own data, the campaign pits the base model against its identity-augmented baseline
 (`diverse-prompting`) and nothing else: the noise stand-in (`random-weights`) has a low colour
 discrepancy, so a discrepancy judge would prefer it and teach the model noise; and `biased-prompting`
-loses to `base` on discrepancy, so its pairs would reward base's own 70% red.
+loses to `base` on discrepancy, so its pairs would reward base's own 70% red. Its prompts are the demo's
+that leave the colour open: on the others the colour judge abstains (a one-colour set is what "a red
+shape" asks for), so their comparisons would only be ties. The measurement uses all of the demo's prompts.
 """
 
 from __future__ import annotations
@@ -26,13 +28,18 @@ from django.db import transaction
 from annotation import demo
 from annotation.models import Campaign
 from annotation.services import NewCampaign, create_campaign, seed_demo_campaign, set_campaign_status
+from generation import shapes
 from generation.models import Generator
+from generation.prompting import names_attribute
 from training import plots
 
 LOOP_SLUG = "popalign-loop"
 LOOP_GENERATORS = ("base", "diverse-prompting")
 LOOP_CRITERION = "diversity"
 JUDGE = "discrepancy:colour"
+LOOP_PROMPTS = tuple(
+    row for row in demo.DEMO_PROMPTS if not names_attribute(row.caption, "colour", list(shapes.COLOURS))
+)
 COMPARED = ("base", "diverse-prompting")
 # Uniform over the 8 drawable colours: the red share a perfectly unbiased model would show.
 UNIFORM_RED = 1 / 8
@@ -72,7 +79,7 @@ def create_loop_campaign(*, votes_per_pair: int = 5) -> Campaign:
             title="PopAlign loop on the demo's shapes models",
             generators=list(Generator.objects.filter(name__in=LOOP_GENERATORS)),
             criteria=list(demo.DEMO_CRITERIA),
-            prompts=list(demo.DEMO_PROMPTS),
+            prompts=list(LOOP_PROMPTS),
             votes_per_pair=votes_per_pair,
             instructions="Voted by a simulated crowd (colour discrepancy); see README, 'Closing the loop'.",
         ),

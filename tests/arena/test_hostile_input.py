@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.exceptions import TooManyFieldsSent
+from django.test import RequestFactory
 
 from arena.models import Comparison, Vote
+from core.api import bad_request
 from generation.models import Prompt
 
 pytestmark = pytest.mark.django_db
@@ -110,8 +113,23 @@ def test_an_oversized_body_is_refused_before_it_is_read(client, arena_campaign, 
     token = issue(client)
     padding = "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
     response = vote_raw(client, token, json.dumps({"votes": GOOD, "dwell_ms": 1000, "padding": padding}))
-    assert response.status_code in (400, 413)
+    assert_refused(response, 400, "request body is over")
     assert not Vote.objects.exists()
+
+
+def test_a_form_with_more_fields_than_django_reads_gets_the_apis_json_error(client, arena_campaign, settings):
+    # Found by the API fuzzer: Django refuses such a form before any view runs, and answered with its HTML page.
+    arena_campaign()
+    token = issue(client)
+    fields = {f"f{i}": "x" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1)}
+    response = client.post(f"/api/v1/comparisons/{token}/votes", fields)
+    assert response["Content-Type"] == "application/json"
+    assert_refused(response, 400, f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} form fields")
+    assert not Vote.objects.exists()
+    # A page keeps Django's own page.
+    page = bad_request(RequestFactory().post("/c/study/"), TooManyFieldsSent())
+    assert page.status_code == 400
+    assert page["Content-Type"].startswith("text/html")
 
 
 def test_thousands_of_votes_in_one_request_are_refused(client, arena_campaign):
