@@ -60,6 +60,9 @@ class TrainingConfig:
     mixed_precision: str = "no"
     max_grad_norm: float = 1.0
     threads: int = 0
+    # Train on timesteps drawn from [min_timestep, the scheduler's T): the noisier steps, where a sample's
+    # colour and layout are chosen. 0 draws all of them, as PopAlign's and Diffusion-DPO's trainers do.
+    min_timestep: int = 0
 
     def __post_init__(self) -> None:
         if self.objective not in objectives.OBJECTIVES:
@@ -73,6 +76,7 @@ class TrainingConfig:
             ("batch", self.batch >= 1, "at least 1"),
             ("lora-rank", self.lora_rank >= 0, "0 (full fine-tune) or more"),
             ("threads", self.threads >= 0, "0 (automatic) or more"),
+            ("min-timestep", self.min_timestep >= 0, "0 (every timestep) or more"),
         ]
         for name, ok, requirement in checks:
             if not ok:
@@ -261,7 +265,7 @@ def fine_tune(
                 text_index = torch.tensor([c[1] for c in chosen], device=device)
                 desirable = torch.tensor([c[2] for c in chosen], device=device)
                 noise = torch.randn_like(latents)
-                timesteps = torch.randint(0, len(alphas), (len(chosen),), device=device)
+                timesteps = torch.randint(config.min_timestep, len(alphas), (len(chosen),), device=device)
                 model_e = errors(unet, latents, noise, timesteps, text_index)
                 ref_e = reference_errors(latents, noise, timesteps, text_index)
                 terms = objectives.kto_loss(model_e, ref_e, desirable, beta=config.beta)
@@ -272,7 +276,7 @@ def fine_tune(
                 text_index = torch.tensor([p[2] for p in chosen_pairs], device=device)
                 # One noise and one timestep per pair, shared by its winner and its loser.
                 noise = torch.randn_like(winners)
-                timesteps = torch.randint(0, len(alphas), (len(chosen_pairs),), device=device)
+                timesteps = torch.randint(config.min_timestep, len(alphas), (len(chosen_pairs),), device=device)
                 both = (
                     torch.cat((winners, losers)),
                     torch.cat((noise, noise)),

@@ -121,6 +121,20 @@ def prepare_training(*, request: TrainRequest) -> Prepared:
     return Prepared(request, base, spec, data, campaign, folder, working)
 
 
+# What an interrupted run and its --resume must agree on.
+RESUME_MUST_MATCH = (
+    "base",
+    "export_manifest_sha256",
+    "objective",
+    "lora_rank",
+    "beta",
+    "lr",
+    "batch",
+    "seed",
+    "min_timestep",
+)
+
+
 def _check_resumable(working: Path, request: TrainRequest, data: PreferenceData) -> None:
     state = working / loop.STATE_FILE
     record = working / RECORD_FILE
@@ -128,11 +142,7 @@ def _check_resumable(working: Path, request: TrainRequest, data: PreferenceData)
         raise ApplicationError(f"--resume: no interrupted run of {request.name!r} to continue in {working}")
     earlier = json.loads(record.read_text(encoding="utf-8"))
     now = {"base": request.base, "export_manifest_sha256": data.manifest_sha256, **loop.config_record(request.config)}
-    changed = [
-        key
-        for key in ("base", "export_manifest_sha256", "objective", "lora_rank", "beta", "lr", "batch", "seed")
-        if earlier.get(key) != now.get(key)
-    ]
+    changed = [key for key in RESUME_MUST_MATCH if earlier.get(key) != now.get(key)]
     if changed:
         raise ApplicationError(
             f"--resume: the interrupted run used other {', '.join(changed)}; resume it with the same options"
@@ -165,6 +175,11 @@ def train_generator(
     """Train, save and register; an interrupted run is saved for --resume and registers nothing."""
     request, config = prepared.request, prepared.request.config
     pipe = load_base(prepared)
+    timesteps = pipe.scheduler.config.num_train_timesteps
+    if config.min_timestep >= timesteps:
+        raise ApplicationError(
+            f"--min-timestep must be below the scheduler's {timesteps} training timesteps, got {config.min_timestep}"
+        )
     prepared.working.mkdir(parents=True, exist_ok=True)
     record = _record(prepared)
     (prepared.working / RECORD_FILE).write_text(json.dumps({**record, "status": "training"}, indent=2) + "\n")

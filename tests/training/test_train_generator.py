@@ -243,5 +243,9 @@ def test_other_bad_input_is_refused_before_training(tiny_base, popalign_export, 
         train(export, "--steps", "0")
     with pytest.raises(CommandError, match="--add-to-campaign 'nope'"):
         train(export, "--add-to-campaign", "nope")
+    with pytest.raises(CommandError, match="--min-timestep must be 0 .every timestep. or more, got -1"):
+        train(export, "--min-timestep", "-1")
+    with pytest.raises(CommandError, match="--min-timestep must be below the scheduler's 1000 training timesteps"):
+        train(export, "--min-timestep", "1000")
     assert not Generator.objects.filter(name="x").exists()
     assert not Path(settings.TRAINED_MODELS_DIR).exists() or not any(Path(settings.TRAINED_MODELS_DIR).iterdir())

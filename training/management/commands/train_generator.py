@@ -37,6 +37,13 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=defaults.seed)
         parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or mps")
         parser.add_argument("--lora-rank", type=int, default=0, help="train a LoRA of this rank (0: the whole UNet)")
+        parser.add_argument(
+            "--min-timestep",
+            type=int,
+            default=defaults.min_timestep,
+            help="train on timesteps from this one up only (the noisier ones, where colour and layout are chosen); "
+            "0, the default, trains on all, as PopAlign does",
+        )
         parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no", help="fp16/bf16 on a GPU")
         parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: every core but one)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --name")
@@ -55,6 +62,7 @@ class Command(BaseCommand):
                 lora_rank=options["lora_rank"],
                 mixed_precision=options["mixed_precision"],
                 threads=options["threads"],
+                min_timestep=options["min_timestep"],
             )
             request = TrainRequest(
                 export=options["export"],
