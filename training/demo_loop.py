@@ -40,6 +40,8 @@ JUDGE = "discrepancy:colour"
 LOOP_PROMPTS = tuple(
     row for row in demo.DEMO_PROMPTS if not names_attribute(row.caption, "colour", list(shapes.COLOURS))
 )
+# The rest name a colour: the tuned model is held to base's behaviour on them (train_generator --preserve).
+PRESERVED = tuple(row.caption for row in demo.DEMO_PROMPTS if row not in LOOP_PROMPTS)
 COMPARED = ("base", "diverse-prompting")
 # Uniform over the 8 drawable colours: the red share a perfectly unbiased model would show.
 UNIFORM_RED = 1 / 8
@@ -63,6 +65,8 @@ class LoopSettings:
     lr: float = 7e-5
     beta: float = 500.0
     batch: int = 16
+    min_timestep: int = 0
+    preserve_weight: float = 0.0
     eval_seeds: int = 32
     name: str = "base-popalign"
 

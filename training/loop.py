@@ -63,6 +63,10 @@ class TrainingConfig:
     # Train on timesteps drawn from [min_timestep, the scheduler's T): the noisier steps, where a sample's
     # colour and layout are chosen. 0 draws all of them, as PopAlign's and Diffusion-DPO's trainers do.
     min_timestep: int = 0
+    # Prompt preservation: captions the preference data leaves out (say, those that name the attribute being
+    # rebalanced), on which the tuned model's predictions are held to the reference's with this weight.
+    preserve: tuple[str, ...] = ()
+    preserve_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.objective not in objectives.OBJECTIVES:
@@ -77,10 +81,13 @@ class TrainingConfig:
             ("lora-rank", self.lora_rank >= 0, "0 (full fine-tune) or more"),
             ("threads", self.threads >= 0, "0 (automatic) or more"),
             ("min-timestep", self.min_timestep >= 0, "0 (every timestep) or more"),
+            ("preserve-weight", math.isfinite(self.preserve_weight) and self.preserve_weight >= 0, "0 or more"),
         ]
         for name, ok, requirement in checks:
             if not ok:
                 raise TrainingError(f"--{name} must be {requirement}, got {getattr(self, name.replace('-', '_'))!r}")
+        if any(not caption.strip() for caption in self.preserve):
+            raise TrainingError("--preserve needs a caption, got an empty one")
         if self.mixed_precision not in MIXED_PRECISION:
             raise TrainingError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}")
 
@@ -113,7 +120,16 @@ class _Encoded:
     `labelled`: index per-image labels (KTO) instead of winner/loser pairs.
     """
 
-    def __init__(self, pipe: Any, data: PreferenceData, device: str, dtype: torch.dtype, *, labelled: bool) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        data: PreferenceData,
+        device: str,
+        dtype: torch.dtype,
+        *,
+        labelled: bool,
+        preserve: tuple[str, ...] = (),
+    ) -> None:
         import torch
         from PIL import Image
 
@@ -131,6 +147,8 @@ class _Encoded:
             for pair in data.pairs:
                 winner, caption = index(pair.winner, pair.caption)
                 self.pairs.append((winner, index(pair.loser, pair.caption)[0], caption))
+        # Captions held to the reference (TrainingConfig.preserve): embedded with the rest, indexed apart.
+        self.preserved = [captions.setdefault(caption, len(captions)) for caption in preserve]
         vae = pipe.vae
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         ordered = list(blobs)
@@ -213,7 +231,9 @@ def fine_tune(
         reference = None
     else:
         reference = copy.deepcopy(unet).requires_grad_(False).eval()
-    encoded = _Encoded(pipe, data, device, torch.float32, labelled=config.objective == objectives.KTO)
+    encoded = _Encoded(
+        pipe, data, device, torch.float32, labelled=config.objective == objectives.KTO, preserve=config.preserve
+    )
     trainable = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     outcome = TrainingOutcome()
@@ -234,12 +254,32 @@ def fine_tune(
     height, width = data.image_size[1], data.image_size[0]
     n = data.population_size or 1
 
-    def errors(model: Any, latents: Any, noise: Any, timesteps: Any, text_index: Any) -> Any:
+    def predict(model: Any, latents: Any, noise: Any, timesteps: Any, text_index: Any) -> Any:
         noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
         with accelerator.autocast():
-            predicted = model(noisy, timesteps, **_unet_kwargs(pipe, encoded.text, text_index, height, width)).sample
+            return model(noisy, timesteps, **_unet_kwargs(pipe, encoded.text, text_index, height, width)).sample
+
+    def errors(model: Any, latents: Any, noise: Any, timesteps: Any, text_index: Any) -> Any:
+        target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
+        predicted = predict(model, latents, noise, timesteps, text_index)
         return (predicted.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+
+    def preservation(latents: Any, noise: Any, timesteps: Any) -> Any:
+        """Mean squared gap between the model's and the reference's predictions on the preserved captions, for
+        this step's noisy latents: at the noisier timesteps these are nearly pure noise, so what the caption
+        asks for decides the prediction."""
+        text_index = torch.tensor([rng.choice(encoded.preserved) for _ in range(len(latents))], device=device)
+        tuned = predict(unet, latents, noise, timesteps, text_index)
+        with torch.no_grad():
+            if reference is not None:
+                kept = predict(reference, latents, noise, timesteps, text_index)
+            else:
+                accelerator.unwrap_model(unet).disable_adapters()
+                try:
+                    kept = predict(unet, latents, noise, timesteps, text_index)
+                finally:
+                    accelerator.unwrap_model(unet).enable_adapters()
+        return (tuned.float() - kept.float()).pow(2).mean()
 
     def reference_errors(*args: Any) -> Any:
         with torch.no_grad():
@@ -269,6 +309,7 @@ def fine_tune(
                 model_e = errors(unet, latents, noise, timesteps, text_index)
                 ref_e = reference_errors(latents, noise, timesteps, text_index)
                 terms = objectives.kto_loss(model_e, ref_e, desirable, beta=config.beta)
+                step_inputs = (latents, noise, timesteps)
             else:
                 chosen_pairs = [encoded.pairs[rng.randrange(len(encoded.pairs))] for _ in range(config.batch)]
                 winners = encoded.latents[[p[0] for p in chosen_pairs]]
@@ -293,8 +334,14 @@ def fine_tune(
                     terms = objectives.popalign_paired_loss(*args, beta=config.beta, population_size=n)
                 else:
                     terms = objectives.dpo_loss(*args, beta=config.beta)
+                step_inputs = (winners, noise, timesteps)
+            loss = terms.loss
+            kept_gap = None
+            if encoded.preserved and config.preserve_weight:
+                kept_gap = preservation(*step_inputs)
+                loss = loss + config.preserve_weight * kept_gap
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(terms.loss)
+            accelerator.backward(loss)
             if config.max_grad_norm:
                 accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
             optimizer.step()
@@ -307,6 +354,8 @@ def fine_tune(
                 "accuracy": round(terms.accuracy, 4),
                 "seconds": round(time.perf_counter() - started, 3),
             }
+            if kept_gap is not None:
+                record["preservation"] = round(float(kept_gap.detach()), 6)
             outcome.history.append(record)
             log.write(json.dumps(record) + "\n")
             log.flush()
@@ -330,4 +379,5 @@ def fine_tune(
 
 
 def config_record(config: TrainingConfig) -> dict[str, Any]:
-    return asdict(config)
+    """The config as it reads back from training.json (lists, not tuples), so a record and a config compare."""
+    return json.loads(json.dumps(asdict(config)))

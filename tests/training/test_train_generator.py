@@ -132,6 +132,34 @@ def test_a_lora_trains_only_the_attention_and_is_folded_into_a_plain_pipeline(ti
     assert generate(tuned_pipe, spec, ["a shape"], [2])[0].image.size == (32, 32)
 
 
+def _gap_to_base(base_pipe, tuned_pipe, caption: str) -> float:  # type: ignore[no-untyped-def]
+    """Mean squared gap between two UNets' noise predictions for `caption` on fixed noisy latents."""
+    torch.manual_seed(0)
+    latents = torch.randn(4, base_pipe.unet.config.in_channels, 8, 8)
+    timesteps = torch.tensor([100, 400, 700, 999])
+    with torch.no_grad():
+        text = base_pipe.encode_prompt([caption] * 4, "cpu", 1, False)[0]
+        base = base_pipe.unet(latents, timesteps, encoder_hidden_states=text).sample
+        tuned = tuned_pipe.unet(latents, timesteps, encoder_hidden_states=text).sample
+    return float((base - tuned).pow(2).mean())
+
+
+def test_preserved_captions_keep_the_bases_predictions_while_the_rest_moves(tiny_base, popalign_export):
+    held = "a red circle on a blue background"  # a caption the export does not hold
+    export = popalign_export()
+    train(export, "--steps", "8", name="free")
+    train(export, "--steps", "8", "--preserve", held, "--preserve-weight", "1000", name="held")
+
+    _, base_pipe = load(tiny_base)
+    _, free = load(Generator.objects.get(name="free"))
+    _, kept = load(Generator.objects.get(name="held"))
+    assert _gap_to_base(base_pipe, kept, held) < 0.5 * _gap_to_base(base_pipe, free, held)
+    run = TrainingRun.objects.get(generator__name="held")
+    assert run.hyperparameters["preserve"] == [held]
+    log = (Path(settings.TRAINED_MODELS_DIR) / "held" / "training-log.jsonl").read_text().splitlines()
+    assert all("preservation" in json.loads(line) for line in log)
+
+
 def test_add_to_campaign_puts_the_tuned_model_in_the_arena_and_queues_its_sets(
     tiny_base, voted_campaign, exports_root, tmp_path
 ):
@@ -247,5 +275,9 @@ def test_other_bad_input_is_refused_before_training(tiny_base, popalign_export, 
         train(export, "--min-timestep", "-1")
     with pytest.raises(CommandError, match="--min-timestep must be below the scheduler's 1000 training timesteps"):
         train(export, "--min-timestep", "1000")
+    with pytest.raises(CommandError, match="--preserve-weight must be 0 or more, got -1.0"):
+        train(export, "--preserve-weight", "-1")
+    with pytest.raises(CommandError, match="--preserve needs a caption"):
+        train(export, "--preserve", " ")
     assert not Generator.objects.filter(name="x").exists()
     assert not Path(settings.TRAINED_MODELS_DIR).exists() or not any(Path(settings.TRAINED_MODELS_DIR).iterdir())

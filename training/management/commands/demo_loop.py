@@ -47,6 +47,15 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float, default=d.lr)
         parser.add_argument("--beta", type=float, default=d.beta)
         parser.add_argument("--batch", type=int, default=d.batch)
+        parser.add_argument(
+            "--min-timestep", type=int, default=d.min_timestep, help="train on timesteps from this one up"
+        )
+        parser.add_argument(
+            "--preserve-weight",
+            type=float,
+            default=d.preserve_weight,
+            help="hold the tuned model to base on the prompts that name a colour (0: not at all)",
+        )
         parser.add_argument("--votes-per-pair", type=int, default=d.votes_per_pair, help="votes per population pair")
         parser.add_argument("--eval-seeds", type=int, default=d.eval_seeds, help="fresh samples per prompt measured")
         parser.add_argument("--name", default=d.name, help="the tuned generator's name (-2, -3... if taken)")
@@ -110,6 +119,9 @@ class Command(BaseCommand):
             beta=options["beta"],
             batch=options["batch"],
             seed=options["seed"],
+            min_timestep=options["min_timestep"],
+            preserve=list(demo_loop.PRESERVED) if options["preserve_weight"] else [],
+            preserve_weight=options["preserve_weight"],
             no_progress=True,
             stdout=self.stdout,
         )

@@ -44,6 +44,20 @@ class Command(BaseCommand):
             help="train on timesteps from this one up only (the noisier ones, where colour and layout are chosen); "
             "0, the default, trains on all, as PopAlign does",
         )
+        parser.add_argument(
+            "--preserve",
+            action="append",
+            default=[],
+            metavar="CAPTION",
+            help="a caption the export leaves out on which the tuned model should keep the base's behaviour (say, "
+            "one that names the attribute being rebalanced); repeat for more",
+        )
+        parser.add_argument(
+            "--preserve-weight",
+            type=float,
+            default=defaults.preserve_weight,
+            help="weight of the gap to the base's predictions on the --preserve captions",
+        )
         parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no", help="fp16/bf16 on a GPU")
         parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: every core but one)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --name")
@@ -63,6 +77,8 @@ class Command(BaseCommand):
                 mixed_precision=options["mixed_precision"],
                 threads=options["threads"],
                 min_timestep=options["min_timestep"],
+                preserve=tuple(options["preserve"]),
+                preserve_weight=options["preserve_weight"],
             )
             request = TrainRequest(
                 export=options["export"],
