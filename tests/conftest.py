@@ -1,8 +1,25 @@
-"""Shared fixtures: media files go to a temporary folder, throttle counts start afresh, in every test."""
+"""Shared fixtures: media files go to a temporary folder, throttle counts start afresh, in every test.
+
+Under pytest-xdist (`-n 2`, as .ci/run runs the fast tests) each worker has its own test database
+(pytest-django names them per worker) and, here, its own key prefix in the shared Redis cache and
+channel layer, so one worker's cached campaigns, throttle windows and group messages never reach another.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from django.conf import settings
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    # Read before any cache or channel layer is built: both are made lazily, on first use.
+    for alias in settings.CACHES.values():
+        alias["KEY_PREFIX"] = f"{alias.get('KEY_PREFIX', '')}{_WORKER}"
+    for layer in settings.CHANNEL_LAYERS.values():
+        if "prefix" in layer.get("CONFIG", {}):
+            layer["CONFIG"]["prefix"] = f"{layer['CONFIG']['prefix']}{_WORKER}"
 
 
 @pytest.fixture(autouse=True)
