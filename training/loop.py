@@ -63,8 +63,9 @@ class TrainingConfig:
     # Train on timesteps drawn from [min_timestep, the scheduler's T): the noisier steps, where a sample's
     # colour and layout are chosen. 0 draws all of them, as PopAlign's and Diffusion-DPO's trainers do.
     min_timestep: int = 0
-    # Prompt preservation: captions the preference data leaves out (say, those that name the attribute being
-    # rebalanced), on which the tuned model's predictions are held to the reference's with this weight.
+    # Preservation: captions the preference data leaves out (say, those that name the attribute being
+    # rebalanced), on which the tuned model's predictions are held to the reference's with this weight; with
+    # min_timestep, the data's own captions are held there too at the timesteps below it.
     preserve: tuple[str, ...] = ()
     preserve_weight: float = 1.0
 
@@ -264,11 +265,20 @@ def fine_tune(
         predicted = predict(model, latents, noise, timesteps, text_index)
         return (predicted.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
 
-    def preservation(latents: Any, noise: Any, timesteps: Any) -> Any:
-        """Mean squared gap between the model's and the reference's predictions on the preserved captions, for
-        this step's noisy latents: at the noisier timesteps these are nearly pure noise, so what the caption
-        asks for decides the prediction."""
-        text_index = torch.tensor([rng.choice(encoded.preserved) for _ in range(len(latents))], device=device)
+    def preservation(latents: Any, noise: Any, timesteps: Any, trained_index: Any) -> Any:
+        """Mean squared gap between the model's and the reference's predictions where the preference should not
+        reach: the preserved captions at this step's noisy latents and timesteps (at the noisier timesteps the
+        latents are nearly pure noise, so what the caption asks for decides the prediction), and, when only the
+        noisier timesteps are trained (min_timestep), the step's own captions at the timesteps below, where a
+        sample's details are drawn."""
+        parts = []
+        if encoded.preserved:
+            preserved = torch.tensor([rng.choice(encoded.preserved) for _ in latents], device=device)
+            parts.append((latents, noise, timesteps, preserved))
+        if config.min_timestep:
+            below = torch.randint(0, config.min_timestep, (len(latents),), device=device)
+            parts.append((latents, noise, below, trained_index))
+        latents, noise, timesteps, text_index = (torch.cat(x) for x in zip(*parts, strict=True))
         tuned = predict(unet, latents, noise, timesteps, text_index)
         with torch.no_grad():
             if reference is not None:
@@ -309,7 +319,7 @@ def fine_tune(
                 model_e = errors(unet, latents, noise, timesteps, text_index)
                 ref_e = reference_errors(latents, noise, timesteps, text_index)
                 terms = objectives.kto_loss(model_e, ref_e, desirable, beta=config.beta)
-                step_inputs = (latents, noise, timesteps)
+                step_inputs = (latents, noise, timesteps, text_index)
             else:
                 chosen_pairs = [encoded.pairs[rng.randrange(len(encoded.pairs))] for _ in range(config.batch)]
                 winners = encoded.latents[[p[0] for p in chosen_pairs]]
@@ -334,10 +344,10 @@ def fine_tune(
                     terms = objectives.popalign_paired_loss(*args, beta=config.beta, population_size=n)
                 else:
                     terms = objectives.dpo_loss(*args, beta=config.beta)
-                step_inputs = (winners, noise, timesteps)
+                step_inputs = (winners, noise, timesteps, text_index)
             loss = terms.loss
             kept_gap = None
-            if encoded.preserved and config.preserve_weight:
+            if (encoded.preserved or config.min_timestep) and config.preserve_weight:
                 kept_gap = preservation(*step_inputs)
                 loss = loss + config.preserve_weight * kept_gap
             optimizer.zero_grad(set_to_none=True)

@@ -132,11 +132,11 @@ def test_a_lora_trains_only_the_attention_and_is_folded_into_a_plain_pipeline(ti
     assert generate(tuned_pipe, spec, ["a shape"], [2])[0].image.size == (32, 32)
 
 
-def _gap_to_base(base_pipe, tuned_pipe, caption: str) -> float:  # type: ignore[no-untyped-def]
+def _gap_to_base(base_pipe, tuned_pipe, caption: str, timesteps=(100, 400, 700, 999)) -> float:  # type: ignore[no-untyped-def]
     """Mean squared gap between two UNets' noise predictions for `caption` on fixed noisy latents."""
     torch.manual_seed(0)
     latents = torch.randn(4, base_pipe.unet.config.in_channels, 8, 8)
-    timesteps = torch.tensor([100, 400, 700, 999])
+    timesteps = torch.tensor(timesteps)
     with torch.no_grad():
         text = base_pipe.encode_prompt([caption] * 4, "cpu", 1, False)[0]
         base = base_pipe.unet(latents, timesteps, encoder_hidden_states=text).sample
@@ -158,6 +158,18 @@ def test_preserved_captions_keep_the_bases_predictions_while_the_rest_moves(tiny
     assert run.hyperparameters["preserve"] == [held]
     log = (Path(settings.TRAINED_MODELS_DIR) / "held" / "training-log.jsonl").read_text().splitlines()
     assert all("preservation" in json.loads(line) for line in log)
+
+
+def test_training_only_the_noisier_timesteps_holds_the_quieter_ones_to_the_base(tiny_base, popalign_export):
+    export = popalign_export()  # captioned "a circle"
+    train(export, "--steps", "8", "--min-timestep", "500", "--preserve-weight", "0", name="free")
+    train(export, "--steps", "8", "--min-timestep", "500", "--preserve-weight", "1000", name="held")
+
+    _, base_pipe = load(tiny_base)
+    _, free = load(Generator.objects.get(name="free"))
+    _, kept = load(Generator.objects.get(name="held"))
+    quiet = (20, 150, 300, 450)
+    assert _gap_to_base(base_pipe, kept, "a circle", quiet) < 0.7 * _gap_to_base(base_pipe, free, "a circle", quiet)
 
 
 def test_add_to_campaign_puts_the_tuned_model_in_the_arena_and_queues_its_sets(

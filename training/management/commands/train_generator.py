@@ -56,7 +56,8 @@ class Command(BaseCommand):
             "--preserve-weight",
             type=float,
             default=defaults.preserve_weight,
-            help="weight of the gap to the base's predictions on the --preserve captions",
+            help="weight of the gap to the base's predictions on the --preserve captions and, with --min-timestep, "
+            "on the export's captions at the timesteps below it (0: no preservation)",
         )
         parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no", help="fp16/bf16 on a GPU")
         parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: every core but one)")
