@@ -51,9 +51,13 @@ UNIFORM_RED = 1 / 8
 class LoopSettings:
     """The loop's defaults: BENCHMARKS.md ("Training on our own exports") has the runs behind them.
 
-    One vote per population pair, so 300 comparisons give about 220 decided pairs of fresh sets; no
-    noise, as PopAlign's classifier-decided data (flipped votes cost far more bias drop than any
-    setting of the trainer bought back).
+    One vote per population pair on the open-colour prompts, so nearly every comparison is a decided pair
+    of fresh sets; no noise, as PopAlign's classifier-decided data (flipped votes cost far more bias drop
+    than any setting of the trainer bought back). The trainer works on the noisier timesteps only (700 of
+    1000 up, where the colour is chosen) and holds the rest to `base`: the colour-naming prompts at every
+    timestep, the trained prompts below 700 (preservation weight 10). On one export this took the red
+    share to 0.40 for 7 points of faithfulness, where plain PopAlign at the same rate cost 13 for 0.29 and
+    at a gentler one 5.5 for 0.52.
     """
 
     comparisons: int = 300
@@ -62,11 +66,11 @@ class LoopSettings:
     seed: int = 0
     objective: str = "popalign"
     steps: int = 300
-    lr: float = 7e-5
+    lr: float = 1e-4
     beta: float = 500.0
     batch: int = 16
-    min_timestep: int = 0
-    preserve_weight: float = 0.0
+    min_timestep: int = 700
+    preserve_weight: float = 10.0
     eval_seeds: int = 32
     name: str = "base-popalign"
 
