@@ -280,24 +280,17 @@ def fine_tune(
             parts.append((latents, noise, below, trained_index))
         latents, noise, timesteps, text_index = (torch.cat(x) for x in zip(*parts, strict=True))
         tuned = predict(unet, latents, noise, timesteps, text_index)
-        with torch.no_grad():
-            if reference is not None:
-                kept = predict(reference, latents, noise, timesteps, text_index)
-            else:
-                accelerator.unwrap_model(unet).disable_adapters()
-                try:
-                    kept = predict(unet, latents, noise, timesteps, text_index)
-                finally:
-                    accelerator.unwrap_model(unet).enable_adapters()
+        kept = by_reference(predict, latents, noise, timesteps, text_index)
         return (tuned.float() - kept.float()).pow(2).mean()
 
-    def reference_errors(*args: Any) -> Any:
+    def by_reference(fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(model, *args)` with the frozen reference: its own copy, or the UNet with the LoRA switched off."""
         with torch.no_grad():
             if reference is not None:
-                return errors(reference, *args)
+                return fn(reference, *args)
             accelerator.unwrap_model(unet).disable_adapters()
             try:
-                return errors(unet, *args)
+                return fn(unet, *args)
             finally:
                 accelerator.unwrap_model(unet).enable_adapters()
 
@@ -317,7 +310,7 @@ def fine_tune(
                 noise = torch.randn_like(latents)
                 timesteps = torch.randint(config.min_timestep, len(alphas), (len(chosen),), device=device)
                 model_e = errors(unet, latents, noise, timesteps, text_index)
-                ref_e = reference_errors(latents, noise, timesteps, text_index)
+                ref_e = by_reference(errors, latents, noise, timesteps, text_index)
                 terms = objectives.kto_loss(model_e, ref_e, desirable, beta=config.beta)
                 step_inputs = (latents, noise, timesteps, text_index)
             else:
@@ -335,7 +328,7 @@ def fine_tune(
                     torch.cat((text_index, text_index)),
                 )
                 model_e = errors(unet, *both)
-                ref_e = reference_errors(*both)
+                ref_e = by_reference(errors, *both)
                 half = len(chosen_pairs)
                 args = (model_e[:half], ref_e[:half], model_e[half:], ref_e[half:])
                 if config.objective == objectives.POPALIGN:
