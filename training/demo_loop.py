@@ -55,9 +55,10 @@ class LoopSettings:
     of fresh sets; no noise, as PopAlign's classifier-decided data (flipped votes cost far more bias drop
     than any setting of the trainer bought back). The trainer works on the noisier timesteps only (700 of
     1000 up, where the colour is chosen) and holds the rest to `base`: the colour-naming prompts at every
-    timestep, the trained prompts below 700 (preservation weight 10). On one export this took the red
-    share to 0.40 for 7 points of faithfulness; every timestep at lr 7e-5 gave 0.52 for 5.5 points, and
-    the noisier ones without preservation 0.30 for 9.
+    timestep, the trained prompts below 700 (preservation weight 30). On one export, weight 10 took the
+    red share to 0.40 for 7 points of faithfulness; every timestep at lr 7e-5 gave 0.52 for 5.5 points,
+    and the noisier ones without preservation 0.30 for 9. In the whole loop, weight 10 gave 0.38 for 8.9
+    points and weight 30 0.38 for 4.0 (BENCHMARKS.md).
     """
 
     comparisons: int = 300
@@ -70,7 +71,7 @@ class LoopSettings:
     beta: float = 500.0
     batch: int = 16
     min_timestep: int = 700
-    preserve_weight: float = 10.0
+    preserve_weight: float = 30.0
     eval_seeds: int = 32
     name: str = "base-popalign"
 

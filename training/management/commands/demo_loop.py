@@ -26,6 +26,8 @@ LOOP_OPTIONS = (
     "lr",
     "beta",
     "batch",
+    "min_timestep",
+    "preserve_weight",
     "eval_seeds",
 )
 
