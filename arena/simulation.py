@@ -200,6 +200,9 @@ def simulate_votes(*, plan: SimulationPlan, progress: Callable[[int], None] | No
     noise_rng = random.Random(f"{plan.seed}:noise")
     measured: dict[int, dict[str, Any]] = {}
     classes: Sequence[str] = next((spec.classes for spec in specs if spec.name == plan.judge.attribute), [])
+    # Comparisons are issued on the campaign's prompts: their captions, read once (a prompt taken out of the
+    # campaign while a comparison on it was held is read from the comparison).
+    captions = dict(campaign.prompts.values_list("pk", "caption"))
     # A simulated participant looks exactly as long as the floor on dwell time asks: honest for a
     # judge that reads stored numbers, and the rule for people is applied to it unchanged.
     dwell = timedelta(milliseconds=settings.VOTE_MIN_DWELL_MS)
@@ -216,7 +219,7 @@ def simulate_votes(*, plan: SimulationPlan, progress: Callable[[int], None] | No
             missing = [pk for pk in pair if pk not in measured]
             if missing:
                 measured.update(measures_by_population(missing, attributes=specs))
-            speaks = plan.judge.speaks_to(comparison.prompt.caption, classes)
+            speaks = plan.judge.speaks_to(captions.get(comparison.prompt_id) or comparison.prompt.caption, classes)
             preferred = plan.judge.prefers(measured[pair[0]], measured[pair[1]]) if speaks else None
             choice, flipped = judged_choice(preferred, plan.noise, noise_rng)
             votes = [VoteInput(plan.criterion, choice), *(VoteInput(key, OTHER_CRITERIA_CHOICE) for key in others)]

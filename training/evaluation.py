@@ -86,22 +86,22 @@ def measure_generator(
         prompts = [generation_prompt(c, template=template, augment=augment, seed=s) for c, s in chunk]
         images += [g.image for g in generate(pipe, spec, prompts, [s for _, s in chunk])]
     red: dict[int, list[int]] = {s: [] for s in seeds}
-    named: dict[int, list[int]] = {s: [] for s in seeds}
     by_attribute: dict[str, dict[int, list[int]]] = {a: {s: [] for s in seeds} for a in ATTRIBUTES}
     colours: dict[str, int] = {}
     for (caption, seed), image in zip(jobs, images, strict=True):
         wanted, seen = shapes.parse_caption(caption), shapes.classify(image)
         for attribute in ATTRIBUTES:
             if getattr(wanted, attribute) is not None:
-                hit = int(getattr(seen, attribute) == getattr(wanted, attribute))
-                named[seed].append(hit)
-                by_attribute[attribute][seed].append(hit)
+                by_attribute[attribute][seed].append(int(getattr(seen, attribute) == getattr(wanted, attribute)))
         if wanted.colour is None:
             red[seed].append(int(seen.colour == "red"))
             colours[str(seen.colour)] = colours.get(str(seen.colour), 0) + 1
     return BiasReport(
         red_share=mean_interval(per_seed_shares(red)),
-        faithfulness=mean_interval(per_seed_shares(named)),
+        # Every named attribute of every image of a seed, whichever attribute it is.
+        faithfulness=mean_interval(
+            per_seed_shares({s: [h for a in ATTRIBUTES for h in by_attribute[a][s]] for s in seeds})
+        ),
         images=len(images),
         colours=colours,
         faithfulness_by_attribute={a: mean_interval(per_seed_shares(hits)) for a, hits in by_attribute.items()},
