@@ -5,7 +5,9 @@ faithfulness to named attributes within 5 points of `base`, the whole loop under
 Also: each objective on the same export (bias drop, faithfulness, time), and the effect of the
 simulated crowd's noise and of votes per pair.
 
-Run: nice -n 10 .venv/bin/python bench/training_loop.py [--parts loop,objectives,noise,votes] [--eval-seeds 24]
+Run: nice -n 10 .venv/bin/python bench/training_loop.py [--parts loop,objectives,noise,votes,repeat] [--eval-seeds 64]
+The `repeat` part runs the whole loop once per `--seeds` value (default 0,1,2): each run's campaign draws
+its own image seeds, so the runs show how far one loop's outcome moves from the next.
 Each part runs `manage.py` commands against a fresh SQLite database in a temporary POPARENA_VAR_DIR, so
 nothing of the developer's own database is touched. Prints one JSON line per run; the results go into
 BENCHMARKS.md by hand.
@@ -85,7 +87,8 @@ def emit(part: str, **fields: object) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="loop,objectives,noise,votes")
-    parser.add_argument("--eval-seeds", type=int, default=24)
+    parser.add_argument("--eval-seeds", type=int, default=64)
+    parser.add_argument("--seeds", default="0,1,2", help="the loop's --seed for each run of the repeat part")
     parser.add_argument("--noises", default="0,0.3")
     parser.add_argument("--votes-per-pair", default="1")
     parser.add_argument(
@@ -118,6 +121,17 @@ def main() -> None:
             var = Path(scratch) / f"noise-{noise}"
             record = loop(var, Path(scratch) / f"docs-noise-{noise}", "--noise", noise, *seeds)
             emit("noise", noise=float(noise), wall_s=record["wall_s"], **summary(record["results"], record["tuned"]))
+        for seed in args.seeds.split(",") if "repeat" in parts else []:
+            var = Path(scratch) / f"repeat-{seed}"
+            record = loop(var, Path(scratch) / f"docs-repeat-{seed}", "--seed", seed, *seeds)
+            emit(
+                "repeat",
+                seed=int(seed),
+                seconds=record["seconds"],
+                wall_s=record["wall_s"],
+                simulated_comparisons=record["simulated_comparisons"],
+                **summary(record["results"], record["tuned"]),
+            )
         for votes in args.votes_per_pair.split(",") if "votes" in parts else []:
             var = Path(scratch) / f"votes-{votes}"
             record = loop(var, Path(scratch) / f"docs-votes-{votes}", "--votes-per-pair", votes, *seeds)

@@ -4,7 +4,7 @@ seed the demo -> a `loop` campaign on the demo's open-colour prompts with the sh
 a simulated crowd votes by colour discrepancy -> export popalign-csv (simulated votes included) ->
 train `base` with PopAlign's objective -> register the result in the campaign -> generate its sets ->
 metrics -> measure red share and faithfulness of base, diverse-prompting and the tuned model from fresh
-samples, with intervals over seeds -> print them and write docs/bias-loop.svg and docs/bias-loop.json.
+samples, with intervals over draws -> print them and write docs/bias-loop.svg and docs/bias-loop.json.
 
 As in PopAlign's own data, the campaign pits the base model against its identity-augmented baseline
 (`diverse-prompting`) and nothing else: the noise stand-in (`random-weights`) has a low colour
@@ -72,7 +72,7 @@ class LoopSettings:
     batch: int = 16
     min_timestep: int = 700
     preserve_weight: float = 30.0
-    eval_seeds: int = 32
+    eval_seeds: int = 64
     name: str = "base-popalign"
 
 
@@ -114,8 +114,12 @@ def free_generator_name(name: str) -> str:
     return free_name(name, set(Generator.objects.filter(name__startswith=name).values_list("name", flat=True)))
 
 
-def measure(names: list[str], seeds: int, *, cache_dir: Path) -> dict[str, Any]:
-    """Red share and faithfulness of each named generator from fresh samples, seeds 10000.. (not the campaign's)."""
+def measure(names: list[str], draws: int, *, cache_dir: Path) -> dict[str, Any]:
+    """Red share and faithfulness of each named generator from `draws` fresh samples of every demo prompt.
+
+    Draws 10000.. (image seeds from 140000 up, training.evaluation.image_seed; the campaign's are drawn at
+    random), the same for every generator.
+    """
     from generation.pipelines import PipelineSpec, load_pipeline
     from training.evaluation import measure_generator
 
@@ -127,7 +131,7 @@ def measure(names: list[str], seeds: int, *, cache_dir: Path) -> dict[str, Any]:
         pipe = load_pipeline(spec, device="cpu", cache_dir=cache_dir)
         augment = (generator.settings or {}).get("augment")
         report = measure_generator(
-            pipe, spec, captions, list(range(10000, 10000 + seeds)), template=generator.prompt_template, augment=augment
+            pipe, spec, captions, list(range(10000, 10000 + draws)), template=generator.prompt_template, augment=augment
         )
         results[name] = report.as_dict()
     return results
@@ -144,7 +148,7 @@ def write_figure(results: dict[str, Any], out: Path, *, facts: dict[str, Any]) -
     svg = plots.interval_bars(
         names,
         series,
-        title="Red share on open-colour prompts and faithfulness (95% intervals over seeds)",
+        title="Red share on open-colour prompts and faithfulness (95% intervals over draws)",
         reference=(UNIFORM_RED, "uniform red share (1/8)"),
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ class Command(BaseCommand):
     help = (
         "Run the PopAlign loop on the demo's shapes models: seed, generate, simulated votes by colour discrepancy, "
         "export popalign-csv, train base with PopAlign's objective, put the result in the arena, generate and "
-        "measure; prints red share and faithfulness with intervals over seeds and writes docs/bias-loop.svg."
+        "measure; prints red share and faithfulness with intervals over draws and writes docs/bias-loop.svg."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -59,7 +59,9 @@ class Command(BaseCommand):
             help="hold the tuned model to base on the prompts that name a colour (0: not at all)",
         )
         parser.add_argument("--votes-per-pair", type=int, default=d.votes_per_pair, help="votes per population pair")
-        parser.add_argument("--eval-seeds", type=int, default=d.eval_seeds, help="fresh samples per prompt measured")
+        parser.add_argument(
+            "--eval-seeds", type=int, default=d.eval_seeds, help="fresh samples of each prompt measured per generator"
+        )
         parser.add_argument("--name", default=d.name, help="the tuned generator's name (-2, -3... if taken)")
         parser.add_argument("--work-dir", type=Path, default=None, help="where the export goes (default: var/loop)")
         parser.add_argument("--docs", type=Path, default=Path(settings.BASE_DIR) / "docs", help="where the figure goes")
@@ -137,7 +139,7 @@ class Command(BaseCommand):
         names = [*demo_loop.COMPARED, name]
         self.stdout.write(
             self.style.MIGRATE_HEADING(
-                f"6. Red share and faithfulness from {options['eval_seeds']} fresh seeds per prompt"
+                f"6. Red share and faithfulness from {options['eval_seeds']} fresh samples per prompt"
             )
         )
         results = demo_loop.measure(names, options["eval_seeds"], cache_dir=Path(settings.POPARENA_MODEL_CACHE))
