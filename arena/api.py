@@ -164,7 +164,9 @@ class VotesApi(APIView):
                 following = issue_comparison(
                     campaign=campaign, participant=admitted, exclude_tokens=tuple(data["next"].get("exclude", ()))
                 )
-                answer["next"] = get_comparison_payload(comparison=following, participant=admitted)
+                answer["next"] = get_comparison_payload(
+                    comparison=following, participant=admitted, votes_cast=reveal.votes_cast
+                )
             except ApplicationError as refused:
                 answer["next_error"] = {"code": refused.code, "message": refused.message}
         return Response(answer)

@@ -57,8 +57,13 @@ def count_votes_cast(*, campaign: Campaign, participant: Participant) -> int:
     return Comparison.objects.filter(campaign=campaign, participant=participant, status=Comparison.Status.VOTED).count()
 
 
-def get_comparison_payload(*, comparison: Comparison, participant: Participant) -> dict[str, Any]:
-    """What the page and the API show before the vote: nothing that tells the sides apart."""
+def get_comparison_payload(
+    *, comparison: Comparison, participant: Participant, votes_cast: int | None = None
+) -> dict[str, Any]:
+    """What the page and the API show before the vote: nothing that tells the sides apart.
+
+    `votes_cast`: the participant's count, where the caller has just read it (the vote before this one).
+    """
     campaign = comparison.campaign
     caption, left, right = _caption_and_image_urls(comparison)
     return {
@@ -69,7 +74,9 @@ def get_comparison_payload(*, comparison: Comparison, participant: Participant) 
         "right": {"images": right},
         "expires_at": comparison.lease_until.isoformat(),
         "progress": {
-            "votes_cast": count_votes_cast(campaign=campaign, participant=participant),
+            "votes_cast": (
+                count_votes_cast(campaign=campaign, participant=participant) if votes_cast is None else votes_cast
+            ),
             "quota": campaign.participant_quota,
         },
     }

@@ -98,10 +98,17 @@ def recount_tallies(*, campaign: Campaign) -> int:
 
 
 def announce_leaderboard_change(campaign_slug: str, criteria: list[str]) -> None:
-    """Tell live leaderboards that votes landed; each recomputes (cached) and pushes the new fit."""
+    """Tell live leaderboards that votes landed; each recomputes (cached) and pushes the new fit.
+
+    Nothing to do, and no channel layer call, while nobody watches the campaign's board (arena.watching).
+    """
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
+    from arena.watching import is_watched
+
+    if not is_watched(campaign_slug):
+        return
     layer = get_channel_layer()
     if layer is None:
         return

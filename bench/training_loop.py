@@ -7,7 +7,10 @@ simulated crowd's noise and of votes per pair.
 
 Run: nice -n 10 .venv/bin/python bench/training_loop.py [--parts loop,objectives,noise,votes,repeat] [--eval-seeds 64]
 The `repeat` part runs the whole loop once per `--seeds` value (default 0,1,2): each run's campaign draws
-its own image seeds, so the runs show how far one loop's outcome moves from the next.
+its own image seeds, so the runs show how far one loop's outcome moves from the next. The `variants` part
+trains `base` again on one finished loop's export (`--from-loop VAR`, a folder kept with `--keep DIR`)
+with the loop's own training options, some overridden (`--variants "steps=450;preserve_weight=20,lr=2e-4"`),
+and measures each result; `--train-seeds 0,1` trains each variant once per seed.
 Each part runs `manage.py` commands against a fresh SQLite database in a temporary POPARENA_VAR_DIR, so
 nothing of the developer's own database is touched. Prints one JSON line per run; the results go into
 BENCHMARKS.md by hand.
@@ -65,6 +68,39 @@ def measure_only(var: Path, names: list[str], seeds: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+# Run in a child process against a loop's database: train_generator with demo_loop's training options.
+TRAIN_CODE = """
+import json, sys
+import django
+django.setup()
+from django.core.management import call_command
+from training.demo_loop import PRESERVED, LoopSettings
+job = json.loads(sys.argv[1])
+d = LoopSettings()
+keys = ("objective", "steps", "lr", "beta", "batch", "min_timestep", "preserve_weight")
+options = {k: type(getattr(d, k))(job["overrides"].get(k, getattr(d, k))) for k in keys}
+unknown = set(job["overrides"]) - set(keys)
+if unknown:
+    sys.exit(f"unknown training options: {sorted(unknown)}")
+preserve = list(PRESERVED) if options["preserve_weight"] else []
+call_command("train_generator", export=job["export"], base="base", name=job["name"], seed=job["seed"],
+             preserve=preserve, no_progress=True, **options)
+"""
+
+
+def train_variant(var: Path, name: str, overrides: dict[str, str], seed: int) -> float:
+    """train_generator on `var`'s loop export with demo_loop's training options, `overrides` applied; seconds."""
+    job = {"export": str(var / "loop" / "export-popalign-loop"), "name": name, "seed": seed, "overrides": overrides}
+    env = {**os.environ, "POPARENA_VAR_DIR": str(var), "HF_HUB_OFFLINE": "1"}
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
+    started = time.perf_counter()
+    command = [PYTHON, "-c", TRAIN_CODE, json.dumps(job)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"training {name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return round(time.perf_counter() - started, 1)
+
+
 def summary(results: dict, tuned: str) -> dict:
     row = results[tuned]
     return {
@@ -94,6 +130,9 @@ def main() -> None:
     parser.add_argument(
         "--from-loop", type=Path, help="POPARENA_VAR_DIR of a finished demo_loop: compare objectives on its export"
     )
+    parser.add_argument("--keep", type=Path, help="work in this folder (kept) instead of a temporary one")
+    parser.add_argument("--variants", default="", help="';'-separated training overrides: 'steps=450,lr=2e-4;...'")
+    parser.add_argument("--train-seeds", default="0", help="the variants part: a training run per seed")
     parser.add_argument("--loop-args", default="", help="extra demo_loop options for every loop run, e.g. '--noise 0'")
     parser.add_argument(
         "--train-args", default="", help="train_generator options for the objectives, e.g. '--steps 350'"
@@ -101,7 +140,8 @@ def main() -> None:
     args = parser.parse_args()
     parts = args.parts.split(",")
     seeds = ["--eval-seeds", str(args.eval_seeds), *args.loop_args.split()]
-    with tempfile.TemporaryDirectory(prefix="bench-loop-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as temporary:
+        scratch = str(args.keep or temporary)
         base_var = args.from_loop or Path(scratch) / "loop"
         if {"loop", "objectives"} & set(parts) and not args.from_loop:
             record = loop(base_var, Path(scratch) / "docs-loop", *seeds)
@@ -121,6 +161,13 @@ def main() -> None:
             var = Path(scratch) / f"noise-{noise}"
             record = loop(var, Path(scratch) / f"docs-noise-{noise}", "--noise", noise, *seeds)
             emit("noise", noise=float(noise), wall_s=record["wall_s"], **summary(record["results"], record["tuned"]))
+        for index, variant in enumerate(args.variants.split(";") if "variants" in parts else []):
+            overrides = dict(item.split("=", 1) for item in variant.split(",") if item)
+            for seed in args.train_seeds.split(","):
+                name = f"variant-{index}-seed-{seed}"
+                train_s = train_variant(base_var, name, overrides, int(seed))
+                results = measure_only(base_var, ["base", name], args.eval_seeds)
+                emit("variants", overrides=overrides, seed=int(seed), train_s=train_s, **summary(results, name))
         for seed in args.seeds.split(",") if "repeat" in parts else []:
             var = Path(scratch) / f"repeat-{seed}"
             record = loop(var, Path(scratch) / f"docs-repeat-{seed}", "--seed", seed, *seeds)

@@ -330,9 +330,11 @@ def measure(args: argparse.Namespace, code: Path, paths: list[str]) -> list[dict
             print(json.dumps(result, indent=2), flush=True)
             results.append(result)
         if args.profile:
-            # One thread under the test client (WSGI handler): the same middleware, DRF and services.
+            # One thread under the test client (WSGI handler): the same middleware, DRF and services; the first
+            # of --paths.
             profile = cProfile.Profile(time.process_time)  # CPU, not waits on the database
-            run(args.comparisons, args.participants, counts, asgi=False, profile=profile)
+            one_trip = args.paths[0] == "vote+next"
+            run(args.comparisons, args.participants, counts, asgi=False, profile=profile, one_trip=one_trip)
             profile.dump_stats(args.profile)
             pstats.Stats(args.profile).sort_stats("cumulative").print_stats(60)
         if args.show_sql:

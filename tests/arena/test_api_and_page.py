@@ -248,6 +248,7 @@ def test_a_vote_can_bring_the_next_comparison_in_the_same_round_trip(client, are
     assert answer["next_error"] is None
     assert following["token"] not in (first["token"], ahead["token"])
     assert set(following) >= {"token", "prompt", "criteria", "left", "right", "expires_at"}
+    assert following["progress"] == {"votes_cast": 1, "quota": 3}
     assert "generator" not in json.dumps(following)
     for token in (ahead["token"], following["token"]):
         body = {**BOTH, "dwell_ms": 900, "next": {"exclude": []}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -118,8 +119,47 @@ async def test_a_vote_pushes_the_refitted_leaderboard_over_the_websocket(arena_c
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to({"criterion": "diversity", "category": ""})
+    # Subscribing brings the board as it is now, so nothing voted while the page connected is missed.
+    current = await communicator.receive_json_from(timeout=10)
+    assert (current["criterion"], current["votes"]) == ("diversity", 0)
     await sync_to_async(vote_many)(campaign, 1)
     pushed = await communicator.receive_json_from(timeout=10)
     assert pushed["criterion"] == "diversity"
     assert pushed["votes"] == 1
     await communicator.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_vote_announces_its_change_only_while_someone_watches_the_board(arena_campaign):
+    """An unwatched campaign's votes skip the channel layer; a board socket marks its campaign watched."""
+    from asgiref.sync import sync_to_async
+    from channels.layers import get_channel_layer
+    from django.core.cache import cache
+
+    from arena.tallies import leaderboard_group
+    from arena.watching import is_watched
+
+    campaign = await sync_to_async(arena_campaign)()
+    await cache.adelete("leaderboard-watched:study")  # another test's board socket may have marked it
+    layer = get_channel_layer()
+    listener = await layer.new_channel()
+    await layer.group_add(leaderboard_group("study"), listener)
+
+    await sync_to_async(vote_many)(campaign, 1, seed=1)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(listener), timeout=0.5)
+
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/campaigns/study/leaderboard/",
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await sync_to_async(is_watched)("study")
+    await sync_to_async(vote_many)(campaign, 1, seed=2)
+    message = await asyncio.wait_for(layer.receive(listener), timeout=10)
+    assert message["type"] == "leaderboard.changed"
+    await communicator.disconnect()
+    await layer.group_discard(leaderboard_group("study"), listener)
