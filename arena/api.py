@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
@@ -151,13 +150,12 @@ class VotesApi(APIView):
             dwell_ms=data["dwell_ms"],
         )
         # The same fields RevealSerializer documents, without building its field tree per vote.
-        answer = asdict(reveal)
-        campaign_id = answer.pop("campaign_id")
+        answer = reveal.as_dict()
         if "next" in data:
             # The vote is committed already: a next comparison that cannot be issued never undoes it.
             answer["next"] = answer["next_error"] = None
             try:
-                campaign = get_live_campaign(pk=campaign_id)
+                campaign = reveal.campaign
                 admitted = admit_to_vote(
                     campaign=campaign, session=request.session, user=request.user, known=participant
                 )

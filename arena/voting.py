@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Participant
+from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
 from arena.issuing import held_comparison
 from arena.models import Comparison, Vote
@@ -40,8 +41,13 @@ class Reveal:
     left: RevealedSide
     right: RevealedSide
     votes_cast: int
-    # For the caller (issuing the next comparison in the same request), not for the participant.
-    campaign_id: int
+    # For the caller (issuing the next comparison in the same request), not for the participant: the
+    # process's copy of the campaign (get_live_campaign) the vote was checked against.
+    campaign: Campaign = field(repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the participant is shown (RevealSerializer's fields)."""
+        return {"left": asdict(self.left), "right": asdict(self.right), "votes_cast": self.votes_cast}
 
 
 def _check_votes(comparison: Comparison, votes: list[VoteInput], dwell_ms: int) -> dict[str, int]:
@@ -157,4 +163,4 @@ def cast_votes(
     votes_cast = Comparison.objects.filter(
         campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
     ).count()
-    return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast, campaign_id=comparison.campaign_id)
+    return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast, campaign=comparison.campaign)

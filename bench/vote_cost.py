@@ -289,6 +289,14 @@ def show_sql() -> None:
         print(f"--- {kind}: {len(queries)} queries")
         for query in queries:
             print(f"[{query['time']}] {query['sql'][:600]}")
+    # The one-request path: a vote that brings the next comparison.
+    response = client.post(f"/api/v1/campaigns/{CAMPAIGN}/comparisons/next", {}, content_type="application/json")
+    body = {**VOTES, "dwell_ms": 1000, "next": {"exclude": []}}
+    with CaptureQueriesContext(connection) as queries:
+        client.post(f"/api/v1/comparisons/{response.json()['token']}/votes", body, content_type="application/json")
+    print(f"--- vote+next: {len(queries)} queries")
+    for query in queries:
+        print(f"[{query['time']}] {query['sql'][:600]}")
 
 
 def measure(args: argparse.Namespace, code: Path, paths: list[str]) -> list[dict[str, Any]]:
