@@ -27,8 +27,10 @@ ensure_venv() {
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "== installing $requirements into .venv (first time: a few minutes)"
     # torch first and alone, so the CPU wheel is chosen before anything pulls a CUDA build.
-    .venv/bin/python -m pip install --quiet "torch==2.13.0" || die "could not install torch 2.13.0"
-    .venv/bin/python -m pip install --quiet -r "$requirements" || die "could not install $requirements"
+    # --no-compile: Python compiles what is imported when it is first imported; compiling every file of
+    # torch and the rest up front doubled the install's time (73 s against 37 s here, pip's cache warm).
+    .venv/bin/python -m pip install --quiet --no-compile "torch==2.13.0" || die "could not install torch 2.13.0"
+    .venv/bin/python -m pip install --quiet --no-compile -r "$requirements" || die "could not install $requirements"
     echo "$want" > "$stamp"
   fi
   export PATH="$PWD/.venv/bin:$PATH"
