@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,11 @@ from django.core.management import call_command
 from training.demo_loop import PRESERVED, LoopSettings
 job = json.loads(sys.argv[1])
 d = LoopSettings()
-keys = ("objective", "steps", "lr", "beta", "batch", "min_timestep", "preserve_weight")
-options = {k: type(getattr(d, k))(job["overrides"].get(k, getattr(d, k))) for k in keys}
+keys = ("objective", "steps", "lr", "beta", "batch", "min_timestep", "preserve_weight", "preserve_unconditional")
+def cast(key, value):
+    default = getattr(d, key)
+    return value in (True, "1", "true", "yes") if isinstance(default, bool) else type(default)(value)
+options = {k: cast(k, job["overrides"].get(k, getattr(d, k))) for k in keys}
 unknown = set(job["overrides"]) - set(keys)
 if unknown:
     sys.exit(f"unknown training options: {sorted(unknown)}")
@@ -106,6 +110,7 @@ def summary(results: dict, tuned: str) -> dict:
     return {
         "red_share": row["red_share_open_colour"],
         "faithfulness": row["faithfulness"],
+        "by_attribute": {k: v["value"] for k, v in row["faithfulness_by_attribute"].items()},
         "base_red_share": results["base"]["red_share_open_colour"]["value"],
         "base_faithfulness": results["base"]["faithfulness"]["value"],
     }
@@ -161,10 +166,11 @@ def main() -> None:
             var = Path(scratch) / f"noise-{noise}"
             record = loop(var, Path(scratch) / f"docs-noise-{noise}", "--noise", noise, *seeds)
             emit("noise", noise=float(noise), wall_s=record["wall_s"], **summary(record["results"], record["tuned"]))
-        for index, variant in enumerate(args.variants.split(";") if "variants" in parts else []):
+        for variant in args.variants.split(";") if "variants" in parts else []:
             overrides = dict(item.split("=", 1) for item in variant.split(",") if item)
             for seed in args.train_seeds.split(","):
-                name = f"variant-{index}-seed-{seed}"
+                label = re.sub(r"[^a-z0-9]+", "-", "-".join(f"{k}-{v}" for k, v in overrides.items()).lower())
+                name = f"variant-{label or 'defaults'}-seed-{seed}"
                 train_s = train_variant(base_var, name, overrides, int(seed))
                 results = measure_only(base_var, ["base", name], args.eval_seeds)
                 emit("variants", overrides=overrides, seed=int(seed), train_s=train_s, **summary(results, name))

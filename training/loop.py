@@ -68,6 +68,13 @@ class TrainingConfig:
     # min_timestep, the data's own captions are held there too at the timesteps below it.
     preserve: tuple[str, ...] = ()
     preserve_weight: float = 1.0
+    # Hold the unconditional prediction (the empty caption, which classifier-free guidance subtracts) too.
+    preserve_unconditional: bool = False
+
+    @property
+    def held_captions(self) -> tuple[str, ...]:
+        """Every caption preservation holds: the named ones, and the empty one with preserve_unconditional."""
+        return self.preserve + (("",) if self.preserve_unconditional else ())
 
     def __post_init__(self) -> None:
         if self.objective not in objectives.OBJECTIVES:
@@ -233,7 +240,7 @@ def fine_tune(
     else:
         reference = copy.deepcopy(unet).requires_grad_(False).eval()
     encoded = _Encoded(
-        pipe, data, device, torch.float32, labelled=config.objective == objectives.KTO, preserve=config.preserve
+        pipe, data, device, torch.float32, labelled=config.objective == objectives.KTO, preserve=config.held_captions
     )
     trainable = [p for p in unet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)

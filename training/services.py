@@ -132,6 +132,9 @@ RESUME_MUST_MATCH = (
     "batch",
     "seed",
     "min_timestep",
+    "preserve",
+    "preserve_weight",
+    "preserve_unconditional",
 )
 
 

@@ -160,6 +160,19 @@ def test_preserved_captions_keep_the_bases_predictions_while_the_rest_moves(tiny
     assert all("preservation" in json.loads(line) for line in log)
 
 
+def test_preserve_unconditional_holds_the_prediction_guidance_subtracts(tiny_base, popalign_export):
+    export = popalign_export()
+    train(export, "--steps", "8", name="free")
+    train(export, "--steps", "8", "--preserve-unconditional", "--preserve-weight", "1000", name="held")
+
+    _, base_pipe = load(tiny_base)
+    _, free = load(Generator.objects.get(name="free"))
+    _, kept = load(Generator.objects.get(name="held"))
+    # The empty caption is what classifier-free guidance runs the UNet on for its unconditional half.
+    assert _gap_to_base(base_pipe, kept, "") < 0.5 * _gap_to_base(base_pipe, free, "")
+    assert TrainingRun.objects.get(generator__name="held").hyperparameters["preserve_unconditional"] is True
+
+
 def test_training_only_the_noisier_timesteps_holds_the_quieter_ones_to_the_base(tiny_base, popalign_export):
     export = popalign_export()  # captioned "a circle"
     train(export, "--steps", "8", "--min-timestep", "500", "--preserve-weight", "0", name="free")

@@ -59,6 +59,12 @@ class Command(BaseCommand):
             help="weight of the gap to the base's predictions on the --preserve captions and, with --min-timestep, "
             "on the export's captions at the timesteps below it (0: no preservation)",
         )
+        parser.add_argument(
+            "--preserve-unconditional",
+            action="store_true",
+            help="also hold the base's unconditional prediction (the empty caption classifier-free guidance "
+            "subtracts), at --preserve-weight",
+        )
         parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no", help="fp16/bf16 on a GPU")
         parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: every core but one)")
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --name")
@@ -80,6 +86,7 @@ class Command(BaseCommand):
                 min_timestep=options["min_timestep"],
                 preserve=tuple(options["preserve"]),
                 preserve_weight=options["preserve_weight"],
+                preserve_unconditional=options["preserve_unconditional"],
             )
             request = TrainRequest(
                 export=options["export"],
