@@ -130,6 +130,7 @@ def cast_votes(
         )
     dwell_ms = min(dwell_ms, since_issue_ms)
     quota = comparison.campaign.participant_quota
+    voted: int | None = None
     if quota is not None:
         # The participant's row lock serialises their concurrent votes, so the count below cannot
         # be overtaken by a vote committing in parallel: no overshoot of the quota.
@@ -160,7 +161,12 @@ def cast_votes(
         )
         keys = [v.criterion for v in votes]
         transaction.on_commit(partial(announce_leaderboard_change, comparison.campaign.slug, keys))
-    votes_cast = Comparison.objects.filter(
-        campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
-    ).count()
+    # Under the participant's row lock (a quota) the count before this vote is exact, so this one adds one.
+    votes_cast = (
+        voted + 1
+        if voted is not None
+        else Comparison.objects.filter(
+            campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
+        ).count()
+    )
     return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast, campaign=comparison.campaign)
