@@ -78,12 +78,13 @@ from django.core.management import call_command
 from training.demo_loop import PRESERVED, LoopSettings
 job = json.loads(sys.argv[1])
 d = LoopSettings()
-keys = ("objective", "steps", "lr", "beta", "batch", "min_timestep", "preserve_weight", "preserve_unconditional")
+keys = ("objective", "steps", "lr", "beta", "batch", "min_timestep", "preserve_weight")
+defaults = {**{k: getattr(d, k) for k in keys}, "preserve_unconditional": False}
 def cast(key, value):
-    default = getattr(d, key)
+    default = defaults[key]
     return value in (True, "1", "true", "yes") if isinstance(default, bool) else type(default)(value)
-options = {k: cast(k, job["overrides"].get(k, getattr(d, k))) for k in keys}
-unknown = set(job["overrides"]) - set(keys)
+options = {k: cast(k, job["overrides"].get(k, v)) for k, v in defaults.items()}
+unknown = set(job["overrides"]) - set(defaults)
 if unknown:
     sys.exit(f"unknown training options: {sorted(unknown)}")
 preserve = list(PRESERVED) if options["preserve_weight"] else []

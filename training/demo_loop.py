@@ -72,7 +72,6 @@ class LoopSettings:
     batch: int = 16
     min_timestep: int = 700
     preserve_weight: float = 30.0
-    preserve_unconditional: bool = False
     eval_seeds: int = 64
     name: str = "base-popalign"
 
