@@ -105,19 +105,25 @@ def test_no_votes_gives_an_empty_but_valid_board(arena_campaign):
     assert {row["ci_low"] for row in board["rows"]} == {None}
 
 
+async def open_board(slug: str) -> WebsocketCommunicator:
+    """A connected leaderboard socket, as the leaderboard page opens it."""
+    communicator = WebsocketCommunicator(
+        application,
+        f"/ws/campaigns/{slug}/leaderboard/",
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_a_vote_pushes_the_refitted_leaderboard_over_the_websocket(arena_campaign):
     from asgiref.sync import sync_to_async
 
     campaign = await sync_to_async(arena_campaign)()
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/campaigns/study/leaderboard/",
-        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
-    )
-    connected, _ = await communicator.connect()
-    assert connected
+    communicator = await open_board("study")
     await communicator.send_json_to({"criterion": "diversity", "category": ""})
     # Subscribing brings the board as it is now, so nothing voted while the page connected is missed.
     current = await communicator.receive_json_from(timeout=10)
@@ -150,13 +156,7 @@ async def test_a_vote_announces_its_change_only_while_someone_watches_the_board(
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(layer.receive(listener), timeout=0.5)
 
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/campaigns/study/leaderboard/",
-        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
-    )
-    connected, _ = await communicator.connect()
-    assert connected
+    communicator = await open_board("study")
     assert await sync_to_async(is_watched)("study")
     await sync_to_async(vote_many)(campaign, 1, seed=2)
     message = await asyncio.wait_for(layer.receive(listener), timeout=10)
