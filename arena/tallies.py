@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotation.models import Campaign
 from arena.models import PairTally, Vote
+from arena.watching import is_watched
 from core import choices
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,6 @@ def announce_leaderboard_change(campaign_slug: str, criteria: list[str]) -> None
     """
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
-
-    from arena.watching import is_watched
 
     if not is_watched(campaign_slug):
         return
