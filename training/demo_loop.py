@@ -55,10 +55,10 @@ class LoopSettings:
     of fresh sets; no noise, as PopAlign's classifier-decided data (flipped votes cost far more bias drop
     than any setting of the trainer bought back). The trainer works on the noisier timesteps only (700 of
     1000 up, where the colour is chosen) and holds the rest to `base`: the colour-naming prompts at every
-    timestep, the trained prompts below 700 (preservation weight 30). On one export, weight 10 took the
-    red share to 0.40 for 7 points of faithfulness; every timestep at lr 7e-5 gave 0.52 for 5.5 points,
-    and the noisier ones without preservation 0.30 for 9. In the whole loop, weight 10 gave 0.38 for 8.9
-    points and weight 30 0.38 for 4.0 (BENCHMARKS.md).
+    timestep, the trained prompts below 700 (preservation weight 60). PopAlign's beta is 100, a fifth of
+    `train_generator`'s default: at 500 five whole loops stopped at a red share of 0.43-0.46 (the per-image
+    terms likely saturate early), at 100 with weight 100 three loops gave 0.34-0.41 for 1.3-2.6 points of
+    faithfulness, and with weight 60 three loops gave 0.25-0.34 for 1.8-2.7 points (BENCHMARKS.md).
     """
 
     comparisons: int = 300
@@ -68,10 +68,10 @@ class LoopSettings:
     objective: str = "popalign"
     steps: int = 300
     lr: float = 1e-4
-    beta: float = 500.0
+    beta: float = 100.0
     batch: int = 16
     min_timestep: int = 700
-    preserve_weight: float = 30.0
+    preserve_weight: float = 60.0
     eval_seeds: int = 64
     name: str = "base-popalign"
 
