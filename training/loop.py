@@ -220,12 +220,21 @@ def fine_tune(
     """Tune `pipe.unet` in place on `data`; logs into `log_dir`. Returns what was done (maybe interrupted)."""
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
     check_data_fits(data, config)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
+    if pipe.unet.dtype in (torch.float16, torch.bfloat16) and config.mixed_precision == "no":
+        raise TrainingError(
+            f"the base is loaded in {str(pipe.unet.dtype).removeprefix('torch.')}: train it with --mixed-precision "
+            "fp16 or bf16, or load it in float32 (the generator's dtype setting)"
+        )
+    # accelerate keeps one state per process and refuses another precision later in it (a second training in a
+    # shell or a test run); each training sets its own.
+    AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.device == "cpu")
     device = str(accelerator.device)
     pipe.to(device)
@@ -239,6 +248,12 @@ def fine_tune(
         reference = None
     else:
         reference = copy.deepcopy(unet).requires_grad_(False).eval()
+    # The weights being trained in float32 even when the base was loaded in fp16/bf16 (as a GPU generator is):
+    # mixed precision computes in half precision but keeps float32 weights, and its gradient scaler refuses
+    # fp16 gradients. A LoRA's adapters take the base's dtype when added; diffusers' trainers cast them too.
+    for param in unet.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
     encoded = _Encoded(
         pipe, data, device, torch.float32, labelled=config.objective == objectives.KTO, preserve=config.held_captions
     )
@@ -373,7 +388,8 @@ def fine_tune(
             bar.set_postfix(loss=f"{outcome.final_loss:.4f}", acc=f"{terms.accuracy:.2f}", refresh=False)
     bar.close()
     outcome.seconds = time.perf_counter() - started
-    unet = accelerator.unwrap_model(unet)
+    # Without its mixed-precision wrapper too: that wrapper returns float32, which a half-precision VAE refuses.
+    unet = accelerator.unwrap_model(unet, keep_fp32_wrapper=False)
     unet.eval()
     if outcome.interrupted:
         trainable_now = {n: p.detach().cpu() for n, p in unet.named_parameters() if p.requires_grad}

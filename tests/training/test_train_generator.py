@@ -15,8 +15,9 @@ from annotation.models import Campaign
 from generation.models import Demand, Generator
 from generation.pipelines import PipelineSpec, generate, load_pipeline
 from generation.training import pixels_to_tensor
+from tests.training.conftest import TINY_SETTINGS
 from training import objectives
-from training.loop import TrainingConfig, fine_tune
+from training.loop import LOG_FILE, STATE_FILE, TrainingConfig, TrainingError, fine_tune
 from training.models import TrainingRun
 from training.readers import read_export
 from training.services import TrainRequest, prepare_training, train_generator
@@ -142,6 +143,54 @@ def _gap_to_base(base_pipe, tuned_pipe, caption: str, timesteps=(100, 400, 700, 
         base = base_pipe.unet(latents, timesteps, encoder_hidden_states=text).sample
         tuned = tuned_pipe.unet(latents, timesteps, encoder_hidden_states=text).sample
     return float((base - tuned).pow(2).mean())
+
+
+def half_precision_base():  # type: ignore[no-untyped-def]
+    """The tiny base as a GPU generator loads it: in half precision (bfloat16, which the CPU runs)."""
+    spec = PipelineSpec.from_settings("builtin:tiny-random", {**TINY_SETTINGS, "dtype": "bfloat16"})
+    return spec, load_pipeline(spec, device="cpu", cache_dir=Path(settings.POPARENA_MODEL_CACHE))
+
+
+def test_a_lora_on_a_half_precision_base_trains_float32_adapters(popalign_export, tmp_path):
+    # Mixed precision computes in half precision but keeps float32 weights (its gradient scaler refuses fp16
+    # gradients), so the adapters are float32 whatever the base's dtype; the frozen base stays as loaded.
+    data = read_export(popalign_export(pairs=1, n=2))
+    _, pipe = half_precision_base()
+    stops = iter([False, True])
+    config = TrainingConfig(steps=3, batch=2, lora_rank=2, mixed_precision="bf16")
+
+    outcome = fine_tune(pipe, data, config, tmp_path, progress=False, should_stop=lambda: next(stops))
+
+    assert outcome.steps_done == 1
+    state = torch.load(tmp_path / STATE_FILE, weights_only=True)
+    assert state["trainable"]
+    assert {tensor.dtype for tensor in state["trainable"].values()} == {torch.float32}
+    assert pipe.unet.conv_in.weight.dtype == torch.bfloat16
+
+
+def test_a_half_precision_base_tuned_with_mixed_precision_still_generates(popalign_export, tmp_path):
+    # Mixed precision wraps the UNet so that it returns float32; the tuned pipeline comes back without that wrapper,
+    # or its bfloat16 VAE would be handed float32 latents. A second training in one process may change precision.
+    data = read_export(popalign_export(pairs=1, n=2))
+    float32_spec = PipelineSpec.from_settings("builtin:tiny-random", TINY_SETTINGS)
+    float32 = load_pipeline(float32_spec, device="cpu", cache_dir=Path(settings.POPARENA_MODEL_CACHE))
+    fine_tune(float32, data, TrainingConfig(steps=1, batch=2), tmp_path / "first", progress=False)
+    spec, pipe = half_precision_base()
+
+    fine_tune(
+        pipe, data, TrainingConfig(steps=1, batch=2, lora_rank=2, mixed_precision="bf16"), tmp_path, progress=False
+    )
+
+    (image,) = generate(pipe, spec, ["a circle"], [1])
+    assert image.image.size == (32, 32)
+
+
+def test_a_half_precision_base_without_mixed_precision_is_refused(popalign_export, tmp_path):
+    data = read_export(popalign_export(pairs=1, n=2))
+    _, pipe = half_precision_base()
+    with pytest.raises(TrainingError, match="loaded in bfloat16: train it with --mixed-precision fp16 or bf16"):
+        fine_tune(pipe, data, TrainingConfig(steps=1, batch=2, lora_rank=2), tmp_path, progress=False)
+    assert not (tmp_path / LOG_FILE).exists()
 
 
 def test_preserved_captions_keep_the_bases_predictions_while_the_rest_moves(tiny_base, popalign_export):
