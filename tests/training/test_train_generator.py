@@ -353,5 +353,13 @@ def test_other_bad_input_is_refused_before_training(tiny_base, popalign_export, 
         train(export, "--preserve-weight", "-1")
     with pytest.raises(CommandError, match="--preserve needs a caption"):
         train(export, "--preserve", " ")
+    Generator.objects.create(
+        name="half-base", source="builtin:tiny-random", settings={**TINY_SETTINGS, "dtype": "bfloat16"}
+    )
+    with pytest.raises(CommandError, match="the base is loaded in bfloat16: train it with --mixed-precision"):
+        call_command(
+            "train_generator", "--export", str(export), "--objective", "popalign", "--base", "half-base", "--name", "x",
+            "--no-progress",
+        )  # fmt: skip
     assert not Generator.objects.filter(name="x").exists()
     assert not Path(settings.TRAINED_MODELS_DIR).exists() or not any(Path(settings.TRAINED_MODELS_DIR).iterdir())

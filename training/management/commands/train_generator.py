@@ -114,8 +114,8 @@ class Command(BaseCommand):
             result = train_generator(
                 prepared=prepared, progress=not options["no_progress"], should_stop=lambda: stop["asked"]
             )
-        except ApplicationError as exc:
-            raise CommandError(exc.message) from exc
+        except (ApplicationError, TrainingError) as exc:
+            raise CommandError(getattr(exc, "message", str(exc))) from exc
         finally:
             signal.signal(signal.SIGINT, previous)
         outcome = result.outcome
