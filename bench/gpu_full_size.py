@@ -8,6 +8,9 @@ as the worker loads a generator's folder, and sampled through `generation.pipeli
   batch's first call (warm-up, and compilation where on) apart from the timed ones; and, beside each call,
   what the worker does per set outside it on that machine (PNG encoding, which the worker's storing thread
   overlaps with the next call).
+- Issue 16, item 5: the worker's share of its loop outside pipeline calls, from `run_generation_worker --once`
+  on a fresh SQLite database whose queues hold the saved SD 1.5 (Django and its apps' packages must be
+  importable; `bench/gpu_settings.py` leaves out the web server's daphne).
 - Issue 15: steps/s of `train_generator`'s loop (`training.loop.fine_tune`) as a LoRA on SD 1.5 at 512 px
   with fp16 mixed precision, on an export written and read as `train_generator` reads it; the tuned pipeline
   then generates once.
@@ -27,6 +30,7 @@ import io
 import json
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
@@ -37,6 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 PROMPTS = ["a doctor", "a photo of a nurse", "a red circle on a white background", "a portrait of a teacher"]
 
@@ -391,6 +396,84 @@ def measure_training(
         torch.cuda.empty_cache()
 
 
+WORKER_SETUP = """
+from generation.prompt_files import PromptRow
+from generation.services import DemandSpec, GeneratorSpec, import_prompts, sync_demand, sync_generator
+settings = {settings!r}
+generator, _ = sync_generator(spec=GeneratorSpec(
+    name="sd15", display_name="SD 1.5 (random weights)", description="", source={source!r}, settings=settings))
+prompts, _ = import_prompts(rows=[PromptRow(caption, "") for caption in {prompts!r}])
+sync_demand(owner="bench", demands=[
+    DemandSpec(generator=generator, prompt=p, size={size}, low_watermark={sets}, high_watermark={sets})
+    for p in prompts])
+"""
+
+
+def measure_worker(
+    rec: Recorder, arch: dict[str, Any], folder: Path, work: Path, *, device: str, dtype: str, prompts: int,
+    sets: int, size: int, max_batch: int,
+) -> None:  # fmt: skip
+    """`run_generation_worker --once` on a fresh SQLite database whose only queues are `prompts` x `sets`
+    populations of `size` images from the saved SD 1.5 folder; its summary line gives the share of its loop
+    outside pipeline calls, with and without loading the pipeline."""
+    import os
+    import subprocess
+
+    from worker_fill import SUMMARY
+
+    var = Path(tempfile.mkdtemp(dir=work))
+    env = {
+        **os.environ,
+        "POPARENA_VAR_DIR": str(var),
+        "DJANGO_SETTINGS_MODULE": "bench.gpu_settings",
+        "METRICS_AFTER_GENERATION": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+
+    def manage(*command: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        if result.returncode:
+            raise RuntimeError(f"manage.py {command[0]} failed: {(result.stdout + result.stderr)[-1500:]}")
+        return result.stdout + result.stderr
+
+    started = time.perf_counter()
+    manage("migrate", "--noinput")
+    settings = {
+        "steps": arch["steps"], "guidance_scale": arch["guidance"], "width": arch["size"], "height": arch["size"],
+        "dtype": dtype,
+    }  # fmt: skip
+    captions = [f"{PROMPTS[i % len(PROMPTS)]}, variant {i}" for i in range(prompts)]
+    setup = WORKER_SETUP.format(settings=settings, source=str(folder), prompts=captions, size=size, sets=sets)
+    manage("shell", "-c", setup)
+    seeded = time.perf_counter()
+    log = manage("run_generation_worker", "--once", "--device", device, "--max-batch", str(max_batch))
+    finished = time.perf_counter()
+    summary = SUMMARY.search(log)
+    if summary is None:
+        raise RuntimeError(f"no summary line in the worker's output: {log[-1500:]}")
+    images, populations, failed, wall, outside, load_s, outside_besides_load = summary.groups()
+    rec.write(
+        part="worker",
+        model="sd15",
+        device=device,
+        max_batch=max_batch,
+        populations=int(populations),
+        images=int(images),
+        failed_attempts=int(failed),
+        migrate_and_seed_s=round(seeded - started, 1),
+        worker_process_s=round(finished - seeded, 1),
+        worker_loop_wall_s=float(wall),
+        share_outside_pipeline_calls=int(outside) / 100,
+        load_s=float(load_s),
+        share_outside_pipeline_calls_and_loading=int(outside_besides_load) / 100,
+        per_generator=re.findall(r"  (\S+): (\d+) images, ([\d.]+) images/s", log),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -445,10 +528,17 @@ def main() -> None:
                 steps=30 if cuda else 3, batch=8 if cuda else 2, rank=16, cache=cache,
             )  # fmt: skip
 
+        def worker() -> None:
+            measure_worker(
+                rec, archs["sd15"], folders["sd15"], root, device=args.device, dtype=dtype, prompts=8,
+                sets=4 if cuda else 1, size=6, max_batch=12,
+            )  # fmt: skip
+
         # In order of importance; estimates are the seconds each needs on an H200 (generous).
         rec.part("build sd15", 30, lambda: build("sd15"))
         rec.part("generate sd15 eager", 40, gen("sd15", False, [1, 8, 16]))
         rec.part("train sd15 lora fp16", 60, train("fp16" if cuda else "no"))
+        rec.part("worker sd15", 90, worker)
         rec.part("build sdxl", 60, lambda: build("sdxl"))
         rec.part("generate sdxl eager", 70, gen("sdxl", False, [1, 8]))
         rec.part("generate sd15 compiled", 120, gen("sd15", True, [1, 8]))

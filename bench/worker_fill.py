@@ -28,6 +28,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The worker's closing line: images, populations, failed attempts, loop wall, % outside pipeline calls, loading
+# seconds, % outside pipeline calls and loading.
+SUMMARY = re.compile(
+    r"(\d+) images, (\d+) populations ready, (\d+) failed attempts, ([\d.]+)s wall, (\d+)% outside "
+    r"pipeline calls \(loading pipelines ([\d.]+)s; (\d+)% outside pipeline calls and loading\)"
+)
 
 
 def main() -> None:
@@ -60,11 +66,7 @@ def main() -> None:
         seeded = time.perf_counter()
         log = manage("run_generation_worker", "--once", "--max-batch", args.max_batch)
         finished = time.perf_counter()
-        summary = re.search(
-            r"(\d+) images, (\d+) populations ready, (\d+) failed attempts, ([\d.]+)s wall, (\d+)% outside "
-            r"pipeline calls \(loading pipelines ([\d.]+)s; (\d+)% outside pipeline calls and loading\)",
-            log,
-        )
+        summary = SUMMARY.search(log)
         if summary is None:
             sys.exit(f"could not read the worker's summary line:\n{log[-3000:]}")
         images, populations, failed, worker_wall, outside, load_s, outside_besides_load = summary.groups()
