@@ -6,8 +6,8 @@ low watermark within 90 s; all full within 120 s; the worker under 10% of its ti
 pipeline calls.
 Run: nice -n 10 .venv/bin/python bench/first_comparison.py [--timeout 600]
 Like `scripts/demo`, in a temporary folder (its own SQLite database and media; the model cache
-is the usual one unless --cold-models): migrate, seed_demo, then the worker and daphne started
-together. A participant asks the API for a comparison every 0.25 s; the database is read for the
+is the usual one unless --cold-models): migrate, the worker, seed_demo, then daphne; times run from
+daphne's start. A participant asks the API for a comparison every 0.25 s; the database is read for the
 queues. Prints one JSON line; the results go into BENCHMARKS.md by hand.
 """
 
@@ -51,15 +51,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         extra = {"POPARENA_MODEL_CACHE": str(Path(tmp) / "models")} if args.cold_models else {}
         env = server_env(Path(tmp), VOTE_MIN_DWELL_MS="0", **extra)
-        for command in (["migrate", "--noinput"], ["seed_demo"]):
+
+        def manage(*command: str) -> None:
             subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, capture_output=True)
+
+        manage("migrate", "--noinput")
         port = free_port()
         base = f"http://127.0.0.1:{port}/"
         worker_log = Path(tmp) / "worker.log"
+        # As scripts/demo: the worker starts before the campaign is seeded, the web server after.
         with worker_log.open("w") as log:
             worker = subprocess.Popen(
                 [sys.executable, "manage.py", "run_generation_worker"], cwd=ROOT, env=env, stdout=log, stderr=log
             )
+        manage("seed_demo")
         web = subprocess.Popen(server_command("daphne", port), cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
         started = time.monotonic()
         try:
