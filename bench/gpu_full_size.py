@@ -30,7 +30,6 @@ import io
 import json
 import platform
 import random
-import re
 import sys
 import tempfile
 import time
@@ -233,12 +232,12 @@ def save_pipeline(kind: str, arch: dict[str, Any], folder: Path, device: str, dt
 
 
 def png_seconds(images: list[Any]) -> float:
-    """The worker's PNG encoding of one set (generation.worker.encode_png's level for images this large)."""
+    """The worker's PNG encoding of one set (`generation.pipelines.encode_png`, as the storing thread calls it)."""
+    from generation.pipelines import encode_png
+
     started = time.perf_counter()
     for image in images:
-        image.save(
-            io.BytesIO(), format="PNG", optimize=False, compress_level=6 if image.width * image.height > 16384 else 1
-        )
+        encode_png(image)
     return time.perf_counter() - started
 
 
@@ -262,9 +261,9 @@ def measure_generation(
     started = time.perf_counter()
     pipe = load_pipeline(spec, device=device, cache_dir=cache)
     load_s = time.perf_counter() - started
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     for batch in batches:
         prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
-        sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
         sync()
         first = time.perf_counter()
         generate(pipe, spec, prompts, list(range(batch)))
@@ -274,7 +273,7 @@ def measure_generation(
         images: list[Any] = []
         for r in range(repeats):
             t = time.perf_counter()
-            images = [g.image for g in generate(pipe, spec, prompts, [1000 * (r + 1) + i for i in range(batch)])]
+            images = generate(pipe, spec, prompts, [1000 * (r + 1) + i for i in range(batch)])
             sync()
             calls.append(time.perf_counter() - t)
         call_s = sorted(calls)[len(calls) // 2]
@@ -419,7 +418,7 @@ def measure_worker(
     import os
     import subprocess
 
-    from worker_fill import SUMMARY
+    from worker_fill import PER_GENERATOR, SUMMARY
 
     var = Path(tempfile.mkdtemp(dir=work))
     env = {
@@ -470,7 +469,7 @@ def measure_worker(
         share_outside_pipeline_calls=int(outside) / 100,
         load_s=float(load_s),
         share_outside_pipeline_calls_and_loading=int(outside_besides_load) / 100,
-        per_generator=re.findall(r"  (\S+): (\d+) images, ([\d.]+) images/s", log),
+        per_generator=PER_GENERATOR.findall(log),
     )
 
 

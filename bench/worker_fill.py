@@ -34,6 +34,8 @@ SUMMARY = re.compile(
     r"(\d+) images, (\d+) populations ready, (\d+) failed attempts, ([\d.]+)s wall, (\d+)% outside "
     r"pipeline calls \(loading pipelines ([\d.]+)s; (\d+)% outside pipeline calls and loading\)"
 )
+# Its lines per generator: name, images, images/s.
+PER_GENERATOR = re.compile(r"  (\S+): (\d+) images, ([\d.]+) images/s")
 
 
 def main() -> None:
@@ -90,7 +92,7 @@ def main() -> None:
                     "overhead_met": int(outside) < 10,
                     "load_s": float(load_s),
                     "share_outside_pipeline_calls_and_loading": int(outside_besides_load) / 100,
-                    "per_generator": re.findall(r"  (\S+): (\d+) images, ([\d.]+) images/s", log),
+                    "per_generator": PER_GENERATOR.findall(log),
                 }
             )
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import io
 import json
 import math
 import os
@@ -510,6 +511,20 @@ class GeneratedImage:
     truncated: bool
     width: int
     height: int
+
+
+# Up to this many pixels zlib's fastest level: 3.5x faster than the default on the demo's 32x32
+# images for 1-2% more bytes. Larger images keep the default level, whose files are 5-7% smaller.
+FAST_PNG_MAX_PIXELS = 128 * 128
+
+
+def encode_png(generated: GeneratedImage) -> bytes:
+    """The image as the worker stores it."""
+    buffer = io.BytesIO()
+    width, height = generated.image.size
+    level = 1 if width * height <= FAST_PNG_MAX_PIXELS else 6
+    generated.image.save(buffer, format="PNG", optimize=False, compress_level=level)
+    return buffer.getvalue()
 
 
 def _is_truncated(pipe: DiffusionPipeline, prompt: str) -> bool:

@@ -19,7 +19,6 @@ after the lock is let go (generation.signals.held_back), so they never hold up a
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import signal
@@ -45,6 +44,7 @@ from generation.pipelines import (
     PipelineError,
     PipelineSpec,
     ResidentPipelineCache,
+    encode_png,
     generate,
 )
 from generation.prompting import population_prompts
@@ -61,19 +61,7 @@ CLAIM_HORIZON_S = 8.0
 # Populations handed to the storing thread and not yet stored. More waiting means storing is slower
 # than generating: the generating thread then waits, so memory and the age of unstored claims stay bounded.
 STORES_IN_FLIGHT = 4
-# Up to this many pixels zlib's fastest level: 3.5x faster than the default on the demo's 32x32
-# images for 1-2% more bytes. Larger images keep the default level, whose files are 5-7% smaller.
-FAST_PNG_MAX_PIXELS = 128 * 128
-
 T = TypeVar("T")
-
-
-def encode_png(generated: GeneratedImage) -> bytes:
-    buffer = io.BytesIO()
-    width, height = generated.image.size
-    level = 1 if width * height <= FAST_PNG_MAX_PIXELS else 6
-    generated.image.save(buffer, format="PNG", optimize=False, compress_level=level)
-    return buffer.getvalue()
 
 
 class WorkQueue(Protocol):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_images_the_server_refuses_fail_the_attempt_with_its_reason(
     def png_naming_the_model(generated):  # type: ignore[no-untyped-def]
         info = PngImagePlugin.PngInfo()
         info.add_text("Software", "generator-a")
-        buffer = worker_module.io.BytesIO()
+        buffer = io.BytesIO()
         generated.image.save(buffer, format="PNG", pnginfo=info)
         return buffer.getvalue()
 

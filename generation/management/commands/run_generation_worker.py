@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -17,17 +15,6 @@ from generation.remote import RemoteQueue, RemoteQueueError
 from generation.worker import GenerationWorker, WorkQueue, progress_stream
 
 KEY_VARIABLE = "POPARENA_WORKER_TOKEN"
-
-
-def import_diffusers_early() -> None:
-    """Start importing diffusers' pipelines (torch, transformers, peft: most of a fresh worker's first half
-    minute on a small CPU) in a thread, so the import runs while the worker waits for its first work rather
-    than after it has claimed some. The worker's own import of it later waits for this one and reuses it."""
-
-    def load() -> None:
-        importlib.import_module("diffusers").DiffusionPipeline  # noqa: B018 (the attribute access imports)
-
-    threading.Thread(target=load, name="import-diffusers", daemon=True).start()
 
 
 def positive_int(text: str) -> int:
@@ -80,7 +67,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        import_diffusers_early()
         try:
             device = resolve_device(options["device"])
         except PipelineError as exc:
