@@ -32,6 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
+from worker_fill import SUMMARY  # noqa: E402
+
 from tests.servers import free_port, server_command, server_env  # noqa: E402
 
 QUEUES_SQL = """
@@ -74,9 +78,12 @@ def main() -> None:
             worker.wait(timeout=60)
             web.terminate()
             web.wait(timeout=30)
-        summary = re.search(r"([\d.]+)s wall, (\d+)% outside pipeline calls", worker_log.read_text())
+        summary = SUMMARY.search(worker_log.read_text())
         result.update(
-            worker_share_outside_pipeline_calls=int(summary.group(2)) / 100 if summary else None,
+            worker_share_outside_pipeline_calls=int(summary.group("outside")) / 100 if summary else None,
+            worker_load_s=float(summary.group("load")) if summary else None,
+            worker_waiting_for_work_s=float(summary.group("idle")) if summary else None,
+            worker_importing_while_waiting_s=float(summary.group("warm")) if summary else None,
             worker_threads=re.findall(r"(\d+) torch CPU thread", worker_log.read_text())[:1],
             load_average=[round(x, 2) for x in os.getloadavg()],
             machine=f"{platform.machine()}, {os.cpu_count()} CPUs",

@@ -28,7 +28,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"(\d+) images, (\d+) populations ready, (\d+) failed attempts, ([\d.]+)s wall, (\d+)% outside")
+sys.path.insert(0, str(ROOT / "bench"))
+
+from worker_fill import SUMMARY  # noqa: E402
+
 METRICS_LINE = re.compile(r"metrics for population \d+: (\d+) images in ([\d.]+)s")
 
 
@@ -51,7 +54,7 @@ def fill(metrics: bool, max_batch: str) -> dict[str, object]:
         summary = SUMMARY.search(log)
         if summary is None:
             sys.exit(f"could not read the worker's summary line:\n{log[-3000:]}")
-        images, populations, failed, wall, outside = summary.groups()
+        images, populations, failed, wall, outside = summary.group("images", "populations", "failed", "wall", "outside")
         measured = [(int(n), float(s)) for n, s in METRICS_LINE.findall(log)]
         metrics_s = sum(s for _, s in measured)
         return {

@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The worker's closing line: images, populations, failed attempts, loop wall, % outside pipeline calls, loading
-# seconds, % outside pipeline calls and loading.
+# The worker's closing line (generation.worker.GenerationWorker.log_summary).
 SUMMARY = re.compile(
-    r"(\d+) images, (\d+) populations ready, (\d+) failed attempts, ([\d.]+)s wall, (\d+)% outside "
-    r"pipeline calls \(loading pipelines ([\d.]+)s; (\d+)% outside pipeline calls and loading\)"
+    r"(?P<images>\d+) images, (?P<populations>\d+) populations ready, (?P<failed>\d+) failed attempts, "
+    r"(?P<wall>[\d.]+)s wall, (?P<idle>[\d.]+)s waiting for work \((?P<warm>[\d.]+)s of it importing the pipeline "
+    r"libraries\), (?P<outside>\d+)% of the rest outside pipeline calls \(loading pipelines (?P<load>[\d.]+)s; "
+    r"(?P<outside_besides_load>\d+)% outside pipeline calls and loading\)"
 )
 # Its lines per generator: name, images, images/s.
 PER_GENERATOR = re.compile(r"  (\S+): (\d+) images, ([\d.]+) images/s")
@@ -71,7 +72,9 @@ def main() -> None:
         summary = SUMMARY.search(log)
         if summary is None:
             sys.exit(f"could not read the worker's summary line:\n{log[-3000:]}")
-        images, populations, failed, worker_wall, outside, load_s, outside_besides_load = summary.groups()
+        images, populations, failed, worker_wall, outside, load_s, outside_besides_load = summary.group(
+            "images", "populations", "failed", "wall", "outside", "load", "outside_besides_load"
+        )
         print(
             json.dumps(
                 {

@@ -360,6 +360,16 @@ def _load_lora(pipeline: DiffusionPipeline, lora: str, scale: float) -> None:
         raise PipelineError(f"cannot load LoRA {lora!r}: {_short(exc)}") from exc
 
 
+def import_pipeline_libraries() -> None:
+    """Import torch and diffusers' pipeline classes: the seconds-long part of a process's first load_pipeline.
+
+    A worker with nothing to do yet calls it, so that its first pipeline loads sooner. Call it from the thread
+    that loads pipelines: diffusers' lazy modules are not safe to import from two threads at once.
+    """
+    import torch  # noqa: F401
+    from diffusers import DiffusionPipeline  # noqa: F401
+
+
 def load_pipeline(spec: PipelineSpec, *, device: str, cache_dir: Path) -> DiffusionPipeline:
     """Load the pipeline `spec` names onto `device`; PipelineError says why when it cannot."""
     device = resolve_device(device)

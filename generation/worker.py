@@ -46,6 +46,7 @@ from generation.pipelines import (
     ResidentPipelineCache,
     encode_png,
     generate,
+    import_pipeline_libraries,
 )
 from generation.prompting import population_prompts
 
@@ -90,8 +91,10 @@ class WorkQueue(Protocol):
 class WorkerStats:
     """Counters a person (or a benchmark) reads: images made, seconds inside pipeline calls and loading them.
 
-    `wall_s` runs from the worker's creation, so the time outside pipeline calls includes loading
-    the pipelines (imports and from_pretrained, once per pipeline: `load_s`) as well as claiming,
+    `wall_s` runs from the worker's creation. The share outside pipeline calls is of the time the
+    worker had work (`busy_s`: the wall less `idle_s`, when it looked and found nothing to do, which
+    includes importing the pipeline libraries while waiting: `warm_s`). It includes loading the
+    pipelines (imports and from_pretrained, once per pipeline: `load_s`) as well as claiming,
     planning and whatever storing the generating thread waits for.
     """
 
@@ -100,6 +103,8 @@ class WorkerStats:
     failed_attempts: int = 0
     pipeline_s: float = 0.0
     load_s: float = 0.0
+    idle_s: float = 0.0
+    warm_s: float = 0.0
     started: float = field(default_factory=time.perf_counter)
     per_generator: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0]))
 
@@ -108,9 +113,12 @@ class WorkerStats:
         return time.perf_counter() - self.started
 
     def share_outside(self, *, wall_s: float, counting_load: bool = True) -> float:
-        """Share of `wall_s` spent outside pipeline calls; without `counting_load`, loading counts as neither."""
-        wall = wall_s if counting_load else wall_s - self.load_s
-        return 1 - self.pipeline_s / wall if wall > 0 else 0.0
+        """Share of the busy part of `wall_s` spent outside pipeline calls; without `counting_load`, loading
+        counts as neither."""
+        busy = wall_s - self.idle_s
+        if not counting_load:
+            busy -= self.load_s
+        return 1 - self.pipeline_s / busy if busy > 0 else 0.0
 
     def add_call(self, generator: str, images: int, seconds: float) -> None:
         self.images += images
@@ -167,6 +175,7 @@ class GenerationWorker:
         self.stats = WorkerStats()
         self.stopping = False
         self._planned_at = float("-inf")
+        self._warmed = False
         # Off by default: the storing thread has its own database connection, which cannot see the
         # rows of a caller's open transaction (a test's, for one). run_generation_worker turns it on.
         self.store_behind = store_behind
@@ -192,10 +201,15 @@ class GenerationWorker:
         logger.info("worker %s serving %s (max batch %d images)", self.name, self.owner or "all queues", self.max_batch)
         try:
             while not self.stopping:
-                if not self.step():
-                    if once:
-                        break
-                    time.sleep(self.idle_sleep_s)
+                began = time.perf_counter()
+                if self.step():
+                    continue
+                if once:
+                    break
+                if not self._warmed:
+                    self._warm_up()
+                time.sleep(self.idle_sleep_s)
+                self.stats.idle_s += time.perf_counter() - began
             self.wait_for_stores()
         finally:
             self.close()
@@ -218,6 +232,22 @@ class GenerationWorker:
             return False
         self.work(batch)
         return True
+
+    def _warm_up(self) -> None:
+        """Nothing to do yet: import the pipeline libraries now (seconds on a CPU) rather than when work comes.
+
+        Only here, on the thread that loads pipelines, and only when step() found nothing, so no store is in
+        flight either: diffusers' lazy modules must not be imported from two threads at once.
+        """
+        self._warmed = True
+        began = time.perf_counter()
+        try:
+            import_pipeline_libraries()
+        except ImportError:
+            # The first load_pipeline meets the same error and fails its work with it.
+            logger.exception("importing the pipeline libraries failed")
+        self.stats.warm_s += time.perf_counter() - began
+        logger.info("pipeline libraries imported while waiting for work (%.1fs)", self.stats.warm_s)
 
     def claim_size(self) -> int:
         """Images to claim: what the worker makes in CLAIM_HORIZON_S, between one and CALLS_PER_CLAIM calls."""
@@ -452,13 +482,16 @@ class GenerationWorker:
             self.progress.write("\n")
         wall = self.stats.wall_s
         logger.info(
-            "worker %s: %d images, %d populations ready, %d failed attempts, %.1fs wall, %.0f%% outside pipeline calls "
+            "worker %s: %d images, %d populations ready, %d failed attempts, %.1fs wall, %.1fs waiting for work "
+            "(%.1fs of it importing the pipeline libraries), %.0f%% of the rest outside pipeline calls "
             "(loading pipelines %.1fs; %.0f%% outside pipeline calls and loading)",
             self.name,
             self.stats.images,
             self.stats.populations,
             self.stats.failed_attempts,
             wall,
+            self.stats.idle_s,
+            self.stats.warm_s,
             100 * self.stats.share_outside(wall_s=wall),
             self.stats.load_s,
             100 * self.stats.share_outside(wall_s=wall, counting_load=False),

@@ -290,3 +290,54 @@ def test_images_refused_by_a_store_behind_fail_that_population_as_an_inline_stor
     assert population.status == "failed"
     assert "the images could not be stored: not an image" in population.error
     assert not Image.objects.exists()
+
+
+def test_a_worker_with_nothing_to_do_yet_imports_the_pipeline_libraries_then_serves_the_queues_that_appear(
+    model_cache, monkeypatch
+):
+    import generation.worker as worker_module
+
+    # Given a worker started before any queue exists (scripts/demo starts it before seeding the campaign),
+    worker = make_worker(model_cache)
+    imported = []
+    real_import = worker_module.import_pipeline_libraries
+    generator, prompt = GeneratorFactory(settings=TINY), PromptFactory()
+
+    def import_then_seed():
+        real_import()
+        imported.append(True)
+        want(generator, prompt, size=2, high=2)  # the campaign is seeded meanwhile
+
+    monkeypatch.setattr(worker_module, "import_pipeline_libraries", import_then_seed)
+    steps = []
+    real_step = worker.step
+
+    def step():
+        steps.append(real_step())
+        if not steps[-1] and len(steps) > 2:
+            worker.request_stop()
+        return steps[-1]
+
+    worker.step = step  # type: ignore[method-assign]
+    # when it runs until it has nothing left to do,
+    stats = worker.run()
+    # then it imported the libraries once, while it waited, and then filled the queue that appeared,
+    assert imported == [True]
+    assert steps[0] is False
+    assert True in steps
+    assert sorted(Population.objects.values_list("status", flat=True)) == ["ready", "ready"]
+    assert stats.failed_attempts == 0
+    # and the time it waited is not counted as time outside pipeline calls.
+    assert stats.idle_s > 0
+    wall = stats.wall_s
+    assert stats.share_outside(wall_s=wall) == pytest.approx(1 - stats.pipeline_s / (wall - stats.idle_s))
+
+
+def test_share_outside_pipeline_calls_is_of_the_time_the_worker_had_work():
+    from generation.worker import WorkerStats
+
+    stats = WorkerStats(pipeline_s=9.0, load_s=4.0, idle_s=30.0)
+    # 50 s of wall, 30 of them with nothing to do: 9 of the 20 busy seconds were in pipeline calls;
+    assert stats.share_outside(wall_s=50.0) == pytest.approx(11 / 20)
+    # leaving out loading too, 9 of 16.
+    assert stats.share_outside(wall_s=50.0, counting_load=False) == pytest.approx(7 / 16)

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,3 +114,36 @@ def test_sigterm_stops_a_worker_cleanly_and_a_killed_worker_leaves_nothing_half_
     assert not Population.objects.filter(status="generating").exists(), "a stopped worker hands its claim back"
     for population in Population.objects.filter(status="ready"):
         assert population.images.count() == population.size
+
+
+def test_a_worker_started_before_its_queues_exist_imports_while_waiting_and_fills_them_without_a_failed_attempt(
+    tmp_path,
+):
+    generator = GeneratorFactory(settings=TINY)
+    # Given a worker process started with nothing to do (as scripts/demo starts it, before seeding),
+    worker = worker_process(tmp_path, "--max-batch", "4", "--idle-sleep", "0.2")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 180
+    try:
+        # which says it imported the pipeline libraries while it waited,
+        while not any("pipeline libraries imported while waiting for work" in line for line in lines):
+            assert worker.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        # when the queues appear,
+        demand([generator], [PromptFactory() for _ in range(3)], size=2, high=1)
+        while Population.objects.filter(status="ready").count() < 3:
+            assert worker.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "the worker filled nothing"
+            time.sleep(0.2)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+        reader.join(timeout=10)
+    output = "".join(lines)
+    # then it fills them with no failed attempt: the import it made while waiting never races a pipeline's load.
+    assert worker.returncode == 0, output
+    assert "6 images, 3 populations ready, 0 failed attempts" in output
+    assert not Population.objects.exclude(status="ready").exists()
