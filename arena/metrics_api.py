@@ -45,6 +45,10 @@ class AttributeRowSerializer(serializers.Serializer):
     distinct = serializers.IntegerField(help_text="pooled: classes seen at least once")
     effective = serializers.FloatField(allow_null=True, help_text="pooled: exp(entropy), effective classes")
     counted = serializers.IntegerField(help_text="images read as one of the classes")
+    prompts = serializers.IntegerField(
+        help_text="prompts that leave the attribute open: the only ones its values count (on 'a red circle' red "
+        "was asked for, not a skew)"
+    )
     discrepancy_ci = _INTERVAL
     per_prompt = inline_serializer(
         "PerPromptMeans",

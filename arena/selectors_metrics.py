@@ -4,8 +4,9 @@
 per generator, the pooled and per-prompt-mean measures of each attribute (metrics.selectors), and
 per criterion and measure how far the metric agrees with the crowd:
 - `share`: of the counted decisive votes (left or right; no gold checks, repeats, flagged or simulated
-  participants, the leaderboard's rule) on comparisons where the measure tells the sides apart, the
-  share in which the crowd chose the side the measure prefers, with a Wilson 95% interval. 0.5 is
+  participants, the leaderboard's rule) on comparisons where the measure tells the sides apart (and,
+  for an attribute's measures, whose prompt leaves the attribute open: `Judge.speaks_to`), the share
+  in which the crowd chose the side the measure prefers, with a Wilson 95% interval. 0.5 is
   chance; under 0.5 the crowd prefers the opposite.
 - `spearman`: the rank correlation between the generators' pooled measure (oriented so higher is
   better) and their human Bradley-Terry ratings on that criterion (GenAI-Bench's check of automatic
@@ -49,8 +50,10 @@ def _members(campaign: Campaign, category: str) -> list[Member]:
     if category:
         populations = populations.filter(prompt__category=category)
     return [
-        Member(pk, name, prompt_id, size)
-        for pk, name, prompt_id, size in populations.values_list("pk", "generator__name", "prompt_id", "size")
+        Member(pk, name, prompt_id, size, caption)
+        for pk, name, prompt_id, size, caption in populations.values_list(
+            "pk", "generator__name", "prompt_id", "size", "prompt__caption"
+        )
     ]
 
 
@@ -124,6 +127,7 @@ def _empty_row(name: str, display_name: str, specs: Any) -> dict[str, Any]:
                 "distinct": 0,
                 "effective": None,
                 "counted": 0,
+                "prompts": 0,
                 "discrepancy_ci": None,
                 "per_prompt": {"discrepancy": None, "kl": None, "entropy": None, "distinct": None},
                 "per_prompt_discrepancy_ci": None,
@@ -154,15 +158,22 @@ def get_agreement(*, campaign: Campaign, category: str, rows: list[dict[str, Any
         votes = votes.filter(comparison__prompt__category=category)
     decisive = list(
         votes.values_list(
-            "criterion__key", "choice", "comparison__left_population_id", "comparison__right_population_id"
+            "criterion__key",
+            "choice",
+            "comparison__left_population_id",
+            "comparison__right_population_id",
+            "comparison__prompt__caption",
         )
     )
     measured = measures_by_population(
-        {pid for _, _, left, right in decisive for pid in (left, right)}, attributes=specs
+        {pid for _, _, left, right, _ in decisive for pid in (left, right)}, attributes=specs
     )
+    classes = {spec.name: spec.classes for spec in specs}
     tallies: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for criterion, choice, left, right in decisive:
+    for criterion, choice, left, right, caption in decisive:
         for judge in judges:
+            if not judge.speaks_to(caption, classes.get(judge.attribute, ())):
+                continue  # "a red circle": red is what was asked, so the colour's measures have no say
             preferred = judge.prefers(measured[left], measured[right])
             if preferred is None:
                 continue

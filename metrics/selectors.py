@@ -5,6 +5,9 @@ Two aggregates per generator, labelled as such wherever they are shown:
 - *per-prompt mean*: each prompt's images measured on their own, then averaged over prompts, so a
   prompt with more populations does not weigh more, and a generator that is diverse overall but
   narrow on every prompt is not mistaken for a diverse one.
+An attribute is measured only on the prompts that leave it open (generation.prompting.names_attribute):
+on "a red circle" red is what was asked, not a skew, so those prompts count in no share, discrepancy or
+interval of the colour (as metrics.judges.Judge.speaks_to and the simulated crowd's judges abstain there).
 Intervals are percentile bootstraps over prompts (images of one prompt are not independent). Vendi,
 faithfulness and CLIP score are means over populations, all of one size N: Vendi grows with N, so
 sets of different sizes are never compared.
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from generation.models import Population
+from generation.prompting import names_attribute
 from metrics import measures
 from metrics.config import AttributeSpec
 from metrics.models import AttributeMeasure, ImageLabel, SetMeasure
@@ -99,12 +103,13 @@ def image_labels(population_ids: Iterable[int], attributes: Sequence[AttributeSp
 
 @dataclass(frozen=True)
 class Member:
-    """One population in an aggregate: which row (group) it counts for, its prompt, and its N."""
+    """One population in an aggregate: which row (group) it counts for, its prompt (and caption), and its N."""
 
     population_id: int
     group: str
     prompt_id: int
     size: int
+    caption: str
 
 
 @dataclass(frozen=True)
@@ -189,9 +194,10 @@ def aggregate(populations: Sequence[Member], attributes: Sequence[AttributeSpec]
 
     The group is what a row is about (a generator's name, usually). Returns group -> {populations,
     images, prompts, attributes: {NAME: {shares, discrepancy, kl, entropy, distinct, effective,
-    counted, discrepancy_ci, per_prompt: {discrepancy, kl, entropy, distinct}, per_prompt_discrepancy_ci}},
-    vendi, vendi_ci, faithfulness, faithfulness_ci, clip_score, clip_score_ci}. Values that do not
-    apply (no CLIP configured, nothing counted) are None.
+    counted, prompts, discrepancy_ci, per_prompt: {discrepancy, kl, entropy, distinct},
+    per_prompt_discrepancy_ci}}, vendi, vendi_ci, faithfulness, faithfulness_ci, clip_score,
+    clip_score_ci}. An attribute's `prompts` are those that leave it open, the only ones its measures
+    count. Values that do not apply (no CLIP configured, nothing counted) are None.
     """
     set_spec = set_spec_for(attributes)
     by_group: dict[str, dict[int, list[_PopulationFacts]]] = defaultdict(lambda: defaultdict(list))
@@ -207,7 +213,9 @@ def aggregate(populations: Sequence[Member], attributes: Sequence[AttributeSpec]
             "attributes": {},
         }
         for spec in attributes:
-            pooled = _pooled(groups, spec)
+            # Only the prompts that leave this attribute open (see the module's docstring).
+            open_groups = [g for g in groups if not names_attribute(g[0].member.caption, spec.name, spec.classes)]
+            pooled = _pooled(open_groups, spec)
             row["attributes"][spec.name] = {
                 "shares": pooled.shares,
                 "discrepancy": pooled.discrepancy,
@@ -216,9 +224,10 @@ def aggregate(populations: Sequence[Member], attributes: Sequence[AttributeSpec]
                 "distinct": pooled.distinct,
                 "effective": pooled.effective,
                 "counted": pooled.counted,
-                "discrepancy_ci": _ci(groups, lambda gs, s=spec: _pooled(gs, s).discrepancy),
-                "per_prompt": _per_prompt(groups, spec),
-                "per_prompt_discrepancy_ci": _ci(groups, lambda gs, s=spec: _per_prompt(gs, s)["discrepancy"]),
+                "prompts": len(open_groups),
+                "discrepancy_ci": _ci(open_groups, lambda gs, s=spec: _pooled(gs, s).discrepancy),
+                "per_prompt": _per_prompt(open_groups, spec),
+                "per_prompt_discrepancy_ci": _ci(open_groups, lambda gs, s=spec: _per_prompt(gs, s)["discrepancy"]),
             }
         for field in ("vendi", "faithfulness", "clip_score"):
             row[field] = _set_mean(groups, field)

@@ -90,6 +90,7 @@
     $("metrics-legend").textContent =
       "Pooled: all of a generator's images counted together (as PopAlign). Per-prompt mean: each prompt measured on its own, then averaged. " +
       "Discrepancy is the distance of the class shares from the target (0 is on target; lower is better). " +
+      "An attribute counts only the prompts that leave it open (on 'a red circle' red was asked for, not a skew). " +
       "Intervals are bootstraps over prompts. Labels come from an automatic classifier and carry its errors.";
   }
 

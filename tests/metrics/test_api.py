@@ -158,3 +158,52 @@ def test_the_metrics_endpoint_documents_the_409_for_a_configuration_that_no_long
     for path in ("/api/v1/campaigns/{slug}/metrics", "/api/v1/campaigns/{slug}/metrics/prompts/{prompt_id}"):
         response = schema["paths"][path]["get"]["responses"]["409"]
         assert "metrics_config_invalid" in response["description"]
+
+
+def test_an_attribute_is_measured_only_on_prompts_that_leave_it_open(db) -> None:  # type: ignore[no-untyped-def]
+    from metrics.services import measure_populations
+    from tests.factories import CampaignFactory, GeneratorFactory, PromptFactory
+    from tests.metrics.conftest import drawn, store_pictures
+
+    # Given a generator that draws every colour evenly where the colour is left open and red where "a red
+    # circle" asks for red,
+    campaign = CampaignFactory(
+        slug="asked", population_size=4, metrics_attributes={"colour": {"backend": "shapes", "classes": COLOURS}}
+    )
+    open_prompt, red_prompt = PromptFactory(caption="a circle"), PromptFactory(caption="a red circle")
+    generator = GeneratorFactory(name="obedient")
+    campaign.generators.set([generator])
+    campaign.prompts.set([open_prompt, red_prompt])
+    populations = [
+        store_pictures(generator, open_prompt, [drawn(c) for c in COLOURS]),
+        store_pictures(generator, red_prompt, [drawn("red")] * 4),
+    ]
+    measure_populations(population_ids=[p.pk for p in populations], attributes=campaign.attribute_specs())
+
+    row = Client().get("/api/v1/campaigns/asked/metrics").json()["rows"][0]
+
+    # then its colour reads even, over the one open prompt: the red it was asked for is no skew,
+    colour = row["attributes"]["colour"]
+    assert colour["shares"] == dict.fromkeys(COLOURS, 0.25)
+    assert colour["discrepancy"] == pytest.approx(0.0)
+    assert (colour["prompts"], colour["counted"]) == (1, 4)
+    # while faithfulness, a set measure, still reads both prompts (both followed).
+    assert (row["prompts"], row["populations"]) == (2, 2)
+    assert row["faithfulness"] == pytest.approx(1.0)
+
+
+def test_votes_on_a_prompt_that_names_the_attribute_do_not_count_toward_its_measures_agreement(study) -> None:  # type: ignore[no-untyped-def]
+    campaign, prompts, populations = study
+    # Given one vote on "a red circle" for the all-red set (what was asked) and one on "a circle" for the varied set,
+    red_circle, circle = prompts[3], prompts[0]
+    assert red_circle.caption == "a red circle"
+    vote(campaign, red_circle, populations[("narrow", red_circle.pk)], populations[("wide", red_circle.pk)], "left")
+    vote(campaign, circle, populations[("narrow", circle.pk)], populations[("wide", circle.pk)], "right")
+    recount_tallies(campaign=campaign)
+
+    agreement = {a["measure"]: a for a in Client().get("/api/v1/campaigns/study/metrics").json()["agreement"]}
+
+    # then the colour's discrepancy is judged on the open prompt's vote only (and agrees with it),
+    assert (agreement["discrepancy:colour"]["votes"], agreement["discrepancy:colour"]["agree"]) == (1, 1)
+    # while a set measure has a say on both.
+    assert agreement["vendi"]["votes"] == 2

@@ -65,8 +65,8 @@ def test_shapes_backend_measures_base_red_near_its_trained_skew_and_diverse_prom
     with django_capture_on_commit_callbacks(execute=True):
         GenerationWorker(device="cpu", cache_dir=tmp_path, idle_sleep_s=0, max_batch=24).run(once=True)
     members = [
-        Member(p.pk, p.generator.name, p.prompt_id, p.size)
-        for p in Population.objects.filter(status="ready").select_related("generator")
+        Member(p.pk, p.generator.name, p.prompt_id, p.size, p.prompt.caption)
+        for p in Population.objects.filter(status="ready").select_related("generator", "prompt")
     ]
     rows = aggregate(members, campaign.attribute_specs())
 
