@@ -77,6 +77,22 @@ def test_a_participant_never_sees_the_same_pair_of_populations_twice(arena_campa
         issue_comparison(campaign=campaign, participant=voter)
 
 
+def test_a_participant_is_given_every_pair_of_populations_once_however_many_they_have_seen(arena_campaign):
+    # The new-pair search reads only the first len(seen) + 1 sets of each side per prompt: the last unseen
+    # pair must still be found when all the others have been seen.
+    campaign = arena_campaign(per_queue=4, votes_per_pair=10)
+    voter = participant()
+    seen = set()
+    for _ in range(16):  # 4 x 4 population pairs exist
+        comparison = issue_comparison(campaign=campaign, participant=voter, rng=random.Random(len(seen)))
+        pair = frozenset((comparison.left_population_id, comparison.right_population_id))
+        assert pair not in seen
+        seen.add(pair)
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    with pytest.raises(NothingReady):
+        issue_comparison(campaign=campaign, participant=voter)
+
+
 def test_partly_voted_pairs_are_finished_first_and_full_ones_are_not_issued_again(arena_campaign):
     campaign = arena_campaign(per_queue=3, votes_per_pair=2)
     first_voter = participant()
