@@ -205,3 +205,22 @@ def test_active_sampling_gives_a_generator_nobody_has_judged_yet_the_top_weight(
     assert len(with_newcomer) == 2
     assert min(with_newcomer) >= established[0] > 0
     assert sum(weights.values()) == pytest.approx(1.0)
+
+
+def test_on_postgresql_the_vote_path_s_statements_are_prepared_after_a_few_runs(arena_campaign):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's (run with DATABASE_URL)")
+    # Given six participants who each were issued a comparison and voted on it,
+    campaign = arena_campaign(per_queue=4, votes_per_pair=10)
+    for _ in range(6):
+        voter = participant()
+        comparison = issue_comparison(campaign=campaign, participant=voter)
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    # then the connection holds the hot path's statements prepared: PostgreSQL no longer plans them anew.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = " ".join(row[0] for row in cursor.fetchall())
+    assert "arena_comparison" in prepared
+    assert "generation_population" in prepared
