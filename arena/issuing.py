@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,31 +33,50 @@ class NothingReady(ApplicationError):
 
 
 @dataclass(frozen=True)
+class _Past:
+    """One of a participant's comparisons as the history reads it: columns, not a model instance."""
+
+    pk: int
+    token: str
+    status: str
+    lease_until: datetime
+    issued_at: datetime
+    left_population_id: int
+    right_population_id: int
+    prompt_id: int
+    is_gold: bool
+    repeat_of_id: int | None
+
+    def as_comparison(self, campaign: Campaign, participant: Participant) -> Comparison:
+        """The comparison itself, as the API answers with it (a held one shown again): a saved row, not a new one."""
+        comparison = Comparison(campaign=campaign, participant=participant, **asdict(self))
+        comparison._state.adding = False
+        comparison._state.db = Comparison.objects.db
+        return comparison
+
+
+@dataclass(frozen=True)
 class _History:
     """A participant's comparisons in one campaign, read in one query."""
 
-    rows: list[Comparison]
-    outstanding: list[Comparison]
+    rows: list[_Past]
+    outstanding: list[_Past]
     seen: set[frozenset[int]]
     voted: int
 
 
+_PAST_FIELDS = [f.name for f in fields(_Past)]
+
+
 def _history(campaign: Campaign, participant: Participant, now: datetime) -> _History:
-    rows = list(
-        Comparison.objects.filter(campaign=campaign, participant=participant)
-        .only(
-            "token",
-            "status",
-            "lease_until",
-            "issued_at",
-            "left_population_id",
-            "right_population_id",
-            "prompt_id",
-            "is_gold",
-            "repeat_of_id",
-        )
+    # Tuples, not model instances: a participant's history grows with every vote, and building a
+    # Comparison per row cost more CPU than the query.
+    rows = [
+        _Past(*row)
+        for row in Comparison.objects.filter(campaign=campaign, participant=participant)
         .order_by("issued_at", "pk")
-    )
+        .values_list(*_PAST_FIELDS)
+    ]
     return _History(
         rows=rows,
         outstanding=[c for c in rows if c.status == Comparison.Status.ISSUED and c.lease_until > now],
@@ -191,7 +210,7 @@ def _repeat_comparison(
         left_population_id=original.right_population_id,
         right_population_id=original.left_population_id,
         lease_until=now + LEASE,
-        repeat_of=original,
+        repeat_of_id=original.pk,
     )
 
 
@@ -356,8 +375,12 @@ def _active_weights(campaign: Campaign) -> dict[Pair, float]:
 
 def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
     """Votes so far per pair of generators, from the running tallies of the first criterion (all prompts)."""
-    criterion = campaign.criteria.order_by("position", "pk").values("pk")[:1]
-    rows = PairTally.objects.filter(campaign=campaign, criterion__in=criterion, category="").values_list(
+    # The criteria come with the campaign (annotation.selectors.get_live_campaign prefetches them).
+    criteria = list(campaign.criteria.all())
+    if not criteria:
+        return {}
+    first = min(criteria, key=lambda c: (c.position, c.pk))
+    rows = PairTally.objects.filter(campaign=campaign, criterion_id=first.pk, category="").values_list(
         "generator_a_id", "generator_b_id", "a_wins", "b_wins", "ties", "both_bad"
     )
     return {normalise(a, b): sum(counts) for a, b, *counts in rows}
@@ -391,8 +414,7 @@ def issue_comparison(
         )
     held = [c for c in history.outstanding if c.token not in exclude_tokens]
     if held:
-        held[0].campaign = campaign  # the history read leaves it out
-        return held[0]
+        return held[0].as_comparison(campaign, participant)
     if len(history.outstanding) >= MAX_OUTSTANDING:
         raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
 
