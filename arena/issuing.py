@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,20 +39,12 @@ class _Past:
     pk: int
     token: str
     status: str
-    lease_until: datetime
-    issued_at: datetime
+    live: bool  # its lease runs past now
     left_population_id: int
     right_population_id: int
     prompt_id: int
     is_gold: bool
     repeat_of_id: int | None
-
-    def as_comparison(self, campaign: Campaign, participant: Participant) -> Comparison:
-        """The comparison itself, as the API answers with it (a held one shown again): a saved row, not a new one."""
-        comparison = Comparison(campaign=campaign, participant=participant, **asdict(self))
-        comparison._state.adding = False
-        comparison._state.db = Comparison.objects.db
-        return comparison
 
 
 @dataclass(frozen=True)
@@ -65,21 +57,33 @@ class _History:
     voted: int
 
 
-_PAST_FIELDS = [f.name for f in fields(_Past)]
+# A participant's comparisons in one campaign, oldest first, each with whether its lease is still running.
+# Written out and read as tuples: the participant's history grows with every vote, and the ORM's query
+# and a Comparison per row cost more CPU than the query itself. Portable SQL: PostgreSQL and SQLite.
+_HISTORY = """
+SELECT c.id, c.token, c.status, CASE WHEN c.lease_until > %(now)s THEN 1 ELSE 0 END,
+    c.left_population_id, c.right_population_id, c.prompt_id, c.is_gold, c.repeat_of_id
+FROM {comparison} c
+WHERE c.campaign_id = %(campaign)s AND c.participant_id = %(participant)s
+ORDER BY c.issued_at, c.id
+"""
 
 
 def _history(campaign: Campaign, participant: Participant, now: datetime) -> _History:
-    # Tuples, not model instances: a participant's history grows with every vote, and building a
-    # Comparison per row cost more CPU than the query.
-    rows = [
-        _Past(*row)
-        for row in Comparison.objects.filter(campaign=campaign, participant=participant)
-        .order_by("issued_at", "pk")
-        .values_list(*_PAST_FIELDS)
-    ]
+    params = {
+        "now": connection.ops.adapt_datetimefield_value(now),
+        "campaign": campaign.pk,
+        "participant": participant.pk,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_HISTORY.format(**_tables()), params)
+        rows = [
+            _Past(pk, token, status, bool(live), left, right, prompt_id, bool(is_gold), repeat_of_id)
+            for pk, token, status, live, left, right, prompt_id, is_gold, repeat_of_id in cursor.fetchall()
+        ]
     return _History(
         rows=rows,
-        outstanding=[c for c in rows if c.status == Comparison.Status.ISSUED and c.lease_until > now],
+        outstanding=[c for c in rows if c.status == Comparison.Status.ISSUED and c.live],
         seen={frozenset((c.left_population_id, c.right_population_id)) for c in rows},
         voted=sum(c.status == Comparison.Status.VOTED for c in rows),
     )
@@ -413,8 +417,10 @@ def issue_comparison(
             code="quota_reached",
         )
     held = [c for c in history.outstanding if c.token not in exclude_tokens]
-    if held:
-        return held[0].as_comparison(campaign, participant)
+    if held:  # shown again (a reload): the whole row, which the history leaves out
+        comparison = Comparison.objects.get(pk=held[0].pk)
+        comparison.campaign = campaign
+        return comparison
     if len(history.outstanding) >= MAX_OUTSTANDING:
         raise Conflict("you already hold the comparisons you can vote on; vote on them first", code="too_many_open")
 

@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Campaign, Participant
@@ -18,7 +18,7 @@ from arena.models import Comparison, Vote
 from arena.tallies import announce_leaderboard_change, record_tallies
 from core import choices
 from core.errors import ApplicationError, Conflict
-from generation.models import Generator, Population
+from generation.models import Generator, Population, Prompt
 
 MAX_DWELL_MS = 24 * 60 * 60 * 1000
 
@@ -81,25 +81,30 @@ class _Sides:
     category: str
 
 
+# Both sides' generators and the prompt's category: plain columns of three tables, no rule restated.
+# Written out: the ORM's join cost more CPU to build than the database takes to run it.
+_SIDES = """
+SELECT p.id, p.generator_id, g.name, g.display_name, g.is_offline_standin, pr.category
+FROM {population} p JOIN {generator} g ON g.id = p.generator_id JOIN {prompt} pr ON pr.id = p.prompt_id
+WHERE p.id IN (%s, %s)
+"""
+
+
 def _sides(comparison: Comparison) -> _Sides:
     """Both sides' generators and the prompt's category, in one light query.
 
     Loading the comparison with its prompt, populations and generators as model instances cost
     about 4 ms of CPU per vote; these six columns are all a vote needs of them.
     """
+    sql = _SIDES.format(
+        population=Population._meta.db_table, generator=Generator._meta.db_table, prompt=Prompt._meta.db_table
+    )
     found = {}
-    for pk, generator_id, name, display_name, standin, category in Population.objects.filter(
-        pk__in=(comparison.left_population_id, comparison.right_population_id)
-    ).values_list(
-        "pk",
-        "generator_id",
-        "generator__name",
-        "generator__display_name",
-        "generator__is_offline_standin",
-        "prompt__category",
-    ):
-        label = Generator(name=name, display_name=display_name).label
-        found[pk] = (generator_id, RevealedSide(name, label, standin), category)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [comparison.left_population_id, comparison.right_population_id])
+        for pk, generator_id, name, display_name, standin, category in cursor.fetchall():
+            label = Generator(name=name, display_name=display_name).label
+            found[pk] = (generator_id, RevealedSide(name, label, bool(standin)), category)
     (left_id, left, category), (right_id, right, _) = (
         found[comparison.left_population_id],
         found[comparison.right_population_id],
