@@ -92,8 +92,8 @@ class WorkerStats:
     """Counters a person (or a benchmark) reads: images made, seconds inside pipeline calls and loading them.
 
     `wall_s` runs from the worker's creation. The share outside pipeline calls is of the time the
-    worker had work (`busy_s`: the wall less `idle_s`, when it looked and found nothing to do, which
-    includes importing the pipeline libraries while waiting: `warm_s`). It includes loading the
+    worker had work: the wall less `idle_s`, when it looked and found nothing to do (which includes
+    importing the pipeline libraries while waiting: `warm_s`). It includes loading the
     pipelines (imports and from_pretrained, once per pipeline: `load_s`) as well as claiming,
     planning and whatever storing the generating thread waits for.
     """
