@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The worker's closing line (generation.worker.GenerationWorker.log_summary).
 SUMMARY = re.compile(
     r"(?P<images>\d+) images, (?P<populations>\d+) populations ready, (?P<failed>\d+) failed attempts, "
-    r"(?P<wall>[\d.]+)s wall, (?P<idle>[\d.]+)s waiting for work \((?P<warm>[\d.]+)s of it importing the pipeline "
-    r"libraries\), (?P<outside>\d+)% of the rest outside pipeline calls \(loading pipelines (?P<load>[\d.]+)s; "
+    r"(?P<wall>[\d.]+)s wall, (?P<pipeline>[\d.]+)s in pipeline calls, (?P<idle>[\d.]+)s waiting for work "
+    r"\((?P<warm>[\d.]+)s of it importing the pipeline libraries\), (?P<outside>\d+)% of the rest outside "
+    r"pipeline calls \(loading pipelines (?P<load>[\d.]+)s; "
     r"(?P<outside_besides_load>\d+)% outside pipeline calls and loading\)"
 )
 # Its lines per generator: name, images, images/s.

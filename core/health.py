@@ -1,4 +1,4 @@
-"""Health checks for load balancers: the database answers and the channel layer carries a message."""
+"""Health checks: the database answers and is migrated, and the channel layer carries a message."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import secrets
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db.migrations.executor import MigrationExecutor
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -31,6 +32,15 @@ def check_database() -> str:
         logger.warning("health: database check failed: %s", error)
         return f"error: {type(error).__name__}"
     return OK
+
+
+def pending_migrations(alias: str = DEFAULT_DB_ALIAS) -> int | None:
+    """How many migrations the database still lacks; None while it cannot be read (being created, or locked)."""
+    try:
+        executor = MigrationExecutor(connections[alias])
+        return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    except DatabaseError:
+        return None
 
 
 async def _round_trip(timeout_s: float) -> str:

@@ -160,6 +160,7 @@ class GenerationWorker:
         queue: WorkQueue | None = None,
         name: str | None = None,
         store_behind: bool = False,
+        ready: Callable[[], str | None] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -176,6 +177,9 @@ class GenerationWorker:
         self.stopping = False
         self._planned_at = float("-inf")
         self._warmed = False
+        # Says why the queue cannot be used yet (run_generation_worker: the database is not migrated), or None once
+        # it can. Until then the worker waits as it does with nothing to do, importing the pipeline libraries.
+        self._not_ready = ready
         # Off by default: the storing thread has its own database connection, which cannot see the
         # rows of a caller's open transaction (a test's, for one). run_generation_worker turns it on.
         self.store_behind = store_behind
@@ -202,7 +206,7 @@ class GenerationWorker:
         try:
             while not self.stopping:
                 began = time.perf_counter()
-                if self.step():
+                if self._queue_ready() and self.step():
                     continue
                 if once:
                     break
@@ -215,6 +219,18 @@ class GenerationWorker:
             self.close()
         self.log_summary()
         return self.stats
+
+    def _queue_ready(self) -> bool:
+        if self._not_ready is None:
+            return True
+        reason = self._not_ready()
+        if reason is None:
+            self._not_ready = None  # ready once, ready for good: nothing here becomes unready again
+            logger.info("the queue is ready")
+            return True
+        if not self._warmed:
+            logger.info("waiting: %s", reason)
+        return False
 
     def step(self) -> bool:
         """Plan, claim one batch and work it; False when there was nothing to do."""
@@ -482,14 +498,15 @@ class GenerationWorker:
             self.progress.write("\n")
         wall = self.stats.wall_s
         logger.info(
-            "worker %s: %d images, %d populations ready, %d failed attempts, %.1fs wall, %.1fs waiting for work "
-            "(%.1fs of it importing the pipeline libraries), %.0f%% of the rest outside pipeline calls "
-            "(loading pipelines %.1fs; %.0f%% outside pipeline calls and loading)",
+            "worker %s: %d images, %d populations ready, %d failed attempts, %.1fs wall, %.1fs in pipeline calls, "
+            "%.1fs waiting for work (%.1fs of it importing the pipeline libraries), %.0f%% of the rest outside "
+            "pipeline calls (loading pipelines %.1fs; %.0f%% outside pipeline calls and loading)",
             self.name,
             self.stats.images,
             self.stats.populations,
             self.stats.failed_attempts,
             wall,
+            self.stats.pipeline_s,
             self.stats.idle_s,
             self.stats.warm_s,
             100 * self.stats.share_outside(wall_s=wall),

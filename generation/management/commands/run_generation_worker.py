@@ -10,11 +10,22 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.health import pending_migrations
 from generation.pipelines import PipelineError, resolve_device, use_cpu_threads
 from generation.remote import RemoteQueue, RemoteQueueError
 from generation.worker import GenerationWorker, WorkQueue, progress_stream
 
 KEY_VARIABLE = "POPARENA_WORKER_TOKEN"
+
+
+def database_not_ready() -> str | None:
+    """Why this database cannot serve the worker yet, or None when it is migrated."""
+    pending = pending_migrations()
+    if pending is None:
+        return "the database cannot be read yet"
+    if pending:
+        return f"the database lacks {pending} migration(s)"
+    return None
 
 
 def positive_int(text: str) -> int:
@@ -85,6 +96,9 @@ class Command(BaseCommand):
         if device == "cpu":
             threads = use_cpu_threads(options["threads"])
             logging.getLogger("poparena.worker").info("%d torch CPU thread(s)", threads)
+        ready = None if queue is not None else database_not_ready
+        if ready is not None and options["once"] and (reason := ready()) is not None:
+            raise CommandError(f"{reason}: run `manage.py migrate` first")
         worker = GenerationWorker(
             device=device,
             cache_dir=settings.POPARENA_MODEL_CACHE,
@@ -97,6 +111,8 @@ class Command(BaseCommand):
             queue=queue,
             # Each finished set is stored by a second thread while the next pipeline call runs.
             store_behind=True,
+            # Started beside `migrate` (scripts/demo), it waits for the tables and imports torch meanwhile.
+            ready=ready,
         )
         worker.install_signal_handlers()
         try:
