@@ -225,8 +225,9 @@ class GenerationWorker:
             return True
         reason = self._not_ready()
         if reason is None:
+            if self._warmed:
+                logger.info("the queue is ready")
             self._not_ready = None  # ready once, ready for good: nothing here becomes unready again
-            logger.info("the queue is ready")
             return True
         if not self._warmed:
             logger.info("waiting: %s", reason)
