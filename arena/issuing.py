@@ -472,10 +472,15 @@ def held_comparison(*, token: str, participant: Participant, now: datetime) -> C
         comparison = Comparison.objects.select_for_update().get(token=token)
     except Comparison.DoesNotExist:
         raise NotFound("no comparison with this token") from None
-    if comparison.participant_id != participant.pk:
+    check_held(comparison, holder=participant.pk, now=now)
+    return comparison
+
+
+def check_held(comparison: Comparison, *, holder: int, now: datetime) -> None:
+    """Raise unless participant `holder` may still act on `comparison`: issued to them, not voted, lease running."""
+    if comparison.participant_id != holder:
         raise Forbidden("this comparison was issued to another participant")
     if comparison.status == Comparison.Status.VOTED:
         raise Conflict("this comparison has already been voted on", code="already_voted")
     if comparison.status == Comparison.Status.EXPIRED or comparison.lease_until <= now:
         raise Gone("this comparison expired; ask for the next one", code="expired")
-    return comparison

@@ -13,11 +13,11 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
-from arena.issuing import held_comparison
+from arena.issuing import check_held
 from arena.models import Comparison, Vote
 from arena.tallies import announce_leaderboard_change, record_tallies
 from core import choices
-from core.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict, NotFound
 from generation.models import Generator, Population, Prompt
 
 MAX_DWELL_MS = 24 * 60 * 60 * 1000
@@ -73,43 +73,111 @@ def _check_votes(comparison: Comparison, votes: list[VoteInput], dwell_ms: int) 
 
 
 @dataclass(frozen=True)
-class _Sides:
+class _Held:
+    """The comparison a vote is for, with the columns of the rows around it that the vote needs."""
+
+    comparison: Comparison
     left: RevealedSide
     right: RevealedSide
     left_generator_id: int
     right_generator_id: int
     category: str
+    voted_before: int  # the holder's comparisons in the campaign voted before this one
 
 
-# Both sides' generators and the prompt's category: plain columns of three tables, no rule restated.
-# Written out: the ORM's join cost more CPU to build than the database takes to run it.
-_SIDES = """
-SELECT p.id, p.generator_id, g.name, g.display_name, g.is_offline_standin, pr.category
-FROM {population} p JOIN {generator} g ON g.id = p.generator_id JOIN {prompt} pr ON pr.id = p.prompt_id
-WHERE p.id IN (%s, %s)
-"""
+# The comparison under a token with everything a vote needs, in one statement: its row, locked until the
+# transaction ends (held_comparison's select_for_update: on PostgreSQL FOR UPDATE OF the comparison row alone;
+# SQLite's IMMEDIATE transactions already serialise writers), both sides' generators, the prompt's category,
+# and the count arena.selectors.count_votes_cast restates: the participant's comparisons in the campaign with
+# status 'voted'. Inner joins on foreign keys that are never null: one row, or none for an unknown token.
+# Written out: the ORM's locked read, a join for the sides and a count cost several times the CPU of running it.
+_HELD = """
+SELECT c.id, c.campaign_id, c.participant_id, c.status, c.issued_at, c.lease_until, c.is_gold, c.repeat_of_id,
+    c.left_population_id, c.right_population_id, c.prompt_id, pr.category,
+    lp.generator_id, lg.name, lg.display_name, lg.is_offline_standin,
+    rp.generator_id, rg.name, rg.display_name, rg.is_offline_standin,
+    (SELECT COUNT(*) FROM {comparison} v
+     WHERE v.campaign_id = c.campaign_id AND v.participant_id = c.participant_id AND v.status = %(voted)s)
+FROM {comparison} c
+JOIN {prompt} pr ON pr.id = c.prompt_id
+JOIN {population} lp ON lp.id = c.left_population_id JOIN {generator} lg ON lg.id = lp.generator_id
+JOIN {population} rp ON rp.id = c.right_population_id JOIN {generator} rg ON rg.id = rp.generator_id
+WHERE c.token = %(token)s
+{lock}"""
+# The vote's rows (one per criterion) and the comparison marked voted: what Vote.objects.bulk_create and
+# Comparison.save(update_fields=...) would write, without building either statement through the ORM.
+_INSERT_VOTES = "INSERT INTO {vote} (comparison_id, criterion_id, choice, dwell_ms, created_at) VALUES {rows}"
+_MARK_VOTED = "UPDATE {comparison} SET status = %s, voted_at = %s WHERE id = %s"
 
 
-def _sides(comparison: Comparison) -> _Sides:
-    """Both sides' generators and the prompt's category, in one light query.
+def _tables() -> dict[str, str]:
+    return {
+        "comparison": Comparison._meta.db_table,
+        "population": Population._meta.db_table,
+        "generator": Generator._meta.db_table,
+        "prompt": Prompt._meta.db_table,
+        "vote": Vote._meta.db_table,
+    }
 
-    Loading the comparison with its prompt, populations and generators as model instances cost
-    about 4 ms of CPU per vote; these six columns are all a vote needs of them.
-    """
-    sql = _SIDES.format(
-        population=Population._meta.db_table, generator=Generator._meta.db_table, prompt=Prompt._meta.db_table
-    )
-    found = {}
+
+def _datetime(value: datetime) -> datetime:
+    """A datetime column as the ORM gives it: SQLite hands a hand-written statement a naive one, in UTC."""
+    return value if timezone.is_aware(value) else timezone.make_aware(value, connection.timezone)
+
+
+def _held(*, token: str, holder: int, now: datetime) -> _Held:
+    """The holder's comparison under `token` (locked), its sides and the holder's count; as held_comparison refuses."""
+    lock = "FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
     with connection.cursor() as cursor:
-        cursor.execute(sql, [comparison.left_population_id, comparison.right_population_id])
-        for pk, generator_id, name, display_name, standin, category in cursor.fetchall():
-            label = Generator(name=name, display_name=display_name).label
-            found[pk] = (generator_id, RevealedSide(name, label, bool(standin)), category)
-    (left_id, left, category), (right_id, right, _) = (
-        found[comparison.left_population_id],
-        found[comparison.right_population_id],
+        cursor.execute(_HELD.format(lock=lock, **_tables()), {"token": token, "voted": Comparison.Status.VOTED.value})
+        row = cursor.fetchone()
+    if row is None:
+        raise NotFound("no comparison with this token")
+    (pk, campaign_id, participant_id, status, issued_at, lease_until, is_gold, repeat_of_id, left_id, right_id,
+     prompt_id, category, left_generator, left_name, left_display, left_standin, right_generator, right_name,
+     right_display, right_standin, voted_before) = row  # fmt: skip
+    comparison = Comparison(
+        pk=pk,
+        campaign_id=campaign_id,
+        participant_id=participant_id,
+        prompt_id=prompt_id,
+        left_population_id=left_id,
+        right_population_id=right_id,
+        token=token,
+        status=status,
+        issued_at=_datetime(issued_at),
+        lease_until=_datetime(lease_until),
+        is_gold=bool(is_gold),
+        repeat_of_id=repeat_of_id,
     )
-    return _Sides(left=left, right=right, left_generator_id=left_id, right_generator_id=right_id, category=category)
+    check_held(comparison, holder=holder, now=now)
+
+    def side(name: str, display_name: str, standin: bool) -> RevealedSide:
+        return RevealedSide(name, Generator(name=name, display_name=display_name).label, bool(standin))
+
+    return _Held(
+        comparison=comparison,
+        left=side(left_name, left_display, left_standin),
+        right=side(right_name, right_display, right_standin),
+        left_generator_id=left_generator,
+        right_generator_id=right_generator,
+        category=category,
+        voted_before=voted_before,
+    )
+
+
+def _record_votes(comparison: Comparison, rows: list[tuple[int, str]], dwell_ms: int, now: datetime) -> None:
+    """Store one Vote per (criterion id, choice) and mark the comparison voted; the caller holds its lock."""
+    at = connection.ops.adapt_datetimefield_value(now)
+    params: list[Any] = []
+    for criterion_id, choice in rows:
+        params += [comparison.pk, criterion_id, choice, dwell_ms, at]
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_VOTES.format(rows=values, **_tables()), params)
+        cursor.execute(_MARK_VOTED.format(**_tables()), [Comparison.Status.VOTED.value, at, comparison.pk])
+    comparison.status = Comparison.Status.VOTED
+    comparison.voted_at = now
 
 
 @transaction.atomic
@@ -118,7 +186,8 @@ def cast_votes(
 ) -> Reveal:
     """Record one vote per criterion of the comparison, all or none, and reveal its generators."""
     now = now or timezone.now()
-    comparison = held_comparison(token=token, participant=participant, now=now)
+    held = _held(token=token, holder=participant.pk, now=now)
+    comparison = held.comparison
     # The process's copy of the campaign with its criteria (get_live_campaign), not two more queries.
     comparison.campaign = get_live_campaign(pk=comparison.campaign_id)
     criteria = _check_votes(comparison, votes, dwell_ms)
@@ -145,33 +214,21 @@ def cast_votes(
         ).count()
         if voted >= quota:
             raise Conflict(f"you have reached this campaign's quota of {quota} comparisons", code="quota_reached")
-    Vote.objects.bulk_create(
-        Vote(comparison=comparison, criterion_id=criteria[v.criterion], choice=v.choice, dwell_ms=dwell_ms)
-        for v in votes
-    )
-    comparison.status = Comparison.Status.VOTED
-    comparison.voted_at = now
-    comparison.save(update_fields=["status", "voted_at"])
+    _record_votes(comparison, [(criteria[v.criterion], v.choice) for v in votes], dwell_ms, now)
     # Flagged and simulated participants' votes are kept and marked, but leaderboards leave them out;
     # gold checks and side-swapped repeats measure the participant, not the generators.
-    sides = _sides(comparison)
     if comparison.counts(participant):
         record_tallies(
             campaign_id=comparison.campaign_id,
-            left=sides.left_generator_id,
-            right=sides.right_generator_id,
-            category=sides.category,
+            left=held.left_generator_id,
+            right=held.right_generator_id,
+            category=held.category,
             criteria=criteria,
             answers=[(v.criterion, v.choice) for v in votes],
         )
         keys = [v.criterion for v in votes]
         transaction.on_commit(partial(announce_leaderboard_change, comparison.campaign.slug, keys))
-    # Under the participant's row lock (a quota) the count before this vote is exact, so this one adds one.
-    votes_cast = (
-        voted + 1
-        if voted is not None
-        else Comparison.objects.filter(
-            campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
-        ).count()
-    )
-    return Reveal(left=sides.left, right=sides.right, votes_cast=votes_cast, campaign=comparison.campaign)
+    # Under the participant's row lock (a quota) the count before this vote is exact; without one, the count
+    # read with the comparison: both before this vote, which adds one.
+    votes_cast = (voted if voted is not None else held.voted_before) + 1
+    return Reveal(left=held.left, right=held.right, votes_cast=votes_cast, campaign=comparison.campaign)
