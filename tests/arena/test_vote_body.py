@@ -76,7 +76,8 @@ def test_the_bodies_the_vote_page_sends_take_the_plain_check():
     assert plain_votes_body({"votes": votes, "dwell_ms": 0}) == {"votes": votes, "dwell_ms": 0}
     assert plain_next_body({}) == {}
     # What it does not take plainly goes to the serializer, which keeps or refuses it itself.
-    assert plain_votes_body({"votes": votes, "dwell_ms": "4200"}) is None
-    assert serialized(VotesRequestSerializer, {"votes": votes, "dwell_ms": "4200"}) == {"votes": votes, "dwell_ms": 4200}
+    as_text = {"votes": votes, "dwell_ms": "4200"}
+    assert plain_votes_body(as_text) is None
+    assert serialized(VotesRequestSerializer, as_text) == {"votes": votes, "dwell_ms": 4200}
     assert plain_votes_body({"votes": votes, "dwell_ms": True}) is None
     assert serialized(VotesRequestSerializer, {"votes": votes, "dwell_ms": True}) is None
