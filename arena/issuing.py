@@ -330,43 +330,54 @@ def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetim
 # wanted) for the two generators of one pair, and keeps per prompt and generator only the first `limit`
 # sets in the order pairs are taken from (fewest uses, oldest, lowest id). That drops no pair the full
 # lists would choose: a participant who has seen k pairs has ruled out at most k sets of either side.
-# The pair's two generators are the campaign's active ones, read by _active_generator_ids in this same
-# transaction, so that rule is not checked again row by row. It starts from the campaign's prompts and
-# reaches each prompt's sets of the two generators through the queue index (prompt, generator, status):
-# a plan that stays cheap before the tables have statistics (measured at 14 ms of PostgreSQL CPU a call
-# when it started from every ready set and checked each one's prompt and generator).
+# The pair's two generators are the campaign's active ones and `prompts` its prompts, read by
+# _active_generator_ids and _campaign_prompt_ids in this same transaction, so neither rule is checked again
+# row by row: the sets are reached through the queue index (prompt, generator, status) alone. Checking each
+# ready set's prompt and generator against the campaign's link tables instead cost 9-14 ms of PostgreSQL's
+# CPU a call before the tables had statistics (1,200 ready sets of the two generators in load_faults.py).
 # The ORM's version was two statements (prompts grouped by their count of generators, then one scan per
 # prompt tried) whose building cost several ms of CPU per new pair. Portable SQL: PostgreSQL and SQLite.
 _PAIR_CANDIDATES = """
 SELECT prompt_id, generator_id, id FROM (
     SELECT p.prompt_id, p.generator_id, p.id,
         ROW_NUMBER() OVER (PARTITION BY p.prompt_id, p.generator_id ORDER BY p.uses, p.ready_at, p.id) AS place
-    FROM {campaign_prompts} cp
-    JOIN {population} p ON p.prompt_id = cp.prompt_id AND p.generator_id IN (%(a)s, %(b)s) AND p.status = %(ready)s
-    WHERE cp.campaign_id = %(campaign)s AND p.size = %(size)s AND p.uses < %(wanted)s
+    FROM {population} p
+    WHERE p.prompt_id IN ({prompts}) AND p.generator_id IN (%s, %s) AND p.status = %s
+        AND p.size = %s AND p.uses < %s
 ) ranked
-WHERE place <= %(limit)s
+WHERE place <= %s
 ORDER BY prompt_id, generator_id, place
 """
+# The campaign's prompts (campaign.prompts), for the statement above.
+_CAMPAIGN_PROMPTS = "SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %s ORDER BY cp.prompt_id"
+
+
+def _campaign_prompt_ids(campaign: Campaign) -> list[int]:
+    with connection.cursor() as cursor:
+        cursor.execute(_CAMPAIGN_PROMPTS.format(**_tables()), [campaign.pk])
+        return [pk for (pk,) in cursor.fetchall()]
 
 
 def _new_pair(
-    campaign: Campaign, pair: Pair, seen: set[frozenset[int]], rng: random.Random
+    campaign: Campaign, pair: Pair, prompts: list[int], seen: set[frozenset[int]], rng: random.Random
 ) -> tuple[int, int, int] | None:
-    """Two ready populations, one of each generator of `pair`, for a random prompt both can serve and unseen."""
+    """Two ready populations, one of each generator of `pair`, for a random prompt of `prompts` both can serve and
+    unseen."""
+    if not prompts:
+        return None
     a, b = pair
-    params: dict[str, Any] = {
-        "campaign": campaign.pk,
-        "ready": Population.Status.READY.value,
-        "size": campaign.population_size,
-        "wanted": campaign.votes_per_pair,
-        "a": a,
-        "b": b,
-        "limit": len(seen) + 1,
-    }
+    params: list[int | str] = [
+        *prompts,
+        a,
+        b,
+        Population.Status.READY.value,
+        campaign.population_size,
+        campaign.votes_per_pair,
+        len(seen) + 1,
+    ]
     by_prompt: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     with connection.cursor() as cursor:
-        cursor.execute(_PAIR_CANDIDATES.format(**_tables()), params)
+        cursor.execute(_PAIR_CANDIDATES.format(prompts=", ".join(["%s"] * len(prompts)), **_tables()), params)
         for prompt_id, generator_id, pk in cursor.fetchall():
             by_prompt[prompt_id][generator_id].append(pk)
     # Sorted first: a seeded rng must draw the same prompt from the same rows (simulate_votes --seed).
@@ -495,7 +506,8 @@ def issue_comparison(
         order = choose_pairs(
             generator_ids, _pair_votes(campaign), policy=campaign.sampling_policy, rng=rng, weights=weights
         )
-        found = next((f for pair in order if (f := _new_pair(campaign, pair, history.seen, rng))), None)
+        prompts = _campaign_prompt_ids(campaign)
+        found = next((f for pair in order if (f := _new_pair(campaign, pair, prompts, history.seen, rng))), None)
     if found is None:
         raise NothingReady(
             "no comparison is ready yet: the generation service is still making image sets for this campaign"
