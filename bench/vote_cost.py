@@ -11,7 +11,9 @@ as `async:` commands) and the database server's CPU over the run, for the two-re
 (issue, then vote) and the one-request path (a vote that brings the next comparison) side by
 side; `--profile FILE` writes cProfile stats of the same requests through the WSGI test client
 (one thread; the ASGI handler runs each request's sync part in a thread of its own, which
-cProfile does not follow).
+cProfile does not follow). `--statements` also charges PostgreSQL's CPU to each statement: the clock
+ticks its backend process used around each call (read from /proc, so the server must run on this
+machine), summed per statement text, as `postgres_cpu_by_statement`.
 
 `--ab REV` measures the code of git revision REV first (an exported copy, `git archive`, in a
 process of its own; only the two-request path, which is all it had) and then this checkout
@@ -19,6 +21,7 @@ process of its own; only the two-request path, which is all it had) and then thi
 
     .venv/bin/python bench/vote_cost.py [--comparisons 400] [--pg postgres://postgres@127.0.0.1:5432]
         [--redis redis://127.0.0.1:6379/0] [--profile /tmp/vote.prof] [--ab 00e5cfd^] [--handlers asgi]
+        [--statements]
 """
 
 from __future__ import annotations
@@ -64,6 +67,23 @@ class Counts:
         self.redis: Counter[str] = Counter()
         self.redis_commands: Counter[tuple[str, str]] = Counter()
         self.sql: Counter[tuple[str, str]] = Counter()
+        # --statements: PostgreSQL CPU per statement, in clock ticks of the backend serving it (see timed_statement).
+        self.per_statement = False
+        self.statement_ticks: Counter[str] = Counter()
+        self.statement_calls: Counter[str] = Counter()
+
+    def statements(self, top: int = 10) -> list[dict[str, Any]]:
+        """The statements that cost PostgreSQL most CPU, each with its calls and ms of CPU per call."""
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+        return [
+            {
+                "statement": text,
+                "calls": self.statement_calls[text],
+                "postgres_cpu_ms_per_call": round(ticks * tick_ms / self.statement_calls[text], 2),
+                "postgres_cpu_ms": round(ticks * tick_ms),
+            }
+            for text, ticks in self.statement_ticks.most_common(top)
+        ]
 
     def install(self) -> None:
         import redis
@@ -116,9 +136,34 @@ class Counts:
             if counts.kind:
                 counts.queries[counts.kind] += 1
                 counts.sql[(counts.kind, sql.split()[0].upper())] += 1
+                if counts.per_statement and cursor.db.vendor == "postgresql":
+                    return timed_statement(counts, cursor, sql, lambda: sql_execute(cursor, sql, *args, **kwargs))
             return sql_execute(cursor, sql, *args, **kwargs)
 
         utils.CursorWrapper._execute_with_wrappers = execute_with_wrappers  # type: ignore[method-assign]
+
+
+def backend_ticks(pid: int) -> int:
+    """User + system CPU clock ticks of one process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def timed_statement(counts: Counts, cursor: Any, sql: str, execute: Any) -> Any:
+    """Run one statement and charge its PostgreSQL backend's CPU ticks meanwhile to the statement's text.
+
+    A tick is 10 ms, so one call is mostly 0 or 1 tick; over hundreds of calls the sums are what each statement
+    costs (the backend does nothing else meanwhile: one connection, one statement at a time). Needs the server on
+    this machine.
+    """
+    pid = cursor.db.connection.info.backend_pid
+    key = " ".join(sql.split())[:100]
+    before = backend_ticks(pid)
+    try:
+        return execute()
+    finally:
+        counts.statement_ticks[key] += backend_ticks(pid) - before
+        counts.statement_calls[key] += 1
 
 
 @dataclass
@@ -324,15 +369,20 @@ def measure(args: argparse.Namespace, code: Path, paths: list[str]) -> list[dict
         django.setup()
         counts = Counts()
         counts.install()
+        counts.per_statement = args.statements
         for handler in args.handlers:
             run(args.warmup, args.participants, counts, asgi=handler == "asgi")
         runs = [(handler, path) for handler in args.handlers for path in paths]
         for handler, path in [] if args.no_timing else runs:
             for counter in (counts.queries, counts.sql, counts.redis, counts.redis_commands):
                 counter.clear()
+            counts.statement_ticks.clear()
+            counts.statement_calls.clear()
             result = run(
                 args.comparisons, args.participants, counts, asgi=handler == "asgi", one_trip=path == "vote+next"
             )
+            if args.statements:
+                result["postgres_cpu_by_statement"] = counts.statements()
             result["backend"] = site.vendor + (" + redis" if args.redis else "")
             result["code"] = revision_of(code)
             print(json.dumps(result, indent=2), flush=True)
@@ -399,13 +449,18 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="write cProfile stats here and print the top functions")
     parser.add_argument("--show-sql", action="store_true", help="print the statements of one issue and one vote")
     parser.add_argument("--no-timing", action="store_true", help="skip the timed runs (with --profile or --show-sql)")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="also report PostgreSQL's CPU per statement (its backend's clock ticks around each call; local server)",
+    )
     parser.add_argument("--code", default="", help=argparse.SUPPRESS)  # a child of --ab: the code to serve
     parser.add_argument("--json-out", default="", help=argparse.SUPPRESS)  # a child of --ab: where its results go
     args = parser.parse_args()
 
     if args.ab or args.new:
-        if args.profile or args.show_sql:
-            parser.error("--profile and --show-sql measure one revision: leave out --ab and --new")
+        if args.profile or args.show_sql or args.statements:
+            parser.error("--profile, --show-sql and --statements measure one revision: leave out --ab and --new")
         results = []
         with ExitStack() as trees:
             arms = [("old", trees.enter_context(exported_tree(args.ab)), ["issue+vote"])] if args.ab else []
