@@ -50,10 +50,10 @@ def vote_all(campaign: Campaign, *, participants: int, per_participant: int, see
 def voted_campaign(arena_campaign) -> Callable[..., Campaign]:  # noqa: F811
     """A campaign of 3 generators x 2 prompts with votes from a dozen participants."""
 
-    def build(*, participants: int = 12, per_participant: int = 4, **shape: int) -> Campaign:
+    def build(*, participants: int = 12, per_participant: int = 4, seed: int = 7, **shape: int) -> Campaign:
         shape = {"generators": 3, "prompts": 2, "per_queue": 2, "votes_per_pair": 3, **shape}
         campaign = arena_campaign(**shape)
-        vote_all(campaign, participants=participants, per_participant=per_participant)
+        vote_all(campaign, participants=participants, per_participant=per_participant, seed=seed)
         assert Comparison.objects.filter(campaign=campaign, status="voted").exists()
         return campaign
 
