@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import campaign_populations
-from arena.models import Comparison, PairTally, new_comparison_token
+from arena.models import Comparison, PairTally, Vote, new_comparison_token
 from arena.sampling import Pair, active_weights, choose_pairs, normalise
 from core.errors import ApplicationError, Conflict, Forbidden, Gone, NotFound
-from generation.models import Generator, Population
+from generation.models import Generator, Population, Prompt
 from generation.services import get_or_create_decoy
 
 LEASE = timedelta(minutes=10)
@@ -76,7 +76,7 @@ def _history(campaign: Campaign, participant: Participant, now: datetime) -> _Hi
         "participant": participant.pk,
     }
     with connection.cursor() as cursor:
-        cursor.execute(_HISTORY.format(**_tables()), params)
+        cursor.execute(_HISTORY.format(**tables()), params)
         rows = [
             _Past(pk, token, status, bool(live), left, right, prompt_id, bool(is_gold), repeat_of_id)
             for pk, token, status, live, left, right, prompt_id, is_gold, repeat_of_id in cursor.fetchall()
@@ -126,7 +126,7 @@ def _create(
     adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
-            _INSERT_COMPARISON.format(**_tables()),
+            _INSERT_COMPARISON.format(**tables()),
             [
                 campaign.pk,
                 participant.pk,
@@ -283,12 +283,14 @@ LIMIT %(limit)s
 """
 
 
-def _tables() -> dict[str, str]:
-    """The table names the hand-written statements below are formatted with."""
+def tables() -> dict[str, str]:
+    """The table names the arena's hand-written statements (here and in arena.voting) are formatted with."""
     return {
         "comparison": Comparison._meta.db_table,
+        "vote": Vote._meta.db_table,
         "population": Population._meta.db_table,
         "generator": Generator._meta.db_table,
+        "prompt": Prompt._meta.db_table,
         "campaign_generators": Campaign.generators.through._meta.db_table,
         "campaign_prompts": Campaign.prompts.through._meta.db_table,
         "pair_tally": PairTally._meta.db_table,
@@ -302,7 +304,7 @@ def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetim
     both sides), so the scan is bounded by the work in progress, not by the campaign's history.
     Gold checks and repeats do not count towards a pair's votes.
     """
-    sql = _UNFINISHED_PAIRS.format(**_tables())
+    sql = _UNFINISHED_PAIRS.format(**tables())
     params: dict[str, Any] = {
         "campaign": campaign.pk,
         "false": False,
@@ -354,7 +356,7 @@ _CAMPAIGN_PROMPTS = "SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.cam
 
 def _campaign_prompt_ids(campaign: Campaign) -> list[int]:
     with connection.cursor() as cursor:
-        cursor.execute(_CAMPAIGN_PROMPTS.format(**_tables()), [campaign.pk])
+        cursor.execute(_CAMPAIGN_PROMPTS.format(**tables()), [campaign.pk])
         return [pk for (pk,) in cursor.fetchall()]
 
 
@@ -400,7 +402,7 @@ def _first_unseen_pair(
     ]
     by_prompt: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     with connection.cursor() as cursor:
-        cursor.execute(_PAIR_CANDIDATES.format(prompts=", ".join(["%s"] * len(prompts)), **_tables()), params)
+        cursor.execute(_PAIR_CANDIDATES.format(prompts=", ".join(["%s"] * len(prompts)), **tables()), params)
         for prompt_id, generator_id, pk in cursor.fetchall():
             by_prompt[prompt_id][generator_id].append(pk)
     for prompt_id in prompts:
@@ -460,14 +462,14 @@ def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
         return {}
     first = min(criteria, key=lambda c: (c.position, c.pk))
     with connection.cursor() as cursor:
-        cursor.execute(_PAIR_VOTES.format(**_tables()), [campaign.pk, first.pk])
+        cursor.execute(_PAIR_VOTES.format(**tables()), [campaign.pk, first.pk])
         return {normalise(a, b): votes for a, b, votes in cursor.fetchall()}
 
 
 def _active_generator_ids(campaign: Campaign) -> list[int]:
     """The campaign's active generators (campaign.generators.filter(is_active=True)), by name as the ORM orders them."""
     with connection.cursor() as cursor:
-        cursor.execute(_ACTIVE_GENERATORS.format(**_tables()), [campaign.pk])
+        cursor.execute(_ACTIVE_GENERATORS.format(**tables()), [campaign.pk])
         return [pk for (pk,) in cursor.fetchall()]
 
 

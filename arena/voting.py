@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
-from arena.issuing import check_held
-from arena.models import Comparison, Vote
+from arena.issuing import check_held, tables
+from arena.models import Comparison
 from arena.tallies import announce_leaderboard_change, record_tallies
 from core import choices
 from core.errors import ApplicationError, Conflict, NotFound
-from generation.models import Generator, Population, Prompt
+from generation.models import Generator
 
 MAX_DWELL_MS = 24 * 60 * 60 * 1000
 
@@ -110,16 +110,6 @@ _INSERT_VOTES = "INSERT INTO {vote} (comparison_id, criterion_id, choice, dwell_
 _MARK_VOTED = "UPDATE {comparison} SET status = %s, voted_at = %s WHERE id = %s"
 
 
-def _tables() -> dict[str, str]:
-    return {
-        "comparison": Comparison._meta.db_table,
-        "population": Population._meta.db_table,
-        "generator": Generator._meta.db_table,
-        "prompt": Prompt._meta.db_table,
-        "vote": Vote._meta.db_table,
-    }
-
-
 def _datetime(value: datetime) -> datetime:
     """A datetime column as the ORM gives it: SQLite hands a hand-written statement a naive one, in UTC."""
     return value if timezone.is_aware(value) else timezone.make_aware(value, connection.timezone)
@@ -129,7 +119,7 @@ def _held(*, token: str, holder: int, now: datetime) -> _Held:
     """The holder's comparison under `token` (locked), its sides and the holder's count; as held_comparison refuses."""
     lock = "FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
     with connection.cursor() as cursor:
-        cursor.execute(_HELD.format(lock=lock, **_tables()), {"token": token, "voted": Comparison.Status.VOTED.value})
+        cursor.execute(_HELD.format(lock=lock, **tables()), {"token": token, "voted": Comparison.Status.VOTED.value})
         row = cursor.fetchone()
     if row is None:
         raise NotFound("no comparison with this token")
@@ -174,8 +164,8 @@ def _record_votes(comparison: Comparison, rows: list[tuple[int, str]], dwell_ms:
         params += [comparison.pk, criterion_id, choice, dwell_ms, at]
     values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_VOTES.format(rows=values, **_tables()), params)
-        cursor.execute(_MARK_VOTED.format(**_tables()), [Comparison.Status.VOTED.value, at, comparison.pk])
+        cursor.execute(_INSERT_VOTES.format(rows=values, **tables()), params)
+        cursor.execute(_MARK_VOTED.format(**tables()), [Comparison.Status.VOTED.value, at, comparison.pk])
     comparison.status = Comparison.Status.VOTED
     comparison.voted_at = now
 
