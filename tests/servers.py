@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -109,3 +111,35 @@ def asgi_server(env: dict[str, str], server_name: str = "daphne", workers: int =
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+
+
+class WatchedProcess:
+    """A child process whose output (stdout with stderr, as text) is read line by line on a thread, with waits
+    that fail, showing that output, if the process dies or the deadline passes first."""
+
+    def __init__(self, process: subprocess.Popen[str], timeout_s: float) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self.deadline = time.monotonic() + timeout_s
+        self._reader = threading.Thread(target=lambda: self.lines.extend(process.stdout or ()), daemon=True)
+        self._reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, condition: Callable[[], bool], what: str, poll_s: float = 0.1) -> None:
+        while not condition():
+            assert self.process.poll() is None, self.output
+            assert time.monotonic() < self.deadline, f"{what}: {self.output}"
+            time.sleep(poll_s)
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def stop(self) -> str:
+        """SIGTERM, then its whole output once it has exited."""
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return self.output

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from django.utils import timezone
 
 from generation.models import Demand, Image, Population
 from tests.factories import GeneratorFactory, PromptFactory
+from tests.servers import WatchedProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"steps": 2, "width": 32, "height": 32}
@@ -121,29 +121,18 @@ def test_a_worker_started_before_its_queues_exist_imports_while_waiting_and_fill
 ):
     generator = GeneratorFactory(settings=TINY)
     # Given a worker process started with nothing to do (as scripts/demo starts it, before seeding),
-    worker = worker_process(tmp_path, "--max-batch", "4", "--idle-sleep", "0.2")
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 180
+    worker = WatchedProcess(worker_process(tmp_path, "--max-batch", "4", "--idle-sleep", "0.2"), timeout_s=180)
     try:
         # which says it imported the pipeline libraries while it waited,
-        while not any("pipeline libraries imported while waiting for work" in line for line in lines):
-            assert worker.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
+        worker.wait_for(lambda: worker.said("pipeline libraries imported while waiting for work"), "no import")
         # when the queues appear,
         demand([generator], [PromptFactory() for _ in range(3)], size=2, high=1)
-        while Population.objects.filter(status="ready").count() < 3:
-            assert worker.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "the worker filled nothing"
-            time.sleep(0.2)
+        worker.wait_for(
+            lambda: Population.objects.filter(status="ready").count() >= 3, "the worker filled nothing", poll_s=0.2
+        )
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-        reader.join(timeout=10)
-    output = "".join(lines)
+        output = worker.stop()
     # then it fills them with no failed attempt: the import it made while waiting never races a pipeline's load.
-    assert worker.returncode == 0, output
+    assert worker.process.returncode == 0, output
     assert "6 images, 3 populations ready, 0 failed attempts" in output
     assert not Population.objects.exclude(status="ready").exists()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, manage, server_env
+from tests.servers import ROOT, WatchedProcess, manage, server_env
 
 SEED_QUEUE = """
 from generation.models import Demand, Generator, Prompt
@@ -34,7 +31,7 @@ def ready_populations(database: Path) -> int:
 def test_a_worker_started_before_migrate_waits_imports_and_then_fills_the_queues_that_appear(tmp_path):
     env = server_env(tmp_path)
     # Given a worker started on a database that does not exist yet,
-    worker = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "manage.py", "run_generation_worker", "--max-batch", "4", "--idle-sleep", "0.2"],
         cwd=ROOT,
         env=env,
@@ -42,30 +39,18 @@ def test_a_worker_started_before_migrate_waits_imports_and_then_fills_the_queues
         stderr=subprocess.STDOUT,
         text=True,
     )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(worker.stdout), daemon=True)  # type: ignore[arg-type]
-    reader.start()
-    deadline = time.monotonic() + 180
+    worker = WatchedProcess(process, timeout_s=180)
     try:
         # which says what it waits for,
-        while not any("waiting: the database" in line for line in lines):
-            assert worker.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.1)
+        worker.wait_for(lambda: worker.said("waiting: the database"), "it never said it waits")
         # when the database is migrated beside it and a queue is added,
         manage(env, "migrate", "--noinput")
         manage(env, "shell", "--no-imports", "-c", SEED_QUEUE)
-        while ready_populations(tmp_path / "db.sqlite3") < 2:
-            assert worker.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "the worker filled nothing"
-            time.sleep(0.2)
+        worker.wait_for(lambda: ready_populations(tmp_path / "db.sqlite3") >= 2, "the worker filled nothing", 0.2)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
-        reader.join(timeout=10)
-    output = "".join(lines)
+        output = worker.stop()
     # then it imported the pipeline libraries while it waited, and filled the queue with no failed attempt.
-    assert worker.returncode == 0, output
+    assert process.returncode == 0, output
     assert "pipeline libraries imported while waiting for work" in output
     assert "the queue is ready" in output
     assert "4 images, 2 populations ready, 0 failed attempts" in output
