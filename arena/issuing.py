@@ -258,29 +258,41 @@ def _repeat_comparison(
 # votes wanted), though their votes never count (VoteQuerySet.counted).
 # The ORM spent about 8 ms of CPU building this statement (its Least/Greatest/filtered-Count
 # expressions compare themselves by signature binding), ten times what the database takes to
-# run it, on every issue; written out, it costs nothing to build. Portable SQL: PostgreSQL and SQLite.
+# run it, on every issue; written out, it costs nothing to build.
+# Its cost is bounded by the sets in use, not by the campaign's history: the sets with 0 < uses < wanted
+# come from a range of population_in_use_idx (`wanted` is written into the text, so even a plan made
+# for any parameters knows the range is narrow), then each set's comparisons from comparison_left_campaign_idx.
+# On PostgreSQL the second step is a LATERAL subquery behind OFFSET 0, which fixes that order: planned
+# freely, with the statistics of a campaign's first minutes (no comparisons yet) cached in a prepared
+# statement, it walked every comparison of the campaign and joined each to every set in use, 180 ms a
+# call at 3,000 comparisons (bench/vote_cost.py --statements; 2.5 ms at 2,000 before these indexes).
 _UNFINISHED_PAIRS = """
 SELECT
     CASE WHEN c.left_population_id < c.right_population_id THEN c.left_population_id ELSE c.right_population_id END,
     CASE WHEN c.left_population_id < c.right_population_id THEN c.right_population_id ELSE c.left_population_id END,
     c.prompt_id
-FROM {comparison} c
+FROM (
+    SELECT p.id FROM {population} p
+    WHERE p.status = %(ready)s AND p.size = %(size)s AND p.uses > 0 AND p.uses < {wanted:d}
+        AND p.generator_id IN (
+            SELECT cg.generator_id FROM {campaign_generators} cg JOIN {generator} g ON g.id = cg.generator_id
+            WHERE cg.campaign_id = %(campaign)s AND g.is_active = %(true)s
+        )
+        AND p.prompt_id IN (SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %(campaign)s)
+) p
+{set_comparisons}
 WHERE c.campaign_id = %(campaign)s AND c.is_gold = %(false)s AND c.repeat_of_id IS NULL
     AND (c.status = %(voted)s OR (c.status = %(issued)s AND c.lease_until > %(now)s))
-    AND c.left_population_id IN (
-        SELECT p.id FROM {population} p
-        WHERE p.status = %(ready)s AND p.size = %(size)s AND p.uses > 0 AND p.uses < %(wanted)s
-            AND p.generator_id IN (
-                SELECT cg.generator_id FROM {campaign_generators} cg JOIN {generator} g ON g.id = cg.generator_id
-                WHERE cg.campaign_id = %(campaign)s AND g.is_active = %(true)s
-            )
-            AND p.prompt_id IN (SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %(campaign)s)
-    )
 GROUP BY 1, 2, 3
 HAVING COUNT(*) < %(wanted)s AND SUM(CASE WHEN c.status = %(voted)s THEN 1 ELSE 0 END) > 0
 ORDER BY MIN(c.issued_at)
 LIMIT %(limit)s
 """
+# Each set's comparisons (as their left side), per vendor: see above.
+_SET_COMPARISONS = {
+    "postgresql": "CROSS JOIN LATERAL (SELECT * FROM {comparison} x WHERE x.left_population_id = p.id OFFSET 0) c",
+    "sqlite": "JOIN {comparison} c ON c.left_population_id = p.id",
+}
 
 
 def tables() -> dict[str, str]:
@@ -297,14 +309,11 @@ def tables() -> dict[str, str]:
     }
 
 
-def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetime) -> tuple[int, int, int] | None:
-    """A pair of populations that has some votes but fewer than wanted (counting live leases), oldest first.
-
-    Only populations that are partly used can be in such a pair (each comparison adds one use to
-    both sides), so the scan is bounded by the work in progress, not by the campaign's history.
-    Gold checks and repeats do not count towards a pair's votes.
-    """
-    sql = _UNFINISHED_PAIRS.format(**tables())
+def unfinished_pairs_statement(campaign: Campaign, *, limit: int, now: datetime) -> tuple[str, dict[str, Any]]:
+    """_UNFINISHED_PAIRS for this database and campaign, and its parameters: the first `limit` pairs."""
+    names = tables()
+    joined = _SET_COMPARISONS[connection.vendor].format(**names)
+    sql = _UNFINISHED_PAIRS.format(set_comparisons=joined, wanted=int(campaign.votes_per_pair), **names)
     params: dict[str, Any] = {
         "campaign": campaign.pk,
         "false": False,
@@ -315,9 +324,20 @@ def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetim
         "now": connection.ops.adapt_datetimefield_value(now),
         "size": campaign.population_size,
         "wanted": campaign.votes_per_pair,
-        # Rows are distinct pairs, so the first len(seen) + 1 hold an unseen one if any row does.
-        "limit": len(seen) + 1,
+        "limit": limit,
     }
+    return sql, params
+
+
+def _unfinished_pair(campaign: Campaign, seen: set[frozenset[int]], now: datetime) -> tuple[int, int, int] | None:
+    """A pair of populations that has some votes but fewer than wanted (counting live leases), oldest first.
+
+    Only populations that are partly used can be in such a pair (each comparison adds one use to
+    both sides), so the scan is bounded by the work in progress, not by the campaign's history.
+    Gold checks and repeats do not count towards a pair's votes.
+    """
+    # Rows are distinct pairs, so the first len(seen) + 1 hold an unseen one if any row does.
+    sql, params = unfinished_pairs_statement(campaign, limit=len(seen) + 1, now=now)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

@@ -81,7 +81,8 @@ class Comparison(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="comparisons")
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="comparisons")
     prompt = models.ForeignKey(Prompt, on_delete=models.PROTECT, related_name="comparisons")
-    left_population = models.ForeignKey(Population, on_delete=models.PROTECT, related_name="+")
+    # Indexed with the campaign by comparison_left_campaign_idx, which serves the foreign key's lookups too.
+    left_population = models.ForeignKey(Population, on_delete=models.PROTECT, related_name="+", db_index=False)
     right_population = models.ForeignKey(Population, on_delete=models.PROTECT, related_name="+")
     token = models.CharField(max_length=64, unique=True, default=new_comparison_token, editable=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ISSUED, db_index=True)
@@ -105,6 +106,9 @@ class Comparison(models.Model):
         indexes = [
             models.Index(fields=["campaign", "status"], name="comparison_campaign_status_idx"),
             models.Index(fields=["campaign", "participant", "status"], name="comparison_participant_idx"),
+            # A set's comparisons in one campaign, by index alone (arena.issuing._UNFINISHED_PAIRS reads them for
+            # each set in use; without it PostgreSQL scanned the campaign's comparisons, a cost growing with votes).
+            models.Index(fields=["left_population", "campaign"], name="comparison_left_campaign_idx"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -145,7 +145,12 @@ class Population(TimestampedModel):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["prompt", "generator", "status"], name="population_queue_idx")]
+        indexes = [
+            models.Index(fields=["prompt", "generator", "status"], name="population_queue_idx"),
+            # Sets in use and not yet used up (0 < uses < a campaign's votes per pair) are found by a range
+            # scan of this index alone, however many sets are unused or used up (arena.issuing._UNFINISHED_PAIRS).
+            models.Index(fields=["status", "uses"], name="population_in_use_idx", condition=Q(uses__gt=0)),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(size__gte=1) & Q(size__lte=MAX_POPULATION_SIZE), name="population_size_range"

@@ -224,3 +224,56 @@ def test_on_postgresql_the_vote_path_s_statements_are_prepared_after_a_few_runs(
         prepared = " ".join(row[0] for row in cursor.fetchall())
     assert "arena_comparison" in prepared
     assert "generation_population" in prepared
+
+
+def _comparison_rows_read(plan: dict) -> int:
+    """Rows a plan read from arena_comparison: kept or filtered out, in every loop."""
+    read = 0
+    if plan.get("Relation Name") == "arena_comparison":
+        kept = (
+            plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Index Recheck", 0)
+        )
+        read += kept * plan["Actual Loops"]
+    return read + sum(_comparison_rows_read(child) for child in plan.get("Plans", ()))
+
+
+def test_on_postgresql_the_pairs_in_progress_are_read_without_walking_the_campaign_s_history(arena_campaign):
+    import json
+    import re
+
+    from django.db import connection
+    from psycopg import sql
+
+    from arena.issuing import unfinished_pairs_statement
+
+    if connection.vendor != "postgresql":
+        pytest.skip("plans are PostgreSQL's (run with DATABASE_URL)")
+    # Given a campaign whose first 40 comparisons finished their pairs (two votes each), and one pair half voted,
+    campaign = arena_campaign(size=2, prompts=2, per_queue=12, votes_per_pair=2)
+    for _ in range(41):
+        voter = participant()
+        comparison = issue_comparison(campaign=campaign, participant=voter)
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    assert Comparison.objects.filter(campaign=campaign).count() == 41
+    # when PostgreSQL runs the pairs-in-progress read with a plan made for any parameters, as a prepared
+    # statement gets, and before the tables have statistics (a new campaign's first minutes),
+    statement, params = unfinished_pairs_statement(campaign, limit=5, now=timezone.now())
+    order = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))  # each name once, first use first
+    text = re.sub(r"%\((\w+)\)s", lambda m: f"${order.index(m[1]) + 1}", statement)
+    raw = connection.connection
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(f"PREPARE unfinished AS {text}")
+            values = ", ".join(sql.Literal(params[name]).as_string(raw) for name in order)
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unfinished({values})")
+            plan = cursor.fetchone()[0]
+            cursor.execute(f"EXECUTE unfinished({values})")
+            pairs = cursor.fetchall()
+        finally:
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute("RESET plan_cache_mode")
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    # then it finds the half-voted pair and reads only the comparisons of the sets in use, not all 41.
+    assert len(pairs) == 1
+    assert _comparison_rows_read(plan[0]["Plan"]) <= 2
