@@ -131,7 +131,11 @@ class Population(TimestampedModel):
     error = models.TextField(blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     generation_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Pipeline time for all images.")
-    uses = models.PositiveIntegerField(default=0, help_text="Comparisons this population was shown in.")
+    uses = models.PositiveIntegerField(default=0, help_text="Voted comparisons this population was shown in.")
+    reserved = models.PositiveIntegerField(
+        default=0,
+        help_text="Comparisons showing this population under a live lease: given back when unvoted ones expire.",
+    )
     decoy_of = models.ForeignKey(
         "self",
         null=True,
