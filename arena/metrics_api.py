@@ -9,10 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.measuring import checked_attribute_specs
+from annotation.permissions import can_manage_campaign
 from arena.api import visible_campaign
 from arena.selectors_metrics import NOTES, get_campaign_metrics, get_prompt_metrics
 from core.api import ERROR
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Forbidden
 
 # A campaign whose saved configuration no longer reads (Campaign.save lets one whose CLIP folder moved
 # be paused) answers this rather than half a table: which attribute's stored measures are current is
@@ -145,12 +146,25 @@ class PromptMetricsSerializer(serializers.Serializer):
 
 
 class PromptMetricsApi(APIView):
+    """The campaign's managers only: it names the generator of sets the arena may still serve.
+
+    A set's images (their URLs, their look, their labels) beside its generator's name would let whoever
+    reads them name that set's side in a comparison before voting; the public metrics table pools
+    each generator's sets instead (README, "What the public sees").
+    """
+
     @extend_schema(
         summary="One prompt: each generator's latest measured population, its images and their labels",
+        description="Only for those who manage the campaign (403 otherwise): it names the generator of each set.",
         responses={200: PromptMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: _CONFIG_INVALID},
     )
     def get(self, request: Request, slug: str, prompt_id: int) -> Response:
         campaign = visible_campaign(request, slug)
+        if not can_manage_campaign(request.user, campaign):
+            raise Forbidden(
+                "only those who manage this campaign see its sets image by image with their generators: "
+                "that would name the sides of comparisons still to be served"
+            )
         if prompt_id < 1:
             raise ApplicationError("prompt ids start at 1")
         checked_attribute_specs(campaign)

@@ -214,7 +214,11 @@ def get_agreement(*, campaign: Campaign, category: str, rows: list[dict[str, Any
 
 
 def get_prompt_metrics(*, campaign: Campaign, prompt_id: int) -> dict[str, Any]:
-    """One prompt of a campaign: each generator's latest measured population, its images and their labels."""
+    """One prompt of a campaign: each generator's latest measured population, its images and their labels.
+
+    It ties sets the arena may still serve to their generators: only for those who manage the campaign
+    (arena.metrics_api.PromptMetricsApi checks), never for a public surface.
+    """
     prompt = campaign.prompts.filter(pk=prompt_id).first()
     if prompt is None:
         raise NotFound(f"campaign {campaign.slug!r} has no prompt {prompt_id}")

@@ -89,6 +89,8 @@ def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
         "criteria": list(campaign.criteria.all()),
         "categories": get_categories(campaign=campaign),
         "initial": initial,
+        # The per-prompt images name each set's generator: for the campaign's managers only.
+        "manages": can_manage_campaign(request.user, campaign),
     }
     return render(request, "arena/leaderboard.html", context)
 

@@ -178,6 +178,7 @@
 
   function drawPromptPicker(data) {
     const select = $("metrics-prompt");
+    if (!select) return; // the per-prompt view is for the campaign's managers only
     const current = select.value;
     select.replaceChildren(...data.prompts.map((p) => {
       const option = cell("option", p.caption + (p.category ? " (" + p.category + ")" : ""));
@@ -257,7 +258,7 @@
     root.dataset.loaded = "true";
   }
 
-  $("metrics-prompt").addEventListener("change", (event) => loadPrompt(event.target.value));
+  if ($("metrics-prompt")) $("metrics-prompt").addEventListener("change", (event) => loadPrompt(event.target.value));
   if ($("category")) $("category").addEventListener("change", load);
   window.addEventListener("resize", () => { if (latest) drawShares(latest); });
   load();

@@ -34,6 +34,9 @@ for name, extra in (("base", {}), ("diverse-prompting", {"augment": {"colour": l
 for caption in ("a circle", "a square"):
     campaign.prompts.add(Prompt.objects.create(caption=caption, category="shape only"))
 set_campaign_status(campaign=campaign, status="open")
+# The per-prompt images name each set's generator: only the campaign's managers see them.
+from django.contrib.auth import get_user_model
+get_user_model().objects.create_user("staff", password="staff-password", is_staff=True)
 
 # A second study of the same populations whose CLIP folder has since moved (Campaign.save lets such a
 # campaign be paused): the worker's hook skips it and still measures for "shapes"; its page says why.
@@ -61,8 +64,19 @@ def shapes_site(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_the_leaderboard_shows_each_generator_s_class_shares_and_one_prompt_s_labelled_images(browser, shapes_site):  # type: ignore[no-untyped-def]
+    # A visitor sees the pooled metrics but no set image by image: that would name sides still to be served.
+    visitor = browser.new_page(viewport={"width": 1280, "height": 900})
+    visitor.goto(shapes_site + "/c/shapes/leaderboard/")
+    wait_until(visitor, "document.getElementById('metrics').dataset.loaded === 'true'")
+    assert visitor.locator("#prompt-view").count() == 0
+    assert visitor.locator("#metrics-table tbody tr").count() == 2
+    visitor.close()
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(shapes_site + "/c/shapes/leaderboard/")
+    page.goto(shapes_site + "/admin/login/?next=/c/shapes/leaderboard/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", "staff-password")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/c/shapes/leaderboard/")
     wait_until(page, "document.getElementById('metrics').dataset.loaded === 'true'")
 
     # The table says, per generator, which colour is most common: base's open colour is mostly red.

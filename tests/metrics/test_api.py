@@ -12,6 +12,15 @@ from tests.metrics.conftest import vote
 pytestmark = pytest.mark.django_db
 
 
+def manager() -> Client:
+    """A staff member: the per-prompt view names each set's generator, so it is for the campaign's managers."""
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_user("staff", password="x", is_staff=True))
+    return client
+
+
 def test_metrics_api_has_the_designed_shape_with_pooled_and_per_prompt_values(study) -> None:  # type: ignore[no-untyped-def]
     response = Client().get("/api/v1/campaigns/study/metrics")
 
@@ -105,12 +114,13 @@ def test_agreement_is_not_stale_after_quality_control_flags_a_voter(study) -> No
 def test_the_prompt_view_shows_each_generator_s_images_with_their_labels(study) -> None:  # type: ignore[no-untyped-def]
     _, prompts, _ = study
 
-    body = Client().get(f"/api/v1/campaigns/study/metrics/prompts/{prompts[0].pk}").json()
+    staff = manager()
+    body = staff.get(f"/api/v1/campaigns/study/metrics/prompts/{prompts[0].pk}").json()
 
     sides = {side["generator"]: side for side in body["generators"]}
     assert [image["labels"]["colour"] for image in sides["wide"]["images"]] == COLOURS
     assert sides["narrow"]["attributes"]["colour"]["shares"]["red"] == 1.0
-    assert Client().get("/api/v1/campaigns/study/metrics/prompts/999999").status_code == 404
+    assert staff.get("/api/v1/campaigns/study/metrics/prompts/999999").status_code == 404
 
 
 def test_unknown_campaign_is_a_404() -> None:
@@ -142,8 +152,9 @@ def test_a_campaign_whose_clip_folder_moved_answers_409_naming_the_field_and_fol
     assert Client().get("/api/v1/campaigns/study/metrics").status_code == 200
     folder.rmdir()
 
+    staff = manager()
     for url in ("/api/v1/campaigns/study/metrics", f"/api/v1/campaigns/study/metrics/prompts/{prompts[0].pk}"):
-        response = Client().get(url)
+        response = staff.get(url)
 
         assert response.status_code == 409, url
         error = response.json()["error"]
