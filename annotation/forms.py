@@ -76,7 +76,9 @@ class CampaignForm(forms.Form):
     repeat_rate = forms.FloatField(initial=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)])
     access = forms.ChoiceField(choices=Campaign.Access.choices, initial=Campaign.Access.PUBLIC)
     prolific_study_id = forms.CharField(
-        max_length=64, required=False, help_text="Prolific: admit only this STUDY_ID (empty: any study)."
+        max_length=64,
+        required=False,
+        help_text="Prolific: the study's STUDY_ID; only its arrivals are admitted, and it opens only with one.",
     )
     participant_quota = forms.IntegerField(
         required=False, validators=[MinValueValidator(1)], help_text="Comparisons per participant; empty: no limit."

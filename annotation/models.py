@@ -149,9 +149,34 @@ class Campaign(TimestampedModel):
         except ConfigError as exc:
             raise ValidationError({"metrics_attributes": f"{exc.field}: {exc.message}"}) from exc
 
+    def slug_is_frozen(self) -> bool:
+        """Whether the stored campaign has left draft (or ever issued a comparison): then its slug stays.
+
+        Participants, crowd platforms and published links know a campaign by its slug; once it has
+        been out, a new slug would break them and free the old one for another campaign.
+        """
+        if self.pk is None:
+            return False
+        stored = Campaign.objects.filter(pk=self.pk).values_list("status", flat=True).first()
+        return stored is not None and (stored != CampaignStatus.DRAFT or self.comparisons.exists())
+
+    def slug_change_problem(self) -> str:
+        """Why the slug this instance holds may not be saved, or "" when it may (or is unchanged)."""
+        if self.pk is None:
+            return ""
+        stored = Campaign.objects.filter(pk=self.pk).values_list("slug", flat=True).first()
+        if stored is None or stored == self.slug or not self.slug_is_frozen():
+            return ""
+        return (
+            f"the slug cannot change once the campaign has left draft: it stays {stored!r}, "
+            "because participants, crowd platforms and published links know the campaign by it"
+        )
+
     def clean(self) -> None:
         super().clean()
         self.attribute_specs()
+        if problem := self.slug_change_problem():
+            raise ValidationError({"slug": problem})
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         # Checked on every save that writes it, not only in forms: a campaign must never be given a
@@ -160,6 +185,9 @@ class Campaign(TimestampedModel):
         update_fields = kwargs.get("update_fields")
         if update_fields is None or "metrics_attributes" in update_fields:
             self.attribute_specs()
+        # Likewise the slug: no save path (admin, shell, a service) renames a campaign that has been out.
+        if (update_fields is None or "slug" in update_fields) and (problem := self.slug_change_problem()):
+            raise ValidationError({"slug": problem})
         super().save(*args, **kwargs)
 
 

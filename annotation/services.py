@@ -141,10 +141,41 @@ def set_campaign_status(*, campaign: Campaign, status: str) -> Campaign:
         if not campaign.criteria.exists():
             raise ApplicationError(f"campaign {campaign.slug!r} needs at least one criterion to be opened")
         _check_same_image_size(campaign)
+        check_crowd_setup(campaign)
     campaign.status = status
     campaign.save(update_fields=["status", "updated_at"])
     sync_campaign_demand(campaign=campaign)
     return campaign
+
+
+def check_crowd_setup(campaign: Campaign) -> None:
+    """Refuse, naming the first missing field, a crowd campaign that lacks what its platform needs to run.
+
+    Crowd URL parameters are not authenticated: anyone can type a PROLIFIC_PID. A Prolific campaign's
+    study id is what ties arrivals to the study the researcher pays for (admission refuses any other
+    STUDY_ID); without it any invented id with any study would be admitted. Participants are handed
+    back at the quota: Prolific with the completion code, MTurk by posting the assignment to one of
+    MTURK_SUBMIT_ORIGINS, so without a quota (or, on Prolific, a code) nobody could ever complete.
+    Called when a campaign opens; a form or the admin saving an open campaign can call it too.
+    """
+    missing = ""
+    if campaign.access == Campaign.Access.PROLIFIC and not campaign.prolific_study_id.strip():
+        missing = "its prolific_study_id (the STUDY_ID Prolific sends; only arrivals from that study are admitted)"
+    elif campaign.access in (Campaign.Access.PROLIFIC, Campaign.Access.MTURK) and campaign.participant_quota is None:
+        missing = "a participant_quota (comparisons per participant before the hand-back to the platform)"
+    elif campaign.access == Campaign.Access.PROLIFIC and not campaign.completion_code.strip():
+        missing = "a completion_code (the study's code on Prolific, which participants are sent back with)"
+    elif campaign.access == Campaign.Access.MTURK and not settings.MTURK_SUBMIT_ORIGINS:
+        missing = (
+            "a site to hand assignments back to: the setting MTURK_SUBMIT_ORIGINS is empty "
+            "(MTurk's production https://www.mturk.com or sandbox https://workersandbox.mturk.com)"
+        )
+    if missing:
+        platform = "Prolific" if campaign.access == Campaign.Access.PROLIFIC else "MTurk"
+        raise ApplicationError(
+            f"the {platform} campaign {campaign.slug!r} needs {missing} to be opened",
+            code="crowd_setup_incomplete",
+        )
 
 
 @dataclass(frozen=True)

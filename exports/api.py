@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from access.permissions import HasScope
 from annotation.permissions import StaffArea
 from arena.api import ERROR
-from exports.publish import exports_root, get_server_export, read_manifest
+from exports.publish import campaign_exports_folder, get_server_export, read_manifest
 from exports.rows import TIES_DROP, TIES_SOFT
 from exports.selectors import get_export_campaign, list_exports
 from exports.services import ExportOptions, export_to_server
@@ -65,8 +65,8 @@ class ExportSummarySerializer(serializers.Serializer):
 
 
 class ExportCreatedSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    path = serializers.CharField(help_text="the export's folder on the server")
+    # No server path: where the server keeps exports is its business; the name is the export's id.
+    name = serializers.CharField(help_text="the export's id among the campaign's exports")
     download = serializers.CharField(help_text="URL of the export as a zip")
     warnings = serializers.ListField(child=serializers.CharField())
     manifest = serializers.DictField(help_text="manifest.json: format, campaign, filters, counts, every file's sha256")
@@ -84,7 +84,7 @@ class CampaignExportsApi(APIView):
     @extend_schema(responses={200: ExportSummarySerializer(many=True), 403: ERROR, 404: ERROR})
     def get(self, request: Request, slug: str) -> Response:
         campaign = get_export_campaign(slug=slug, user=request.user)
-        found = list_exports(root=exports_root(), slug=campaign.slug)
+        found = list_exports(folder=campaign_exports_folder(campaign))
         return Response([{**e, "download": _download_url(campaign.slug, e["name"])} for e in found])
 
     @extend_schema(
@@ -103,7 +103,6 @@ class CampaignExportsApi(APIView):
         result = export_to_server(campaign=campaign, options=body.options())
         payload = {
             "name": result.path.name,
-            "path": str(result.path),
             "download": _download_url(campaign.slug, result.path.name),
             "warnings": result.warnings,
             "manifest": read_manifest(result.path),

@@ -112,11 +112,21 @@ def exports_root() -> Path:
     return Path(configured) if configured else Path(settings.VAR_DIR) / "exports"
 
 
+def campaign_exports_folder(campaign: Campaign) -> Path:
+    """Where a campaign's server-side exports live: named by its primary key, never by its slug.
+
+    A slug is an address that can change hands (renamed while a draft, or taken by a new campaign
+    once the old one is gone); a primary key is never reused, so a new campaign never sees an
+    older one's exports. Exports written by earlier versions under `<slug>/` are no longer listed.
+    """
+    return exports_root() / f"campaign-{campaign.pk}"
+
+
 def get_server_export(*, campaign: Campaign, name: str) -> Path:
     """The folder of a finished server-side export; NotFound for anything else (names never leave the root)."""
     if not SERVER_EXPORT_NAME.fullmatch(name):
         raise NotFound(f"no export named {name!r}")
-    folder = exports_root() / campaign.slug / name
+    folder = campaign_exports_folder(campaign) / name
     if not (folder / MANIFEST).is_file():
         raise NotFound(f"no export named {name!r} for campaign {campaign.slug!r}")
     return folder

@@ -12,7 +12,7 @@ from annotation.models import Campaign
 from annotation.permissions import staff_area
 from core.errors import ApplicationError
 from exports.forms import ExportForm
-from exports.publish import exports_root, get_server_export
+from exports.publish import campaign_exports_folder, get_server_export
 from exports.selectors import get_export_campaign, list_exports
 from exports.services import export_to_server
 from exports.writers.zipping import iter_zip
@@ -40,7 +40,7 @@ def campaign_exports(request: HttpRequest, slug: str) -> HttpResponse:
         "campaign": campaign,
         "opts": Campaign._meta,
         "form": form,
-        "exports": list_exports(root=exports_root(), slug=campaign.slug),
+        "exports": list_exports(folder=campaign_exports_folder(campaign)),
     }
     return render(request, "exports/campaign_exports.html", context)
 

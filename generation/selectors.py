@@ -11,6 +11,7 @@ from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
 from generation.models import Demand, Generator, Population
+from generation.owners import stored_owner
 from generation.planning import measure_rate
 
 
@@ -49,7 +50,7 @@ def get_queue_states(*, owner: str | None = None) -> list[QueueState]:
     """Every demanded queue (optionally only `owner`'s), highest priority first; three queries in all."""
     demands = Demand.objects.filter(generator__is_active=True)
     if owner is not None:
-        demands = demands.filter(owner=owner)
+        demands = demands.filter(owner=stored_owner(owner))
     wanted = (
         demands.values("generator_id", "prompt_id", "size")
         .annotate(

@@ -34,6 +34,7 @@ def form_data(generators, **changes):
         "gold_rate": 0.1,
         "repeat_rate": 0.05,
         "access": "prolific",
+        "prolific_study_id": "study-1",
         "participant_quota": 10,
         "completion_code": "C0DE",
         "completion_code_flagged": "",

@@ -13,7 +13,7 @@ from tests.factories import CampaignFactory, PopulationFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def visitor_session(*, participant: bool = True, invited_to: str | None = None) -> str:
+def visitor_session(*, participant: bool = True, invited_to: int | None = None) -> str:
     """A browser session as the vote page leaves it: its participant, and any invite it was let in by."""
     from django.contrib.sessions.backends.db import SessionStore
 
@@ -68,7 +68,7 @@ async def test_the_queue_socket_needs_a_session_admitted_to_the_campaign():
     from annotation.models import Campaign
 
     await sync_to_async(CampaignFactory)(slug="open-study")
-    await sync_to_async(CampaignFactory)(slug="secret-study", access=Campaign.Access.INVITE)
+    secret = await sync_to_async(CampaignFactory)(slug="secret-study", access=Campaign.Access.INVITE)
     refused = [
         ("open-study", None),  # no session at all
         ("open-study", await sync_to_async(visitor_session)(participant=False)),  # never opened a vote page
@@ -79,7 +79,7 @@ async def test_the_queue_socket_needs_a_session_admitted_to_the_campaign():
         communicator, connected = await queue_socket(slug, session)
         assert not connected, slug
     communicator, connected = await queue_socket(
-        "secret-study", await sync_to_async(visitor_session)(invited_to="secret-study")
+        "secret-study", await sync_to_async(visitor_session)(invited_to=secret.pk)
     )
     assert connected
     await communicator.disconnect()

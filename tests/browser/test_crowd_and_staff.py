@@ -35,7 +35,8 @@ criteria = [("diversity", "Which set is more varied?"), ("quality", "Which set l
 for slug, access in (("prolific", "prolific"), ("hit", "mturk")):
     campaign = Campaign.objects.create(
         slug=slug, title=f"{slug} study", access=access, population_size=2, votes_per_pair=3,
-        participant_quota=2, completion_code="C0DE42", instructions="Judge each set as a whole.")
+        participant_quota=2, completion_code="C0DE42", instructions="Judge each set as a whole.",
+        prolific_study_id="study-1" if access == "prolific" else "")
     sync_criteria(campaign=campaign, criteria=criteria, report=SeedReport())
     campaign.generators.set(generators)
     for caption in ("a red dot", "a blue dot"):

@@ -40,8 +40,8 @@ def test_staff_export_returns_the_manifest_and_a_zip_of_the_folder(voted_campaig
     response = client.post(URL.format(slug=campaign.slug), body, format="json")
     assert response.status_code == 201
     data = response.json()
-    folder = exports_root / campaign.slug / data["name"]
-    assert data["path"] == str(folder)
+    folder = exports_root / f"campaign-{campaign.pk}" / data["name"]
+    assert "path" not in data
     assert data["manifest"] == json.loads((folder / "manifest.json").read_text())
     assert data["manifest"]["filters"]["min_votes"] == 2
 
