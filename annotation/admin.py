@@ -67,8 +67,15 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))
+        # A campaign that has left draft keeps its slug (Campaign.slug_is_frozen): shown, not editable.
+        if obj is not None and obj.slug_is_frozen():
+            fields.append("slug")
         # Researchers own what they create; only those who manage every campaign hand one over.
         return fields if manages_every_campaign(request.user) else [*fields, "owner"]
+
+    def get_prepopulated_fields(self, request: HttpRequest, obj: Campaign | None = None) -> dict[str, Any]:
+        # A read-only slug is not in the form, so nothing may fill it in from the title.
+        return {} if obj is not None and obj.slug_is_frozen() else dict(self.prepopulated_fields)
 
     def has_view_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
         return super().has_view_permission(request, obj) and (obj is None or can_manage_campaign(request.user, obj))

@@ -24,6 +24,11 @@ class AnnotationConfig(AppConfig):
 
         # Metrics for each new population, in the process that stored it (annotation/measuring.py says why here).
         population_ready.connect(on_population_ready, dispatch_uid="measure-ready-population")
+        from annotation.demand import CAMPAIGN_OWNER_KIND, campaign_owner_named
+        from generation.owners import register_owner_kind
+
+        # Workers name a campaign's queues `campaign:SLUG`; its demand rows are owned by its primary key.
+        register_owner_kind(CAMPAIGN_OWNER_KIND, campaign_owner_named)
         from annotation.selectors import forget_campaigns
 
         # Server processes keep copies of campaigns and their criteria (get_live_campaign).

@@ -17,6 +17,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser, Group, Permission, User
 from django.contrib.contenttypes.models import ContentType
 from django.contrib.sessions.backends.base import SessionBase
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
 
@@ -233,6 +235,36 @@ def create_campaign(*, spec: NewCampaign, owner_id: int | None, open_now: bool =
     return campaign
 
 
+SLUG_MAX_LENGTH = 64  # Campaign.slug's max_length
+
+
+@transaction.atomic
+def rename_campaign(*, campaign: Campaign, slug: str) -> Campaign:
+    """Give a draft campaign a new slug; refused, naming the slug, once the campaign has left draft.
+
+    Everything the campaign owns (exports, session grants, crowd admissions, generation demand) is
+    keyed by its primary key, so nothing is lost or handed over by a rename; the freeze keeps the
+    links that participants and crowd platforms hold pointing at the campaign.
+    """
+    try:
+        validate_slug(slug)
+    except ValidationError:
+        raise ApplicationError(f"slug {slug!r}: use letters, digits, - and _ only", code="invalid") from None
+    if len(slug) > SLUG_MAX_LENGTH:
+        raise ApplicationError(f"slug {slug!r}: at most 64 characters", code="invalid")
+    if slug == campaign.slug:
+        return campaign
+    if campaign.slug_is_frozen():
+        raise ApplicationError(
+            f"slug: campaign {campaign.slug!r} has left draft, so its slug cannot change", code="slug_frozen"
+        )
+    if Campaign.objects.filter(slug=slug).exclude(pk=campaign.pk).exists():
+        raise Conflict(f"slug: a campaign with slug {slug!r} already exists", code="slug_taken")
+    campaign.slug = slug
+    campaign.save(update_fields=["slug", "updated_at"])
+    return campaign
+
+
 @transaction.atomic
 def ensure_researcher_group() -> Group:
     """The "researcher" group with exactly the admin permissions researchers need; safe to call again."""
@@ -314,8 +346,10 @@ def seed_demo_campaign() -> SeedReport:
 # --- participants -----------------------------------------------------------------------------------------
 
 PARTICIPANT_SESSION_KEY = "poparena.participant"
-# Per campaign slug, the crowd arrival this session was admitted with: {participant, assignment, ...}.
-CROWD_SESSION_KEY = "poparena.crowd"
+# Per campaign primary key (a string: sessions are JSON), the crowd arrival this session was admitted with:
+# {participant, assignment, ...}. Never per slug: a slug can pass to a new campaign, a key cannot. The key was
+# renamed from "poparena.crowd", which was per slug, so that no admission stored under a slug is read as a key.
+CROWD_SESSION_KEY = "poparena.crowd_by_campaign"
 LAST_SEEN_PRECISION = timedelta(minutes=1)
 
 
@@ -383,7 +417,7 @@ def enter_crowd(
         current.assignment_hash = wanted
         current.save(update_fields=["assignment_hash", "updated_at"])
     admissions = dict(session.get(CROWD_SESSION_KEY, {}))
-    admissions[campaign.slug] = {
+    admissions[str(campaign.pk)] = {
         "participant": participant.pk,
         "assignment": wanted,
         "assignment_id": entry.assignment if entry.provider == crowd.MTURK else "",
@@ -396,7 +430,7 @@ def enter_crowd(
 
 def get_crowd_admission(*, campaign: Campaign, session: SessionBase) -> dict[str, Any] | None:
     """The crowd arrival this session was admitted to `campaign` with, if any."""
-    admission = session.get(CROWD_SESSION_KEY, {}).get(campaign.slug)
+    admission = session.get(CROWD_SESSION_KEY, {}).get(str(campaign.pk))
     return admission if isinstance(admission, dict) and isinstance(admission.get("participant"), int) else None
 
 
@@ -468,7 +502,10 @@ def resolve_participant(*, session: SessionBase, user: AbstractBaseUser | Anonym
 
 # --- access -----------------------------------------------------------------------------------------------
 
-INVITES_SESSION_KEY = "poparena.invites"
+# The primary keys of the invite-only campaigns this session opened with their secret link; per key, not slug,
+# so that a grant never opens a new campaign later given the same slug (the old per-slug "poparena.invites"
+# is no longer read: its visitors open their link once more).
+INVITES_SESSION_KEY = "poparena.invited_campaigns"
 
 
 def admit_to_campaign(*, campaign: Campaign, session: SessionBase, invite: str | None = None) -> None:
@@ -482,10 +519,10 @@ def admit_to_campaign(*, campaign: Campaign, session: SessionBase, invite: str |
     if campaign.access != Campaign.Access.INVITE:
         return
     granted = list(session.get(INVITES_SESSION_KEY, []))
-    if campaign.slug in granted:
+    if campaign.pk in granted:
         return
     if invite and hmac.compare_digest(invite, campaign.invite_token):
-        session[INVITES_SESSION_KEY] = [*granted, campaign.slug]
+        session[INVITES_SESSION_KEY] = [*granted, campaign.pk]
         return
     raise hidden
 

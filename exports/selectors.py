@@ -213,9 +213,8 @@ def iter_shown_images(*, campaign: Campaign, chunk_size: int = CHUNK_SIZE) -> It
         yield ImageInfo.of(*fields), population_id, caption
 
 
-def list_exports(*, root: Path, slug: str) -> list[dict[str, Any]]:
-    """Finished exports of a campaign under `root`, newest first: name, format, time and counts from each manifest."""
-    folder = root / slug
+def list_exports(*, folder: Path) -> list[dict[str, Any]]:
+    """Finished exports in a campaign's folder, newest first: name, format, time and counts from each manifest."""
     if not folder.is_dir():
         return []
     found = []

@@ -25,7 +25,7 @@ from exports import cards, selectors
 from exports import writers as w
 from exports.errors import OPTION, ExportError
 from exports.images import ImageSource, image_storage
-from exports.publish import check_target, exports_root, publish, write_manifest
+from exports.publish import campaign_exports_folder, check_target, publish, write_manifest
 from exports.rows import (
     DROP_MISSING_IMAGE,
     OUTCOMES,
@@ -664,7 +664,7 @@ def _leaderboard_export(
 
 
 def export_to_server(*, campaign: Campaign, options: ExportOptions) -> ExportResult:
-    """Export into a new, unguessably named folder under exports_root()/<campaign slug>/."""
+    """Export into a new, unguessably named folder of the campaign's own (publish.campaign_exports_folder)."""
     stamp = timezone.now().strftime("%Y%m%dt%H%M%S")
     name = f"{options.format}-{stamp}-{secrets.token_hex(6)}"
-    return export_preferences(campaign=campaign, options=options, out=exports_root() / campaign.slug / name)
+    return export_preferences(campaign=campaign, options=options, out=campaign_exports_folder(campaign) / name)

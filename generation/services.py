@@ -24,6 +24,7 @@ from core.models import sync_object
 from generation import signals
 from generation.image_files import ImageFacts
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
+from generation.owners import stored_owner
 from generation.planning import Candidate, Coverage, QueueKey, choose_batch, order_candidates
 from generation.prompt_files import PromptRow
 from generation.prompting import population_prompts
@@ -183,7 +184,7 @@ def claim_generation_batch(
     candidates = _claimable(now)
     if owner is not None:
         owned = Demand.objects.filter(
-            owner=owner, generator=OuterRef("generator"), prompt=OuterRef("prompt"), size=OuterRef("size")
+            owner=stored_owner(owner), generator=OuterRef("generator"), prompt=OuterRef("prompt"), size=OuterRef("size")
         )
         candidates = candidates.filter(Exists(owned))
     fields = ("pk", "generator_id", "prompt_id", "size", "status")
