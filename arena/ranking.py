@@ -1,4 +1,6 @@
-"""Pure Bradley-Terry ranking of generators from pairwise votes: exact MLE, bootstrap intervals, ranks. No Django.
+"""Pure Bradley-Terry ranking of generators from pairwise votes: exact MLE, bootstrap or sandwich intervals, ranks.
+
+No Django.
 
 The model: generator i beats j with probability 1 / (1 + exp(s_j - s_i)). Votes arrive as a K x K
 table of outcome counts (`PairCounts`): decisive wins of row over column, and ties (a tie or a
@@ -14,7 +16,26 @@ both_bad vote), which count half a win each way as in Chatbot Arena. `fit_rating
   compared pair the (i wins, j wins, tie) counts are redrawn as a multinomial with the pair's own
   number of votes (drawn exactly through the law of 2 * wins + ties, see `_ScoreTables`), and each
   round is refitted with I-LSR warm-started from a Newton step off the point fit;
+- or, with `intervals="sandwich"`, closed-form intervals from the robust (Huber-White "sandwich")
+  covariance of the fit, as LMArena's arena-rank computes them for its live board (see below);
 - ranks as 1 + the number of generators whose lower bound is above this one's upper bound.
+
+The sandwich convention. Each vote between i and j is one observation with outcome y (1: i won,
+0: j won, 1/2: a tie or both_bad) and log-likelihood y log p + (1 - y) log(1 - p), p = sigmoid(s_i - s_j):
+the tie-as-half-a-win fit above is exactly this (quasi-)likelihood's maximum. Write x_ij = e_i - e_j.
+- The bread A = sum over votes of p (1 - p) x x^T is the Fisher information (and minus the Hessian of
+  the log-likelihood: for the logistic link they coincide).
+- The meat B = sum over votes of (y - p)^2 x x^T is the empirical covariance of the per-vote scores.
+- Strengths are centred (mean 0 in each connected part), so A is singular along the all-ones vector;
+  Cov = A+ B A+ with A+ the Moore-Penrose inverse, which is the covariance of the centred estimate.
+  arena-rank adds a small ridge to A's diagonal instead; on centred strengths both give the same
+  answer as the ridge goes to 0.
+- Interval: rating +- z * ELO_PER_NAT * sqrt(Cov_ii), z the standard normal quantile of (1 + level) / 2
+  (1.96 at 95%). With an anchor, the variance is that of s_i - s_anchor, so the anchor's collapses.
+Where B equals A in expectation (no ties, the model right) this is the Fisher interval; ties carry
+less variance than a coin flip, and the sandwich says so where the Fisher interval would not. It is
+a large-sample interval: on a handful of votes the bootstrap is the honest one. A regularised part
+(perfect separation) is given the sandwich of its regularised counts, prior pseudo-wins included.
 
 Degenerate data never raises or yields NaN, and the leaderboard says what was done:
 
@@ -32,6 +53,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -50,6 +72,11 @@ DEFAULT_PRIOR = 0.5
 FIRST_WINS = 0
 SECOND_WINS = 1
 TIE = 2
+
+# How intervals are computed (`fit_ratings(intervals=...)`, `Leaderboard.intervals`).
+INTERVALS_BOOTSTRAP = "bootstrap"
+INTERVALS_SANDWICH = "sandwich"
+INTERVAL_METHODS = (INTERVALS_BOOTSTRAP, INTERVALS_SANDWICH)
 
 METHOD_EXACT = "exact MLE"
 METHOD_REGULARISED = "regularised MLE"
@@ -252,6 +279,7 @@ class Leaderboard:
     level: float
     total_votes: float
     anchor: tuple[str, float] | None
+    intervals: str = INTERVALS_BOOTSTRAP  # INTERVALS_BOOTSTRAP or INTERVALS_SANDWICH
 
     @property
     def method_note(self) -> str:
@@ -301,15 +329,20 @@ def fit_ratings(
     level: float = DEFAULT_LEVEL,
     anchor: tuple[str, float] | None = None,
     prior: float = DEFAULT_PRIOR,
+    intervals: str = INTERVALS_BOOTSTRAP,
 ) -> Leaderboard:
     """Fit Bradley-Terry ratings with bootstrap intervals and ranks; see the module docstring for the rules.
 
     `bootstrap` rounds (0: no intervals, each interval is the rating itself); `seed` makes the
     intervals reproducible (None draws fresh entropy); `level` is the interval's coverage;
+    `intervals="sandwich"` gives closed-form robust intervals instead of the bootstrap (`bootstrap`
+    and `seed` are then unused): one linear solve per part, milliseconds where 1,000 rounds take tenths;
     `anchor=(name, rating)` pins one generator (its part is shifted; its own interval collapses
     to the anchor and the others widen, as every round is re-anchored); `prior` is the pseudo-win
     count used only when perfect separation leaves no finite MLE.
     """
+    if intervals not in INTERVAL_METHODS:
+        raise ValueError(f"intervals must be one of {', '.join(INTERVAL_METHODS)}, not {intervals!r}")
     if bootstrap < 0:
         raise ValueError("bootstrap rounds must be >= 0")
     if not 0 < level < 1:
@@ -349,9 +382,24 @@ def fit_ratings(
     rating += shift[part_of]
 
     rated = n.sum(axis=1) > 0
-    low, high, separated = _intervals(
-        counts, fits, parts, part_of, rating, shift, anchor_index, bootstrap, level, prior, np.random.default_rng(seed)
-    )
+    if intervals == INTERVALS_SANDWICH:
+        bootstrap, seed = 0, None
+        low, high = _sandwich_intervals(counts, fits, rating, anchor_index, level, prior)
+        separated = 0
+    else:
+        low, high, separated = _intervals(
+            counts,
+            fits,
+            parts,
+            part_of,
+            rating,
+            shift,
+            anchor_index,
+            bootstrap,
+            level,
+            prior,
+            np.random.default_rng(seed),
+        )
     low[~rated] = -math.inf
     high[~rated] = math.inf
     if anchor_index >= 0 and not rated[anchor_index]:
@@ -405,6 +453,7 @@ def fit_ratings(
         level=level,
         total_votes=counts.total,
         anchor=anchor,
+        intervals=intervals,
     )
 
 
@@ -435,6 +484,53 @@ def _intervals(
     # A percentile interval can miss its own point estimate in tiny or separated samples; a bar
     # that does not contain its dot reads as a bug, so the interval is widened to include it.
     return np.minimum(low, rating), np.maximum(high, rating), separated
+
+
+def sandwich_covariance(wins: FloatArray, ties: FloatArray, strengths: FloatArray) -> FloatArray:
+    """Robust covariance A+ B A+ of centred strengths (natural-log units) at the fit `strengths`.
+
+    `wins[i, j]`: decisive votes for i over j (prior pseudo-wins included where the fit used them);
+    `ties`: symmetric tie counts. The comparison graph must be connected. See the module docstring.
+    """
+    k = len(strengths)
+    p = _sigmoid(strengths[:, None] - strengths[None, :])
+    votes = wins + wins.T + ties
+    w = votes * p * p.T
+    bread = np.diag(w.sum(axis=1)) - w
+    # Squared score of each vote, summed by pair: a win of i scores 1 - p, a loss -p, a tie 1/2 - p.
+    s = wins * (1 - p) ** 2 + wins.T * p**2 + ties * (0.5 - p) ** 2
+    meat = np.diag(s.sum(axis=1)) - s
+    centre = np.full((k, k), 1.0 / k)
+    pinv = np.linalg.inv(bread + centre) - centre  # Moore-Penrose inverse: A's null space is the all-ones vector
+    return np.asarray(pinv @ meat @ pinv, dtype=np.float64)
+
+
+def _sandwich_intervals(
+    counts: PairCounts,
+    fits: list[_PartFit | None],
+    rating: FloatArray,
+    anchor_index: int,
+    level: float,
+    prior: float,
+) -> tuple[FloatArray, FloatArray]:
+    """Normal interval ends on the Elo scale from the sandwich covariance of each part."""
+    low, high = rating.copy(), rating.copy()
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    for fit in fits:
+        if fit is None:
+            continue
+        members = fit.members
+        local = np.ix_(members, members)
+        wins = counts.wins[local] + prior * fit.crossing
+        cov = sandwich_covariance(wins, counts.ties[local], fit.strengths)
+        variance = np.diag(cov).copy()
+        if anchor_index >= 0 and anchor_index in members:
+            a = int(np.flatnonzero(members == anchor_index)[0])
+            variance = variance + cov[a, a] - 2 * cov[:, a]
+        half = z * ELO_PER_NAT * np.sqrt(np.clip(variance, 0.0, None))
+        low[members] = rating[members] - half
+        high[members] = rating[members] + half
+    return low, high
 
 
 def _coverage_notes(names: tuple[str, ...], parts: list[IntArray], rated: NDArray[np.bool_]) -> list[str]:

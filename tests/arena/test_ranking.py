@@ -304,3 +304,170 @@ def test_separated_bootstrap_rounds_are_counted_and_said():
     assert 0 < board.separated_rounds < 300
     assert f"{board.separated_rounds} of 300 bootstrap rounds" in board.method_note
     assert_no_nan(board)
+
+
+# --- closed-form (sandwich) intervals -----------------------------------------------------------------------
+
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
+
+
+def half_widths_in_nats(board: Leaderboard, names: list[str]) -> np.ndarray:
+    return np.array([(board.by_name(n).ci_high - board.by_name(n).ci_low) / 2 / ELO_PER_NAT for n in names])
+
+
+def numeric_sandwich(wins: np.ndarray, ties: np.ndarray, strengths: np.ndarray) -> np.ndarray:
+    """The robust covariance derived from the log-likelihood alone, by finite differences (no formula shared).
+
+    Votes are observations with outcome 1 (row won), 0 or 1/2 (a tie); the Hessian of the summed
+    log-likelihood and each vote's score are taken numerically; centring is a projection.
+    """
+    k = len(strengths)
+    observations = [(i, j, 1.0, wins[i, j]) for i in range(k) for j in range(k) if wins[i, j]]
+    observations += [(i, j, 0.5, ties[i, j]) for i in range(k) for j in range(i + 1, k) if ties[i, j]]
+
+    def loglik(s: np.ndarray, i: int, j: int, y: float) -> float:
+        d = s[i] - s[j]
+        return float(-y * np.logaddexp(0.0, -d) - (1 - y) * np.logaddexp(0.0, d))
+
+    def total(s: np.ndarray) -> float:
+        return sum(n * loglik(s, i, j, y) for i, j, y, n in observations)
+
+    h = 1e-4
+    unit = np.eye(k)
+    hessian = np.array(
+        [
+            [
+                (
+                    total(strengths + h * (unit[a] + unit[b]))
+                    - total(strengths + h * (unit[a] - unit[b]))
+                    - total(strengths - h * (unit[a] - unit[b]))
+                    + total(strengths - h * (unit[a] + unit[b]))
+                )
+                / (4 * h * h)
+                for b in range(k)
+            ]
+            for a in range(k)
+        ]
+    )
+    meat = np.zeros((k, k))
+    for i, j, y, n in observations:
+        score = np.array(
+            [
+                (loglik(strengths + h * unit[a], i, j, y) - loglik(strengths - h * unit[a], i, j, y)) / (2 * h)
+                for a in range(k)
+            ]
+        )
+        meat += n * np.outer(score, score)
+    # The pseudo-inverse on the centred subspace: finite differences leave a speck of curvature along
+    # the all-ones direction, which the projection and the cut-off remove.
+    centring = np.eye(k) - 1.0 / k
+    bread_inverse = np.linalg.pinv(centring @ -hessian @ centring, rcond=1e-8, hermitian=True)
+    return bread_inverse @ meat @ bread_inverse
+
+
+def test_sandwich_intervals_match_a_numerical_derivation_from_the_log_likelihood():
+    rng = np.random.default_rng(11)
+    names = ["a", "b", "c", "d", "e"]
+    wins = rng.integers(1, 30, size=(5, 5)).astype(float)
+    np.fill_diagonal(wins, 0)
+    ties = np.triu(rng.integers(0, 12, size=(5, 5)), 1).astype(float)
+    ties = ties + ties.T
+    board = fit_ratings(PairCounts(tuple(names), wins, ties), intervals="sandwich")
+    strengths = np.array([(board.by_name(n).rating - 1000) / ELO_PER_NAT for n in names])
+
+    expected = np.sqrt(np.diag(numeric_sandwich(wins, ties, strengths)))
+
+    assert half_widths_in_nats(board, names) / Z95 == pytest.approx(expected, rel=1e-5)
+    assert board.intervals == "sandwich"
+    assert board.bootstrap_rounds == 0
+    # The point fit is the one the bootstrap board has: only the intervals differ.
+    assert board.ratings() == pytest.approx(fit_ratings(PairCounts(tuple(names), wins, ties), bootstrap=0).ratings())
+
+
+def test_without_ties_the_sandwich_is_close_to_the_fisher_interval_and_ties_narrow_it():
+    # Given votes that follow the model, the meat is the bread on average: the sandwich ~ 1 / sqrt(Fisher).
+    rng = np.random.default_rng(3)
+    names = ["a", "b", "c"]
+    s = np.array([-0.4, 0.0, 0.4])
+    wins = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(i + 1, 3):
+            won = rng.binomial(4000, expit(s[i] - s[j]))
+            wins[i, j], wins[j, i] = won, 4000 - won
+    plain = fit_ratings(PairCounts.from_matrix(names, wins), intervals="sandwich")
+    x = np.array([(plain.by_name(n).rating - 1000) / ELO_PER_NAT for n in names])
+    p = expit(x[:, None] - x[None, :])
+    w = 4000 * p * p.T
+    np.fill_diagonal(w, 0)
+    fisher = np.linalg.pinv(np.diag(w.sum(axis=1)) - w)
+    assert half_widths_in_nats(plain, names) / Z95 == pytest.approx(np.sqrt(np.diag(fisher)), rel=0.05)
+    # When half the votes are ties with the same expected outcome, each carries less variance: narrower.
+    tied = PairCounts(tuple(names), wins / 2, np.where(np.eye(3) == 1, 0.0, 2000.0) + 0 * wins)
+    assert np.all(
+        half_widths_in_nats(fit_ratings(tied, intervals="sandwich"), names) < half_widths_in_nats(plain, names)
+    )
+
+
+def simulate(rng: np.random.Generator, s: np.ndarray, votes: int, tie_share: float) -> PairCounts:
+    """Votes on random pairs: with probability `tie_share` a tie, otherwise a win drawn so that the expected
+    outcome (a tie as 1/2) is exactly sigmoid(s_i - s_j): the fit's model holds in mean, not in variance."""
+    k = len(s)
+    first = rng.integers(0, k, size=votes)
+    second = (first + rng.integers(1, k, size=votes)) % k
+    p = expit(s[first] - s[second])
+    tie = rng.random(votes) < tie_share
+    win = rng.random(votes) < (p - tie_share / 2) / (1 - tie_share)
+    outcome = np.where(tie, TIE, np.where(win, FIRST_WINS, SECOND_WINS))
+    return PairCounts.from_indices([f"g{i}" for i in range(k)], first, second, outcome)
+
+
+def test_sandwich_intervals_cover_the_true_ratings_95_percent_of_the_time():
+    # Given 800 simulated boards (fixed seed) of 4 generators and 400 votes, 40% of them ties,
+    rng = np.random.default_rng(2024)
+    s = np.array([-0.5, -0.1, 0.2, 0.4])
+    truth = 1000 + ELO_PER_NAT * (s - s.mean())
+    covered = total = 0
+    for _ in range(800):
+        board = fit_ratings(simulate(rng, s, 400, 0.4), intervals="sandwich")
+        for i, rating in enumerate(truth):
+            row = board.by_name(f"g{i}")
+            covered += row.ci_low <= rating <= row.ci_high
+            total += 1
+    # then 95% intervals cover 95% of the time, within a window that a 90% (or 99%) interval would miss.
+    assert 0.935 <= covered / total <= 0.965, covered / total
+
+
+def test_sandwich_intervals_on_degenerate_data_never_raise_or_give_nan():
+    names = ["a", "b", "c", "d"]
+    # no votes
+    empty = fit_ratings(PairCounts.empty(names), intervals="sandwich")
+    assert all(math.isinf(row.ci_low) and math.isinf(row.ci_high) for row in empty.standings)
+    # two disconnected parts, and one generator that only won (the prior's regularised fit)
+    wins = np.zeros((4, 4))
+    wins[0, 1], wins[1, 0] = 5, 3
+    wins[2, 3] = 4
+    board = fit_ratings(PairCounts.from_matrix(names, wins), intervals="sandwich")
+    for row in board.standings:
+        assert math.isfinite(row.ci_low)
+        assert math.isfinite(row.ci_high)
+        assert row.ci_low < row.rating < row.ci_high
+    assert "perfect separation" in board.method_note
+
+
+def test_a_sandwich_interval_with_an_anchor_is_that_of_the_difference_to_the_anchor():
+    rng = np.random.default_rng(5)
+    names = ["a", "b", "c"]
+    counts = simulate(rng, np.array([0.0, 0.3, -0.2]), 600, 0.2)
+    counts = PairCounts(tuple(names), counts.wins, counts.ties)
+    free = fit_ratings(counts, intervals="sandwich")
+    pinned = fit_ratings(counts, intervals="sandwich", anchor=("a", 1200.0))
+    assert pinned.by_name("a").ci_low == pinned.by_name("a").ci_high == pytest.approx(1200.0)
+    strengths = np.array([(free.by_name(n).rating - 1000) / ELO_PER_NAT for n in names])
+    cov = numeric_sandwich(np.asarray(counts.wins), np.asarray(counts.ties), strengths)
+    spread = np.sqrt(cov[1, 1] + cov[0, 0] - 2 * cov[0, 1])
+    assert half_widths_in_nats(pinned, ["b"])[0] / Z95 == pytest.approx(spread, rel=1e-4)
+
+
+def test_an_unknown_interval_method_is_refused():
+    with pytest.raises(ValueError, match="intervals must be one of bootstrap, sandwich"):
+        fit_ratings(PairCounts.empty(["a", "b"]), intervals="jackknife")
