@@ -144,7 +144,7 @@ def backfill_campaign_metrics(
     """
     specs = campaign.attribute_specs()
     for spec in specs:
-        load_backend(spec.backend, spec.model, device=device)
+        load_backend(spec.backend, spec.source or spec.model, device=device)
     return measure_populations(
         population_ids=campaign_population_ids(campaign),
         attributes=specs,

@@ -145,7 +145,7 @@ class Campaign(TimestampedModel):
     def attribute_specs(self) -> list[AttributeSpec]:
         """The parsed metrics configuration; ValidationError naming the field when it is wrong."""
         try:
-            return parse_attributes(self.metrics_attributes)
+            return parse_attributes(self.metrics_attributes, models_dir=settings.METRICS_MODELS_DIR)
         except ConfigError as exc:
             raise ValidationError({"metrics_attributes": f"{exc.field}: {exc.message}"}) from exc
 

@@ -311,28 +311,31 @@ def _check_same_image_size(campaign: Campaign) -> None:
 
 @transaction.atomic
 def seed_demo_campaign() -> SeedReport:
-    """Create or bring up to date the `demo` campaign; a second run writes nothing."""
+    """Create the `demo` campaign and what it needs, only what is missing; an existing campaign is left as it is.
+
+    scripts/demo runs this at every start, so it must never undo what someone did to a live demo: its
+    access, criteria and questions, prompts, generators and status stay as they were made (an invite-only
+    demo is not made public again, a removed generator is not put back). The offline generators
+    themselves are the code's and are kept in step with it.
+    """
     report = SeedReport()
     generators = []
     for spec in DEMO_GENERATORS:
         generator, outcome = sync_generator(spec=spec)
         generators.append(generator)
         report.add("generators", outcome)
-    campaign, outcome = sync_object(
-        Campaign,
-        lookup={"slug": demo.DEMO_SLUG},
-        values={
-            "title": demo.DEMO_TITLE,
-            "instructions": demo.DEMO_INSTRUCTIONS,
-            "access": Campaign.Access.PUBLIC,
-            "metrics_attributes": demo.DEMO_METRICS,
-        },
+    if Campaign.objects.filter(slug=demo.DEMO_SLUG).exists():
+        report.add("campaign", "unchanged")
+        return report
+    campaign = Campaign.objects.create(
+        slug=demo.DEMO_SLUG,
+        title=demo.DEMO_TITLE,
+        instructions=demo.DEMO_INSTRUCTIONS,
+        access=Campaign.Access.PUBLIC,
+        metrics_attributes=demo.DEMO_METRICS,
+        status=Campaign.Status.OPEN,
     )
-    if outcome == "created":
-        # Only a new demo opens itself; a researcher who paused it keeps it paused.
-        campaign.status = Campaign.Status.OPEN
-        campaign.save(update_fields=["status"])
-    report.add("campaign", outcome)
+    report.add("campaign", "created")
     sync_criteria(campaign=campaign, criteria=demo.DEMO_CRITERIA, report=report)
     prompts = [Prompt.objects.get_or_create(caption=r.caption, category=r.category)[0] for r in demo.DEMO_PROMPTS]
     _attach(campaign.prompts, prompts, "campaign prompts", report)

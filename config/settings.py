@@ -285,6 +285,9 @@ VOTE_MIN_DWELL_MS = env.int("VOTE_MIN_DWELL_MS", default=500)
 PARTICIPANT_HASH_KEY = env.str("PARTICIPANT_HASH_KEY", default="") or f"participants:{SECRET_KEY}"
 # Where built-in offline pipelines are built once and loaded from with from_pretrained.
 POPARENA_MODEL_CACHE = Path(env.str("POPARENA_MODEL_CACHE", default=str(VAR_DIR / "models")))
+# The one folder researchers' local CLIP models (a campaign's metrics_attributes "model") may come from;
+# anything else must be a hub id (metrics/config.py says why: no probing of the server's folders).
+METRICS_MODELS_DIR = Path(env.str("METRICS_MODELS_DIR", default=str(VAR_DIR / "metrics-models")))
 # Where train_generator saves fine-tuned pipelines (diffusers layout), one folder per new generator.
 TRAINED_MODELS_DIR = Path(env.str("TRAINED_MODELS_DIR", default=str(VAR_DIR / "trained")))
 # The generation worker on the CPU: torch threads (0: every core but one, left to the web server

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import PurePath
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -13,17 +14,34 @@ from rest_framework.views import APIView
 
 from access.permissions import HasScope, StaffOrScope
 from core.api import ERROR
+from generation.models import Generator
+from generation.pipelines import looks_like_path
 from generation.selectors import get_queue_depths, get_worker_leases, list_generators
+
+
+def public_source(source: str) -> str:
+    """A generator's source as API answers show it: hub ids and `builtin:NAME` as they are, a local folder by name only.
+
+    Staff (researchers included) and `read` tokens need to tell generators apart, not to learn how the
+    server's disks are laid out; the full path stays in the admin, for those who may edit generators.
+    """
+    return f"local:{PurePath(source).name}" if looks_like_path(source) else source
 
 
 class GeneratorSerializer(serializers.Serializer):
     name = serializers.CharField()
     display_name = serializers.CharField(allow_blank=True)
     backend = serializers.CharField()
-    source = serializers.CharField()  # type: ignore[assignment]  # the stubs see Field.source
+    source = serializers.SerializerMethodField(  # type: ignore[assignment]  # the stubs see Field.source
+        help_text="a hub id, builtin:NAME, or local:FOLDER (a local folder's name only: no server paths)"
+    )
     prompt_template = serializers.CharField()
     is_offline_standin = serializers.BooleanField()
     is_active = serializers.BooleanField()
+
+    @extend_schema_field(str)
+    def get_source(self, generator: Generator) -> str:
+        return public_source(generator.source)
 
 
 class QueueDepthSerializer(serializers.Serializer):

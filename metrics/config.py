@@ -9,8 +9,15 @@ A campaign states what to measure as JSON, one entry per attribute:
 
 `parse_attributes` refuses anything wrong with a `ConfigError` naming the field
 (`gender.classes`, `colour.target`), so a bad configuration is stopped when the campaign is saved
-or the command runs, before anything is computed. A local CLIP folder that does not exist is refused
-here; whether a hub id is in the local cache is only known when the backend loads it.
+or the command runs, before anything is computed. Whether a hub id is in the local cache is only
+known when the backend loads it.
+
+A CLIP `model` is a hub id (`owner/name`) or a folder inside the server's models folder (the
+setting METRICS_MODELS_DIR), named relative to it (`clip-vit-b32`) or by its full path. Given that
+folder (`models_dir`, as campaigns always are), anything else is refused with one message that
+says nothing of the server's folders: the same whether or not the path exists, so a researcher
+cannot probe the disk through the form. Without it (trusted callers: benchmarks, tests), any
+existing folder is taken, as before.
 """
 
 from __future__ import annotations
@@ -56,6 +63,9 @@ class AttributeSpec:
     template: str = "{}"
     none_below: float | None = None
     field: str = ""
+    # Where the model loads from (`model` as written, or its folder inside the models folder); not part of
+    # `key`, so results stay shared however the folder is named.
+    source: str = ""
 
     @property
     def key(self) -> str:
@@ -82,16 +92,43 @@ def _shapes_classes(field_name: str) -> tuple[str, ...]:
     ]
 
 
-def parse_attributes(raw: object) -> list[AttributeSpec]:
-    """The attribute specs of a configuration, in its order; ConfigError naming the field on anything wrong."""
+def parse_attributes(raw: object, *, models_dir: Path | None = None) -> list[AttributeSpec]:
+    """The attribute specs of a configuration, in its order; ConfigError naming the field on anything wrong.
+
+    `models_dir`: the only folder local models may come from (see the module's docstring).
+    """
     if raw in (None, {}, ""):
         return []
     if not isinstance(raw, Mapping):
         raise ConfigError("attributes", "must be an object mapping attribute names to their settings")
-    return [_parse_one(str(name), entry) for name, entry in raw.items()]
+    return [_parse_one(str(name), entry, models_dir) for name, entry in raw.items()]
 
 
-def _parse_one(name: str, entry: object) -> AttributeSpec:
+# A Hugging Face hub id: owner/name, each part starting with a letter or digit (so no "..", no absolute path).
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+MODEL_REFUSED = (
+    "not a model this server offers: give a hub id (owner/name) or the name of a folder in the server's "
+    "models folder (METRICS_MODELS_DIR)"
+)
+
+
+def model_source(model: str, models_dir: Path) -> str | None:
+    """Where `model` loads from when only `models_dir` may hold local models; None when it is refused.
+
+    A folder of that name inside `models_dir` comes first (a hub id can be mirrored there); a path that
+    leaves it (`..`, a link out, another absolute path) is refused like a missing one.
+    """
+    root = models_dir.expanduser().resolve()
+    try:
+        folder = (root / Path(model).expanduser()).resolve()
+    except (OSError, RuntimeError, ValueError):
+        folder = None
+    if folder is not None and folder != root and folder.is_relative_to(root) and folder.is_dir():
+        return str(folder)
+    return model if HUB_ID.fullmatch(model) and ".." not in model else None
+
+
+def _parse_one(name: str, entry: object, models_dir: Path | None = None) -> AttributeSpec:
     if not _NAME.match(name):
         raise ConfigError(
             name, "an attribute name is 1-40 lowercase letters, digits, '-' or '_', starting with a letter"
@@ -125,8 +162,15 @@ def _parse_one(name: str, entry: object) -> AttributeSpec:
     model = entry.get("model")
     if not isinstance(model, str) or not model.strip():
         raise ConfigError(f"{name}.model", "the clip backend needs a model: a hub id or a local folder")
-    if looks_like_path(model) and not Path(model).expanduser().is_dir():
+    model = model.strip()
+    if models_dir is not None:
+        source = model_source(model, models_dir)
+        if source is None:
+            raise ConfigError(f"{name}.model", MODEL_REFUSED)
+    elif looks_like_path(model) and not Path(model).expanduser().is_dir():
         raise ConfigError(f"{name}.model", f"no such folder: {model}")
+    else:
+        source = model
     template = entry.get("template", "{}")
     if not isinstance(template, str) or template.count("{}") != 1:
         raise ConfigError(f"{name}.template", 'must contain {} exactly once, e.g. "a photo of {}"')
@@ -140,9 +184,10 @@ def _parse_one(name: str, entry: object) -> AttributeSpec:
         "clip",
         classes,
         target,
-        model=model.strip(),
+        model=model,
         template=template,
         none_below=float(none_below) if none_below is not None else None,
+        source=source,
     )
 
 

@@ -41,6 +41,7 @@ class SetSpec:
     backend: str
     model: str
     feature: str
+    source: str = ""  # where the model loads from (AttributeSpec.source); not part of `key`
 
     @property
     def key(self) -> str:
@@ -51,7 +52,7 @@ def set_spec_for(attributes: Sequence[AttributeSpec]) -> SetSpec | None:
     """CLIP image embeddings where a CLIP is configured (they see content); else the shapes feature; else none."""
     for spec in attributes:
         if spec.backend == "clip":
-            return SetSpec("clip", spec.model, "CLIP image embedding")
+            return SetSpec("clip", spec.model, "CLIP image embedding", spec.source)
     if any(spec.backend == "shapes" for spec in attributes):
         return SetSpec("shapes", "generation.shapes.classify", "8x8 thumbnail, mean-centred")
     return None
@@ -151,14 +152,14 @@ def _measure_chunk(
     labels: dict[str, list[str | None]] = {}
     backends: dict[str, Backend] = {}
     for spec in attributes:
-        backend = load_backend(spec.backend, spec.model, device=device)
+        backend = load_backend(spec.backend, spec.source or spec.model, device=device)
         backends[spec.key] = backend
         labels[spec.key] = backend.labels(flat, spec)
     set_values: dict[int, tuple[float, float | None, float | None]] = {}
     set_backend: Backend | None = None
     if set_spec is not None:
         set_backend = load_backend(
-            set_spec.backend, set_spec.model if set_spec.backend == "clip" else "", device=device
+            set_spec.backend, (set_spec.source or set_spec.model) if set_spec.backend == "clip" else "", device=device
         )
         embeddings = set_backend.embed(flat)
         for population, (lo, hi) in zip(chunk, offsets, strict=True):

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 
 from annotation.permissions import staff_area
 from annotation.selectors import get_managed_campaign
+from core.spreadsheets import spreadsheet_cell
 from quality.scoring import QUALITY_CSV_FIELDS
 from quality.selectors import get_quality_reports
 from quality.services import apply_quality_review
@@ -32,7 +33,8 @@ def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
         response["Content-Disposition"] = f'attachment; filename="{campaign.slug}-quality.csv"'
         writer = csv.DictWriter(response, fieldnames=QUALITY_CSV_FIELDS)
         writer.writeheader()
-        writer.writerows(report.as_row() for report in reports)
+        # Read in spreadsheet programs: text that would run as a formula is written as text.
+        writer.writerows({k: spreadsheet_cell(v) for k, v in report.as_row().items()} for report in reports)
         return response
     context = {
         "campaign": campaign,

@@ -47,3 +47,9 @@ def _fresh_throttle_counts(monkeypatch):  # type: ignore[no-untyped-def]
     counts = LocMemCache("tests-throttle-counts", {})
     counts.clear()
     monkeypatch.setattr(SimpleRateThrottle, "cache", counts)
+
+
+@pytest.fixture(autouse=True)
+def _metrics_models_dir(settings, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """Local CLIP models are taken only from METRICS_MODELS_DIR; tests build theirs under pytest's temporary folder."""
+    settings.METRICS_MODELS_DIR = tmp_path_factory.getbasetemp()

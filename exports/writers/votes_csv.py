@@ -1,4 +1,8 @@
-"""votes-csv and leaderboard-csv: the raw vote log and the leaderboard at export time."""
+"""votes-csv and leaderboard-csv: the raw vote log and the leaderboard at export time.
+
+Both are read by people in spreadsheet programs, so their text cells go through
+core.spreadsheets.spreadsheet_cell (a caption `=HYPERLINK(...)` is written `'=HYPERLINK(...)`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from core.spreadsheets import spreadsheet_cell, spreadsheet_row
 from exports.rows import OUTCOMES, TRAIN, Moment, ParticipantHasher, iso_moment
 
 VOTES_FILE = "votes.csv"
@@ -79,6 +84,8 @@ class VotesCsvWriter:
         hashed = self._hasher.hex
         count = 0
         rows = []
+        # The text cells people or studies wrote go through it; the rest are numbers, hashes and fixed words.
+        cell = spreadsheet_cell
         for v in votes:
             if v.choice not in OUTCOMES:
                 raise ValueError(f"unknown vote choice {v.choice!r}")
@@ -86,18 +93,18 @@ class VotesCsvWriter:
                 (
                     v.vote_id,
                     iso_moment(v.created_at),
-                    v.criterion,
+                    cell(v.criterion),
                     v.comparison_id,
                     hashed(v.participant_id),
-                    v.participant_kind,
+                    cell(v.participant_kind),
                     int(v.participant_flagged),
                     v.prompt_id,
-                    v.caption,
-                    v.category,
+                    cell(v.caption),
+                    cell(v.category),
                     v.left_population_id,
                     v.right_population_id,
-                    v.left_generator,
-                    v.right_generator,
+                    cell(v.left_generator),
+                    cell(v.right_generator),
                     v.choice,
                     v.dwell_ms,
                     int(v.is_gold),
@@ -141,7 +148,8 @@ def write_leaderboard(folder: Path, boards: Sequence[tuple[str, Sequence[dict[st
         writer.writerow(LEADERBOARD_COLUMNS)
         for criterion, rows in boards:
             for row in rows:
-                writer.writerow([criterion, *(_blank_none(row.get(c)) for c in LEADERBOARD_COLUMNS[1:])])
+                cells = [criterion, *(_blank_none(row.get(c)) for c in LEADERBOARD_COLUMNS[1:])]
+                writer.writerow(spreadsheet_row(cells))
                 count += 1
     return {TRAIN: count}
 

@@ -8,7 +8,7 @@ import pytest
 from django.apps import apps
 from django.core.management import call_command
 
-from annotation.models import Campaign
+from annotation.models import Campaign, Criterion
 
 pytestmark = pytest.mark.django_db
 
@@ -61,13 +61,39 @@ def test_second_seed_demo_changes_nothing():
     assert "nothing changed" in output
 
 
-def test_seed_demo_keeps_a_paused_demo_paused_and_restores_an_edited_question():
+def test_seed_demo_never_rewrites_an_existing_demo_campaign():
+    # Given a live demo that its researcher changed: invite-only, paused, a question reworded, a criterion
+    # added, a generator and a prompt taken out
     run_seed()
     demo = Campaign.objects.get(slug="demo")
+    demo.access = Campaign.Access.INVITE
     demo.status = Campaign.Status.PAUSED
     demo.save()
     demo.criteria.filter(key="quality").update(question="edited by hand")
-    run_seed()
+    Criterion.objects.create(campaign=demo, key="realism", question="Which set looks more real?", position=5)
+    removed_generator = demo.generators.order_by("name").first()
+    removed_prompt = demo.prompts.order_by("caption").first()
+    demo.generators.remove(removed_generator)
+    demo.prompts.remove(removed_prompt)
+    before = snapshot()
+    # When seed_demo runs again (scripts/demo runs it at every start)
+    output = run_seed()
+    # Then nothing of the campaign changed
+    assert snapshot() == before
     demo.refresh_from_db()
+    assert demo.access == Campaign.Access.INVITE
     assert demo.status == Campaign.Status.PAUSED
-    assert demo.criteria.get(key="quality").question.startswith("Which set has better image quality")
+    assert demo.criteria.get(key="quality").question == "edited by hand"
+    assert demo.criteria.filter(key="realism").exists()
+    assert not demo.generators.filter(pk=removed_generator.pk).exists()
+    assert not demo.prompts.filter(pk=removed_prompt.pk).exists()
+    assert "left as it is" in output
+
+
+def test_seed_demo_leaves_a_campaign_someone_else_made_at_the_demo_slug_alone():
+    theirs = Campaign.objects.create(slug="demo", title="Someone's own study", access=Campaign.Access.INVITE)
+    run_seed()
+    theirs.refresh_from_db()
+    assert (theirs.title, theirs.access, theirs.status) == ("Someone's own study", "invite", "draft")
+    assert not theirs.criteria.exists()
+    assert not theirs.generators.exists()

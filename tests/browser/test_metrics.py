@@ -140,6 +140,6 @@ def test_a_campaign_whose_clip_folder_moved_says_so_where_the_metrics_would_be(b
     wait_until(page, "document.getElementById('metrics').dataset.error === 'true'")
 
     note = page.inner_text("#metrics-note")
-    assert "gender.model: no such folder: /gone/clip-folder" in note, note
+    assert "gender.model: not a model this server offers" in note, note
     assert page.locator("#metrics-body").is_hidden()
     page.close()

@@ -116,5 +116,5 @@ def test_a_campaign_whose_clip_folder_moved_can_still_be_paused(tmp_path) -> Non
 
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.PAUSED
-    with pytest.raises(ValidationError, match="no such folder"):
+    with pytest.raises(ValidationError, match="not a model this server offers"):
         campaign.save()

@@ -1,4 +1,4 @@
-"""`seed_demo`: create (or bring up to date) the demo campaign on the offline generators."""
+"""`seed_demo`: create the demo campaign on the offline generators; an existing one is never rewritten."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ from annotation.services import seed_demo_campaign
 
 
 class Command(BaseCommand):
-    help = "Create the `demo` campaign with the built-in offline generators, its prompts and two criteria. Idempotent."
+    help = (
+        "Create the `demo` campaign with the built-in offline generators, its prompts and two criteria. Only "
+        "creates what is missing: an existing `demo` campaign is left exactly as it is."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = seed_demo_campaign()
         for line in report.lines():
             self.stdout.write(f"  {line}")
-        if report.changed:
-            self.stdout.write(self.style.SUCCESS("Demo campaign `demo` ready."))
+        if report.counts.get("campaign", {}).get("created"):
+            message = "Demo campaign `demo` ready."
         else:
-            self.stdout.write(self.style.SUCCESS("Demo campaign already up to date; nothing changed."))
+            done = "the offline generators were updated" if report.changed else "nothing changed"
+            message = f"Demo campaign `demo` exists and was left as it is; {done}."
+        self.stdout.write(self.style.SUCCESS(message))

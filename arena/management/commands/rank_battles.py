@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from arena.battles import COLUMNS, FORMATS, OUTCOMES, BattleLogError, read_battle_log
 from arena.ranking import DEFAULT_BOOTSTRAP, Leaderboard, fit_ratings
+from core.spreadsheets import spreadsheet_cell
 
 CSV_COLUMNS = ("model", "rating", "ci_low", "ci_high", "rank", "votes")
 
@@ -119,8 +120,11 @@ def _write_csv(path: Path, board: Leaderboard) -> None:
             writer = csv.writer(handle)
             writer.writerow(CSV_COLUMNS)
             for s in board.standings:
+                # A name from the battle log could start like a formula; the CSV is for spreadsheets. (Only the
+                # name: a negative rating is written as text "-0.5" and must stay a number.)
+                name = spreadsheet_cell(s.name)
                 writer.writerow(
-                    [s.name, _number(s.rating, 4), _number(s.ci_low, 4), _number(s.ci_high, 4), s.rank, _count(s.votes)]
+                    [name, _number(s.rating, 4), _number(s.ci_low, 4), _number(s.ci_high, 4), s.rank, _count(s.votes)]
                 )
     except OSError as exc:
         raise CommandError(f"cannot write {path}: {exc.strerror}") from None
