@@ -29,6 +29,14 @@ class ApiToken(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    worker_limits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            'Worker tokens only: claim only the work of these, e.g. {"generators": [3], "campaigns": [7]} (ids); '
+            "empty: any generator's work."
+        ),
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -47,6 +55,11 @@ class ApiToken(models.Model):
         if not self.user.is_active:
             return "the owner of this API token is inactive"
         return None
+
+    @property
+    def is_limited(self) -> bool:
+        """Limited to some generators or campaigns; a limit whose targets are gone allows nothing, never everything."""
+        return bool(self.worker_limits)
 
     @property
     def is_usable(self) -> bool:

@@ -1,7 +1,8 @@
-"""Reads for API tokens: find the usable token behind a presented key."""
+"""Reads for API tokens: find the usable token behind a presented key; the generators a worker token may serve."""
 
 from __future__ import annotations
 
+from access.hooks import LIMIT_KINDS
 from access.keys import KEY_PREFIX, hash_key
 from access.models import ApiToken
 from core.errors import ApplicationError
@@ -24,3 +25,18 @@ def get_usable_token(*, key: str) -> ApiToken:
     if problem is not None:
         raise InvalidToken(problem)
     return token
+
+
+def get_worker_generator_ids(*, token: ApiToken) -> set[int] | None:
+    """The generators whose work `token` may claim and fill, None for any; read now (a campaign's change).
+
+    A limit naming only things since deleted, or a kind no app registers, allows nothing.
+    """
+    if not token.is_limited:
+        return None
+    allowed: set[int] = set()
+    for kind_name, ids in token.worker_limits.items():
+        kind = LIMIT_KINDS.get(kind_name)
+        if kind is not None and ids:
+            allowed |= kind.generator_ids(ids)
+    return allowed

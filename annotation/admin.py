@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from annotation.models import Campaign, Criterion, CrowdAssignment, Participant
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
-from annotation.services import set_campaign_status, sync_campaign_demand
+from annotation.selectors import visible_prompts
+from annotation.services import check_campaign_members, set_campaign_status, update_campaign_members
 from core.errors import ApplicationError
+from generation.admin import PromptAdmin
+from generation.models import Prompt
 
 
 class CriterionInline(admin.TabularInline):
@@ -20,8 +24,37 @@ class CriterionInline(admin.TabularInline):
     fields = ["position", "key", "question"]
 
 
+class CampaignAdminForm(forms.ModelForm):
+    """Checks generators and prompts as the services do (annotation.services.check_campaign_members), as form errors."""
+
+    requested_by: Any = None
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        if "generators" in data and "prompts" in data:
+            try:
+                check_campaign_members(
+                    campaign=self.instance,
+                    slug=data.get("slug") or self.instance.slug,
+                    generators=data["generators"],
+                    prompts=data["prompts"],
+                    user=self.requested_by,
+                )
+            except ApplicationError as error:
+                raise forms.ValidationError(error.message) from error
+        return data
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    """Status changes only through the actions and membership only through annotation.services, as elsewhere.
+
+    The status is read-only here: opening checks generators, prompts, criteria and image sizes and starts
+    generation (set_campaign_status), so it is done with the actions above the list, never by a saved field.
+    """
+
+    form = CampaignAdminForm
     list_display = [
         "slug",
         "title",
@@ -36,7 +69,7 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["slug", "title", "instructions"]
     prepopulated_fields = {"slug": ["title"]}
     filter_horizontal = ["prompts", "generators", "gold_excluded_generators"]
-    readonly_fields = ["invite_token", "created_at", "updated_at"]
+    readonly_fields = ["status", "invite_token", "created_at", "updated_at"]
     inlines = [CriterionInline]
     actions = ["open_campaigns", "pause_campaigns", "close_campaigns"]
 
@@ -91,10 +124,25 @@ class CampaignAdmin(admin.ModelAdmin):
             obj.owner = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
 
+    def get_form(self, request: HttpRequest, obj: Campaign | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"requested_by": request.user})
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "prompts":
+            # A researcher picks among the prompts of their own campaigns and shared ones (the service checks too).
+            kwargs["queryset"] = visible_prompts(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
         # Prompts and generators are saved here, after the campaign row: only now is the demand known.
         super().save_related(request, form, formsets, change)
-        sync_campaign_demand(campaign=form.instance)
+        update_campaign_members(
+            campaign=form.instance,
+            generators=form.cleaned_data["generators"],
+            prompts=form.cleaned_data["prompts"],
+            user=request.user,
+        )
 
 
 @admin.register(Participant)
@@ -135,3 +183,53 @@ class CrowdAssignmentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+admin.site.unregister(Prompt)
+
+
+class StudyPromptForm(forms.ModelForm):
+    """A new prompt of a researcher is theirs: the same caption and category twice in their prompts is named here."""
+
+    requested_by: Any = None
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        owner = self.instance.owner_id if self.instance.pk else self._new_owner()
+        if owner is not None and "caption" in data:
+            twins = Prompt.objects.filter(owner_id=owner, caption=data["caption"], category=data.get("category", ""))
+            if twins.exclude(pk=self.instance.pk).exists():
+                raise forms.ValidationError("you already have a prompt with this caption and category")
+        return data
+
+    def _new_owner(self) -> int | None:
+        user = self.requested_by
+        return None if user is None or manages_every_campaign(user) else user.pk
+
+
+@admin.register(Prompt)
+class StudyPromptAdmin(PromptAdmin):
+    """generation's prompt admin, narrowed to the prompts a user may see (annotation.selectors.visible_prompts).
+
+    Registered here because who sees a prompt depends on campaigns, which generation knows nothing of.
+    A researcher's new prompt is their own; only staff who manage every campaign mark one shared.
+    """
+
+    form = StudyPromptForm
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Prompt]:
+        return super().get_queryset(request).filter(pk__in=visible_prompts(request.user).values("pk"))
+
+    def get_form(self, request: HttpRequest, obj: Prompt | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"requested_by": request.user})
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Prompt | None = None) -> Any:
+        fields = [*super().get_readonly_fields(request, obj), "owner"]
+        return fields if manages_every_campaign(request.user) else [*fields, "is_shared"]
+
+    def save_model(self, request: HttpRequest, obj: Prompt, form: Any, change: bool) -> None:
+        if not change and not manages_every_campaign(request.user):
+            obj.owner = request.user  # type: ignore[assignment]
+        super().save_model(request, obj, form, change)

@@ -33,7 +33,12 @@ class AddPromptsSerializer(serializers.Serializer):
 
 class CampaignPromptsApi(APIView):
     """Staff who manage the campaign (a researcher only their own); a token needs `read` or `manage` to list,
-    `manage` to add."""
+    `manage` to add.
+
+    Captions are added as the campaign owner's prompts (annotation.services.add_prompts_to_campaign): a
+    caption another study has becomes a new prompt here, so `existing` says nothing about other studies
+    and their image sets stay theirs.
+    """
 
     permission_classes = [StaffOrScope("read", "manage", write=("manage",))]
 
@@ -52,8 +57,10 @@ class CampaignPromptsApi(APIView):
             200: inline_serializer(
                 "AddedPrompts",
                 {
-                    "created": serializers.IntegerField(help_text="prompts new to the platform"),
-                    "existing": serializers.IntegerField(help_text="prompts that existed already"),
+                    "created": serializers.IntegerField(help_text="prompts new to this campaign owner's prompts"),
+                    "existing": serializers.IntegerField(
+                        help_text="prompts the campaign owner already had, or shared ones; never another study's"
+                    ),
                     "added": serializers.IntegerField(help_text="prompts newly in this campaign"),
                 },
             ),

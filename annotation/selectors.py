@@ -11,12 +11,12 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from annotation.models import Campaign
-from annotation.permissions import can_manage_campaign
+from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from core.errors import NotFound
-from generation.models import Generator, Image, Population
+from generation.models import Generator, Image, Population, Prompt
 
 PREVIEW_SCAN_LIMIT = 200
 
@@ -146,3 +146,14 @@ def get_managed_campaign(*, slug: str, user: AbstractBaseUser | AnonymousUser) -
     if not can_manage_campaign(user, campaign):
         raise NotFound(f"no campaign with slug {slug!r}")
     return campaign
+
+
+def visible_prompts(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Prompt]:
+    """The prompts `user` may see and add to a campaign: all for staff who manage every campaign; for a
+    researcher those of campaigns they manage, those they made, and those staff marked shared; none for others."""
+    if manages_every_campaign(user):
+        return Prompt.objects.all()
+    if not user.is_authenticated:
+        return Prompt.objects.none()
+    mine = Prompt.objects.filter(campaigns__in=managed_campaigns(user).values("pk")).values("pk")
+    return Prompt.objects.filter(Q(pk__in=mine) | Q(is_shared=True) | Q(owner_id=user.pk))

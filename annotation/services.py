@@ -27,12 +27,13 @@ from annotation.crowd import CrowdEntry
 from annotation.demand import demand_owner
 from annotation.models import DEFAULT_POPULATION_SIZE, Campaign, Criterion, CrowdAssignment, Participant
 from annotation.permissions import RESEARCHER_GROUP, RESEARCHER_MODEL_PERMISSIONS, ROLE_CACHE_KEY
+from annotation.selectors import visible_prompts
 from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from core.models import sync_object
 from generation.models import Generator, Prompt
 from generation.offline import DEMO_GENERATORS
 from generation.prompt_files import PromptRow
-from generation.services import DemandSpec, import_prompts, sync_demand, sync_generator
+from generation.services import DemandSpec, configured_image_size, import_prompts, sync_demand, sync_generator
 
 # Ready populations kept waiting per (generator, prompt): refill below LOW, up to HIGH.
 QUEUE_LOW_WATERMARK = 1
@@ -76,7 +77,9 @@ def add_prompts_to_campaign(*, campaign: Campaign, rows: Iterable[PromptRow]) ->
 
     An open campaign's generation demand grows with it, so the new prompts get image sets too.
     """
-    prompts, counts = import_prompts(rows=rows)
+    # A campaign's new captions are its owner's own prompt rows: a caption another study already has is
+    # not that study's row, so its image sets (made per prompt row) never reach this campaign.
+    prompts, counts = import_prompts(rows=rows, owner_id=campaign.owner_id)
     already = set(campaign.prompts.values_list("pk", flat=True))
     new = [p for p in prompts if p.pk not in already]
     campaign.prompts.add(*new)
@@ -297,16 +300,57 @@ def grant_researcher_role(*, user: User) -> None:
 
 def _check_same_image_size(campaign: Campaign) -> None:
     """Refuse to open a campaign whose generators make images of different sizes: a size would reveal a side."""
-    sizes: dict[tuple[object, object], list[str]] = {}
-    for generator in campaign.generators.filter(is_active=True):
-        settings_ = generator.settings if isinstance(generator.settings, dict) else {}
-        sizes.setdefault((settings_.get("width"), settings_.get("height")), []).append(generator.name)
+    check_generator_sizes(slug=campaign.slug, generators=campaign.generators.filter(is_active=True))
+
+
+def check_generator_sizes(*, slug: str, generators: Iterable[Generator]) -> None:
+    """ApplicationError naming each size and its generators when the active `generators` make several sizes."""
+    sizes: dict[tuple[int, int] | None, list[str]] = {}
+    for generator in generators:
+        if generator.is_active:
+            sizes.setdefault(configured_image_size(generator), []).append(generator.name)
     if len(sizes) > 1:
-        listed = "; ".join(f"{w}x{h}: {', '.join(names)}" for (w, h), names in sizes.items())
+        listed = "; ".join(
+            f"{f'{size[0]}x{size[1]}' if size else 'no width and height set'}: {', '.join(names)}"
+            for size, names in sizes.items()
+        )
         raise ApplicationError(
-            f"campaign {campaign.slug!r} mixes image sizes ({listed}); participants could tell the sides apart "
+            f"campaign {slug!r} mixes image sizes ({listed}); participants could tell the sides apart "
             "by size, so give every generator the same width and height"
         )
+
+
+def check_campaign_members(
+    *, campaign: Campaign, slug: str, generators: Iterable[Generator], prompts: Iterable[Prompt], user: Any
+) -> None:
+    """What the admin's campaign form checks before saving: one image size; only prompts `user` may use here.
+
+    A researcher uses the prompts of campaigns they manage and shared ones (annotation.selectors.visible_prompts);
+    prompts the campaign already has stay. `slug` is the one being saved (a new campaign has none yet).
+    """
+    check_generator_sizes(slug=slug, generators=generators)
+    wanted = {prompt.pk for prompt in prompts}
+    allowed = set(visible_prompts(user).filter(pk__in=wanted).values_list("pk", flat=True))
+    if campaign.pk is not None:
+        allowed |= set(campaign.prompts.filter(pk__in=wanted).values_list("pk", flat=True))
+    if wanted - allowed:
+        raise Forbidden(
+            f"prompt(s) {', '.join(map(str, sorted(wanted - allowed)))} belong to campaigns you do not manage "
+            "and are not shared; add the caption as a new prompt instead",
+            code="prompt_not_yours",
+        )
+
+
+@transaction.atomic
+def update_campaign_members(
+    *, campaign: Campaign, generators: Iterable[Generator], prompts: Iterable[Prompt], user: Any
+) -> Counter[str]:
+    """Make the campaign's generators and prompts these, after check_campaign_members; the demand follows."""
+    generators, prompts = list(generators), list(prompts)
+    check_campaign_members(campaign=campaign, slug=campaign.slug, generators=generators, prompts=prompts, user=user)
+    campaign.generators.set(generators)
+    campaign.prompts.set(prompts)
+    return sync_campaign_demand(campaign=campaign)
 
 
 @transaction.atomic
@@ -337,7 +381,9 @@ def seed_demo_campaign() -> SeedReport:
     )
     report.add("campaign", "created")
     sync_criteria(campaign=campaign, criteria=demo.DEMO_CRITERIA, report=report)
-    prompts = [Prompt.objects.get_or_create(caption=r.caption, category=r.category)[0] for r in demo.DEMO_PROMPTS]
+    prompts = [
+        Prompt.objects.get_or_create(caption=r.caption, category=r.category, owner=None)[0] for r in demo.DEMO_PROMPTS
+    ]
     _attach(campaign.prompts, prompts, "campaign prompts", report)
     _attach(campaign.generators, generators, "campaign generators", report)
     for outcome, count in sync_campaign_demand(campaign=campaign).items():

@@ -21,8 +21,8 @@ class GeneratorAdmin(admin.ModelAdmin):
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ["caption", "category", "population_count", "created_at"]
-    list_filter = ["category"]
+    list_display = ["caption", "category", "is_shared", "population_count", "created_at"]
+    list_filter = ["category", "is_shared"]
     search_fields = ["caption", "category"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Prompt]:

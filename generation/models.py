@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -70,15 +71,39 @@ class Generator(TimestampedModel):
 
 
 class Prompt(TimestampedModel):
-    """The text a population is generated for; the caption is what training conditions on."""
+    """The text a population is generated for; the caption is what training conditions on.
+
+    A prompt belongs to the owner of the campaign it was added to (none for staff-made ones): image sets
+    are made per prompt row, so two studies adding one caption get a row each and never see each other's
+    sets. Staff may mark a prompt shared, for every researcher to use (its sets are then shared too).
+    """
 
     caption = models.CharField(max_length=1000)
     category = models.CharField(max_length=100, blank=True, db_index=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Whose study the prompt is (the campaign owner it was added for); empty: staff's.",
+    )
+    is_shared = models.BooleanField(
+        default=False,
+        help_text="Every researcher may see and use this prompt, and so the image sets made for it.",
+    )
 
     class Meta:
         ordering = ["category", "caption"]
         constraints = [
-            models.UniqueConstraint(fields=["caption", "category"], name="prompt_unique_caption_category"),
+            models.UniqueConstraint(
+                fields=["caption", "category", "owner"],
+                condition=Q(owner__isnull=False),
+                name="prompt_unique_caption_category_owner",
+            ),
+            models.UniqueConstraint(
+                fields=["caption", "category"], condition=Q(owner__isnull=True), name="prompt_unique_caption_category"
+            ),
             models.CheckConstraint(condition=~Q(caption=""), name="prompt_caption_not_empty"),
         ]
 

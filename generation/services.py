@@ -64,13 +64,22 @@ def sync_generator(*, spec: GeneratorSpec) -> tuple[Generator, str]:
 
 
 @transaction.atomic
-def import_prompts(*, rows: Iterable[PromptRow]) -> tuple[list[Prompt], Counter[str]]:
-    """Get or create one prompt per row; returns them in row order and counts created/existing."""
+def import_prompts(*, rows: Iterable[PromptRow], owner_id: int | None = None) -> tuple[list[Prompt], Counter[str]]:
+    """Get or create one prompt per row in `owner_id`'s prompts; returns them in row order, counts created/existing.
+
+    A row finds the owner's own prompt of that caption and category, else a shared one (Prompt.is_shared),
+    else a new prompt of the owner's: never another owner's, whose image sets would come with it.
+    """
     counts: Counter[str] = Counter()
     prompts = []
+    own = Q(owner_id=owner_id) if owner_id is not None else Q(owner__isnull=True)
     for row in rows:
-        prompt, created = Prompt.objects.get_or_create(caption=row.caption, category=row.category)
-        counts["created" if created else "existing"] += 1
+        candidates = Prompt.objects.filter(own | Q(is_shared=True), caption=row.caption, category=row.category)
+        # The owner's own row first, then a shared one.
+        prompt = candidates.filter(own).first() or candidates.first()
+        counts["existing" if prompt is not None else "created"] += 1
+        if prompt is None:
+            prompt = Prompt.objects.create(caption=row.caption, category=row.category, owner_id=owner_id)
         prompts.append(prompt)
     return prompts, counts
 
@@ -167,7 +176,13 @@ def _claimable(now: datetime) -> QuerySet[Population]:
 
 @transaction.atomic
 def claim_generation_batch(
-    *, worker: str, max_images: int, lease: timedelta, owner: str | None = None, now: datetime | None = None
+    *,
+    worker: str,
+    max_images: int,
+    lease: timedelta,
+    owner: str | None = None,
+    generator_ids: Iterable[int] | None = None,
+    now: datetime | None = None,
 ) -> list[Population]:
     """Claim pending (or abandoned) populations of one generator, up to `max_images` images, best first.
 
@@ -179,9 +194,12 @@ def claim_generation_batch(
 
     Each claim is a compare-and-set on the row, so two workers never hold the same population;
     on PostgreSQL the chosen rows are also locked with SKIP LOCKED so workers don't queue up.
+    `generator_ids`, when given, is all a worker may claim (a limited worker token's generators).
     """
     now = now or timezone.now()
     candidates = _claimable(now)
+    if generator_ids is not None:
+        candidates = candidates.filter(generator_id__in=list(generator_ids))
     if owner is not None:
         owned = Demand.objects.filter(
             owner=stored_owner(owner), generator=OuterRef("generator"), prompt=OuterRef("prompt"), size=OuterRef("size")
@@ -341,6 +359,42 @@ def _create_images(population: Population, images: Sequence[ImageInput], names: 
     )
 
 
+class WrongImageSize(ApplicationError, ValueError):
+    """Images of another size than their generator's: participants could tell the sides apart by size.
+
+    A ValueError too, so the local worker records it as this attempt's failure, as it does a remote server's 400.
+    """
+
+    code = "wrong_image_size"
+
+
+def configured_image_size(generator: Generator) -> tuple[int, int] | None:
+    """The (width, height) a generator's settings name (`width` and `height`, or `size` "WxH"); None if they don't."""
+    settings_ = generator.settings if isinstance(generator.settings, dict) else {}
+    width, height = settings_.get("width"), settings_.get("height")
+    size = settings_.get("size")
+    if width is None and height is None and isinstance(size, str) and size.count("x") == 1:
+        width, height = size.split("x")
+    try:
+        return (int(width), int(height)) if width is not None and height is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def check_image_sizes(*, generator: Generator, population_id: int, images: Sequence[ImageInput]) -> None:
+    """WrongImageSize naming both sizes unless every image has its generator's configured size (and all one size)."""
+    expected = configured_image_size(generator)
+    sizes = sorted({(image.width, image.height) for image in images})
+    wrong = [size for size in sizes if expected is not None and size != expected]
+    if wrong or len(sizes) > 1:
+        got = ", ".join(f"{w}x{h}" for w, h in sizes)
+        wanted = f"{expected[0]}x{expected[1]}" if expected is not None else "one size for every image"
+        raise WrongImageSize(
+            f"population {population_id}: images of {got}, but generator {generator.name!r} makes {wanted}; "
+            "nothing was stored"
+        )
+
+
 def store_population(*, worker: str, population_id: int, images: Sequence[ImageInput], generation_ms: int) -> bool:
     """Store all N images and mark the population ready, in one transaction; never half-visible.
 
@@ -358,6 +412,7 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
             indexes = sorted(image.index for image in images)
             if indexes != list(range(population.size)):
                 raise ValueError(f"population {population_id} needs images 0..{population.size - 1}, got {indexes}")
+            check_image_sizes(generator=population.generator, population_id=population_id, images=images)
             _create_images(population, images, names)
             now = timezone.now()
             population.status = Population.Status.READY

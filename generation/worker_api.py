@@ -2,7 +2,9 @@
 
 Only an API token with the `worker` scope reaches them. The lease holder is named after the
 token (`token-<id>:<label>`), so a worker can renew, upload to or fail only what its own token
-claimed, and a token without `worker` cannot claim at all.
+claimed, and a token without `worker` cannot claim at all. A token limited to generators or
+campaigns (ApiToken.worker_limits) claims only their generators' work, and renews, uploads to or
+fails nothing outside them (a campaign's generators are read at each request).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from rest_framework.views import APIView
 
 from access.models import ApiToken
 from access.permissions import WorkerTokenOnly, request_token
+from access.selectors import get_worker_generator_ids
 from core.api import ERROR
-from core.errors import ApplicationError, Conflict, NotFound
+from core.errors import ApplicationError, Conflict, Forbidden, NotFound
 from generation import services
 from generation.image_files import BadImage, inspect_image
 from generation.models import MAX_POPULATION_SIZE, Population
@@ -36,10 +39,33 @@ def worker_name(token: ApiToken, label: str) -> str:
     return f"token-{token.pk}:{label}"
 
 
-def _worker(request: Request, label: str) -> str:
+def _token(request: Request) -> ApiToken:
     token = request_token(request)
     assert token is not None  # WorkerTokenOnly let the request in
-    return worker_name(token, label)
+    return token
+
+
+def _worker(request: Request, label: str) -> str:
+    return worker_name(_token(request), label)
+
+
+class OutsideTokenLimits(Forbidden):
+    code = "outside_token_limits"
+
+
+def _check_within_limits(request: Request, population_ids: list[int]) -> None:
+    """Forbidden naming the populations whose generator this request's token is not limited to."""
+    allowed = get_worker_generator_ids(token=_token(request))
+    if allowed is None:
+        return
+    outside = sorted(
+        Population.objects.filter(pk__in=population_ids).exclude(generator_id__in=allowed).values_list("pk", flat=True)
+    )
+    if outside:
+        raise OutsideTokenLimits(
+            f"this worker token is limited to some generators or campaigns, and population(s) "
+            f"{', '.join(map(str, outside))} are outside them; nothing was changed"
+        )
 
 
 class WorkerLabelField(serializers.RegexField):
@@ -173,10 +199,11 @@ class ClaimApi(APIView):
         worker = _worker(request, data["worker"])
         owner = data.get("owner")
         lease = timedelta(seconds=data["lease_seconds"])
+        generator_ids = get_worker_generator_ids(token=_token(request))
 
         batch = services.plan_and_claim(
             claim=lambda: services.claim_generation_batch(
-                worker=worker, max_images=data["max_images"], lease=lease, owner=owner
+                worker=worker, max_images=data["max_images"], lease=lease, owner=owner, generator_ids=generator_ids
             ),
             plan=lambda: services.plan_populations(owner=owner),
             # Now and then anyway: the cache lets one claim per interval plan, whichever worker sends it.
@@ -201,6 +228,7 @@ class LeaseRenewApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = _valid(LeaseRequestSerializer, request)
+        _check_within_limits(request, data["populations"])
         held = services.renew_leases(
             worker=_worker(request, data["worker"]),
             population_ids=data["populations"],
@@ -250,6 +278,7 @@ class UploadApi(APIView):
     )
     def post(self, request: Request, population_id: int) -> Response:
         data = _valid(UploadRequestSerializer, request)
+        _check_within_limits(request, [_population_id(population_id)])
         uploads = _read_uploads(data["images"], set(data.get("truncated", ())))
         stored = services.store_uploaded_population(
             worker=_worker(request, data["worker"]),
@@ -277,6 +306,7 @@ class FailureApi(APIView):
     )
     def post(self, request: Request, population_id: int) -> Response:
         data = _valid(FailureRequestSerializer, request)
+        _check_within_limits(request, [_population_id(population_id)])
         status = services.fail_population(
             worker=_worker(request, data["worker"]), population_id=_population_id(population_id), error=data["error"]
         )

@@ -26,11 +26,19 @@ def member(db):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def token_client(staff) -> Callable[..., APIClient]:  # type: ignore[no-untyped-def]
-    """An API client sending a fresh token of `user` (staff by default) with `scopes`."""
+def issuer(db):  # type: ignore[no-untyped-def]
+    """A superuser: may give any user a token with any scope, so endpoint tests can hold any token."""
+    return get_user_model().objects.create_superuser("issuer", password="x")
 
-    def build(*scopes: str, user=None) -> APIClient:  # type: ignore[no-untyped-def]
-        issued = create_api_token(user=user or staff, name="test", scopes=scopes)
+
+@pytest.fixture
+def token_client(staff, issuer) -> Callable[..., APIClient]:  # type: ignore[no-untyped-def]
+    """An API client sending a fresh token of `user` (staff by default) with `scopes`, issued by a superuser."""
+
+    def build(*scopes: str, user=None, worker_limits=None) -> APIClient:  # type: ignore[no-untyped-def]
+        issued = create_api_token(
+            user=user or staff, name="test", scopes=scopes, requested_by=issuer, worker_limits=worker_limits
+        )
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.key}")
         return client

@@ -86,7 +86,7 @@ def test_in_the_admin_a_researcher_sees_and_edits_only_their_own_campaigns(clien
 def test_a_campaign_a_researcher_adds_in_the_admin_is_theirs(client, people):
     _, alice, _, _ = people
     generators = [GeneratorFactory(), GeneratorFactory()]
-    prompt = PromptFactory()
+    prompt = PromptFactory(owner=alice)  # a researcher adds only prompts of their own study (or shared ones)
     client.force_login(alice)
     form = {
         "slug": "alices-admin-study",
