@@ -263,8 +263,14 @@ class LeaderboardSerializer(serializers.Serializer):
     includes_flagged = serializers.BooleanField()
     votes = serializers.IntegerField()
     updated_at = serializers.DateTimeField(allow_null=True)
-    method = serializers.CharField()
-    bootstrap_rounds = serializers.IntegerField()
+    method = serializers.CharField(help_text="how the ratings were fitted, with every note on the data")
+    intervals = serializers.ChoiceField(
+        choices=["bootstrap", "sandwich"],
+        help_text="how the intervals were computed: the percentile bootstrap, or the closed-form robust "
+        "(sandwich) normal interval that live pushes carry",
+    )
+    interval_level = serializers.FloatField(help_text="the intervals' coverage, e.g. 0.95")
+    bootstrap_rounds = serializers.IntegerField(help_text="0 for sandwich intervals")
     rows = LeaderboardRowSerializer(many=True)
     pairwise = inline_serializer(
         "Pairwise",
@@ -284,6 +290,12 @@ class LeaderboardApi(APIView):
             OpenApiParameter("criterion", str, description="criterion key; default: the campaign's first"),
             OpenApiParameter("category", str, description="prompt category; default: all prompts"),
             OpenApiParameter(
+                "intervals",
+                str,
+                enum=["bootstrap", "sandwich"],
+                description="bootstrap (default: 1,000 rounds) or sandwich (closed form, what live pushes carry)",
+            ),
+            OpenApiParameter(
                 "include_flagged",
                 bool,
                 description="the campaign's managers only: count flagged participants' votes too",
@@ -302,7 +314,13 @@ class LeaderboardApi(APIView):
         if flagged and not can_manage_campaign(request.user, campaign):
             raise Forbidden("only staff who manage this campaign can include flagged participants' votes")
         return Response(
-            get_leaderboard(campaign=campaign, criterion=criterion, category=category, include_flagged=flagged)
+            get_leaderboard(
+                campaign=campaign,
+                criterion=criterion,
+                category=category,
+                include_flagged=flagged,
+                intervals=request.query_params.get("intervals") or "bootstrap",
+            )
         )
 
 

@@ -15,8 +15,8 @@ from django.db.models import Count, F, Max, QuerySet, Sum
 from annotation.demand import demand_owner
 from annotation.models import Campaign, Criterion, Participant
 from arena.models import Comparison, PairTally, Vote
-from arena.ranking import PairCounts, fit_ratings, win_rate_matrix
-from core.errors import NotFound
+from arena.ranking import INTERVAL_METHODS, INTERVALS_BOOTSTRAP, PairCounts, fit_ratings, win_rate_matrix
+from core.errors import ApplicationError, NotFound
 from generation.models import Image, Prompt
 from generation.planning import images_before_first_comparison
 from generation.selectors import get_generation_rate, get_queue_states
@@ -192,15 +192,24 @@ def _counts(campaign: Campaign, rows: list[TallyRow]) -> tuple[PairCounts, dict[
 
 
 def get_leaderboard(
-    *, campaign: Campaign, criterion: str, category: str = "", include_flagged: bool = False
+    *,
+    campaign: Campaign,
+    criterion: str,
+    category: str = "",
+    include_flagged: bool = False,
+    intervals: str = INTERVALS_BOOTSTRAP,
 ) -> dict[str, Any]:
     """The campaign's Bradley-Terry leaderboard on one criterion (all prompts, or one category).
 
-    Read from the running pair tallies, fitted with bootstrap intervals, and cached until the
-    tallies change, so a burst of readers (every open leaderboard after a vote) fits once.
+    Read from the running pair tallies, fitted, and cached until the tallies change, so a burst of
+    readers fits once. `intervals`: "bootstrap" (1,000 rounds, tenths of a second; the default, for
+    reads on request and exports) or "sandwich" (closed form, milliseconds; what live pushes carry,
+    arena.ranking says how); the payload's "intervals" says which.
     `include_flagged` recounts from the votes with flagged participants' votes in (for staff
     checking what quality control changed); gold checks and repeats are never counted.
     """
+    if intervals not in INTERVAL_METHODS:
+        raise ApplicationError(f"intervals must be one of {', '.join(INTERVAL_METHODS)}, not {intervals!r}")
     criterion_row = _criterion(campaign, criterion)
     if include_flagged:
         state = _votes_for_board(criterion_row, category).aggregate(
@@ -218,14 +227,14 @@ def get_leaderboard(
     category_key = hashlib.sha256(category.encode()).hexdigest()[:16]
     key = (
         f"leaderboard:{campaign.pk}:{campaign.generators.count()}:{criterion_row.pk}:{category_key}:"
-        f"{int(include_flagged)}:{version}"
+        f"{int(include_flagged)}:{intervals}:{version}"
     )
     cached = cache.get(key)
     if cached is not None:
         return dict(cached)
     rows_in = (_tally_rows_with_flagged if include_flagged else _tally_rows)(criterion_row, category)
     counts, both_bad, generators = _counts(campaign, rows_in)
-    board = fit_ratings(counts, bootstrap=LEADERBOARD_BOOTSTRAP, seed=0)
+    board = fit_ratings(counts, bootstrap=LEADERBOARD_BOOTSTRAP, seed=0, intervals=intervals)
     labels = {g.name: g.label for g in generators}
     rows = []
     for standing in board.standings:
@@ -255,6 +264,8 @@ def get_leaderboard(
         "votes": int(counts.total),
         "updated_at": state["changed"].isoformat() if state["changed"] else None,
         "method": board.method_note,
+        "intervals": board.intervals,
+        "interval_level": board.level,
         "bootstrap_rounds": board.bootstrap_rounds,
         "rows": rows,
         "pairwise": {

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Campaign
 from arena.models import PairTally, Vote
-from arena.watching import is_watched
+from arena.watching import claim_push
 from core import choices
 
 logger = logging.getLogger(__name__)
@@ -99,21 +100,26 @@ def recount_tallies(*, campaign: Campaign) -> int:
 
 
 def announce_leaderboard_change(campaign_slug: str, criteria: list[str]) -> None:
-    """Tell live leaderboards that votes landed; each recomputes (cached) and pushes the new fit.
+    """Tell live leaderboards that votes landed: at most once per settings.LEADERBOARD_PUSH_S and campaign.
 
-    Nothing to do, and no channel layer call, while nobody watches the campaign's board (arena.watching).
+    The announcement carries the deadline of its window (arena.watching.claim_push); the processes
+    holding the campaign's sockets refit each watched board once at that deadline and push it
+    (arena.consumers). Nothing to do, and no channel layer call, while nobody watches the campaign's
+    board or while a window is open: its refit will read this vote.
     """
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    if not is_watched(campaign_slug):
+    deadline = claim_push(campaign_slug, settings.LEADERBOARD_PUSH_S)
+    if deadline is None:
         return
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         async_to_sync(layer.group_send)(
-            leaderboard_group(campaign_slug), {"type": "leaderboard.changed", "criteria": criteria}
+            leaderboard_group(campaign_slug),
+            {"type": "leaderboard.changed", "criteria": criteria, "deadline": deadline},
         )
     except Exception:  # a dead channel layer must not undo or fail a recorded vote
         logger.warning("could not announce a leaderboard change for %s", campaign_slug, exc_info=True)

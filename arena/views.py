@@ -81,7 +81,8 @@ def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         campaign = get_campaign(slug=slug)
         admit_to_campaign(campaign=campaign, session=request.session, invite=request.GET.get("invite"))
-        initial = get_leaderboard(campaign=campaign, criterion=default_criterion(campaign))
+        # The live board's closed-form intervals: the page's updates carry the same (bootstrap on request).
+        initial = get_leaderboard(campaign=campaign, criterion=default_criterion(campaign), intervals="sandwich")
     except ApplicationError as exc:
         return render(request, "arena/unavailable.html", {"message": exc.message}, status=exc.status)
     context = {

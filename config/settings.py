@@ -13,7 +13,7 @@ from pathlib import Path
 
 import environ
 
-from config.startup import check_redis, fail, parse_bool, parse_database_url, parse_rate
+from config.startup import check_redis, fail, parse_bool, parse_database_url, parse_rate, parse_seconds
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -272,6 +272,12 @@ SPECTACULAR_SETTINGS = {
 }
 # How long /api/v1/health waits for its message to come back through the channel layer.
 HEALTH_CHANNEL_TIMEOUT_S = env.float("HEALTH_CHANNEL_TIMEOUT_S", default=2.0)
+# Live leaderboards: each board is refitted and pushed at most once per this many seconds, however
+# many votes land and pages watch; the votes of an interval reach every open page at its end.
+# 0 pushes after every vote (one fit per vote and board).
+LEADERBOARD_PUSH_S = parse_seconds(
+    "LEADERBOARD_PUSH_S", os.environ.get("LEADERBOARD_PUSH_S"), default=1.0, maximum=60.0
+)
 
 # --- PopArena ---------------------------------------------------------------------------
 # Key for hashing crowd workers' ids; the raw ids are never stored. Changing it splits every

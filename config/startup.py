@@ -78,3 +78,16 @@ def parse_rate(variable: str, raw: str | None, *, default: str) -> str | None:
     if int(count) == 0:
         return None
     return value
+
+
+def parse_seconds(variable: str, raw: str | None, *, default: float, maximum: float) -> float:
+    """A duration in seconds: a finite number from 0 to `maximum` (such as 1 or 0.5); anything else stops the start."""
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        fail(variable, f"{raw!r} is not a number of seconds (use e.g. 1 or 0.5)")
+    if not 0 <= value <= maximum:  # NaN fails this too
+        fail(variable, f"{raw!r} is out of range: use a number of seconds from 0 to {maximum:g}")
+    return value

@@ -50,6 +50,9 @@ def manage(tmp_path: Path, *args: str, **environment: str) -> subprocess.Complet
         ({"SERVE_MEDIA": "yes please"}, "SERVE_MEDIA", "is not a boolean"),
         ({"STATIC_MANIFEST": "2"}, "STATIC_MANIFEST", "is not a boolean"),
         ({"METRICS_AFTER_GENERATION": "ture"}, "METRICS_AFTER_GENERATION", "is not a boolean"),
+        ({"LEADERBOARD_PUSH_S": "fast"}, "LEADERBOARD_PUSH_S", "is not a number of seconds"),
+        ({"LEADERBOARD_PUSH_S": "-1"}, "LEADERBOARD_PUSH_S", "is out of range"),
+        ({"LEADERBOARD_PUSH_S": "nan"}, "LEADERBOARD_PUSH_S", "is out of range"),
     ],
 )
 def test_bad_environment_fails_at_start_with_one_line_naming_the_variable(tmp_path, environment, variable, detail):

@@ -175,16 +175,39 @@
     table.replaceChildren(head, ...rows);
   }
 
+  // What the intervals are, in words: live boards carry closed-form ones, the bootstrap comes on request.
+  const INTERVAL_WORDS = {
+    sandwich: "closed-form (sandwich) intervals, live",
+    bootstrap: "bootstrap intervals",
+  };
+
+  function intervalWords(board) {
+    const level = Math.round(100 * (board.interval_level || 0.95)) + "% ";
+    const words = INTERVAL_WORDS[board.intervals] || "intervals";
+    return level + words + (board.intervals === "bootstrap" && board.bootstrap_rounds ? " (" + board.bootstrap_rounds + " rounds)" : "");
+  }
+
   function render(board) {
     $("meta").textContent =
-      board.votes + " votes on this criterion; " + board.method + (board.updated_at ? "; updated " + new Date(board.updated_at).toLocaleTimeString() : "");
+      board.votes + " votes on this criterion; " + board.method + "; " + intervalWords(board) +
+      (board.updated_at ? "; updated " + new Date(board.updated_at).toLocaleTimeString() : "");
+    $("interval-kind").textContent = intervalWords(board);
+    root.dataset.intervals = board.intervals || "";
     drawChart(board.rows);
     drawTable(board.rows);
     drawHeatmap(board.pairwise);
   }
 
+  function wantsBootstrap() {
+    return $("bootstrap").checked;
+  }
+
   async function load() {
-    const params = new URLSearchParams({ criterion: $("criterion").value, category: $("category").value });
+    const params = new URLSearchParams({
+      criterion: $("criterion").value,
+      category: $("category").value,
+      intervals: wantsBootstrap() ? "bootstrap" : "sandwich",
+    });
     const response = await fetch(root.dataset.url + "?" + params, { credentials: "same-origin" });
     if (response.ok) render(await response.json());
   }
@@ -195,6 +218,8 @@
     socket = new WebSocket(scheme + location.host + "/ws/campaigns/" + root.dataset.campaign + "/leaderboard/");
     socket.onmessage = (event) => {
       const message = JSON.parse(event.data);
+      // Live pushes carry closed-form intervals: while the bootstrap is asked for, they wait.
+      if (wantsBootstrap()) return;
       if (message.criterion === $("criterion").value && (message.category || "") === $("category").value) {
         render(message);
       }
@@ -221,6 +246,10 @@
   });
   $("category").addEventListener("change", () => {
     subscribe();
+    load();
+  });
+  $("bootstrap").addEventListener("change", () => {
+    $("live").classList.toggle("paused", wantsBootstrap());
     load();
   });
   const initial = JSON.parse($("initial-leaderboard").textContent);

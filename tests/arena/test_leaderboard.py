@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import random
+import time
 
 import pytest
 from channels.testing import WebsocketCommunicator
@@ -73,6 +76,46 @@ def test_category_boards_count_only_their_prompts(arena_campaign):
     shapes = get_leaderboard(campaign=campaign, criterion="quality", category="shape")["votes"]
     assert everything == 10
     assert people + shapes == 10
+
+
+def test_the_api_says_which_intervals_it_gives_and_takes_the_closed_form_on_request(client, arena_campaign):
+    campaign = arena_campaign(per_queue=4)
+    vote_many(campaign, 6)
+    url = "/api/v1/campaigns/study/leaderboard?criterion=diversity"
+    default = client.get(url).json()
+    sandwich = client.get(url + "&intervals=sandwich").json()
+    # The default is unchanged: the 1,000-round bootstrap, and the same fields as before.
+    assert (default["intervals"], default["bootstrap_rounds"], default["interval_level"]) == ("bootstrap", 1000, 0.95)
+    assert (sandwich["intervals"], sandwich["bootstrap_rounds"]) == ("sandwich", 0)
+    assert set(sandwich) == set(default)
+    # The same point fit: only the intervals differ.
+    rating = {row["generator"]: row["rating"] for row in default["rows"]}
+    assert {row["generator"]: row["rating"] for row in sandwich["rows"]} == pytest.approx(rating)
+    assert all(row["ci_low"] < row["rating"] < row["ci_high"] for row in sandwich["rows"])
+    refused = client.get(url + "&intervals=jackknife")
+    assert refused.status_code == 400
+    assert "intervals must be one of bootstrap, sandwich, not 'jackknife'" in refused.json()["error"]["message"]
+
+
+def test_a_vote_opens_one_push_window_that_later_votes_share(settings):
+    from django.core.cache import cache
+
+    from arena.watching import claim_push
+
+    settings.LEADERBOARD_PUSH_S = 0.3
+    cache.delete_many(["leaderboard-watched:study", "leaderboard-push-due:study"])
+    # Nobody watching: no announcement at all.
+    assert claim_push("study", 0.3) is None
+    cache.set("leaderboard-watched:study", 1)
+    # The first vote opens a window and announces its deadline; votes inside it announce nothing,
+    first = claim_push("study", 0.3)
+    assert first is not None
+    assert claim_push("study", 0.3) is None
+    # and the first vote after its deadline opens the next one.
+    time.sleep(first - time.time() + 0.01)
+    second = claim_push("study", 0.3)
+    assert second is not None
+    assert second >= first + 0.3 - 0.05
 
 
 def test_leaderboard_api_and_page(client, arena_campaign):
@@ -147,7 +190,8 @@ async def test_a_vote_announces_its_change_only_while_someone_watches_the_board(
     from arena.watching import is_watched
 
     campaign = await sync_to_async(arena_campaign)()
-    await cache.adelete("leaderboard-watched:study")  # another test's board socket may have marked it
+    # Another test's board socket may have marked it, and another test's vote opened a push window.
+    await cache.adelete_many(["leaderboard-watched:study", "leaderboard-push-due:study"])
     layer = get_channel_layer()
     listener = await layer.new_channel()
     await layer.group_add(leaderboard_group("study"), listener)
@@ -163,3 +207,57 @@ async def test_a_vote_announces_its_change_only_while_someone_watches_the_board(
     assert message["type"] == "leaderboard.changed"
     await communicator.disconnect()
     await layer.group_discard(leaderboard_group("study"), listener)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_votes_under_many_sockets_are_refitted_once_per_interval_and_reach_every_socket(
+    arena_campaign, settings, monkeypatch
+):
+    """N votes with M sockets open: at most ceil(elapsed / interval) + 1 fits, and every socket gets the last vote."""
+    from asgiref.sync import sync_to_async
+    from django.core.cache import cache
+
+    import arena.selectors
+
+    settings.LEADERBOARD_PUSH_S = 0.4
+    votes, sockets = 14, 6
+    campaign = await sync_to_async(arena_campaign)(generators=3, prompts=2, per_queue=6, votes_per_pair=5)
+    await cache.adelete_many(["leaderboard-watched:study", "leaderboard-push-due:study"])
+    boards = [await open_board("study") for _ in range(sockets)]
+    for board in boards:
+        await board.send_json_to({"criterion": "diversity", "category": ""})
+        assert (await board.receive_json_from(timeout=10))["votes"] == 0
+    # Given every closed-form fit counted from now on,
+    fits: list[float] = []
+    real_fit = arena.selectors.fit_ratings
+
+    def counted_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("intervals") == "sandwich":
+            fits.append(time.monotonic())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(arena.selectors, "fit_ratings", counted_fit)
+
+    # when votes land one by one over more than one interval (each on the thread the sockets' refits use,
+    # so that SQLite's in-memory test database is never written and read at once),
+    started = time.monotonic()
+    for n in range(votes):
+        await sync_to_async(vote_many)(campaign, 1, seed=100 + n)
+        await asyncio.sleep(0.05)
+    elapsed = time.monotonic() - started
+
+    # then every socket is sent a board that holds the last vote, within the interval (and the fit),
+    async def last_board(board: WebsocketCommunicator) -> dict:
+        while True:
+            pushed = await board.receive_json_from(timeout=5)
+            if pushed["votes"] == votes:
+                return pushed
+
+    pushed = await asyncio.gather(*(last_board(board) for board in boards))
+    assert {p["intervals"] for p in pushed} == {"sandwich"}
+    assert len({json.dumps(p["rows"], sort_keys=True) for p in pushed}) == 1
+    # and the board was fitted once per interval for all the sockets together, not once per vote or socket.
+    assert 2 <= len(fits) <= math.ceil(elapsed / settings.LEADERBOARD_PUSH_S) + 1, (len(fits), elapsed)
+    for board in boards:
+        await board.disconnect()
