@@ -121,6 +121,22 @@ class IpThrottle(_ConfiguredRateThrottle):
         return self.cache_key_for(self.get_ident(request))
 
 
+class NewSessionThrottle(_ConfiguredRateThrottle):
+    """Comparisons issued to sessions that hold none yet, per client address (NUM_PROXIES as for IpThrottle).
+
+    Every comparison reserves a use of two image sets until it is voted or its lease runs out, and a session
+    holds at most two at once; without this limit, a client dropping its cookie could reserve a campaign's
+    sets faster than anyone votes. Counted only where the caller says the request would create a participant
+    (arena.api.NextComparisonApi and the vote page), so people who keep their session are never slowed.
+    """
+
+    scope = "new_session"
+    who = "new sessions from this address"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        return self.cache_key_for(self.get_ident(request))
+
+
 class TokenThrottle(_ConfiguredRateThrottle):
     """Every request made with an API token, per token."""
 

@@ -126,7 +126,7 @@ class PopulationQuerySet(models.QuerySet["Population"]):
 
         Generation knows nothing of campaigns; annotation.selectors.campaign_populations says which
         generators and prompts a campaign's are. Raw SQL that must restate this rule says so
-        (arena/issuing.py's `_UNFINISHED_PAIRS`).
+        (arena/statements.py, checked against this by tests/arena/test_statements.py).
         """
         return self.filter(
             status=PopulationStatus.READY,
@@ -136,8 +136,12 @@ class PopulationQuerySet(models.QuerySet["Population"]):
         )
 
     def servable(self, *, max_uses: int) -> PopulationQuerySet:
-        """Sets that can still be shown: each serves at most `max_uses` comparisons (a campaign's votes per pair)."""
-        return self.filter(uses__lt=max_uses)
+        """Sets that can still be shown: each serves at most `max_uses` comparisons (a campaign's votes per pair).
+
+        A comparison takes a set's use while its lease runs (`reserved`) and keeps it once voted (`uses`); an
+        unvoted one gives it back when its lease runs out (arena.statements.expire_leases).
+        """
+        return self.alias(taken=F("uses") + F("reserved")).filter(taken__lt=max_uses)
 
 
 class Population(TimestampedModel):
@@ -177,7 +181,7 @@ class Population(TimestampedModel):
         indexes = [
             models.Index(fields=["prompt", "generator", "status"], name="population_queue_idx"),
             # Sets in use and not yet used up (0 < uses < a campaign's votes per pair) are found by a range
-            # scan of this index alone, however many sets are unused or used up (arena.issuing._UNFINISHED_PAIRS).
+            # scan of this index alone, however many sets are unused or used up (arena.statements._UNFINISHED_PAIRS).
             models.Index(fields=["status", "uses"], name="population_in_use_idx", condition=Q(uses__gt=0)),
         ]
         constraints = [

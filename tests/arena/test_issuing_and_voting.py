@@ -13,6 +13,7 @@ from arena.issuing import NothingReady, issue_comparison
 from arena.models import Comparison, Vote
 from arena.voting import VoteInput, cast_votes
 from core.errors import ApplicationError
+from generation.models import Population
 
 pytestmark = pytest.mark.django_db
 
@@ -63,18 +64,18 @@ def test_a_reload_gets_the_same_comparison_and_a_prefetch_gets_another(arena_cam
         issue_comparison(campaign=campaign, participant=voter, exclude_tokens=(first.token, second.token))
 
 
-def test_a_participant_never_sees_the_same_pair_of_populations_twice_and_is_given_every_pair(arena_campaign):
-    # The new-pair search reads only the first len(seen) + 1 sets of each side per prompt: the last unseen
-    # pair must still be found when all the others have been seen.
+def test_a_participant_never_sees_a_revealed_set_again_and_is_given_every_fresh_one(arena_campaign):
+    # A vote reveals both sets' generators, so neither is shown to the voter again: with 4 sets a side, 4
+    # comparisons, no set twice. The new-pair search reads only the first len(seen) + len(barred) + 1 sets of each
+    # side per prompt: the last fresh pair must still be found when the other sets are all barred.
     campaign = arena_campaign(per_queue=4, votes_per_pair=10)
     voter = participant()
-    seen = set()
-    for _ in range(16):  # 4 x 4 population pairs exist
-        comparison = issue_comparison(campaign=campaign, participant=voter, rng=random.Random(len(seen)))
-        pair = frozenset((comparison.left_population_id, comparison.right_population_id))
-        assert pair not in seen
-        seen.add(pair)
+    shown: list[int] = []
+    for _ in range(4):
+        comparison = issue_comparison(campaign=campaign, participant=voter, rng=random.Random(len(shown)))
+        shown += [comparison.left_population_id, comparison.right_population_id]
         cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    assert len(set(shown)) == 8 == Population.objects.filter(status=Population.Status.READY).count()
     with pytest.raises(NothingReady):
         issue_comparison(campaign=campaign, participant=voter)
 
@@ -244,7 +245,7 @@ def test_on_postgresql_the_pairs_in_progress_are_read_without_walking_the_campai
     from django.db import connection
     from psycopg import sql
 
-    from arena.issuing import unfinished_pairs_statement
+    from arena.statements import unfinished_pairs_statement
 
     if connection.vendor != "postgresql":
         pytest.skip("plans are PostgreSQL's (run with DATABASE_URL)")

@@ -1,0 +1,556 @@
+"""The hand-written SQL of the issue and vote paths, each statement beside the ORM query it must agree with.
+
+Why written out: on the hot path the ORM spent more CPU building these statements (and a model instance
+per row) than the database spent running them (BENCHMARKS.md, issue 18). Why here, together: each one
+restates a rule that has its one home in the ORM (`PopulationQuerySet.servable`, `ready_for`,
+`annotation.selectors.campaign_populations`, `ComparisonQuerySet.preferences`), and a restatement drifts
+unless it is checked. So every statement below has a `*_reference` function that answers the same
+question through the ORM, and tests/arena/test_statements.py runs both on generated campaign states
+(hypothesis) and asserts the same answers. A new statement comes with its reference, or it does not land.
+
+The use counts these statements keep (see `generation.models.Population`): `reserved` counts the
+comparisons that show a set under a live lease and are not voted yet; `uses` counts the voted ones. Only
+preference comparisons (not gold checks, not side-swapped repeats) count either way. A set can be shown
+while `uses + reserved` is under the campaign's votes per pair; an unvoted comparison whose lease runs out
+gives its reservation back (`expire_leases`), so asking for comparisons without voting spends nothing.
+
+Portable SQL: PostgreSQL and SQLite (RETURNING needs SQLite 3.35).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.db.models import Q
+
+from annotation.models import Campaign, CampaignParticipation
+from annotation.selectors import campaign_populations
+from arena.models import Comparison, PairTally, Vote
+from arena.sampling import Pair, normalise
+from generation.models import Generator, Population, Prompt
+
+ISSUED = Comparison.Status.ISSUED.value
+VOTED = Comparison.Status.VOTED.value
+EXPIRED = Comparison.Status.EXPIRED.value
+READY = Population.Status.READY.value
+
+
+def tables() -> dict[str, str]:
+    """The table names the statements are formatted with, from the models' _meta."""
+    return {
+        "comparison": Comparison._meta.db_table,
+        "vote": Vote._meta.db_table,
+        "population": Population._meta.db_table,
+        "generator": Generator._meta.db_table,
+        "prompt": Prompt._meta.db_table,
+        "campaign": Campaign._meta.db_table,
+        "campaign_generators": Campaign.generators.through._meta.db_table,
+        "campaign_prompts": Campaign.prompts.through._meta.db_table,
+        "pair_tally": PairTally._meta.db_table,
+        "participation": CampaignParticipation._meta.db_table,
+    }
+
+
+def _at(value: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _fetch(sql: str, params: Any) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+# --- a participant's history ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Past:
+    """One comparison as the history reads it: columns, not a model instance."""
+
+    pk: int
+    token: str
+    status: str
+    live: bool  # its lease runs past now
+    left_population_id: int
+    right_population_id: int
+    prompt_id: int
+    is_gold: bool
+    repeat_of_id: int | None
+    own: bool  # the participant's own; else a voted comparison of another session of the same client
+
+
+# The participant's comparisons in one campaign, oldest first, each with whether its lease still runs; and, for a
+# client (a salted hash of address and user agent), the voted comparisons of its other sessions in the campaign:
+# the sets revealed to that client. Two branches so that each reads one index (the participant's, the client's).
+_HISTORY = """
+SELECT c.id, c.token, c.status, CASE WHEN c.lease_until > %(now)s THEN 1 ELSE 0 END,
+    c.left_population_id, c.right_population_id, c.prompt_id, c.is_gold, c.repeat_of_id, 1, c.issued_at
+FROM {comparison} c
+WHERE c.campaign_id = %(campaign)s AND c.participant_id = %(participant)s
+{client_branch}
+ORDER BY 11, 1
+"""
+_CLIENT_BRANCH = """UNION ALL
+SELECT c.id, c.token, c.status, 0, c.left_population_id, c.right_population_id, c.prompt_id, c.is_gold,
+    c.repeat_of_id, 0, c.issued_at
+FROM {comparison} c
+WHERE c.campaign_id = %(campaign)s AND c.client_hash = %(client)s AND c.status = %(voted)s
+    AND c.participant_id <> %(participant)s"""
+
+
+def fetch_history(*, campaign_id: int, participant_id: int, client: str | None, now: datetime) -> list[Past]:
+    names = tables()
+    branch = _CLIENT_BRANCH.format(**names) if client else ""
+    params = {"now": _at(now), "campaign": campaign_id, "participant": participant_id, "client": client, "voted": VOTED}
+    rows = _fetch(_HISTORY.format(client_branch=branch, **names), params)
+    return [
+        Past(pk, token, status, bool(live), left, right, prompt_id, bool(gold), repeat_of_id, bool(own))
+        for pk, token, status, live, left, right, prompt_id, gold, repeat_of_id, own, _ in rows
+    ]
+
+
+def history_reference(*, campaign_id: int, participant_id: int, client: str | None, now: datetime) -> list[Past]:
+    own = Q(participant_id=participant_id)
+    theirs = Q(client_hash=client, status=VOTED) & ~own if client else Q(pk__in=[])
+    rows = Comparison.objects.filter(Q(campaign_id=campaign_id) & (own | theirs)).order_by("issued_at", "id")
+    return [
+        Past(
+            c.pk,
+            c.token,
+            c.status,
+            c.participant_id == participant_id and c.lease_until > now,
+            c.left_population_id,
+            c.right_population_id,
+            c.prompt_id,
+            c.is_gold,
+            c.repeat_of_id,
+            c.participant_id == participant_id,
+        )
+        for c in rows
+    ]
+
+
+# --- use counts: reserve on issue, spend on vote, give back on expiry -----------------------------------------
+
+# One row at a time in id order: a single UPDATE of both rows locks them in the order they lie on disk, and two
+# participants given the same pair at once could deadlock.
+_RESERVE = "UPDATE {population} SET reserved = reserved + 1 WHERE id = %s"
+_SPEND = "UPDATE {population} SET uses = uses + 1, reserved = reserved - 1 WHERE id = %s"
+_RELEASE = "UPDATE {population} SET reserved = reserved - %s WHERE id = %s"
+
+
+def reserves(*, is_gold: bool, repeat_of_id: int | None) -> bool:
+    """Whether a comparison takes a use of its sets: preference comparisons do (ComparisonQuerySet.preferences)."""
+    return not is_gold and repeat_of_id is None
+
+
+def reserve(population_ids: tuple[int, int]) -> None:
+    with connection.cursor() as cursor:
+        for pk in sorted(population_ids):
+            cursor.execute(_RESERVE.format(**tables()), [pk])
+
+
+def spend(population_ids: tuple[int, int]) -> None:
+    """A reserved use becomes a spent one: the comparison was voted on."""
+    with connection.cursor() as cursor:
+        for pk in sorted(population_ids):
+            cursor.execute(_SPEND.format(**tables()), [pk])
+
+
+# A campaign's issued comparisons whose lease ran out, marked expired in one statement that says which they were.
+# Compare-and-set: only rows still 'issued' change, so a comparison is given back once, and never after a vote
+# (the vote holds the row's lock and checks the lease under it).
+_EXPIRE = """
+UPDATE {comparison} SET status = %(expired)s
+WHERE campaign_id = %(campaign)s AND status = %(issued)s AND lease_until <= %(now)s
+RETURNING left_population_id, right_population_id, is_gold, repeat_of_id
+"""
+
+
+def expire_leases(*, campaign_id: int, now: datetime) -> int:
+    """Mark the campaign's unvoted comparisons whose lease ran out expired, and give their sets' uses back."""
+    params = {"expired": EXPIRED, "issued": ISSUED, "campaign": campaign_id, "now": _at(now)}
+    rows = _fetch(_EXPIRE.format(**tables()), params)
+    given_back = Counter[int]()
+    for left, right, is_gold, repeat_of_id in rows:
+        if reserves(is_gold=bool(is_gold), repeat_of_id=repeat_of_id):
+            given_back.update((left, right))
+    if given_back:
+        with connection.cursor() as cursor:
+            for pk in sorted(given_back):
+                cursor.execute(_RELEASE.format(**tables()), [given_back[pk], pk])
+    return len(rows)
+
+
+def expire_leases_reference(*, campaign_id: int, now: datetime) -> list[int]:
+    """The comparisons `expire_leases` marks expired."""
+    return list(
+        Comparison.objects.filter(campaign_id=campaign_id, status=ISSUED, lease_until__lte=now)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def use_counts_reference(population_id: int) -> tuple[int, int]:
+    """(uses, reserved) of a set as its comparisons say: voted preference ones, and unvoted ones not yet expired.
+
+    A lapsed lease keeps its reservation until `expire_leases` marks it expired (before every issue).
+    """
+    shown = Comparison.objects.preferences().filter(
+        Q(left_population_id=population_id) | Q(right_population_id=population_id)
+    )
+    return shown.filter(status=VOTED).count(), shown.filter(status=ISSUED).count()
+
+
+# --- a new comparison ---------------------------------------------------------------------------------------
+
+# The row Comparison.objects.create would insert (no voted_at, no repeat).
+_INSERT_COMPARISON = """
+INSERT INTO {comparison} (campaign_id, participant_id, prompt_id, left_population_id, right_population_id, token,
+    status, issued_at, lease_until, is_gold, client_hash)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+RETURNING id
+"""
+
+
+def insert_comparison(comparison: Comparison) -> None:
+    """Insert `comparison` (built, not saved) as Comparison.save would, and set its pk."""
+    params = [
+        comparison.campaign_id,
+        comparison.participant_id,
+        comparison.prompt_id,
+        comparison.left_population_id,
+        comparison.right_population_id,
+        comparison.token,
+        comparison.status,
+        _at(comparison.issued_at),
+        _at(comparison.lease_until),
+        comparison.is_gold,
+        comparison.client_hash,
+    ]
+    comparison.pk = _fetch(_INSERT_COMPARISON.format(**tables()), params)[0][0]
+    comparison._state.adding = False
+
+
+# --- pairs in progress --------------------------------------------------------------------------------------
+
+# Pairs of sets that have some votes but fewer comparisons than wanted (voted, or under a live lease), oldest
+# first; preference comparisons only (ComparisonQuerySet.preferences); both sets servable (campaign_populations
+# (servable=True): ready, of the campaign's size, by its active generators, for its prompts, uses + reserved under
+# the votes wanted). Simulated participants' comparisons are in it on purpose: they use sets up like anyone's,
+# though their votes never count.
+# Its cost is bounded by the sets in use, not by the campaign's history: a set with a vote has uses > 0, so the
+# servable sets in use come from a range of population_in_use_idx (`wanted` is written into the text, so even a
+# generic plan knows the range is narrow), then each set's comparisons from comparison_left_campaign_idx. On
+# PostgreSQL the second step is a LATERAL subquery behind OFFSET 0, which fixes that order (a plan cached from a
+# campaign's first minutes otherwise walked every comparison; BENCHMARKS.md, issue 18).
+_UNFINISHED_PAIRS = """
+WITH s AS (
+    SELECT p.id FROM {population} p
+    WHERE p.status = %(ready)s AND p.size = %(size)s AND p.uses > 0 AND p.uses < {wanted:d}
+        AND p.uses + p.reserved < {wanted:d}
+        AND p.generator_id IN (
+            SELECT cg.generator_id FROM {campaign_generators} cg JOIN {generator} g ON g.id = cg.generator_id
+            WHERE cg.campaign_id = %(campaign)s AND g.is_active = %(true)s
+        )
+        AND p.prompt_id IN (SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %(campaign)s)
+)
+SELECT
+    CASE WHEN c.left_population_id < c.right_population_id THEN c.left_population_id ELSE c.right_population_id END,
+    CASE WHEN c.left_population_id < c.right_population_id THEN c.right_population_id ELSE c.left_population_id END,
+    c.prompt_id
+FROM s p
+{set_comparisons}
+WHERE c.campaign_id = %(campaign)s AND c.is_gold = %(false)s AND c.repeat_of_id IS NULL
+    AND (c.status = %(voted)s OR (c.status = %(issued)s AND c.lease_until > %(now)s))
+    AND c.right_population_id IN (SELECT id FROM s)
+GROUP BY 1, 2, 3
+HAVING COUNT(*) < %(wanted)s AND SUM(CASE WHEN c.status = %(voted)s THEN 1 ELSE 0 END) > 0
+ORDER BY MIN(c.issued_at), 1, 2
+LIMIT %(limit)s
+"""
+# Each set's comparisons (as their left side), per vendor: see above.
+_SET_COMPARISONS = {
+    "postgresql": "CROSS JOIN LATERAL (SELECT * FROM {comparison} x WHERE x.left_population_id = p.id OFFSET 0) c",
+    "sqlite": "JOIN {comparison} c ON c.left_population_id = p.id",
+}
+
+
+def unfinished_pairs_statement(campaign: Campaign, *, limit: int, now: datetime) -> tuple[str, dict[str, Any]]:
+    """_UNFINISHED_PAIRS for this database and campaign, and its parameters: the first `limit` pairs."""
+    names = tables()
+    joined = _SET_COMPARISONS[connection.vendor].format(**names)
+    sql = _UNFINISHED_PAIRS.format(set_comparisons=joined, wanted=int(campaign.votes_per_pair), **names)
+    params: dict[str, Any] = {
+        "campaign": campaign.pk,
+        "false": False,
+        "true": True,
+        "voted": VOTED,
+        "issued": ISSUED,
+        "ready": READY,
+        "now": _at(now),
+        "size": campaign.population_size,
+        "wanted": campaign.votes_per_pair,
+        "limit": limit,
+    }
+    return sql, params
+
+
+def fetch_unfinished_pairs(campaign: Campaign, *, limit: int, now: datetime) -> list[tuple[int, int, int]]:
+    sql, params = unfinished_pairs_statement(campaign, limit=limit, now=now)
+    return [(low, high, prompt_id) for low, high, prompt_id in _fetch(sql, params)]
+
+
+def unfinished_pairs_reference(campaign: Campaign, *, now: datetime) -> list[tuple[int, int, int]]:
+    """All the pairs _UNFINISHED_PAIRS answers, in its order, through the ORM."""
+    servable = set(campaign_populations(campaign, servable=True).values_list("pk", flat=True))
+    shown = (
+        Comparison.objects.filter(campaign=campaign)
+        .preferences()
+        .filter(Q(status=VOTED) | Q(status=ISSUED, lease_until__gt=now))
+    )
+    pairs: dict[tuple[int, int, int], list[Any]] = {}
+    for c in shown:
+        low, high = sorted((c.left_population_id, c.right_population_id))
+        if low in servable and high in servable:
+            entry = pairs.setdefault((low, high, c.prompt_id), [0, 0, c.issued_at])
+            entry[0] += 1
+            entry[1] += c.status == VOTED
+            entry[2] = min(entry[2], c.issued_at)
+    unfinished = [(key, first) for key, (n, voted, first) in pairs.items() if n < campaign.votes_per_pair and voted]
+    return [key for key, _ in sorted(unfinished, key=lambda item: (item[1], item[0][0], item[0][1]))]
+
+
+# --- new pairs ----------------------------------------------------------------------------------------------
+
+# The campaign's prompts (campaign.prompts) and active generators (campaign.generators.filter(is_active=True), by
+# name as the ORM orders them), read once per new pair.
+_CAMPAIGN_PROMPTS = "SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %s ORDER BY cp.prompt_id"
+_ACTIVE_GENERATORS = """
+SELECT g.id FROM {campaign_generators} cg JOIN {generator} g ON g.id = cg.generator_id
+WHERE cg.campaign_id = %s AND g.is_active = %s ORDER BY g.name, g.id
+"""
+
+
+def fetch_campaign_prompt_ids(campaign_id: int) -> list[int]:
+    return [pk for (pk,) in _fetch(_CAMPAIGN_PROMPTS.format(**tables()), [campaign_id])]
+
+
+def campaign_prompt_ids_reference(campaign: Campaign) -> list[int]:
+    return list(campaign.prompts.order_by("pk").values_list("pk", flat=True))
+
+
+def fetch_active_generator_ids(campaign_id: int) -> list[int]:
+    return [pk for (pk,) in _fetch(_ACTIVE_GENERATORS.format(**tables()), [campaign_id, True])]
+
+
+def active_generator_ids_reference(campaign: Campaign) -> list[int]:
+    return list(campaign.generators.filter(is_active=True).order_by("name", "pk").values_list("pk", flat=True))
+
+
+# Per prompt and generator of one pair, the servable sets in the order pairs are taken from (fewest uses and
+# reservations, oldest, lowest id), only the first `limit` of each: that drops no pair the full lists would give, as
+# a participant who has seen k pairs and had r sets revealed has ruled out at most k + r sets of either side. The
+# rest of the servable rule (the campaign's active generators and prompts) is met by the caller, which passes
+# generators and prompts read by the two statements above in the same transaction; the sets are reached through the
+# queue index (prompt, generator, status) alone.
+_PAIR_CANDIDATES = """
+SELECT prompt_id, generator_id, id FROM (
+    SELECT p.prompt_id, p.generator_id, p.id,
+        ROW_NUMBER() OVER (
+            PARTITION BY p.prompt_id, p.generator_id ORDER BY p.uses + p.reserved, p.ready_at, p.id
+        ) AS place
+    FROM {population} p
+    WHERE p.prompt_id IN ({prompts}) AND p.generator_id IN (%s, %s) AND p.status = %s
+        AND p.size = %s AND p.uses + p.reserved < %s
+) ranked
+WHERE place <= %s
+ORDER BY prompt_id, generator_id, place
+"""
+
+
+def fetch_pair_candidates(
+    campaign: Campaign, pair: Pair, prompts: list[int], *, limit: int
+) -> dict[int, dict[int, list[int]]]:
+    """prompt -> generator -> the first `limit` servable sets, for the two generators of `pair` and `prompts`."""
+    a, b = pair
+    params: list[Any] = [*prompts, a, b, READY, campaign.population_size, campaign.votes_per_pair, limit]
+    sql = _PAIR_CANDIDATES.format(prompts=", ".join(["%s"] * len(prompts)), **tables())
+    found: dict[int, dict[int, list[int]]] = {}
+    for prompt_id, generator_id, pk in _fetch(sql, params):
+        found.setdefault(prompt_id, {}).setdefault(generator_id, []).append(pk)
+    return found
+
+
+def pair_candidates_reference(
+    campaign: Campaign, pair: Pair, prompts: list[int], *, limit: int
+) -> dict[int, dict[int, list[int]]]:
+    from django.db.models import F
+
+    sets = (
+        campaign_populations(campaign, servable=True)
+        .filter(generator_id__in=pair, prompt_id__in=prompts)
+        .alias(taken=F("uses") + F("reserved"))
+        .order_by("prompt_id", "generator_id", "taken", "ready_at", "pk")
+        .values_list("prompt_id", "generator_id", "pk")
+    )
+    found: dict[int, dict[int, list[int]]] = {}
+    for prompt_id, generator_id, pk in sets:
+        kept = found.setdefault(prompt_id, {}).setdefault(generator_id, [])
+        if len(kept) < limit:
+            kept.append(pk)
+    return found
+
+
+# The running tallies of one criterion over all prompts (category ''), a pair's outcomes summed: its votes.
+_PAIR_VOTES = """
+SELECT t.generator_a_id, t.generator_b_id, t.a_wins + t.b_wins + t.ties + t.both_bad
+FROM {pair_tally} t WHERE t.campaign_id = %s AND t.criterion_id = %s AND t.category = ''
+"""
+
+
+def fetch_pair_votes(campaign_id: int, criterion_id: int) -> dict[Pair, int]:
+    rows = _fetch(_PAIR_VOTES.format(**tables()), [campaign_id, criterion_id])
+    return {normalise(a, b): votes for a, b, votes in rows}
+
+
+def pair_votes_reference(campaign_id: int, criterion_id: int) -> dict[Pair, int]:
+    return {
+        normalise(t.generator_a_id, t.generator_b_id): t.total
+        for t in PairTally.objects.filter(campaign_id=campaign_id, criterion_id=criterion_id, category="")
+    }
+
+
+# --- the vote -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldRow:
+    """The comparison under a token with the columns of the rows around it that a vote needs."""
+
+    comparison: Comparison
+    category: str
+    campaign_status: str
+    left_generator: tuple[int, str, str, bool]  # id, name, display name, offline stand-in
+    right_generator: tuple[int, str, str, bool]
+    voted_before: int  # the holder's comparisons in the campaign voted before this one
+    # The holder's standing in the campaign (their CampaignParticipation row; False and "" without one).
+    flagged: bool
+    platform_status: str
+
+
+# The comparison under a token with everything a vote needs, in one statement: its row, locked until the
+# transaction ends (on PostgreSQL FOR UPDATE OF the comparison row alone; SQLite's IMMEDIATE transactions already
+# serialise writers), its campaign's status (read now, not from a process's copy: a closed campaign takes no vote),
+# both sides' generators, the prompt's category, and the holder's comparisons in the campaign with status 'voted'
+# (arena.selectors.count_votes_cast), and the holder's standing in the campaign (its flag and the platform's
+# verdict: the left join finds no CampaignParticipation row for most). Inner joins on foreign keys that are never
+# null: one row, or none.
+_HELD = """
+SELECT c.id, c.campaign_id, c.participant_id, c.status, c.issued_at, c.lease_until, c.is_gold, c.repeat_of_id,
+    c.left_population_id, c.right_population_id, c.prompt_id, pr.category, k.status,
+    lp.generator_id, lg.name, lg.display_name, lg.is_offline_standin,
+    rp.generator_id, rg.name, rg.display_name, rg.is_offline_standin,
+    (SELECT COUNT(*) FROM {comparison} v
+     WHERE v.campaign_id = c.campaign_id AND v.participant_id = c.participant_id AND v.status = %(voted)s),
+    cp.is_flagged, cp.platform_status
+FROM {comparison} c
+JOIN {campaign} k ON k.id = c.campaign_id
+LEFT JOIN {participation} cp ON cp.campaign_id = c.campaign_id AND cp.participant_id = c.participant_id
+JOIN {prompt} pr ON pr.id = c.prompt_id
+JOIN {population} lp ON lp.id = c.left_population_id JOIN {generator} lg ON lg.id = lp.generator_id
+JOIN {population} rp ON rp.id = c.right_population_id JOIN {generator} rg ON rg.id = rp.generator_id
+WHERE c.token = %(token)s
+{lock}"""
+
+
+def _aware(value: datetime) -> datetime:
+    """A datetime column as the ORM gives it: SQLite hands a hand-written statement a naive one, in UTC."""
+    from django.utils import timezone
+
+    return value if timezone.is_aware(value) else timezone.make_aware(value, connection.timezone)
+
+
+def fetch_held(token: str) -> HeldRow | None:
+    lock = "FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
+    rows = _fetch(_HELD.format(lock=lock, **tables()), {"token": token, "voted": VOTED})
+    if not rows:
+        return None
+    (pk, campaign_id, participant_id, status, issued_at, lease_until, is_gold, repeat_of_id, left_id, right_id,
+     prompt_id, category, campaign_status, lg, lname, ldisplay, lstandin, rg, rname, rdisplay, rstandin,
+     voted_before, flagged, platform_status) = rows[0]  # fmt: skip
+    comparison = Comparison(
+        pk=pk,
+        campaign_id=campaign_id,
+        participant_id=participant_id,
+        prompt_id=prompt_id,
+        left_population_id=left_id,
+        right_population_id=right_id,
+        token=token,
+        status=status,
+        issued_at=_aware(issued_at),
+        lease_until=_aware(lease_until),
+        is_gold=bool(is_gold),
+        repeat_of_id=repeat_of_id,
+    )
+    comparison._state.adding = False
+    return HeldRow(
+        comparison=comparison,
+        category=category,
+        campaign_status=campaign_status,
+        left_generator=(lg, lname, ldisplay, bool(lstandin)),
+        right_generator=(rg, rname, rdisplay, bool(rstandin)),
+        voted_before=voted_before,
+        flagged=bool(flagged),
+        platform_status=platform_status or "",
+    )
+
+
+def held_reference(token: str) -> HeldRow | None:
+    c = (
+        Comparison.objects.select_related(
+            "campaign", "prompt", "left_population__generator", "right_population__generator"
+        )
+        .filter(token=token)
+        .first()
+    )
+    if c is None:
+        return None
+    lg, rg = c.left_population.generator, c.right_population.generator
+    voted = Comparison.objects.filter(campaign_id=c.campaign_id, participant_id=c.participant_id, status=VOTED)
+    standing = CampaignParticipation.objects.filter(campaign_id=c.campaign_id, participant_id=c.participant_id).first()
+    return HeldRow(
+        comparison=c,
+        category=c.prompt.category,
+        campaign_status=c.campaign.status,
+        left_generator=(lg.pk, lg.name, lg.display_name, lg.is_offline_standin),
+        right_generator=(rg.pk, rg.name, rg.display_name, rg.is_offline_standin),
+        voted_before=voted.count(),
+        flagged=standing.is_flagged if standing else False,
+        platform_status=standing.platform_status if standing else "",
+    )
+
+
+# The vote's rows (one per criterion) and the comparison marked voted: what Vote.objects.bulk_create and
+# Comparison.save(update_fields=...) would write.
+_INSERT_VOTES = "INSERT INTO {vote} (comparison_id, criterion_id, choice, dwell_ms, created_at) VALUES {rows}"
+_MARK_VOTED = "UPDATE {comparison} SET status = %s, voted_at = %s WHERE id = %s"
+
+
+def record_votes(comparison: Comparison, rows: list[tuple[int, str]], dwell_ms: int, now: datetime) -> None:
+    """Store one Vote per (criterion id, choice) and mark the comparison voted; the caller holds its lock."""
+    at = _at(now)
+    params: list[Any] = []
+    for criterion_id, choice in rows:
+        params += [comparison.pk, criterion_id, choice, dwell_ms, at]
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_VOTES.format(rows=values, **tables()), params)
+        cursor.execute(_MARK_VOTED.format(**tables()), [VOTED, at, comparison.pk])
+    comparison.status = Comparison.Status.VOTED
+    comparison.voted_at = now
