@@ -147,8 +147,9 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
-    list_display = ["id", "kind", "user", "is_flagged", "created_at", "last_seen_at"]
-    list_filter = ["kind", "is_flagged"]
+    # Flags are per campaign (CampaignParticipation, edited in its admin through arena.participation).
+    list_display = ["id", "kind", "user", "created_at", "last_seen_at"]
+    list_filter = ["kind"]
     search_fields = ["external_id_hash", "user__username"]
     raw_id_fields = ["user"]
     readonly_fields = ["external_id_hash", "entry_params", "created_at", "updated_at", "last_seen_at"]

@@ -112,6 +112,13 @@ class Campaign(TimestampedModel):
         blank=True,
         help_text='Attributes to measure per population, e.g. {"colour": {"backend": "shapes", "classes": [...]}}.',
     )
+    count_only_reconciled = models.BooleanField(
+        default=False,
+        help_text=(
+            "Count only participants whose submission the crowd platform approved or holds for review, as the last "
+            "imported record of the study says (reconcile_crowd); everyone else's votes are kept but not counted."
+        ),
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -248,8 +255,7 @@ class Participant(TimestampedModel):
         ),
     )
     last_seen_at = models.DateTimeField(null=True, blank=True)
-    is_flagged = models.BooleanField(default=False, help_text="Failed quality control.")
-    flag_reason = models.TextField(blank=True)
+    # No flag here: a flag is a fact about a participant's work in one campaign (CampaignParticipation).
 
     class Meta:
         ordering = ["-created_at"]
@@ -289,6 +295,71 @@ class CrowdAssignment(TimestampedModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["campaign", "participant"], name="crowd_assignment_once_per_campaign"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign.slug}: participant {self.participant_id}"
+
+
+class PlatformStatus(models.TextChoices):
+    """What the crowd platform's own record of the study says of a participant (arena.participation.reconcile_crowd).
+
+    Prolific's statuses and MTurk's AssignmentStatus map onto these (annotation.reconciliation); UNKNOWN is
+    a participant who voted here under a worker id the platform's record of the study does not hold: an
+    invented PROLIFIC_PID or workerId, or someone who never submitted.
+    """
+
+    NOT_RECONCILED = "", "not reconciled"
+    APPROVED = "approved", "approved"
+    AWAITING_REVIEW = "awaiting_review", "awaiting review"
+    ACTIVE = "active", "still working"
+    RETURNED = "returned", "returned or timed out"
+    REJECTED = "rejected", "rejected"
+    UNKNOWN = "unknown", "unknown to the platform"
+
+
+# A campaign that counts only reconciled participants counts these: the platform holds a submission of theirs
+# for this study that it has not refused. Awaiting review counts too: researchers review (and pay) after reading
+# the quality report, so requiring approval first would leave the board empty until after the study.
+COUNTED_PLATFORM_STATUSES: tuple[str, ...] = (PlatformStatus.APPROVED, PlatformStatus.AWAITING_REVIEW)
+
+
+def participation_counts(*, count_only_reconciled: bool, is_flagged: bool, platform_status: str) -> bool:
+    """Whether a participant in good standing in a campaign by these facts: not flagged there, and reconciled
+    where the campaign asks for it. arena.models.VoteQuerySet.counted states the same rule for the database."""
+    if is_flagged:
+        return False
+    return not count_only_reconciled or platform_status in COUNTED_PLATFORM_STATUSES
+
+
+class CampaignParticipation(TimestampedModel):
+    """A participant's standing in one campaign: quality control's flag and the crowd platform's verdict.
+
+    Created when needed (a flag, a reconciliation); no row means not flagged and not reconciled. Written
+    only through arena.participation, which recounts the campaign's tallies with every change.
+    """
+
+    PlatformStatus = PlatformStatus
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="participations")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="participations")
+    is_flagged = models.BooleanField(default=False, help_text="Failed quality control in this campaign.")
+    flag_reason = models.TextField(blank=True)
+    platform_status = models.CharField(
+        max_length=16,
+        choices=PlatformStatus.choices,
+        default=PlatformStatus.NOT_RECONCILED,
+        blank=True,
+        help_text="What the crowd platform's record of the study, last imported, says of this participant.",
+    )
+    reconciled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "participant"], name="participation_once_per_campaign"),
+            models.CheckConstraint(
+                condition=Q(platform_status__in=PlatformStatus.values), name="participation_platform_status_valid"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
-from annotation.models import Campaign
+from annotation.models import Campaign, CampaignParticipation, Participant
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from core.errors import NotFound
 from generation.models import Generator, Image, Population, Prompt
@@ -146,6 +146,11 @@ def get_managed_campaign(*, slug: str, user: AbstractBaseUser | AnonymousUser) -
     if not can_manage_campaign(user, campaign):
         raise NotFound(f"no campaign with slug {slug!r}")
     return campaign
+
+
+def is_flagged_in(*, campaign: Campaign, participant: Participant) -> bool:
+    """Whether quality control flagged `participant` in this campaign (a flag elsewhere does not count here)."""
+    return CampaignParticipation.objects.filter(campaign=campaign, participant=participant, is_flagged=True).exists()
 
 
 def visible_prompts(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Prompt]:

@@ -620,17 +620,6 @@ def crowd_entry_for(*, campaign: Campaign, params: dict[str, str]) -> CrowdEntry
     return entry
 
 
-@transaction.atomic
-def apply_quality_flags(*, flags: dict[int, list[str]]) -> int:
-    """Mark participants flagged by quality control (participant id -> reasons); their votes stay, marked."""
-    changed = 0
-    for participant_id, reasons in flags.items():
-        changed += Participant.objects.filter(pk=participant_id, is_flagged=False).update(
-            is_flagged=True, flag_reason="; ".join(reasons)
-        )
-    return changed
-
-
 # --- simulated participants -------------------------------------------------------------------------------
 
 

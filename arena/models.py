@@ -5,9 +5,17 @@ from __future__ import annotations
 import secrets
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 
-from annotation.models import Campaign, Criterion, Participant, ParticipantKind
+from annotation.models import (
+    COUNTED_PLATFORM_STATUSES,
+    Campaign,
+    CampaignParticipation,
+    Criterion,
+    Participant,
+    ParticipantKind,
+    participation_counts,
+)
 from core import choices
 from generation.models import Population, Prompt
 
@@ -40,6 +48,38 @@ class ComparisonQuerySet(models.QuerySet["Comparison"]):
     def simulated(self) -> ComparisonQuerySet:
         return self.filter(participant__kind=ParticipantKind.SIMULATED)
 
+    def counted(self) -> ComparisonQuerySet:
+        """Preference comparisons of people in good standing in the comparison's campaign: VoteQuerySet.counted's
+        rule for the comparisons whose votes it counts."""
+        return self.preferences().by_people().filter(_in_good_standing())
+
+
+def flagged_in_campaign(comparison: str = "comparison__") -> Exists:
+    """Whether the participant of the comparison at `comparison` ("" for a Comparison query) is flagged in its
+    campaign: for readers that mark flagged participants' votes rather than leave them out (the vote log)."""
+    return Exists(
+        CampaignParticipation.objects.filter(
+            campaign_id=OuterRef(f"{comparison}campaign_id"),
+            participant_id=OuterRef(f"{comparison}participant_id"),
+            is_flagged=True,
+        )
+    )
+
+
+def _in_good_standing(comparison: str = "", *, include_flagged: bool = False) -> Q:
+    """The participant of the comparison at `comparison` ("" for a Comparison query, "comparison__" for a Vote
+    query) is in good standing in its campaign: not flagged there (unless `include_flagged`), and, where the
+    campaign counts only reconciled participants, one the crowd platform approved or holds for review.
+    annotation.models.participation_counts is the same rule in Python."""
+    standing = CampaignParticipation.objects.filter(
+        campaign_id=OuterRef(f"{comparison}campaign_id"), participant_id=OuterRef(f"{comparison}participant_id")
+    )
+    good = Q(
+        Q(**{f"{comparison}campaign__count_only_reconciled": False})
+        | Exists(standing.filter(platform_status__in=COUNTED_PLATFORM_STATUSES))
+    )
+    return good if include_flagged else Q(~flagged_in_campaign(comparison)) & good
+
 
 class VoteQuerySet(models.QuerySet["Vote"]):
     def preferences(self) -> VoteQuerySet:
@@ -54,17 +94,22 @@ class VoteQuerySet(models.QuerySet["Vote"]):
         return self.filter(comparison__participant__kind=ParticipantKind.SIMULATED)
 
     def counted(self, *, include_flagged: bool = False, include_simulated: bool = False) -> VoteQuerySet:
-        """The votes that count: preferences of people whom quality control has not flagged.
+        """The votes that count: preferences of people in good standing in the vote's campaign.
 
-        Leaderboards rank these, preference exports hold these, the pair tallies add these up;
-        `Comparison.counts` is the same rule for one comparison about to be voted on. A simulated
+        Good standing is per campaign (annotation.models.CampaignParticipation): not flagged by that
+        campaign's quality control, and, where the campaign counts only reconciled participants, approved
+        or awaiting review in the crowd platform's record of the study. A flag in one study never changes
+        another's count. Leaderboards rank these, preference exports hold these, the pair tallies add
+        these up; `Comparison.counts` is the same rule for one comparison about to be voted on. A simulated
         participant's votes are a metric's, not a person's: they never count, however they are flagged.
         The two switches widen the rule for readers that ask for more (staff boards with flagged
         participants, exports with `--include-flagged` / `--include-simulated`); each adds its votes
-        whatever the other says, so a simulated participant's flag never matters.
+        whatever the other says. `include_flagged` adds flagged participants only: a campaign that counts
+        only reconciled participants leaves the others out of every reader.
         """
-        people = Q(comparison__participant__is_flagged=False) if not include_flagged else Q()
-        people &= ~Q(comparison__participant__kind=ParticipantKind.SIMULATED)
+        people = ~Q(comparison__participant__kind=ParticipantKind.SIMULATED) & _in_good_standing(
+            "comparison__", include_flagged=include_flagged
+        )
         who = (people | Q(comparison__participant__kind=ParticipantKind.SIMULATED)) if include_simulated else people
         return self.preferences().filter(who)
 
@@ -124,13 +169,19 @@ class Comparison(models.Model):
     def __str__(self) -> str:
         return f"comparison {self.pk} ({self.status})"
 
-    def counts(self, participant: Participant) -> bool:
-        """Whether `participant`'s votes on this comparison count (the rule of VoteQuerySet.counted)."""
-        return not (
-            participant.is_flagged
-            or participant.kind == ParticipantKind.SIMULATED
-            or self.is_gold
-            or self.repeat_of_id is not None
+    def counts(self, participant: Participant, *, flagged: bool, platform_status: str = "") -> bool:
+        """Whether `participant`'s votes on this comparison count (the rule of VoteQuerySet.counted).
+
+        `flagged` and `platform_status` are the participant's standing in this comparison's campaign
+        (their CampaignParticipation row; False and "" when there is none), read by the caller with the
+        comparison; `self.campaign` says whether the campaign counts only reconciled participants.
+        """
+        if participant.kind == ParticipantKind.SIMULATED or self.is_gold or self.repeat_of_id is not None:
+            return False
+        return participation_counts(
+            count_only_reconciled=self.campaign.count_only_reconciled,
+            is_flagged=flagged,
+            platform_status=platform_status,
         )
 
 

@@ -1,8 +1,10 @@
 """Reads for the staff dashboard: how far each campaign is, per criterion, pair, prompt and queue.
 
 Counted votes are what the leaderboards count: voted comparisons that are neither gold checks
-nor side-swapped repeats, by people (a simulated crowd's comparisons are shown apart, as
-`simulated_voted`). "Wanted" is votes_per_pair for every prompt and pair of generators.
+nor side-swapped repeats, by people in good standing in the campaign (not flagged there; approved
+by the crowd platform where the campaign counts only those: ComparisonQuerySet.counted); a
+simulated crowd's comparisons are shown apart, as `simulated_voted`. "Wanted" is votes_per_pair
+for every prompt and pair of generators.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from datetime import datetime, timedelta
 from itertools import combinations
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from annotation.demand import demand_owner
-from annotation.models import Campaign, Participant
+from annotation.models import Campaign, CampaignParticipation, Participant, PlatformStatus
 from arena.models import Comparison, Vote
 from generation.selectors import get_queue_states
 
@@ -29,11 +31,7 @@ PROMPT_ROWS = 50
 
 
 def _counted(campaign_ids: Iterable[int]) -> Any:
-    return (
-        Comparison.objects.preferences()
-        .by_people()
-        .filter(campaign_id__in=list(campaign_ids), status=Comparison.Status.VOTED)
-    )
+    return Comparison.objects.counted().filter(campaign_id__in=list(campaign_ids), status=Comparison.Status.VOTED)
 
 
 @dataclass(frozen=True)
@@ -198,3 +196,59 @@ def _queues(campaign: Campaign, generators: dict[int, str]) -> list[QueueRow]:
         total[1] += state.in_flight
         total[2] += state.high_watermark
     return [QueueRow(name, *totals[pk]) for pk, name in generators.items()]
+
+
+@dataclass(frozen=True)
+class StandingRow:
+    status: str  # a PlatformStatus value; "" for participants no imported record has reached
+    label: str
+    participants: int
+    votes: int
+
+
+@dataclass(frozen=True)
+class ReconciliationSummary:
+    """People's votes in a campaign by what the crowd platform's record says of who cast them (staff page)."""
+
+    count_only_reconciled: bool
+    last_reconciled_at: datetime | None
+    rows: list[StandingRow]
+
+    def _row(self, status: str) -> StandingRow | None:
+        return next((row for row in self.rows if row.status == status), None)
+
+    @property
+    def unknown_votes(self) -> int:
+        """Votes of participants the platform does not know: in no submission of the study it holds."""
+        row = self._row(PlatformStatus.UNKNOWN)
+        return row.votes if row else 0
+
+    @property
+    def unknown_participants(self) -> int:
+        row = self._row(PlatformStatus.UNKNOWN)
+        return row.participants if row else 0
+
+
+def get_reconciliation_summary(*, campaign: Campaign) -> ReconciliationSummary:
+    """How many participants, and how many of their votes, the last imported platform record put in each status."""
+    status = CampaignParticipation.objects.filter(
+        campaign_id=OuterRef("comparison__campaign_id"), participant_id=OuterRef("comparison__participant_id")
+    ).values("platform_status")[:1]
+    grouped = (
+        Vote.objects.by_people()
+        .filter(comparison__campaign=campaign)
+        .annotate(platform_status=Subquery(status))
+        .values("platform_status")
+        .annotate(votes=Count("id"), participants=Count("comparison__participant_id", distinct=True))
+        .order_by()
+    )
+    found: dict[str, tuple[int, int]] = {}
+    for row in grouped:
+        key = row["platform_status"] or ""
+        participants, votes = found.get(key, (0, 0))
+        found[key] = (participants + row["participants"], votes + row["votes"])
+    rows = [StandingRow(value, label, *found[value]) for value, label in PlatformStatus.choices if value in found]
+    last = CampaignParticipation.objects.filter(campaign=campaign).aggregate(at=Max("reconciled_at"))["at"]
+    return ReconciliationSummary(
+        count_only_reconciled=campaign.count_only_reconciled, last_reconciled_at=last, rows=rows
+    )

@@ -10,4 +10,10 @@ urlpatterns = [
     path("campaigns/<slug:slug>/", staff_views.campaign_detail, name="staff-campaign"),
     path("campaigns/<slug:slug>/progress.json", staff_views.campaign_progress, name="staff-campaign-progress"),
     path("campaigns/<slug:slug>/status/", staff_views.campaign_status, name="staff-campaign-status"),
+    path("campaigns/<slug:slug>/reconcile/", staff_views.campaign_reconcile, name="staff-campaign-reconcile"),
+    path(
+        "campaigns/<slug:slug>/count-only-reconciled/",
+        staff_views.campaign_count_only_reconciled,
+        name="staff-campaign-count-only-reconciled",
+    ),
 ]

@@ -15,7 +15,14 @@ from annotation.models import Campaign
 from annotation.permissions import managed_campaigns, staff_area
 from annotation.selectors import get_managed_campaign
 from annotation.services import create_campaign, set_campaign_status
-from arena.selectors_progress import PROMPT_ROWS, get_campaign_progress, list_campaign_summaries
+from arena.forms import PlatformRecordForm
+from arena.participation import import_platform_record, set_count_only_reconciled
+from arena.selectors_progress import (
+    PROMPT_ROWS,
+    get_campaign_progress,
+    get_reconciliation_summary,
+    list_campaign_summaries,
+)
 from core.errors import ApplicationError
 
 # Prolific replaces these placeholders with the participant's ids in the study URL.
@@ -69,6 +76,8 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "prompt_rows": PROMPT_ROWS,
         "links": _entry_links(request, campaign),
         "actions": [(status, label) for status, label in STATUS_ACTIONS.items() if status != campaign.status],
+        "reconciliation": get_reconciliation_summary(campaign=campaign),
+        "record_form": PlatformRecordForm(),
     }
     return render(request, "annotation/staff/campaign_detail.html", context)
 
@@ -91,4 +100,41 @@ def campaign_status(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Campaign {campaign.slug!r} is now {campaign.status}.")
+    return redirect("staff-campaign", slug=campaign.slug)
+
+
+@require_POST
+@staff_area
+def campaign_reconcile(request: HttpRequest, slug: str) -> HttpResponse:
+    """Import the crowd platform's record of the study (arena.participation.import_platform_record)."""
+    campaign = get_managed_campaign(slug=slug, user=request.user)
+    form = PlatformRecordForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "; ".join(str(error) for errors in form.errors.values() for error in errors))
+        return redirect("staff-campaign", slug=campaign.slug)
+    try:
+        result = import_platform_record(campaign=campaign, data=form.cleaned_data["record"])
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "; ".join(result.lines()) + ".")
+    return redirect("staff-campaign", slug=campaign.slug)
+
+
+@require_POST
+@staff_area
+def campaign_count_only_reconciled(request: HttpRequest, slug: str) -> HttpResponse:
+    """Switch whether the campaign counts only participants the platform approved or holds for review."""
+    campaign = get_managed_campaign(slug=slug, user=request.user)
+    value = request.POST.get("count_only_reconciled")
+    if value not in ("true", "false"):
+        messages.error(request, "count_only_reconciled must be true or false")
+    else:
+        set_count_only_reconciled(campaign=campaign, value=value == "true")
+        messages.success(
+            request,
+            "Only participants the platform approved or holds for review are counted now."
+            if campaign.count_only_reconciled
+            else "Every participant in good standing is counted now.",
+        )
     return redirect("staff-campaign", slug=campaign.slug)

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from annotation.crowd import MTURK_PARAMS, PROLIFIC_PARAMS, is_mturk_preview
 from annotation.models import Campaign, Participant
 from annotation.permissions import can_manage_campaign
-from annotation.selectors import get_campaign, get_preview_sample
+from annotation.selectors import get_campaign, get_preview_sample, is_flagged_in
 from annotation.services import (
     AlreadyTookPart,
     CrowdOnly,
@@ -121,7 +121,7 @@ def _completion_response(request: HttpRequest, campaign: Campaign, participant: 
         return render(request, "arena/complete.html", context)
     # Flagged participants get a different code so the researcher can review them before paying.
     code = campaign.completion_code
-    if participant.is_flagged and campaign.completion_code_flagged:
+    if campaign.completion_code_flagged and is_flagged_in(campaign=campaign, participant=participant):
         code = campaign.completion_code_flagged
     context["code"] = code
     if participant.kind == Participant.Kind.PROLIFIC and code:

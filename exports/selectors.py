@@ -14,7 +14,7 @@ from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
 from annotation.selectors import get_campaign, get_managed_campaign
-from arena.models import Comparison, Vote, VoteQuerySet
+from arena.models import Comparison, Vote, VoteQuerySet, flagged_in_campaign
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
 from exports.writers.votes_csv import VoteLogRecord
 from generation.models import Image, Population, Prompt
@@ -50,7 +50,9 @@ def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str
 
     `simulated` (every vote of a simulated participant: arena/simulation.py), then people's votes:
     `gold` (on gold comparisons), `repeats` (side-swapped repeats), `flagged_participants` (the rest,
-    cast by flagged participants) and `counted` (everything else: what a leaderboard ranks).
+    cast by participants flagged in this campaign), `unreconciled` (the rest, where the campaign counts only
+    participants the crowd platform approved or holds for review: everyone else's) and `counted`
+    (everything else: what a leaderboard ranks).
     Simulated participants are issued neither gold checks nor repeats, so `simulated` are all
     preference votes, and a pair export that includes them reads every one.
     """
@@ -63,8 +65,10 @@ def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str
         "repeats": people.filter(comparison__is_gold=False, comparison__repeat_of__isnull=False).count(),
         "preferences": people.preferences().count(),
         "counted": votes.counted().count(),
+        "with_flagged": votes.counted(include_flagged=True).count(),
     }
-    counts["flagged_participants"] = counts.pop("preferences") - counts["counted"]
+    counts["flagged_participants"] = counts["with_flagged"] - counts["counted"]
+    counts["unreconciled"] = counts.pop("preferences") - counts.pop("with_flagged")
     return counts
 
 
@@ -148,7 +152,8 @@ def iter_vote_log(
         # the read takes half the time.
         .annotate(
             voted=Cast("created_at", output_field=CharField()),
-            flagged=Cast("comparison__participant__is_flagged", output_field=IntegerField()),
+            # Flagged in this campaign: a flag is a fact about a participant's work in one study.
+            flagged=Cast(flagged_in_campaign(), output_field=IntegerField()),
             gold=Cast("comparison__is_gold", output_field=IntegerField()),
         )
         .values_list(

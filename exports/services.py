@@ -390,7 +390,7 @@ def _pair_export(
         bar.close()
         source.close()
     counts: dict[str, Any] = {
-        # Disjoint: on_exported_criteria = counted + flagged participants' + simulated + gold + repeats,
+        # Disjoint: on_exported_criteria = counted + flagged participants' + unreconciled + simulated + gold + repeats,
         # and `read` is the counted votes (plus the flagged participants' and the simulated ones where
         # the filters include them).
         "votes": {
@@ -400,6 +400,8 @@ def _pair_export(
                 votes["flagged_participants"]
             ),
             "simulated_" + ("included" if options.include_simulated else "excluded"): votes["simulated"],
+            # Where the campaign counts only participants the crowd platform approved or holds for review.
+            "unreconciled_excluded": votes["unreconciled"],
             "gold_excluded": votes["gold"],
             "repeats_excluded": votes["repeats"],
             "read": tally.votes_read,
@@ -638,7 +640,7 @@ def _votes_export(
     rows = writer.close()
     # The raw log keeps every vote of people, each marked, and a simulated crowd's (participant_kind
     # `simulated`) only when asked for; these add up to on_exported_criteria.
-    kinds = ("counted", "flagged_participants", "gold", "repeats")
+    kinds = ("counted", "flagged_participants", "unreconciled", "gold", "repeats")
     simulated = "simulated_" + ("included" if options.include_simulated else "excluded")
     return {
         "votes": {

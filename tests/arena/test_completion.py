@@ -7,6 +7,7 @@ from django.test import Client
 
 from annotation.models import Participant
 from arena.models import Comparison
+from arena.participation import set_flags
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +51,8 @@ def test_a_flagged_participant_gets_the_review_code(crowd_campaign):
     client.get("/c/study/?PROLIFIC_PID=p-2&STUDY_ID=s&SESSION_ID=y")
     vote_once(client)
     vote_once(client)
-    Participant.objects.filter(kind="prolific").update(is_flagged=True)
+    worker = Participant.objects.get(kind="prolific")
+    set_flags(campaign=crowd_campaign, flags={worker.pk: "too fast"})
     assert client.get("/c/study/done/").url.endswith("cc=REVIEW7")
 
 

@@ -12,10 +12,10 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.files.storage import default_storage
 
-from annotation.models import Participant
 from arena.admission import admit_to_vote
 from arena.issuing import issue_comparison
 from arena.models import Comparison, Vote
+from arena.participation import set_flags
 from arena.voting import VoteInput, cast_votes
 from core.errors import Conflict, NotFound
 from exports import services
@@ -155,7 +155,7 @@ def test_gold_comparisons_and_flagged_participants_stay_out_of_the_pair_formats(
     voted = list(Comparison.objects.filter(campaign=campaign, status="voted").order_by("pk"))
     Comparison.objects.filter(pk=voted[0].pk).update(is_gold=True)
     flagged = voted[-1].participant
-    Participant.objects.filter(pk=flagged.pk).update(is_flagged=True)
+    set_flags(campaign=campaign, flags={flagged.pk: "failed gold"})
     all_votes = Vote.objects.filter(comparison__campaign=campaign)
     flagged_votes = all_votes.filter(comparison__participant=flagged, comparison__is_gold=False).count()
 
@@ -183,7 +183,7 @@ def test_every_manifest_s_vote_counts_add_up_to_the_votes_it_was_built_from(vote
     voted = list(Comparison.objects.filter(campaign=campaign, status="voted").order_by("pk"))
     Comparison.objects.filter(pk=voted[0].pk).update(is_gold=True)
     Comparison.objects.filter(pk=voted[1].pk).update(repeat_of=voted[2])
-    Participant.objects.filter(pk=voted[-1].participant_id).update(is_flagged=True)
+    set_flags(campaign=campaign, flags={voted[-1].participant_id: "failed gold"})
     all_votes = Vote.objects.filter(comparison__campaign=campaign).count()
 
     one = {"criterion": "diversity"} if fmt == "popalign-csv" else {}

@@ -88,8 +88,8 @@ def test_agreement_counts_how_often_the_crowd_chose_the_side_the_measure_prefers
 
 
 def test_agreement_is_not_stale_after_quality_control_flags_a_voter(study) -> None:  # type: ignore[no-untyped-def]
-    from annotation.services import apply_quality_flags
     from arena.models import Vote
+    from arena.participation import set_flags
 
     campaign, prompts, populations = study
     circle = prompts[0]
@@ -107,7 +107,7 @@ def test_agreement_is_not_stale_after_quality_control_flags_a_voter(study) -> No
     assert votes() == 3  # and now cached
     # Flagging casts no vote, yet the flagged participant's vote stops counting at once, not up to 10 minutes on.
     flagged = Vote.objects.filter(comparison__left_population=narrow, comparison__right_population=middle).get()
-    apply_quality_flags(flags={flagged.comparison.participant_id: ["failed gold"]})
+    set_flags(campaign=campaign, flags={flagged.comparison.participant_id: "failed gold"})
 
     assert votes() == 2
 
