@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "core.middleware.CrossSiteFrameCookiesMiddleware",  # outside SessionMiddleware: it sees the cookies set
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -79,6 +80,7 @@ MIDDLEWARE = [
 API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.RejectNulMiddleware",
+    "core.middleware.CrossSiteFrameCookiesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -210,6 +212,11 @@ SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 24 * 30)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# MTurk shows a HIT in a cross-site iframe, where browsers send no SameSite=Lax cookie. On: the session
+# and CSRF cookies of MTurk's framed pages (and of the sessions they begin) are SameSite=None; Secure;
+# Partitioned (core.middleware.CrossSiteFrameCookiesMiddleware); every other cookie stays Lax. Needs
+# HTTPS. Deployments running MTurk campaigns turn it on.
+CROSS_SITE_FRAME_COOKIES = env_bool("CROSS_SITE_FRAME_COOKIES", default=False)
 # JSON bodies are small (a vote is a few hundred bytes); refuse anything far larger early.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 # One image a remote generation worker uploads (a 1024 px PNG is a few MB).
@@ -286,6 +293,8 @@ LEADERBOARD_PUSH_S = parse_seconds(
 MTURK_SUBMIT_ORIGINS = env.list(
     "MTURK_SUBMIT_ORIGINS", default=["https://www.mturk.com", "https://workersandbox.mturk.com"]
 )
+# Who may frame an MTurk campaign's pages (CSP frame-ancestors): the sites above and MTurk's worker site.
+MTURK_FRAME_ANCESTORS = env.list("MTURK_FRAME_ANCESTORS", default=[*MTURK_SUBMIT_ORIGINS, "https://worker.mturk.com"])
 # A vote sooner than this after its comparison was issued is refused: nobody has looked at the images yet.
 VOTE_MIN_DWELL_MS = env.int("VOTE_MIN_DWELL_MS", default=500)
 PARTICIPANT_HASH_KEY = env.str("PARTICIPANT_HASH_KEY", default="") or f"participants:{SECRET_KEY}"

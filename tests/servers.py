@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -43,13 +44,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(server: str, port: int, workers: int = 1) -> list[str]:
-    """The command line that serves config.asgi on 127.0.0.1:port with daphne or uvicorn."""
+def server_command(server: str, port: int, workers: int = 1, tls: tuple[Path, Path] | None = None) -> list[str]:
+    """The command line that serves config.asgi on 127.0.0.1:port with daphne or uvicorn.
+
+    `tls` (certificate file, key file) serves HTTPS instead, with uvicorn only.
+    """
     if server == "daphne":
         if workers != 1:
             raise ValueError("daphne runs one process; use uvicorn for several workers")
+        if tls is not None:
+            raise ValueError("serve HTTPS with uvicorn")
         return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"]
     if server == "uvicorn":
+        https = [] if tls is None else ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])]
         return [
             sys.executable,
             "-m",
@@ -63,6 +70,7 @@ def server_command(server: str, port: int, workers: int = 1) -> list[str]:
             "--no-access-log",
             "--log-level",
             "warning",
+            *https,
             "config.asgi:application",
         ]
     raise ValueError(f"unknown server {server!r} (daphne or uvicorn)")
@@ -73,23 +81,27 @@ RUNNING: dict[str, subprocess.Popen[bytes]] = {}
 
 
 @contextmanager
-def asgi_server(env: dict[str, str], server_name: str = "daphne", workers: int = 1) -> Iterator[str]:
+def asgi_server(
+    env: dict[str, str], server_name: str = "daphne", workers: int = 1, tls: tuple[Path, Path] | None = None
+) -> Iterator[str]:
     """Start the ASGI server on a free port; yield its base URL once it answers; stop it afterwards.
 
     The server's log goes to a file, not a pipe: a pipe nobody reads fills up with tracebacks and
-    then blocks the server mid-request.
+    then blocks the server mid-request. `tls` (certificate, key) serves HTTPS (uvicorn).
     """
     port = free_port()
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            server_command(server_name, port, workers), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
+            server_command(server_name, port, workers, tls), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log
         )
-        base = f"http://127.0.0.1:{port}"
+        base = f"{'http' if tls is None else 'https'}://127.0.0.1:{port}"
+        # A test's own self-signed certificate: the poll asks whether the server answers, not who it is.
+        unverified = None if tls is None else ssl._create_unverified_context()  # noqa: S323
         deadline = time.monotonic() + 60
         while True:
             try:
                 # Any HTTP answer, even an error page, means the server is up.
-                urllib.request.urlopen(base + "/api/v1/campaigns/", timeout=5)  # noqa: S310 (local test server)
+                urllib.request.urlopen(base + "/api/v1/campaigns/", timeout=5, context=unverified)  # noqa: S310
                 break
             except urllib.error.HTTPError:
                 break

@@ -58,6 +58,7 @@ def test_a_flagged_participant_gets_the_review_code(crowd_campaign):
 
 def test_mturk_worker_posts_the_assignment_back_and_the_pages_may_be_framed_by_mturk_only(crowd_campaign, settings):
     settings.MTURK_SUBMIT_ORIGINS = ["https://workersandbox.mturk.com"]
+    settings.MTURK_FRAME_ANCESTORS = ["https://workersandbox.mturk.com"]
     client = Client()
     entry = client.get(
         "/c/study/?workerId=W1&assignmentId=A9&hitId=H3&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com"
@@ -130,6 +131,7 @@ def test_after_accepting_the_hit_the_same_worker_gets_the_normal_task(crowd_camp
 
 def test_the_mturk_completion_page_may_be_framed_by_mturk_and_post_to_it(crowd_campaign, settings):
     settings.MTURK_SUBMIT_ORIGINS = ["https://workersandbox.mturk.com"]
+    settings.MTURK_FRAME_ANCESTORS = ["https://workersandbox.mturk.com"]
     client = Client()
     client.get("/c/study/?workerId=W8&assignmentId=A8&hitId=H&turkSubmitTo=https%3A%2F%2Fworkersandbox.mturk.com")
     vote_once(client)
