@@ -14,6 +14,7 @@ from django.db.models import Count, F, Max, QuerySet, Sum
 
 from annotation.demand import demand_owner
 from annotation.models import Campaign, Criterion, Participant
+from arena.image_urls import Side, mint_image_url
 from arena.models import Comparison, PairTally, Vote
 from arena.ranking import INTERVAL_METHODS, INTERVALS_BOOTSTRAP, PairCounts, fit_ratings, win_rate_matrix
 from core.errors import ApplicationError, NotFound
@@ -25,7 +26,7 @@ from generation.selectors import get_generation_rate, get_queue_states
 # caption is the comparison's prompt's, by its key: joined through the populations instead, PostgreSQL chose
 # to scan every population before the table had statistics (2.4 ms of its CPU a call under load).
 _CAPTION_AND_IMAGES = """
-SELECT i.population_id, i.file, pr.caption
+SELECT i.population_id, i."index", pr.caption
 FROM {image} i JOIN {prompt} pr ON pr.id = %s
 WHERE i.population_id IN (%s, %s)
 ORDER BY i."index"
@@ -35,18 +36,19 @@ ORDER BY i."index"
 def _caption_and_image_urls(comparison: Comparison) -> tuple[str, list[str], list[str]]:
     """The prompt's caption and each side's image URLs in generation order, in one query.
 
-    URLs are random storage names that say nothing of the generator.
+    The URLs are minted for this comparison (arena.image_urls), never the storage names: the same set has
+    other URLs in every other comparison, so a set seen revealed once is not recognised by its address.
     """
     left_id, right_id = comparison.left_population_id, comparison.right_population_id
-    storage = Image._meta.get_field("file").storage
+    side_of: dict[int, Side] = {left_id: "l", right_id: "r"}
     urls: dict[int, list[str]] = {left_id: [], right_id: []}
     caption: str | None = None
     sql = _CAPTION_AND_IMAGES.format(image=Image._meta.db_table, prompt=Prompt._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(sql, [comparison.prompt_id, left_id, right_id])
         rows = cursor.fetchall()
-    for population_id, name, prompt_caption in rows:
-        urls[population_id].append(storage.url(name))
+    for population_id, index, prompt_caption in rows:
+        urls[population_id].append(mint_image_url(token=comparison.token, side=side_of[population_id], index=index))
         caption = prompt_caption
     if caption is None:  # no images at all: never for a ready population, but say the prompt anyway
         caption = comparison.prompt.caption

@@ -1,6 +1,6 @@
 """Page routes for voting."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from arena import views
 
@@ -8,4 +8,10 @@ urlpatterns = [
     path("c/<slug:slug>/", views.vote_page, name="vote"),
     path("c/<slug:slug>/leaderboard/", views.leaderboard_page, name="leaderboard"),
     path("c/<slug:slug>/done/", views.completion_page, name="completion"),
+    # arena.image_urls mints these (its ROUTE_PREFIX is the first segment).
+    re_path(
+        r"^i/(?P<token>[A-Za-z0-9_-]{1,64})/(?P<side>[lr])(?P<index>0|[1-9][0-9]{0,3})/(?P<mac>[0-9a-f]{1,64})\.png$",
+        views.comparison_image,
+        name="comparison-image",
+    ),
 ]

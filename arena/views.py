@@ -5,8 +5,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_safe
 
 from annotation.crowd import MTURK_PARAMS, PROLIFIC_PARAMS, is_mturk_preview
 from annotation.models import Campaign, Participant
@@ -19,6 +21,7 @@ from annotation.services import (
     get_crowd_admission,
 )
 from arena.admission import admit_to_complete, admit_to_vote
+from arena.image_urls import find_served_image
 from arena.issuing import NothingReady, issue_comparison
 from arena.selectors import (
     count_votes_cast,
@@ -30,6 +33,8 @@ from arena.selectors import (
 )
 from core.errors import ApplicationError
 from core.middleware import allow_mturk_framing
+from generation.image_files import canonical_png
+from generation.models import Image
 
 ENTRY_PARAMS = (*PROLIFIC_PARAMS, *MTURK_PARAMS)
 
@@ -138,3 +143,27 @@ def _completion_response(request: HttpRequest, campaign: Campaign, participant: 
                 "assignment_id": admission["assignment_id"],
             }
     return render(request, "arena/complete.html", context)
+
+
+@require_safe
+def comparison_image(request: HttpRequest, token: str, side: str, index: str, mac: str) -> HttpResponse:
+    """One picture of a comparison under its minted URL (arena.image_urls); the same bare 404 for anything else.
+
+    The headers say nothing of the stored file (no Last-Modified, ETag or file name), and the bytes are
+    read through the storage API, so object storage serves them as well as the local disk.
+    """
+    image = find_served_image(token=token, side=side, index=int(index), mac=mac, now=timezone.now())
+    if image is None:
+        missing = HttpResponseNotFound("no such image", content_type="text/plain")
+        missing["Cache-Control"] = "no-store"
+        return missing
+    with Image._meta.get_field("file").storage.open(image.name, "rb") as handle:
+        data = handle.read()
+    if not image.name.endswith(".png"):  # a file stored before every image was canonical PNG
+        data = canonical_png(data).data
+    response = HttpResponse(data, content_type="image/png")
+    response["Cache-Control"] = f"private, max-age={settings.COMPARISON_IMAGE_TTL_S}"
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cross-Origin-Resource-Policy"] = "same-origin"
+    response["Referrer-Policy"] = "no-referrer"
+    return response

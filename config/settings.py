@@ -258,6 +258,9 @@ REST_FRAMEWORK = {
         "vote": parse_rate("THROTTLE_VOTE", os.environ.get("THROTTLE_VOTE"), default="1200/min"),
         "anon": parse_rate("THROTTLE_ANON", os.environ.get("THROTTLE_ANON"), default="12000/min"),
         "token": parse_rate("THROTTLE_TOKEN", os.environ.get("THROTTLE_TOKEN"), default="6000/min"),
+        # Comparisons for sessions that hold none yet, per address (access.throttling.NewSessionThrottle): a lab
+        # of 30 people behind one address fits twice over; raise it for larger groups behind one address.
+        "new_session": parse_rate("THROTTLE_NEW_SESSION", os.environ.get("THROTTLE_NEW_SESSION"), default="60/hour"),
     },
     # How many reverse proxies append to X-Forwarded-For; 0 trusts only the socket's address,
     # so a client cannot dodge the per-address throttle with a forged header.
@@ -297,6 +300,11 @@ MTURK_SUBMIT_ORIGINS = env.list(
 MTURK_FRAME_ANCESTORS = env.list("MTURK_FRAME_ANCESTORS", default=[*MTURK_SUBMIT_ORIGINS, "https://worker.mturk.com"])
 # A vote sooner than this after its comparison was issued is refused: nobody has looked at the images yet.
 VOTE_MIN_DWELL_MS = env.int("VOTE_MIN_DWELL_MS", default=500)
+# How long a comparison's image URLs (minted per comparison, arena/image_urls.py) keep working after its vote;
+# an unvoted comparison's stop when its lease runs out.
+COMPARISON_IMAGE_TTL_S = env.int("COMPARISON_IMAGE_TTL_S", default=300)
+if COMPARISON_IMAGE_TTL_S < 0:
+    fail("COMPARISON_IMAGE_TTL_S", f"{COMPARISON_IMAGE_TTL_S} is negative; give the seconds as a whole number >= 0")
 PARTICIPANT_HASH_KEY = env.str("PARTICIPANT_HASH_KEY", default="") or f"participants:{SECRET_KEY}"
 # Where built-in offline pipelines are built once and loaded from with from_pretrained.
 POPARENA_MODEL_CACHE = Path(env.str("POPARENA_MODEL_CACHE", default=str(VAR_DIR / "models")))

@@ -1,9 +1,10 @@
 """Pure image degradation for gold checks: a copy of an image that is plainly worse. PIL and numpy only.
 
 A gold comparison shows a real population beside a degraded copy of it, so the right answer is
-known without anyone labelling it. The copy keeps the size and format (nothing on the page tells
-the sides apart but the pictures) and is broken in every way a criterion could ask about: the
-shapes are smeared into coarse blocks, the colours washed out, and strong noise laid on top.
+known without anyone labelling it. The copy keeps the size and, like every stored image, is the
+canonical PNG of its pixels (generation.image_files), so nothing on the page tells the sides apart
+but the pictures. It is broken in every way a criterion could ask about: the shapes are smeared
+into coarse blocks, the colours washed out, and strong noise laid on top.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
+from generation.image_files import encode_canonical
+
 BLOCKS = 4
 NOISE_SIGMA = 70.0
 
 
 def degrade_image(data: bytes, *, seed: int) -> tuple[bytes, str]:
-    """The degraded copy of an encoded image, encoded again in the same format: (bytes, extension)."""
+    """The degraded copy of an encoded image in the canonical PNG form every stored image has: (bytes, extension)."""
     with Image.open(io.BytesIO(data)) as source:
-        fmt = (source.format or "PNG").upper()
         image = source.convert("RGB")
     width, height = image.size
     coarse = image.resize((max(1, width // max(1, width // BLOCKS)), max(1, height // max(1, height // BLOCKS))))
@@ -30,9 +32,4 @@ def degrade_image(data: bytes, *, seed: int) -> tuple[bytes, str]:
     washed = 0.25 * pixels + 0.75 * grey
     noisy = washed + np.random.default_rng(seed).normal(0.0, NOISE_SIGMA, size=pixels.shape)
     result = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
-    out = io.BytesIO()
-    if fmt == "JPEG":
-        result.save(out, format="JPEG", quality=90)
-        return out.getvalue(), "jpg"
-    result.save(out, format="PNG")
-    return out.getvalue(), "png"
+    return encode_canonical(result), "png"

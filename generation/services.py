@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from core.models import sync_object
 from generation import signals
-from generation.image_files import ImageFacts
+from generation.image_files import ImageFacts, canonical_png
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.owners import stored_owner
 from generation.planning import Candidate, Coverage, QueueKey, choose_batch, order_candidates
@@ -321,16 +321,34 @@ def retry_failed_populations(*, population_ids: Iterable[int]) -> int:
     )
 
 
-def _store_files(images: Sequence[ImageInput]) -> list[str]:
-    names = []
+def _store_files(images: Sequence[ImageInput]) -> tuple[list[ImageInput], list[str]]:
+    """Write every image in its canonical PNG form (generation.image_files.canonical_png) under a random name.
+
+    The one place image files are written: whatever format, metadata or encoder an image came in, its stored
+    bytes depend only on its pixels. Returns the images as stored (their rows' sha256 is of these bytes) and
+    the names; a BadImage (a ValueError) refuses the lot, with nothing written.
+    """
+    stored = []
+    for image in images:
+        canonical = canonical_png(image.data)
+        stored.append(
+            replace(
+                image,
+                data=canonical.data,
+                extension=canonical.extension,
+                width=canonical.width,
+                height=canonical.height,
+            )
+        )
+    names: list[str] = []
     try:
-        for image in images:
+        for image in stored:
             name = image_upload_to(None, f"{secrets.token_hex(16)}.{image.extension}")
             names.append(default_storage.save(name, ContentFile(image.data)))
     except Exception:
         _delete_files(names)
         raise
-    return names
+    return stored, names
 
 
 def _delete_files(names: Iterable[str]) -> None:
@@ -402,7 +420,7 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
     lease ran out and another worker took over) or anything fails, they are deleted again
     and the population is left as it was. Returns whether the population became ready.
     """
-    names = _store_files(images)
+    images, names = _store_files(images)
     try:
         with transaction.atomic():
             population = _held(worker, [population_id]).select_for_update().first()
@@ -564,7 +582,7 @@ def get_or_create_decoy(*, population: Population) -> Population:
                 height=image.height,
             )
         )
-    names = _store_files(inputs)
+    inputs, names = _store_files(inputs)
     try:
         now = timezone.now()
         decoy = Population.objects.create(

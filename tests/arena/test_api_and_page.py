@@ -59,8 +59,10 @@ def test_nothing_before_the_vote_reveals_which_generator_made_which_side(client,
             assert secret not in page
     data = issued.json()
     urls = data["left"]["images"] + data["right"]["images"]
-    # Image names are random ids: same shape on both sides, no index, no shared prefix per side.
-    assert all(re.fullmatch(r"/media/images/[0-9a-f]{2}/[0-9a-f]{32}\.png", url) for url in urls)
+    # Image URLs are minted for this comparison (arena.image_urls): its token, the side and place the page
+    # already shows, and a MAC; the same shape on both sides, nothing of the stored file.
+    token = re.escape(data["token"])
+    assert all(re.fullmatch(rf"/i/{token}/[lr][0-9]+/[0-9a-f]{{32}}\.png", url) for url in urls)
     assert len(set(urls)) == 12
     for url in urls[:1]:
         response = client.get(url)

@@ -1,13 +1,31 @@
-"""What an uploaded image must be: PNG, JPEG or WebP, whole, one frame, no metadata that could name a generator."""
+"""Image files: what an upload must be (PNG, JPEG or WebP, whole, one frame) and the one canonical PNG every
+stored image becomes, so that format, metadata and encoder tell no generator apart."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import struct
+from datetime import timedelta
 
+import numpy as np
 import pytest
+from django.utils import timezone
 from PIL import Image, PngImagePlugin
 
-from generation.image_files import BadImage, inspect_image
+from generation.image_files import BadImage, canonical_png, inspect_image
+from generation.models import Population
+from generation.services import (
+    ImageInput,
+    UploadedImage,
+    get_or_create_decoy,
+    store_population,
+    store_uploaded_population,
+)
+from tests.factories import GeneratorFactory, PromptFactory
+
+# Pixels with detail (a gradient and noise), so encoders and their settings produce different files.
+PIXELS = np.random.default_rng(7).integers(0, 256, size=(24, 40, 3), dtype=np.uint8)
 
 
 def encode(fmt: str, size: tuple[int, int] = (6, 4), **options: object) -> bytes:
@@ -16,24 +34,73 @@ def encode(fmt: str, size: tuple[int, int] = (6, 4), **options: object) -> bytes
     return buffer.getvalue()
 
 
+def saved(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def picture() -> Image.Image:
+    return Image.fromarray(PIXELS, "RGB")
+
+
+def chunks(data: bytes) -> list[bytes]:
+    """The chunk types of a PNG, in order; asserts the file ends right after IEND."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, types = 8, []
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        types.append(data[position + 4 : position + 8])
+        position += 12 + length
+        if types[-1] == b"IEND":
+            break
+    assert position == len(data), "bytes after IEND"
+    return types
+
+
+def with_text() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "Steps: 20, Model: sdxl-base")
+    info.add_itxt("Software", "generator-b 1.0", zip=True)
+    return saved(picture(), pnginfo=info)
+
+
+def with_icc() -> bytes:
+    from PIL import ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return saved(picture(), icc_profile=profile)
+
+
+def with_exif() -> bytes:
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0131] = "generator-b 1.0"  # Software
+    return saved(picture(), exif=exif, dpi=(300, 300))
+
+
+def with_trailing_bytes() -> bytes:
+    return saved(picture()) + b"generator-b was here"
+
+
+DIRTY = {
+    "text chunks": with_text,
+    "an ICC profile": with_icc,
+    "EXIF and pHYs": with_exif,
+    "bytes after IEND": with_trailing_bytes,
+    "another compression level": lambda: saved(picture(), compress_level=9),
+    "no compression": lambda: saved(picture(), compress_level=0),
+    "an opaque alpha channel": lambda: saved(picture().convert("RGBA")),
+    "WebP, lossless": lambda: saved(picture(), "WEBP", lossless=True),
+}
+
+
+# --- the checks ---------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(("fmt", "extension"), [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp")])
 def test_plain_images_are_accepted_with_their_format_and_size(fmt, extension):
     facts = inspect_image(encode(fmt))
     assert (facts.extension, facts.width, facts.height) == (extension, 6, 4)
-
-
-def test_a_png_text_chunk_naming_the_model_is_refused_by_key():
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", "Steps: 20, Model: sdxl-base")
-    with pytest.raises(BadImage, match=r"carries metadata \(parameters\)"):
-        inspect_image(encode("PNG", pnginfo=info))
-
-
-def test_exif_is_refused():
-    exif = Image.new("RGB", (1, 1)).getexif()
-    exif[0x0131] = "generator-b 1.0"  # Software
-    with pytest.raises(BadImage, match=r"carries metadata \(exif\)"):
-        inspect_image(encode("JPEG", exif=exif))
 
 
 def test_an_animation_is_refused():
@@ -42,6 +109,8 @@ def test_an_animation_is_refused():
     frames[0].save(buffer, format="PNG", save_all=True, append_images=frames[1:])
     with pytest.raises(BadImage, match="an animation of 2 frames"):
         inspect_image(buffer.getvalue())
+    with pytest.raises(BadImage, match="an animation of 2 frames"):
+        canonical_png(buffer.getvalue())
 
 
 @pytest.mark.parametrize(
@@ -57,3 +126,135 @@ def test_an_animation_is_refused():
 def test_other_bytes_are_refused_with_the_reason(data, message):
     with pytest.raises(BadImage, match=message):
         inspect_image(data)
+    with pytest.raises(BadImage, match=message):
+        canonical_png(data)
+
+
+# --- the canonical form -------------------------------------------------------------------------------
+
+
+def test_the_canonical_png_holds_the_pixels_and_nothing_else():
+    canonical = canonical_png(with_text())
+    assert chunks(canonical.data) == [b"IHDR", b"IDAT", b"IEND"]
+    assert (canonical.width, canonical.height, canonical.extension) == (40, 24, "png")
+    with Image.open(io.BytesIO(canonical.data)) as decoded:
+        assert decoded.mode == "RGB"
+        assert decoded.info == {}
+        assert np.array_equal(np.asarray(decoded), PIXELS)
+
+
+@pytest.mark.parametrize("variant", sorted(DIRTY))
+def test_the_same_pixels_in_any_file_become_the_same_bytes(variant):
+    clean = canonical_png(saved(picture())).data
+    dirty = DIRTY[variant]()
+    assert dirty != saved(picture())  # the variant really is another file
+    assert canonical_png(dirty).data == clean
+
+
+def test_a_jpeg_becomes_the_canonical_png_of_its_decoded_pixels():
+    jpeg = saved(picture(), "JPEG", quality=85)
+    with Image.open(io.BytesIO(jpeg)) as decoded:
+        pixels_as_png = saved(decoded.convert("RGB"))
+    assert canonical_png(jpeg).data == canonical_png(pixels_as_png).data
+    assert chunks(canonical_png(jpeg).data) == [b"IHDR", b"IDAT", b"IEND"]
+
+
+def test_re_encoding_a_canonical_png_changes_nothing():
+    once = canonical_png(with_exif()).data
+    assert canonical_png(once).data == once
+
+
+def test_other_pixels_give_other_bytes():
+    other = PIXELS.copy()
+    other[0, 0, 0] ^= 1
+    assert canonical_png(saved(Image.fromarray(other, "RGB"))).data != canonical_png(saved(picture())).data
+
+
+def test_a_large_image_is_compressed_with_the_default_level_whatever_it_came_with():
+    large = Image.fromarray(np.tile(PIXELS, (10, 10, 1)), "RGB")  # 400x240 pixels
+    fast, small = saved(large, compress_level=1), saved(large, compress_level=9)
+    assert canonical_png(fast).data == canonical_png(small).data
+    # The stream's zlib header says which level made it: level 6 is zlib's default (FLEVEL 2).
+    data = canonical_png(fast).data
+    idat = data.index(b"IDAT") + 4
+    assert (data[idat + 1] >> 6) == 2
+
+
+# --- every path that stores an image ------------------------------------------------------------------
+
+
+def held_population(worker: str, *, size: int, generator=None, prompt=None) -> Population:
+    return Population.objects.create(
+        generator=generator or GeneratorFactory(),
+        prompt=prompt or PromptFactory(),
+        size=size,
+        seeds=list(range(size)),
+        status=Population.Status.GENERATING,
+        claimed_by=worker,
+        lease_until=timezone.now() + timedelta(minutes=2),
+    )
+
+
+def stored_bytes(population: Population) -> list[bytes]:
+    out = []
+    for image in population.images.order_by("index"):
+        with image.file.open("rb") as handle:
+            data = handle.read()
+        assert image.file.name.endswith(".png")
+        assert image.sha256 == hashlib.sha256(data).hexdigest()
+        out.append(data)
+    return out
+
+
+@pytest.mark.django_db
+def test_an_upload_with_metadata_trailing_bytes_or_as_jpeg_is_stored_as_the_clean_pixels_canonical_png():
+    # Given a remote worker's upload of one picture in every dirty form,
+    jpeg = saved(picture(), "JPEG", quality=90)
+    files = [DIRTY[name]() for name in sorted(DIRTY)] + [jpeg]
+    population = held_population("remote-1", size=len(files))
+    uploads = [UploadedImage(data=data, facts=inspect_image(data)) for data in files]
+    # when it is stored,
+    assert store_uploaded_population(worker="remote-1", population_id=population.pk, uploads=uploads, generation_ms=5)
+    # then every file is the canonical PNG of the clean pixels (the JPEG: of its own decoded pixels).
+    stored = stored_bytes(population)
+    clean = canonical_png(saved(picture())).data
+    assert stored[:-1] == [clean] * len(DIRTY)
+    with Image.open(io.BytesIO(jpeg)) as decoded:
+        assert stored[-1] == canonical_png(saved(decoded.convert("RGB"))).data
+
+
+@pytest.mark.django_db
+def test_two_generators_images_of_the_same_pixels_are_stored_byte_identical():
+    # Given two generators whose pipelines encode the same picture differently (level, metadata),
+    prompt = PromptFactory()
+    first = held_population("worker-a", size=1, prompt=prompt)
+    second = held_population("worker-b", size=1, prompt=prompt)
+    encodings = {
+        "worker-a": saved(picture(), compress_level=1),
+        "worker-b": with_text(),
+    }
+    # when each worker stores its set,
+    for population, worker in ((first, "worker-a"), (second, "worker-b")):
+        image = ImageInput(
+            index=0, data=encodings[worker], extension="png", seed=0, prompt="p", truncated=False, width=40, height=24
+        )
+        assert store_population(worker=worker, population_id=population.pk, images=[image], generation_ms=1)
+    # then the files (and their recorded hashes) are identical.
+    assert stored_bytes(first) == stored_bytes(second)
+    assert first.images.get().sha256 == second.images.get().sha256
+
+
+@pytest.mark.django_db
+def test_a_gold_decoy_is_stored_as_canonical_png_even_of_a_jpeg_set():
+    population = held_population("worker-a", size=2)
+    jpeg = saved(picture(), "JPEG", quality=90)
+    images = [
+        ImageInput(index=i, data=jpeg, extension="jpg", seed=i, prompt="p", truncated=False, width=40, height=24)
+        for i in range(2)
+    ]
+    assert store_population(worker="worker-a", population_id=population.pk, images=images, generation_ms=1)
+    population.refresh_from_db()
+    decoy = get_or_create_decoy(population=population)
+    for data in stored_bytes(decoy):
+        assert chunks(data) == [b"IHDR", b"IDAT", b"IEND"]
+        assert canonical_png(data).data == data

@@ -98,23 +98,19 @@ def test_the_command_refuses_to_start_without_a_key(live_server, monkeypatch):
 def test_images_the_server_refuses_fail_the_attempt_with_its_reason(
     live_server, worker_key, wanted, model_cache, monkeypatch
 ):
-    from PIL import PngImagePlugin
-
     from generation import worker as worker_module
 
-    def png_naming_the_model(generated):  # type: ignore[no-untyped-def]
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Software", "generator-a")
+    def bitmap(generated):  # type: ignore[no-untyped-def]
         buffer = io.BytesIO()
-        generated.image.save(buffer, format="PNG", pnginfo=info)
+        generated.image.save(buffer, format="BMP")
         return buffer.getvalue()
 
-    monkeypatch.setattr(worker_module, "encode_png", png_naming_the_model)
+    monkeypatch.setattr(worker_module, "encode_png", bitmap)
     queue = RemoteQueue(server=live_server.url, key=worker_key.key)
     worker = GenerationWorker(device="cpu", cache_dir=model_cache, max_batch=6, queue=queue, name="box:2:cpu")
     assert worker.step()
     assert worker.stats.failed_attempts == 2
     for population in Population.objects.all():
         assert population.status == "pending"
-        assert "carries metadata (Software)" in population.error
+        assert "a BMP file; upload PNG, JPEG or WebP" in population.error
         assert not population.images.exists()

@@ -155,7 +155,7 @@ def test_worker_that_loses_its_lease_cannot_store_and_its_work_is_reclaimed(sett
     # then A's late images are refused and leave no file and no row behind,
     late = [
         services.ImageInput(
-            index=i, data=b"late", extension="png", seed=1, prompt="x", truncated=False, width=1, height=1
+            index=i, data=one_pixel_png(), extension="png", seed=1, prompt="x", truncated=False, width=1, height=1
         )
         for i in range(2)
     ]
@@ -170,13 +170,20 @@ def test_worker_that_loses_its_lease_cannot_store_and_its_work_is_reclaimed(sett
     assert (population.status, population.images.count(), population.attempts) == ("ready", 2, 2)
 
 
+def one_pixel_png() -> bytes:
+    """A real image: storing re-encodes every image (generation.image_files.canonical_png), so it must decode."""
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (1, 1), "red").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def test_a_store_that_fails_halfway_leaves_no_rows_and_no_files(settings, model_cache):
     want(GeneratorFactory(settings=TINY), PromptFactory(), size=2, high=1)
     services.plan_populations()
     (population,) = services.claim_generation_batch(worker="A", max_images=8, lease=timedelta(minutes=1))
     only_one = [
         services.ImageInput(
-            index=0, data=b"png", extension="png", seed=1, prompt="x", truncated=False, width=1, height=1
+            index=0, data=one_pixel_png(), extension="png", seed=1, prompt="x", truncated=False, width=1, height=1
         )
     ]
     with pytest.raises(ValueError, match="needs images 0..1"):
