@@ -11,11 +11,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.throttling import NewSessionThrottle
 from annotation.models import Campaign, Participant
 from annotation.permissions import can_manage_campaign
 from annotation.selectors import get_live_campaign
 from annotation.services import admit_to_campaign, find_participant
 from arena.admission import admit_to_vote
+from arena.clients import client_hash
 from arena.issuing import extend_lease, issue_comparison
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
@@ -162,6 +164,13 @@ def holder_for(request: Request) -> Participant:
     return participant
 
 
+def throttle_new_session(request: Request, view: APIView) -> None:
+    """Count a comparison asked for by a session that holds none yet (NewSessionThrottle); 429 past the limit."""
+    throttle = NewSessionThrottle()
+    if not throttle.allow_request(request, view):
+        view.throttled(request, throttle.wait())
+
+
 def visible_campaign(request: Request, slug: str) -> Campaign:
     campaign = get_live_campaign(slug=slug)
     admit_to_campaign(campaign=campaign, session=request.session)
@@ -187,9 +196,14 @@ class NextComparisonApi(APIView):
             body.is_valid(raise_exception=True)
             data = body.validated_data
         campaign = get_live_campaign(slug=slug)
+        if find_participant(session=request.session, user=request.user) is None:
+            throttle_new_session(request, self)
         participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
         comparison = issue_comparison(
-            campaign=campaign, participant=participant, exclude_tokens=tuple(data.get("exclude", ()))
+            campaign=campaign,
+            participant=participant,
+            exclude_tokens=tuple(data.get("exclude", ())),
+            client=client_hash(request),
         )
         return Response(get_comparison_payload(comparison=comparison, participant=participant))
 
@@ -223,7 +237,10 @@ class VotesApi(APIView):
                     campaign=campaign, session=request.session, user=request.user, known=participant
                 )
                 following = issue_comparison(
-                    campaign=campaign, participant=admitted, exclude_tokens=tuple(data["next"].get("exclude", ()))
+                    campaign=campaign,
+                    participant=admitted,
+                    exclude_tokens=tuple(data["next"].get("exclude", ())),
+                    client=client_hash(request),
                 )
                 answer["next"] = get_comparison_payload(
                     comparison=following, participant=admitted, votes_cast=reveal.votes_cast

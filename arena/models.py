@@ -37,7 +37,7 @@ class ComparisonQuerySet(models.QuerySet["Comparison"]):
 
         Gold comparisons have a deliberately broken side and a repeat is the same person judging the
         same pair again: both score participants, neither ranks generators. Raw SQL that must restate
-        this rule says so (arena/issuing.py's `_UNFINISHED_PAIRS`).
+        this rule says so (arena/statements.py, checked against this by tests/arena/test_statements.py).
         """
         return self.filter(is_gold=False, repeat_of__isnull=True)
 
@@ -135,6 +135,10 @@ class Comparison(models.Model):
     lease_until = models.DateTimeField()
     voted_at = models.DateTimeField(null=True, blank=True)
     is_gold = models.BooleanField(default=False)
+    # Which client (a salted hash of address and user agent that rotates daily; arena.clients) asked for it: a set
+    # revealed to one session is not shown to another session of the same client. Never the address itself.
+    # Null, not "", where none: the partial index leaves those rows out, and SQLite adds the column in place.
+    client_hash = models.CharField(max_length=32, null=True, blank=True, editable=False)  # noqa: DJ001
     repeat_of = models.ForeignKey(
         "self",
         null=True,
@@ -151,9 +155,13 @@ class Comparison(models.Model):
         indexes = [
             models.Index(fields=["campaign", "status"], name="comparison_campaign_status_idx"),
             models.Index(fields=["campaign", "participant", "status"], name="comparison_participant_idx"),
-            # A set's comparisons in one campaign, by index alone (arena.issuing._UNFINISHED_PAIRS reads them for
+            # A set's comparisons in one campaign, by index alone (arena.statements._UNFINISHED_PAIRS reads them for
             # each set in use; without it PostgreSQL scanned the campaign's comparisons, a cost growing with votes).
             models.Index(fields=["left_population", "campaign"], name="comparison_left_campaign_idx"),
+            # A client's voted comparisons in a campaign: the sets revealed to it (arena.statements._HISTORY).
+            models.Index(
+                fields=["campaign", "client_hash"], name="comparison_client_idx", condition=Q(client_hash__isnull=False)
+            ),
         ]
         constraints = [
             models.CheckConstraint(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from urllib.parse import quote
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
+from access.throttling import NewSessionThrottle
 from annotation.crowd import MTURK_PARAMS, PROLIFIC_PARAMS, is_mturk_preview
 from annotation.models import Campaign, Participant
 from annotation.permissions import can_manage_campaign
@@ -18,9 +20,11 @@ from annotation.services import (
     AlreadyTookPart,
     CrowdOnly,
     admit_to_campaign,
+    find_participant,
     get_crowd_admission,
 )
 from arena.admission import admit_to_complete, admit_to_vote
+from arena.clients import client_hash
 from arena.image_urls import find_served_image
 from arena.issuing import NothingReady, issue_comparison
 from arena.selectors import (
@@ -49,6 +53,14 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
     if is_mturk_preview(entry):
         # A worker previewing the HIT: the task read-only, with no participant and no comparison made.
         return allow_mturk_framing(_preview(request, campaign))
+    if find_participant(session=request.session, user=request.user) is None:
+        throttle = NewSessionThrottle()
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type]  # reads request.META only
+            wait = max(1, math.ceil(throttle.wait() or 1))
+            message = f"Too many new sessions from your network; please try again in {wait} s."
+            refused = render(request, "arena/unavailable.html", {"message": message, "campaign": campaign}, status=429)
+            refused["Retry-After"] = str(wait)
+            return refused
     try:
         participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user, entry_params=entry)
     except ApplicationError as exc:  # CrowdOnly, AlreadyTookPart
@@ -58,7 +70,7 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
         return render(request, "arena/take-part.html", {"message": exc.message, "campaign": campaign}, status=403)
     context = {"campaign": campaign, "criteria": list(campaign.criteria.all()), "comparison": None, "waiting": None}
     try:
-        comparison = issue_comparison(campaign=campaign, participant=participant)
+        comparison = issue_comparison(campaign=campaign, participant=participant, client=client_hash(request))
         context["comparison"] = get_comparison_payload(comparison=comparison, participant=participant)
     except NothingReady as exc:
         context["waiting"] = {"message": exc.message, **get_queue_summary(campaign=campaign).as_dict()}

@@ -8,13 +8,14 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
-from arena.issuing import check_held, tables
+from arena.issuing import check_campaign_takes_answers, check_held
 from arena.models import Comparison
+from arena.statements import fetch_held, record_votes, reserves, spend
 from arena.tallies import announce_leaderboard_change, record_tallies
 from core import choices
 from core.errors import ApplicationError, Conflict, NotFound
@@ -82,92 +83,36 @@ class _Held:
     left_generator_id: int
     right_generator_id: int
     category: str
+    campaign_status: str  # read with the comparison, under its lock
     voted_before: int  # the holder's comparisons in the campaign voted before this one
-
-
-# The comparison under a token with everything a vote needs, in one statement: its row, locked until the
-# transaction ends (held_comparison's select_for_update: on PostgreSQL FOR UPDATE OF the comparison row alone;
-# SQLite's IMMEDIATE transactions already serialise writers), both sides' generators, the prompt's category,
-# and the count arena.selectors.count_votes_cast restates: the participant's comparisons in the campaign with
-# status 'voted'. Inner joins on foreign keys that are never null: one row, or none for an unknown token.
-# Written out: the ORM's locked read, a join for the sides and a count cost several times the CPU of running it.
-_HELD = """
-SELECT c.id, c.campaign_id, c.participant_id, c.status, c.issued_at, c.lease_until, c.is_gold, c.repeat_of_id,
-    c.left_population_id, c.right_population_id, c.prompt_id, pr.category,
-    lp.generator_id, lg.name, lg.display_name, lg.is_offline_standin,
-    rp.generator_id, rg.name, rg.display_name, rg.is_offline_standin,
-    (SELECT COUNT(*) FROM {comparison} v
-     WHERE v.campaign_id = c.campaign_id AND v.participant_id = c.participant_id AND v.status = %(voted)s)
-FROM {comparison} c
-JOIN {prompt} pr ON pr.id = c.prompt_id
-JOIN {population} lp ON lp.id = c.left_population_id JOIN {generator} lg ON lg.id = lp.generator_id
-JOIN {population} rp ON rp.id = c.right_population_id JOIN {generator} rg ON rg.id = rp.generator_id
-WHERE c.token = %(token)s
-{lock}"""
-# The vote's rows (one per criterion) and the comparison marked voted: what Vote.objects.bulk_create and
-# Comparison.save(update_fields=...) would write, without building either statement through the ORM.
-_INSERT_VOTES = "INSERT INTO {vote} (comparison_id, criterion_id, choice, dwell_ms, created_at) VALUES {rows}"
-_MARK_VOTED = "UPDATE {comparison} SET status = %s, voted_at = %s WHERE id = %s"
-
-
-def _datetime(value: datetime) -> datetime:
-    """A datetime column as the ORM gives it: SQLite hands a hand-written statement a naive one, in UTC."""
-    return value if timezone.is_aware(value) else timezone.make_aware(value, connection.timezone)
+    # The holder's standing in the campaign (their CampaignParticipation row; False and "" without one).
+    flagged: bool
+    platform_status: str
 
 
 def _held(*, token: str, holder: int, now: datetime) -> _Held:
     """The holder's comparison under `token` (locked), its sides and the holder's count; as held_comparison refuses."""
-    lock = "FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
-    with connection.cursor() as cursor:
-        cursor.execute(_HELD.format(lock=lock, **tables()), {"token": token, "voted": Comparison.Status.VOTED.value})
-        row = cursor.fetchone()
+    row = fetch_held(token)
     if row is None:
         raise NotFound("no comparison with this token")
-    (pk, campaign_id, participant_id, status, issued_at, lease_until, is_gold, repeat_of_id, left_id, right_id,
-     prompt_id, category, left_generator, left_name, left_display, left_standin, right_generator, right_name,
-     right_display, right_standin, voted_before) = row  # fmt: skip
-    comparison = Comparison(
-        pk=pk,
-        campaign_id=campaign_id,
-        participant_id=participant_id,
-        prompt_id=prompt_id,
-        left_population_id=left_id,
-        right_population_id=right_id,
-        token=token,
-        status=status,
-        issued_at=_datetime(issued_at),
-        lease_until=_datetime(lease_until),
-        is_gold=bool(is_gold),
-        repeat_of_id=repeat_of_id,
-    )
-    check_held(comparison, holder=holder, now=now)
+    check_held(row.comparison, holder=holder, now=now)
 
-    def side(name: str, display_name: str, standin: bool) -> RevealedSide:
-        return RevealedSide(name, Generator(name=name, display_name=display_name).label, bool(standin))
+    def side(generator: tuple[int, str, str, bool]) -> RevealedSide:
+        _, name, display_name, standin = generator
+        return RevealedSide(name, Generator(name=name, display_name=display_name).label, standin)
 
     return _Held(
-        comparison=comparison,
-        left=side(left_name, left_display, left_standin),
-        right=side(right_name, right_display, right_standin),
-        left_generator_id=left_generator,
-        right_generator_id=right_generator,
-        category=category,
-        voted_before=voted_before,
+        comparison=row.comparison,
+        left=side(row.left_generator),
+        right=side(row.right_generator),
+        left_generator_id=row.left_generator[0],
+        right_generator_id=row.right_generator[0],
+        category=row.category,
+        campaign_status=row.campaign_status,
+        voted_before=row.voted_before,
+        flagged=row.flagged,
+        platform_status=row.platform_status,
     )
-
-
-def _record_votes(comparison: Comparison, rows: list[tuple[int, str]], dwell_ms: int, now: datetime) -> None:
-    """Store one Vote per (criterion id, choice) and mark the comparison voted; the caller holds its lock."""
-    at = connection.ops.adapt_datetimefield_value(now)
-    params: list[Any] = []
-    for criterion_id, choice in rows:
-        params += [comparison.pk, criterion_id, choice, dwell_ms, at]
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows))
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_VOTES.format(rows=values, **tables()), params)
-        cursor.execute(_MARK_VOTED.format(**tables()), [Comparison.Status.VOTED.value, at, comparison.pk])
-    comparison.status = Comparison.Status.VOTED
-    comparison.voted_at = now
 
 
 @transaction.atomic
@@ -178,8 +123,11 @@ def cast_votes(
     now = now or timezone.now()
     held = _held(token=token, holder=participant.pk, now=now)
     comparison = held.comparison
-    # The process's copy of the campaign with its criteria (get_live_campaign), not two more queries.
+    # The process's copy of the campaign with its criteria (get_live_campaign), not two more queries; its status
+    # as read under the comparison's lock, so a vote that lands after the campaign closed is refused.
     comparison.campaign = get_live_campaign(pk=comparison.campaign_id)
+    comparison.campaign.status = held.campaign_status
+    check_campaign_takes_answers(comparison.campaign)
     criteria = _check_votes(comparison, votes, dwell_ms)
     # The client's dwell time is its own number; the server's clock bounds it. A vote sooner after
     # the comparison was issued than anyone could look at twelve images is refused, and no
@@ -204,10 +152,12 @@ def cast_votes(
         ).count()
         if voted >= quota:
             raise Conflict(f"you have reached this campaign's quota of {quota} comparisons", code="quota_reached")
-    _record_votes(comparison, [(criteria[v.criterion], v.choice) for v in votes], dwell_ms, now)
+    record_votes(comparison, [(criteria[v.criterion], v.choice) for v in votes], dwell_ms, now)
+    if reserves(is_gold=comparison.is_gold, repeat_of_id=comparison.repeat_of_id):
+        spend((comparison.left_population_id, comparison.right_population_id))
     # Flagged and simulated participants' votes are kept and marked, but leaderboards leave them out;
     # gold checks and side-swapped repeats measure the participant, not the generators.
-    if comparison.counts(participant):
+    if comparison.counts(participant, flagged=held.flagged, platform_status=held.platform_status):
         record_tallies(
             campaign_id=comparison.campaign_id,
             left=held.left_generator_id,

@@ -278,3 +278,21 @@ def test_on_postgresql_the_pairs_in_progress_are_read_without_walking_the_campai
     # then it finds the half-voted pair and reads only the comparisons of the sets in use, not all 41.
     assert len(pairs) == 1
     assert _comparison_rows_read(plan[0]["Plan"]) <= 2
+
+
+def test_the_issue_and_vote_paths_make_a_pinned_number_of_queries(arena_campaign, django_assert_num_queries):
+    # Pinned so that a change that adds a round trip to the hot path is seen (and BENCHMARKS.md measured again).
+    from annotation.selectors import get_live_campaign
+
+    campaign = get_live_campaign(pk=arena_campaign(generators=2, prompts=1, per_queue=2).pk)  # as the API reads it
+    voter = participant()
+    # A new pair: lapsed leases expired (1, in a savepoint: 2 more), the history (1), pairs in progress (1), the
+    # active generators (1), pair votes (1), the prompts (1), the candidates of one prompt (1), the insert (1) and
+    # the reservation of both sets (2), in the issue's own savepoint (2).
+    with django_assert_num_queries(14):
+        comparison = issue_comparison(campaign=campaign, participant=voter, client="c")
+    later = timezone.now() + timedelta(seconds=5)
+    # The vote: the held comparison with everything around it (1), the votes and the status (2), both sets' uses
+    # (2), the pair tallies of both criteria (1), in a savepoint (2).
+    with django_assert_num_queries(8):
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10, now=later)
