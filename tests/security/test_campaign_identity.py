@@ -20,7 +20,6 @@ from annotation.models import Campaign, Criterion
 from annotation.services import grant_researcher_role, set_campaign_status
 from core.errors import ApplicationError
 from generation.models import Demand
-from tests.arena.conftest import arena_campaign  # noqa: F401 (the fixture, shared)
 from tests.factories import CampaignFactory, GeneratorFactory, PromptFactory
 
 pytestmark = [pytest.mark.django_db]

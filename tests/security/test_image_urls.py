@@ -19,7 +19,6 @@ from django.utils import timezone
 from arena.models import Comparison
 from arena.selectors import _caption_and_image_urls
 from generation.models import Image
-from tests.arena.conftest import arena_campaign  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.django_db
 

@@ -22,7 +22,6 @@ from arena.models import Comparison, PairTally
 from arena.voting import VoteInput, cast_votes
 from generation.models import Demand, Population
 from generation.selectors import get_queue_states
-from tests.arena.conftest import arena_campaign  # noqa: F401  # the fixture
 
 pytestmark = pytest.mark.django_db
 

@@ -23,7 +23,6 @@ from annotation.selectors import campaign_populations
 from annotation.services import grant_researcher_role
 from config.asgi import application
 from generation.models import Image
-from tests.arena.conftest import arena_campaign  # noqa: F401  (the fixture)
 from tests.factories import CampaignFactory
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,6 @@ from arena.issuing import issue_comparison
 from arena.voting import VoteInput, cast_votes
 from core.spreadsheets import spreadsheet_cell
 from generation.models import Generator, Prompt
-from tests.arena.conftest import arena_campaign  # noqa: F401 (the fixture, shared)
 from tests.exports.conftest import vote_all
 from tests.exports.helpers import export
 from tests.factories import CampaignFactory, GeneratorFactory
