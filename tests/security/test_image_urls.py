@@ -60,7 +60,9 @@ def test_the_same_set_has_other_urls_in_every_comparison(arena_campaign):  # noq
     # Given a campaign with one set per generator (every comparison shows the same two sets),
     arena_campaign(generators=2, prompts=1, per_queue=1, votes_per_pair=5)
     # when one session votes and records what it saw, and a second session (a new cookie) asks,
-    first_client, second_client = Client(), Client()
+    # (another address and browser: one client is never shown a set it saw revealed, whatever its session)
+    first_client = Client()
+    second_client = Client(REMOTE_ADDR="198.51.100.7", HTTP_USER_AGENT="another browser")
     first = next_comparison(first_client)
     vote(first_client, first["token"])
     second = next_comparison(second_client)
