@@ -185,7 +185,7 @@ def test_a_large_image_is_compressed_with_the_default_level_whatever_it_came_wit
 
 def held_population(worker: str, *, size: int, generator=None, prompt=None) -> Population:
     return Population.objects.create(
-        generator=generator or GeneratorFactory(),
+        generator=generator or GeneratorFactory(settings={"steps": 2, "width": 40, "height": 24}),
         prompt=prompt or PromptFactory(),
         size=size,
         seeds=list(range(size)),
