@@ -12,7 +12,12 @@ from django.http import HttpRequest
 from annotation.models import Campaign, Criterion, CrowdAssignment, Participant
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from annotation.selectors import visible_prompts
-from annotation.services import check_campaign_members, set_campaign_status, update_campaign_members
+from annotation.services import (
+    check_campaign_members,
+    check_crowd_setup,
+    set_campaign_status,
+    update_campaign_members,
+)
 from core.errors import ApplicationError
 from generation.admin import PromptAdmin
 from generation.models import Prompt
@@ -44,6 +49,15 @@ class CampaignAdminForm(forms.ModelForm):
             except ApplicationError as error:
                 raise forms.ValidationError(error.message) from error
         return data
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # the instance now holds the edited fields
+        if self.instance.pk is not None and self.instance.status in (Campaign.Status.OPEN, Campaign.Status.PAUSED):
+            # A running crowd campaign keeps what it was opened with (its study id, quota, completion code).
+            try:
+                check_crowd_setup(self.instance)
+            except ApplicationError as error:
+                self.add_error(None, error.message)
 
 
 @admin.register(Campaign)

@@ -115,3 +115,30 @@ def test_a_prolific_arrival_for_another_study_is_refused_and_stores_nothing():
     worker = Client()
     assert worker.get(f"/c/{campaign.slug}/?PROLIFIC_PID=p-1&STUDY_ID=s-1&SESSION_ID=x").status_code == 200
     assert Participant.objects.filter(kind="prolific").count() == 1
+
+
+def test_the_admin_cannot_blank_the_study_id_of_an_open_prolific_campaign(rf, admin_user):
+    from django.contrib.admin.sites import site
+    from django.forms.models import model_to_dict
+
+    from annotation.admin import CampaignAdmin
+
+    # Given an open Prolific campaign,
+    campaign = draft("prolific", prolific_study_id="s-1")
+    set_campaign_status(campaign=campaign, status=Campaign.Status.OPEN)
+    request = rf.get("/")
+    request.user = admin_user
+    form_class = CampaignAdmin(Campaign, site).get_form(request, campaign, change=True)
+    data = {
+        key: [item.pk for item in value] if isinstance(value, list) else value
+        for key, value in model_to_dict(campaign).items()
+        if value is not None
+    }
+    # when its study id is blanked in the admin's form, the form refuses, naming the field,
+    form = form_class(data={**data, "prolific_study_id": ""}, instance=campaign)
+    assert not form.is_valid()
+    assert "prolific_study_id" in " ".join(form.non_field_errors())
+    # while the same form with the study id kept is valid.
+    assert form_class(data=data, instance=Campaign.objects.get(pk=campaign.pk)).is_valid()
+    campaign.refresh_from_db()
+    assert campaign.prolific_study_id == "s-1"
