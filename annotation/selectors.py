@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import time
 import uuid
 from typing import Any
@@ -124,7 +125,8 @@ def get_preview_sample(*, campaign: Campaign) -> dict[str, object] | None:
         by_generator = first_by_generator.setdefault(prompt_id, {})
         by_generator.setdefault(generator_id, population_id)
         if len(by_generator) == 2:
-            left, right = by_generator.values()
+            # Sides at random, as in every comparison: in id order the lower generator was always on the left.
+            left, right = random.SystemRandom().sample(list(by_generator.values()), 2)
             chosen = (prompt_id, left, right)
             break
     if chosen is None:

@@ -283,10 +283,13 @@ class _Rated:
 
 
 def _active_weights(campaign: Campaign) -> dict[Pair, float]:
-    """Where the next vote teaches the ranking most, from the (cached) leaderboard of the first criterion."""
+    """Where the next vote teaches the ranking most, from the (cached) leaderboard of the first criterion.
+
+    Its closed-form (sandwich) intervals: the bootstrap's would refit a thousand times after every vote.
+    """
     from arena.selectors import default_criterion, get_leaderboard
 
-    board = get_leaderboard(campaign=campaign, criterion=default_criterion(campaign))
+    board = get_leaderboard(campaign=campaign, criterion=default_criterion(campaign), intervals="sandwich")
     ids = dict(campaign.generators.values_list("name", "pk"))
     inf = float("inf")
     standings = {
