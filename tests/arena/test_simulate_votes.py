@@ -363,16 +363,22 @@ def test_unmeasured_populations_give_ties_and_a_warning():
     assert "compute_metrics --campaign sim" in err.getvalue()
 
 
-def test_a_campaign_whose_clip_folder_moved_is_refused_naming_the_folder(tmp_path):
+def test_a_campaign_whose_clip_folder_moved_is_refused_naming_the_attribute(settings):
+    from pathlib import Path
+
     campaign = measured_campaign()
-    folder = tmp_path / "clip"
-    folder.mkdir()
+    folder = Path(settings.METRICS_MODELS_DIR) / "clip-moved"
+    folder.mkdir(parents=True)
     campaign.metrics_attributes = {
         **campaign.metrics_attributes,
-        "gender": {"backend": "clip", "model": str(folder), "classes": ["a man", "a woman"]},
+        "gender": {"backend": "clip", "model": "clip-moved", "classes": ["a man", "a woman"]},
     }
     campaign.save()
     folder.rmdir()
-    with pytest.raises(CommandError, match=f"metrics_attributes.gender.model: no such folder: {folder}"):
+    # The message names the attribute and where models may come from, never a server folder.
+    with pytest.raises(
+        CommandError, match="metrics_attributes.gender.model: not a model this server offers"
+    ) as refused:
         simulate(*[part for item in GOOD.items() for part in item])
+    assert str(folder) not in str(refused.value)
     assert not Participant.objects.exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from annotation.demand import demand_owner
 from annotation.models import Campaign
 from arena.selectors import get_queue_summary
 from generation import services
@@ -92,6 +93,7 @@ def test_the_worker_makes_a_comparison_possible_after_its_first_two_populations(
 
 def test_the_waiting_numbers_tell_waiting_from_being_made_and_estimate_from_the_measured_speed(campaign_queues):
     campaign = Campaign.objects.create(slug="study", title="Study", population_size=6)
+    Demand.objects.update(owner=demand_owner(campaign))  # the queues are this campaign's (owners are keyed by id)
     # Nothing made yet: no estimate.
     before = get_queue_summary(campaign=campaign)
     assert (before.ready, before.wanted, before.in_progress, before.waiting) == (0, 18, 0, 18)

@@ -311,7 +311,8 @@ def test_a_remote_worker_s_upload_is_measured_on_the_server_after_it_is_stored(
     from generation.services import UploadedImage, store_uploaded_population
 
     # Given a population a remote worker holds, in a campaign that measures colour,
-    generator, prompt = GeneratorFactory(name="remote"), PromptFactory(caption="a circle")
+    generator = GeneratorFactory(name="remote", settings={"steps": 2, "width": 32, "height": 32})  # as drawn below
+    prompt = PromptFactory(caption="a circle")
     population = Population.objects.create(
         generator=generator,
         prompt=prompt,

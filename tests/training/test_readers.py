@@ -20,9 +20,9 @@ def export(campaign, fmt: str, out, *extra: str):  # type: ignore[no-untyped-def
 
 
 def test_popalign_csv_and_pickapic_parquet_give_the_same_winner_loser_pairs(voted_campaign, exports_root, tmp_path):
-    # Seeded votes whose diversity answers leave several pairs tied (five with this seed; about half of all seeds
-    # leave none, and which one a seed gives moves with how issuing draws its pairs).
-    campaign = voted_campaign(seed=12)
+    # Seeded votes whose diversity answers leave several pairs tied (with this seed; about half of all seeds leave
+    # none, and which one a seed gives moves with how issuing draws its pairs: the test below says so if it does).
+    campaign = voted_campaign(seed=13)
     manifest = export(campaign, "popalign-csv", tmp_path / "popalign", "--criterion", "diversity")
     export(campaign, "pickapic-parquet", tmp_path / "pickapic", "--criterion", "diversity", "--ties", "soft")
 
