@@ -51,7 +51,7 @@ class CampaignAdminForm(forms.ModelForm):
         return data
 
     def _post_clean(self) -> None:
-        super()._post_clean()  # the instance now holds the edited fields
+        super()._post_clean()  # type: ignore[misc]  # Django's hook, not in the stubs; the instance now holds the edits
         if self.instance.pk is not None and self.instance.status in (Campaign.Status.OPEN, Campaign.Status.PAUSED):
             # A running crowd campaign keeps what it was opened with (its study id, quota, completion code).
             try:

@@ -168,7 +168,7 @@ def throttle_new_session(request: Request, view: APIView) -> None:
     """Count a comparison asked for by a session that holds none yet (NewSessionThrottle); 429 past the limit."""
     throttle = NewSessionThrottle()
     if not throttle.allow_request(request, view):
-        view.throttled(request, throttle.wait())
+        view.throttled(request, throttle.wait() or 1.0)
 
 
 def visible_campaign(request: Request, slug: str) -> Campaign:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -19,7 +20,7 @@ class Command(BaseCommand):
         report = seed_demo_campaign()
         for line in report.lines():
             self.stdout.write(f"  {line}")
-        if report.counts.get("campaign", {}).get("created"):
+        if report.counts.get("campaign", Counter())["created"]:
             message = "Demo campaign `demo` ready."
         else:
             done = "the offline generators were updated" if report.changed else "nothing changed"
