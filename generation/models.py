@@ -17,6 +17,8 @@ class Generator(TimestampedModel):
 
     class Backend(models.TextChoices):
         DIFFUSERS = "diffusers", "diffusers pipeline"
+        API = "api", "hosted image API"
+        IMPORTED = "imported", "imported image sets"
 
     name = models.SlugField(max_length=64, unique=True, help_text="Stable identifier, shown after a vote.")
     display_name = models.CharField(max_length=120, blank=True)
@@ -255,6 +257,12 @@ class Image(models.Model):
         max_length=64, validators=[RegexValidator(r"^[0-9a-f]{64}$", "a lowercase hex sha256")], db_index=True
     )
     generation_ms = models.PositiveIntegerField(null=True, blank=True)
+    provenance = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the image's source was asked and answered (a hosted API's model, size, revised prompt, "
+        "request id; an import's file and row); empty for a local pipeline, whose seed and prompt say it all.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
