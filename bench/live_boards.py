@@ -118,7 +118,11 @@ def run_arm(options: argparse.Namespace, sockets: int) -> dict[str, Any]:
     name = f"poparena_live_boards_{sockets}"
     setup = setup_code(per_queue=options.per_queue)
     push_s = str(options.push_s)
-    with scratch_site(name, pg=options.pg, redis=options.redis, setup=setup, LEADERBOARD_PUSH_S=push_s) as site:
+    # Every scripted participant comes from 127.0.0.1: the per-address limit on new sessions (60/hour)
+    # would keep all but 60 of them asking again for the whole run.
+    with scratch_site(
+        name, pg=options.pg, redis=options.redis, setup=setup, LEADERBOARD_PUSH_S=push_s, THROTTLE_NEW_SESSION="off"
+    ) as site:
         web = WebServer(site.env, options.server, options.workers)
         web.start()
         watchers = [Watcher(web.base) for _ in range(sockets)]

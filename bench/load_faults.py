@@ -30,8 +30,11 @@ does (the vote brings the next comparison); `--path issue+vote` (the default) tw
 `--ab REV` runs the same scenario, options and load on the code of git revision REV first (an
 exported copy, `git archive`; the older page's two requests per comparison) and then on this
 checkout (or `--new REV2`) with each `--path` given, back to back in one run; `--ab-order abba`
-runs old, new, new, old so that a drift of the machine's other load weighs on both alike.
+runs old, new, new, old so that a drift of the machine's other load weighs on both alike. `--ab-path`
+gives the old code's path (`vote+next` for code from issue 18 on; issue+vote by default).
     .venv/bin/python bench/load_faults.py --scenario steady --duration 60 --ab 00e5cfd^ --path vote+next
+    .venv/bin/python bench/load_faults.py --scenario steady --duration 45 --ab 5c05d2c --ab-path vote+next \
+        --new HEAD --path vote+next --ab-order abba
 """
 
 from __future__ import annotations
@@ -129,6 +132,9 @@ def scenario_site(scenario: str, options: LoadOptions, *, pg: str, redis: str, r
         # Every scripted participant comes from 127.0.0.1: the per-address throttle (200 requests/s)
         # would measure itself. The per-participant throttle stays on.
         "THROTTLE_ANON": "off",
+        # Likewise the per-address limit on new sessions (issue 29, 60/hour): 200 participants from one
+        # address would leave 140 asking again every 0.1 s for the whole run. Older code ignores it.
+        "THROTTLE_NEW_SESSION": "off",
     }
     with scratch_site(name, pg=pg, redis=redis, setup=setup, root=root, **overrides) as site:
         yield site
@@ -427,7 +433,10 @@ def main() -> None:
     parser.add_argument(
         "--path", choices=PATHS, nargs="+", default=["issue+vote"], help="the new code's path(s), one run each"
     )
-    parser.add_argument("--ab", metavar="REV", default="", help="also run the code of git revision REV (issue+vote)")
+    parser.add_argument("--ab", metavar="REV", default="", help="also run the code of git revision REV (on --ab-path)")
+    parser.add_argument(
+        "--ab-path", choices=PATHS, default="issue+vote", help="the old code's path (vote+next from issue 18 on)"
+    )
     parser.add_argument("--new", metavar="REV", default="", help="serve revision REV as the new code, not the checkout")
     parser.add_argument("--ab-order", choices=["ab", "abba"], default="ab", help="old then new, or old new new old")
     args = parser.parse_args()
@@ -449,8 +458,8 @@ def main() -> None:
         new_arms = [("new", new_root, path) for path in args.path]
         arms = new_arms
         if args.ab:
-            # The code before the revision had no `next` in a vote: its page made two requests per comparison.
-            old_arm = [("old", trees.enter_context(exported_tree(args.ab)), "issue+vote")]
+            # Code before issue 18 had no `next` in a vote: its page made two requests per comparison.
+            old_arm = [("old", trees.enter_context(exported_tree(args.ab)), args.ab_path)]
             arms = old_arm + new_arms + (new_arms[::-1] + old_arm if args.ab_order == "abba" else [])
         results = []
         for label, root, path in arms:
