@@ -42,6 +42,14 @@ class SamplingPolicy(models.TextChoices):
     ACTIVE = "active", "most informative pair (vote-efficient)"
 
 
+class QuestionnaireTiming(models.TextChoices):
+    BEFORE = "before", "before the first comparison"
+    AFTER = "after", "after the last comparison"
+
+
+DEFAULT_MIN_GROUP_SIZE = 5
+
+
 class Campaign(TimestampedModel):
     """One study: prompts x generators, population size N, criteria, votes wanted, access."""
 
@@ -119,6 +127,27 @@ class Campaign(TimestampedModel):
             "imported record of the study says (reconcile_crowd); everyone else's votes are kept but not counted."
         ),
     )
+    # Consent: the text participants accept before their first comparison (Markdown). Every change of the text
+    # makes a new ConsentVersion (Campaign.save) and moves `consent_version` to it; participants who accepted an
+    # older version are asked again. Empty text: no consent step (version 0 means no text was ever set).
+    consent_text = models.TextField(
+        blank=True,
+        help_text="Consent participants accept before their first comparison (Markdown); empty: no consent step.",
+    )
+    consent_version = models.PositiveIntegerField(
+        default=0, editable=False, help_text="The version of the consent text now shown (0: none ever set)."
+    )
+    questionnaire_timing = models.CharField(
+        max_length=8,
+        choices=QuestionnaireTiming.choices,
+        default=QuestionnaireTiming.BEFORE,
+        help_text="Whether the questionnaire (if any) comes before the first comparison or after the last.",
+    )
+    min_group_size = models.PositiveSmallIntegerField(
+        default=DEFAULT_MIN_GROUP_SIZE,
+        validators=[MinValueValidator(2)],
+        help_text="k: a group of participants (an answer to a question) smaller than this is never shown anywhere.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -140,6 +169,11 @@ class Campaign(TimestampedModel):
                 condition=Q(sampling_policy__in=SamplingPolicy.values),
                 name="campaign_sampling_policy_valid",
             ),
+            models.CheckConstraint(
+                condition=Q(questionnaire_timing__in=QuestionnaireTiming.values),
+                name="campaign_questionnaire_timing_valid",
+            ),
+            models.CheckConstraint(condition=Q(min_group_size__gte=2), name="campaign_min_group_size_at_least_two"),
         ]
 
     def __str__(self) -> str:
@@ -195,7 +229,33 @@ class Campaign(TimestampedModel):
         # Likewise the slug: no save path (admin, shell, a service) renames a campaign that has been out.
         if (update_fields is None or "slug" in update_fields) and (problem := self.slug_change_problem()):
             raise ValidationError({"slug": problem})
+        # Likewise consent: whatever path changes the text makes a new version, so every acceptance names the
+        # exact text it was given under (the older versions stay in ConsentVersion).
+        new_consent = (update_fields is None or "consent_text" in update_fields) and self._consent_text_changed()
+        if new_consent:
+            self.consent_version += 1
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "consent_version"}
         super().save(*args, **kwargs)
+        if new_consent:
+            ConsentVersion.objects.create(campaign=self, version=self.consent_version, text=self.consent_text)
+
+    def _consent_text_changed(self) -> bool:
+        stored = (
+            None
+            if self.pk is None
+            else Campaign.objects.filter(pk=self.pk).values_list("consent_text", "consent_version").first()
+        )
+        if stored is None:
+            return bool(self.consent_text)
+        text, version = stored
+        # The stored version is the truth: a stale instance saving the same text again makes no new version.
+        self.consent_version = version
+        return text != self.consent_text
+
+    @property
+    def asks_consent(self) -> bool:
+        return bool(self.consent_text.strip())
 
 
 class Criterion(models.Model):
@@ -324,12 +384,20 @@ class PlatformStatus(models.TextChoices):
 COUNTED_PLATFORM_STATUSES: tuple[str, ...] = (PlatformStatus.APPROVED, PlatformStatus.AWAITING_REVIEW)
 
 
-def participation_counts(*, count_only_reconciled: bool, is_flagged: bool, platform_status: str) -> bool:
-    """Whether a participant in good standing in a campaign by these facts: not flagged there, and reconciled
-    where the campaign asks for it. arena.models.VoteQuerySet.counted states the same rule for the database."""
-    if is_flagged:
+def participation_counts(
+    *, count_only_reconciled: bool, is_flagged: bool, platform_status: str, is_withdrawn: bool = False
+) -> bool:
+    """Whether a participant in good standing in a campaign by these facts: not withdrawn, not flagged there, and
+    reconciled where the campaign asks for it. arena.models.VoteQuerySet.counted states the same rule for the
+    database."""
+    if is_flagged or is_withdrawn:
         return False
     return not count_only_reconciled or platform_status in COUNTED_PLATFORM_STATUSES
+
+
+class WithdrawnBy(models.TextChoices):
+    PARTICIPANT = "participant", "the participant"
+    STAFF = "staff", "staff, on the participant's request"
 
 
 class CampaignParticipation(TimestampedModel):
@@ -353,10 +421,21 @@ class CampaignParticipation(TimestampedModel):
         help_text="What the crowd platform's record of the study, last imported, says of this participant.",
     )
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    # Withdrawal: the participant (or staff on their request) took back their part in this campaign. Their votes
+    # stay stored but never count again (arena.models' counting rule), their answers are deleted, and the export
+    # manifests say how many withdrew. Recorded here, with who asked, and never undone.
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.CharField(max_length=16, choices=WithdrawnBy.choices, blank=True)
+    withdrawal_note = models.CharField(max_length=500, blank=True, help_text="Staff: the request this acts on.")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["campaign", "participant"], name="participation_once_per_campaign"),
+            models.CheckConstraint(
+                condition=Q(withdrawn_at__isnull=True, withdrawn_by="")
+                | Q(withdrawn_at__isnull=False, withdrawn_by__in=WithdrawnBy.values),
+                name="participation_withdrawal_recorded",
+            ),
             models.CheckConstraint(
                 condition=Q(platform_status__in=PlatformStatus.values), name="participation_platform_status_valid"
             ),
@@ -364,3 +443,156 @@ class CampaignParticipation(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.campaign.slug}: participant {self.participant_id}"
+
+
+# --- consent --------------------------------------------------------------------------------------------------
+
+
+class ConsentVersion(models.Model):
+    """One text of a campaign's consent, as it was: made by Campaign.save whenever the text changes."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="consent_versions")
+    version = models.PositiveIntegerField()
+    text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "version"], name="consent_version_unique"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="consent_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: consent v{self.version}"
+
+
+class ConsentDecision(models.Model):
+    """A participant's answer to one version of a campaign's consent: accepted or declined, and when.
+
+    Rows are only added (a history): the latest decides. A vote was given under the version of the latest
+    acceptance before it (exports name it); a withdrawal adds a declined row for the version then current.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="consent_decisions")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="consent_decisions")
+    version = models.PositiveIntegerField()
+    accepted = models.BooleanField()
+    decided_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["campaign", "participant", "decided_at", "id"]
+        indexes = [models.Index(fields=["campaign", "participant", "decided_at"], name="consent_decision_idx")]
+
+    def __str__(self) -> str:
+        verdict = "accepted" if self.accepted else "declined"
+        return f"{self.campaign_id}: participant {self.participant_id} {verdict} v{self.version}"
+
+
+# --- questionnaire --------------------------------------------------------------------------------------------
+
+
+class QuestionKind(models.TextChoices):
+    SINGLE = "single", "single choice"
+    MULTIPLE = "multiple", "several choices"
+    NUMBER = "number", "number in a range"
+    TEXT = "text", "short text"
+
+
+# What a sensitive question always offers, stored as the answer itself (one value, or the only one of a list).
+PREFER_NOT_TO_SAY = "prefer not to say"
+MAX_TEXT_ANSWER = 200
+
+
+class Question(models.Model):
+    """One version of one question of a campaign's questionnaire.
+
+    A question is known by its `key`; editing one that has answers makes a new version (the service does)
+    and marks it current, so every answer keeps the wording and choices it was given under. `choices` are
+    the options of choice questions (strings); `min_value`/`max_value` bound number answers.
+    `prolific_column` names the column of Prolific's demographic export that fills it on import.
+    """
+
+    Kind = QuestionKind
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="questions")
+    key = models.SlugField(max_length=64, help_text="Stable identifier used in the API, groups and exports.")
+    version = models.PositiveIntegerField(default=1)
+    is_current = models.BooleanField(default=True)
+    text = models.CharField(max_length=500)
+    kind = models.CharField(max_length=16, choices=QuestionKind.choices)
+    choices = models.JSONField(default=list, blank=True, help_text="Options of a choice question, in order.")
+    min_value = models.FloatField(null=True, blank=True)
+    max_value = models.FloatField(null=True, blank=True)
+    required = models.BooleanField(default=True)
+    sensitive = models.BooleanField(default=False, help_text='Always offers "prefer not to say".')
+    position = models.PositiveSmallIntegerField(default=0)
+    prolific_column = models.CharField(
+        max_length=100, blank=True, help_text="Column of Prolific's demographic export that answers it (e.g. Sex)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["campaign", "position", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "key", "version"], name="question_unique_version"),
+            models.UniqueConstraint(
+                fields=["campaign", "key"], condition=Q(is_current=True), name="question_one_current_version"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=QuestionKind.values), name="question_kind_valid"),
+            models.CheckConstraint(condition=~Q(key="") & ~Q(text=""), name="question_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}:{self.key} v{self.version}"
+
+    @property
+    def offered_choices(self) -> list[str]:
+        """The options a participant sees: the choices, and "prefer not to say" on sensitive questions."""
+        options = [str(choice) for choice in self.choices or []]
+        if self.sensitive and PREFER_NOT_TO_SAY not in options:
+            options.append(PREFER_NOT_TO_SAY)
+        return options
+
+
+class AnswerSource(models.TextChoices):
+    ASKED = "asked", "asked here"
+    PROLIFIC = "prolific", "imported from Prolific"
+
+
+class QuestionnaireResponse(TimestampedModel):
+    """A participant's questionnaire in one campaign: asked once (`asked_at`), and the answers it holds."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="questionnaire_responses")
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="questionnaire_responses")
+    asked_at = models.DateTimeField(null=True, blank=True, help_text="When they submitted the questionnaire here.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "participant"], name="questionnaire_once_per_campaign"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: participant {self.participant_id}"
+
+
+class Answer(models.Model):
+    """One answer to one version of a question: a string (single choice, text), a list of strings (several
+    choices) or a number; "prefer not to say" as the string itself (or the list's only item)."""
+
+    Source = AnswerSource
+
+    response = models.ForeignKey(QuestionnaireResponse, on_delete=models.CASCADE, related_name="answers")
+    question = models.ForeignKey(Question, on_delete=models.PROTECT, related_name="answers")
+    value = models.JSONField()
+    source = models.CharField(max_length=16, choices=AnswerSource.choices, default=AnswerSource.ASKED)
+    answered_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["response", "question"], name="answer_once_per_question"),
+            models.CheckConstraint(condition=Q(source__in=AnswerSource.values), name="answer_source_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"answer to {self.question_id}"

@@ -6,7 +6,7 @@ import copy
 import random
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
-from annotation.models import Campaign, CampaignParticipation, Participant
+from annotation.models import Answer, Campaign, CampaignParticipation, Participant, Question
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from core.errors import NotFound
 from generation.models import Generator, Image, Population, Prompt
@@ -164,3 +164,39 @@ def visible_prompts(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Prompt]:
         return Prompt.objects.none()
     mine = Prompt.objects.filter(campaigns__in=managed_campaigns(user).values("pk")).values("pk")
     return Prompt.objects.filter(Q(pk__in=mine) | Q(is_shared=True) | Q(owner_id=user.pk))
+
+
+# --- questionnaire answers ------------------------------------------------------------------------------------
+
+# One answer: a string (single choice, short text, or "prefer not to say"), a list of strings (several choices)
+# or a number (int or float).
+AnswerValue: TypeAlias = str | list[str] | int | float
+
+
+def get_current_questions(*, campaign: Campaign) -> list[Question]:
+    """The campaign's questions in their current versions, in the order participants see them."""
+    return list(Question.objects.filter(campaign=campaign, is_current=True).order_by("position", "id"))
+
+
+def get_participant_answers(campaign: Campaign) -> dict[int, dict[str, AnswerValue]]:
+    """Every participant's answers in `campaign`: participant id -> question key -> value.
+
+    Participants who withdrew from the campaign are left out (their answers are deleted when they withdraw;
+    this is the rule again for readers). An answer is keyed by its question's key whatever version it was
+    given under; where a participant has answers to several versions of one key, the latest answer holds.
+    Simulated participants answer nothing. Small-group suppression is the reader's: see
+    `Campaign.min_group_size`.
+    """
+    withdrawn = CampaignParticipation.objects.filter(campaign=campaign, withdrawn_at__isnull=False).values(
+        "participant_id"
+    )
+    rows = (
+        Answer.objects.filter(response__campaign=campaign)
+        .exclude(response__participant_id__in=withdrawn)
+        .order_by("answered_at", "id")
+        .values_list("response__participant_id", "question__key", "value")
+    )
+    answers: dict[int, dict[str, AnswerValue]] = {}
+    for participant_id, key, value in rows:
+        answers.setdefault(participant_id, {})[key] = value
+    return answers

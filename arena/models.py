@@ -68,15 +68,17 @@ def flagged_in_campaign(comparison: str = "comparison__") -> Exists:
 
 def _in_good_standing(comparison: str = "", *, include_flagged: bool = False) -> Q:
     """The participant of the comparison at `comparison` ("" for a Comparison query, "comparison__" for a Vote
-    query) is in good standing in its campaign: not flagged there (unless `include_flagged`), and, where the
-    campaign counts only reconciled participants, one the crowd platform approved or holds for review.
+    query) is in good standing in its campaign: not withdrawn from it (never widened: a withdrawal takes every
+    vote out of every reader), not flagged there (unless `include_flagged`), and, where the campaign counts only
+    reconciled participants, one the crowd platform approved or holds for review.
     annotation.models.participation_counts is the same rule in Python."""
     standing = CampaignParticipation.objects.filter(
         campaign_id=OuterRef(f"{comparison}campaign_id"), participant_id=OuterRef(f"{comparison}participant_id")
     )
     good = Q(
         Q(**{f"{comparison}campaign__count_only_reconciled": False})
-        | Exists(standing.filter(platform_status__in=COUNTED_PLATFORM_STATUSES))
+        | Exists(standing.filter(platform_status__in=COUNTED_PLATFORM_STATUSES)),
+        ~Exists(standing.filter(withdrawn_at__isnull=False)),
     )
     return good if include_flagged else Q(~flagged_in_campaign(comparison)) & good
 
@@ -177,12 +179,14 @@ class Comparison(models.Model):
     def __str__(self) -> str:
         return f"comparison {self.pk} ({self.status})"
 
-    def counts(self, participant: Participant, *, flagged: bool, platform_status: str = "") -> bool:
+    def counts(
+        self, participant: Participant, *, flagged: bool, platform_status: str = "", withdrawn: bool = False
+    ) -> bool:
         """Whether `participant`'s votes on this comparison count (the rule of VoteQuerySet.counted).
 
-        `flagged` and `platform_status` are the participant's standing in this comparison's campaign
-        (their CampaignParticipation row; False and "" when there is none), read by the caller with the
-        comparison; `self.campaign` says whether the campaign counts only reconciled participants.
+        `flagged`, `platform_status` and `withdrawn` are the participant's standing in this comparison's
+        campaign (their CampaignParticipation row; False, "" and False when there is none), read by the caller
+        with the comparison; `self.campaign` says whether the campaign counts only reconciled participants.
         """
         if participant.kind == ParticipantKind.SIMULATED or self.is_gold or self.repeat_of_id is not None:
             return False
@@ -190,6 +194,7 @@ class Comparison(models.Model):
             count_only_reconciled=self.campaign.count_only_reconciled,
             is_flagged=flagged,
             platform_status=platform_status,
+            is_withdrawn=withdrawn,
         )
 
 

@@ -439,9 +439,10 @@ class HeldRow:
     left_generator: tuple[int, str, str, bool]  # id, name, display name, offline stand-in
     right_generator: tuple[int, str, str, bool]
     voted_before: int  # the holder's comparisons in the campaign voted before this one
-    # The holder's standing in the campaign (their CampaignParticipation row; False and "" without one).
+    # The holder's standing in the campaign (their CampaignParticipation row; False, "" and False without one).
     flagged: bool
     platform_status: str
+    withdrawn: bool = False
 
 
 # The comparison under a token with everything a vote needs, in one statement: its row, locked until the
@@ -458,7 +459,7 @@ SELECT c.id, c.campaign_id, c.participant_id, c.status, c.issued_at, c.lease_unt
     rp.generator_id, rg.name, rg.display_name, rg.is_offline_standin,
     (SELECT COUNT(*) FROM {comparison} v
      WHERE v.campaign_id = c.campaign_id AND v.participant_id = c.participant_id AND v.status = %(voted)s),
-    cp.is_flagged, cp.platform_status
+    cp.is_flagged, cp.platform_status, cp.withdrawn_at
 FROM {comparison} c
 JOIN {campaign} k ON k.id = c.campaign_id
 LEFT JOIN {participation} cp ON cp.campaign_id = c.campaign_id AND cp.participant_id = c.participant_id
@@ -483,7 +484,7 @@ def fetch_held(token: str) -> HeldRow | None:
         return None
     (pk, campaign_id, participant_id, status, issued_at, lease_until, is_gold, repeat_of_id, left_id, right_id,
      prompt_id, category, campaign_status, lg, lname, ldisplay, lstandin, rg, rname, rdisplay, rstandin,
-     voted_before, flagged, platform_status) = rows[0]  # fmt: skip
+     voted_before, flagged, platform_status, withdrawn_at) = rows[0]  # fmt: skip
     comparison = Comparison(
         pk=pk,
         campaign_id=campaign_id,
@@ -508,6 +509,7 @@ def fetch_held(token: str) -> HeldRow | None:
         voted_before=voted_before,
         flagged=bool(flagged),
         platform_status=platform_status or "",
+        withdrawn=withdrawn_at is not None,
     )
 
 
@@ -533,6 +535,7 @@ def held_reference(token: str) -> HeldRow | None:
         voted_before=voted.count(),
         flagged=standing.is_flagged if standing else False,
         platform_status=standing.platform_status if standing else "",
+        withdrawn=standing is not None and standing.withdrawn_at is not None,
     )
 
 

@@ -85,9 +85,10 @@ class _Held:
     category: str
     campaign_status: str  # read with the comparison, under its lock
     voted_before: int  # the holder's comparisons in the campaign voted before this one
-    # The holder's standing in the campaign (their CampaignParticipation row; False and "" without one).
+    # The holder's standing in the campaign (their CampaignParticipation row; False, "" and False without one).
     flagged: bool
     platform_status: str
+    withdrawn: bool
 
 
 def _held(*, token: str, holder: int, now: datetime) -> _Held:
@@ -112,6 +113,7 @@ def _held(*, token: str, holder: int, now: datetime) -> _Held:
         voted_before=row.voted_before,
         flagged=row.flagged,
         platform_status=row.platform_status,
+        withdrawn=row.withdrawn,
     )
 
 
@@ -157,7 +159,9 @@ def cast_votes(
         spend((comparison.left_population_id, comparison.right_population_id))
     # Flagged and simulated participants' votes are kept and marked, but leaderboards leave them out;
     # gold checks and side-swapped repeats measure the participant, not the generators.
-    if comparison.counts(participant, flagged=held.flagged, platform_status=held.platform_status):
+    if comparison.counts(
+        participant, flagged=held.flagged, platform_status=held.platform_status, withdrawn=held.withdrawn
+    ):
         record_tallies(
             campaign_id=comparison.campaign_id,
             left=held.left_generator_id,
