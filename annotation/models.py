@@ -148,6 +148,17 @@ class Campaign(TimestampedModel):
         validators=[MinValueValidator(2)],
         help_text="k: a group of participants (an answer to a question) smaller than this is never shown anywhere.",
     )
+    # Target shares of the population the weighted board is raked to (arena.groups.parse_targets reads and checks
+    # it; arena sits above annotation, so the check runs where the board is read): {"margins": [{"questions":
+    # ["gender", "age"], "shares": {"woman|18-34": 0.14, ...}}], "cap": 5}. Empty: no weighted board.
+    population_targets = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            'Target population for the weighted board: {"margins": [{"questions": ["gender"], "shares": '
+            '{"woman": 0.5, "man": 0.5}}], "cap": 5} (cap: the largest weight, times the mean; default 5).'
+        ),
+    )
 
     class Meta:
         ordering = ["-created_at"]
