@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -20,6 +21,7 @@ from arena.voting import VoteInput, cast_votes
 from generation.models import Population
 from quality.selectors import get_quality_reports
 from tests.arena.simulated import BEST_FIRST, generator_kind, measured_campaign
+from tests.metrics.conftest import PALETTES
 
 pytestmark = pytest.mark.django_db
 
@@ -234,6 +236,93 @@ def test_the_dwell_floor_for_people_holds_and_simulated_votes_still_land(setting
         )
 
 
+# --- several criteria, each judged by its own measure ------------------------------------------------------
+
+
+# The share of red in each palette: faithfulness to "a red shape" (a set measure that speaks to every prompt).
+RED_SHARE = {kind: PALETTES[kind].count("red") / len(PALETTES[kind]) for kind in PALETTES}
+
+
+def side_by(values: dict[str, float], left: str, right: str) -> str:
+    """The side with the higher value, or tie."""
+    if values[left] == values[right]:
+        return "tie"
+    return "left" if values[left] > values[right] else "right"
+
+
+def test_each_criterion_is_answered_by_its_own_judge_in_the_same_comparison():
+    # "a red shape": the colour judge abstains (red is what was asked) while faithfulness prefers the redder set.
+    campaign = measured_campaign(caption="a red shape")
+
+    output = simulate(
+        "--campaign", "sim", "--judge", "diversity=discrepancy:colour", "--judge", "quality=faithfulness",
+        "--comparisons", "12", "--seed", "2",
+    )  # fmt: skip
+
+    diversity, quality = judged_votes(campaign, "diversity"), judged_votes(campaign, "quality")
+    assert len(diversity) == len(quality) == 12
+    assert {choice for *_, choice in diversity} == {"tie"}
+    assert [choice for *_, choice in quality] == [side_by(RED_SHARE, left, right) for left, right, _ in quality]
+    assert {"left", "right"} <= {choice for *_, choice in quality}
+    # One comparison carries both answers.
+    assert all(c.votes.count() == 2 for c in Comparison.objects.filter(campaign=campaign))
+    assert "judged by diversity=discrepancy:colour, quality=faithfulness" in output
+    assert "diversity (discrepancy:colour): left 0, right 0, tie 12" in output
+    assert "12 of them on prompts naming colour" in output
+    wins = Counter(choice for *_, choice in quality)
+    assert f"quality (faithfulness): left {wins['left']}, right {wins['right']}, tie {wins['tie']}" in output
+
+
+def test_two_judges_agree_with_a_recount_of_the_stored_measures():
+    from metrics.selectors import measures_by_population
+
+    campaign = measured_campaign()
+
+    simulate(
+        "--campaign", "sim", "--judge", "quality=vendi", "--judge", "diversity=discrepancy:colour",
+        "--comparisons", "10", "--seed", "4",
+    )  # fmt: skip
+
+    comparisons = list(Comparison.objects.filter(campaign=campaign).prefetch_related("votes__criterion"))
+    assert len(comparisons) == 10
+    measured = measures_by_population(
+        [pk for c in comparisons for pk in (c.left_population_id, c.right_population_id)],
+        attributes=campaign.attribute_specs(),
+    )
+    for comparison in comparisons:
+        left, right = measured[comparison.left_population_id], measured[comparison.right_population_id]
+        gap = right["attributes"]["colour"]["discrepancy"] - left["attributes"]["colour"]["discrepancy"]
+        expected_diversity = "tie" if abs(gap) < 1e-9 else ("left" if gap > 0 else "right")
+        vendi_gap = left["vendi"] - right["vendi"]
+        expected_quality = "tie" if abs(vendi_gap) < 1e-9 else ("left" if vendi_gap > 0 else "right")
+        cast = {vote.criterion.key: vote.choice for vote in comparison.votes.all()}
+        assert cast == {"diversity": expected_diversity, "quality": expected_quality}, comparison.pk
+
+
+def test_a_crowd_of_several_judges_is_named_by_them_and_the_one_criterion_form_is_unchanged():
+    measured_campaign()
+    simulate(
+        "--campaign", "sim", "--judge", "diversity=discrepancy:colour", "--judge", "quality=vendi",
+        "--comparisons", "2", "--seed", "7", "--participants", "1",
+    )  # fmt: skip
+    # The one-criterion form spelt either way is the same crowd.
+    simulate("--campaign", "sim", "--judge", "diversity=discrepancy:colour", "--comparisons", "1", "--seed", "7")
+    simulate(
+        "--campaign", "sim", "--criterion", "diversity", "--judge", "discrepancy:colour", "--comparisons", "1",
+        "--seed", "7",
+    )  # fmt: skip
+
+    crowds = [p.entry_params for p in Participant.objects.filter(kind="simulated", entry_params__index=0)]
+    assert {
+        "campaign": "sim",
+        "judges": {"diversity": "discrepancy:colour", "quality": "vendi"},
+        "noise": 0.0,
+        "seed": 7,
+        "index": 0,
+    } in crowds
+    assert len(crowds) == 2
+
+
 # --- kept apart from people ------------------------------------------------------------------------------
 
 
@@ -314,6 +403,7 @@ GOOD = {
         ({"--noise": "-0.1"}, "--noise must be a probability from 0 to 1"),
         ({"--noise": "nan"}, "--noise must be a probability from 0 to 1"),
         ({"--participants": "0"}, "--participants must be at least 1"),
+        ({"--criterion": "quality", "--judge": "diversity=vendi"}, "names criterion 'diversity', but --criterion"),
     ],
 )
 def test_bad_input_is_refused_naming_it_and_nothing_is_stored(change, message):
@@ -324,6 +414,29 @@ def test_bad_input_is_refused_naming_it_and_nothing_is_stored(change, message):
         simulate(*args)
 
     assert message in str(refused.value)
+    assert not Participant.objects.exists()
+    assert not Comparison.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("judges", "message"),
+    [
+        (["discrepancy:colour"], "say which criterion it judges, CRITERION=MEASURE[:ATTRIBUTE]"),
+        (["diversity=vendi", "diversity=discrepancy:colour"], "criterion 'diversity' is judged twice"),
+        (["diversity=", "quality=vendi"], "say which criterion it judges"),
+        (["diversity=vendi", "quality=sharpness"], "--judge 'sharpness': unknown measure 'sharpness'"),
+        (["beauty=vendi"], "unknown criterion 'beauty' (campaign 'sim' asks: diversity, quality)"),
+    ],
+)
+def test_several_judges_each_name_their_criterion_once(judges, message):
+    measured_campaign()
+    with pytest.raises(CommandError, match=re.escape(message)):
+        simulate("--campaign", "sim", *[part for judge in judges for part in ("--judge", judge)], "--comparisons", "2")
+    with pytest.raises(CommandError, match="--criterion takes one --judge"):
+        simulate(
+            "--campaign", "sim", "--criterion", "diversity", "--judge", "vendi", "--judge", "entropy:colour",
+            "--comparisons", "2",
+        )  # fmt: skip
     assert not Participant.objects.exists()
     assert not Comparison.objects.exists()
 

@@ -1,4 +1,7 @@
-"""`simulate_votes --campaign SLUG --criterion KEY --judge MEASURE[:ATTRIBUTE] --comparisons N`: a metric votes."""
+"""`simulate_votes --campaign SLUG --judge CRITERION=MEASURE[:ATTRIBUTE] ... --comparisons N`: metrics vote.
+
+The one-criterion form `--criterion KEY --judge MEASURE[:ATTRIBUTE]` is the same as `--judge KEY=MEASURE[:ATTRIBUTE]`.
+"""
 
 from __future__ import annotations
 
@@ -16,25 +19,30 @@ from metrics.judges import ATTRIBUTE_MEASURES, SET_MEASURES
 class Command(BaseCommand):
     help = (
         "A simulated crowd: simulated participants take comparisons through the same issue and vote services as "
-        "people (quota, pair sampling, each comparison voted once) and vote for the side a population metric "
-        "prefers on --criterion, flipped with probability --noise. Where the metric prefers neither side (equal "
+        "people (quota, pair sampling, each comparison voted once) and vote, on each criterion a --judge names, for "
+        "the side its population metric prefers, flipped with probability --noise; several criteria are judged "
+        "in the same comparison, each by its own metric. Where a metric prefers neither side (equal "
         "values, or a value not measured: run compute_metrics first) the vote is a tie, as it is where the prompt "
-        "names the judge's attribute (a one-colour set is what 'a red circle' asks for); the campaign's other "
-        f"criteria are answered {OTHER_CRITERIA_CHOICE!r}. Their votes are marked simulated and stay off "
+        "names the judge's attribute (a one-colour set is what 'a red circle' asks for); the criteria no judge "
+        f"names are answered {OTHER_CRITERIA_CHOICE!r}. Their votes are marked simulated and stay off "
         "leaderboards, quality reports and exports (export_preferences --include-simulated adds them)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--campaign", required=True, help="slug of an open campaign")
-        parser.add_argument("--criterion", required=True, help="key of the criterion the metric answers")
+        parser.add_argument(
+            "--criterion", help="key of the one criterion a bare --judge MEASURE[:ATTRIBUTE] answers (optional)"
+        )
         parser.add_argument(
             "--judge",
             required=True,
-            metavar="MEASURE[:ATTRIBUTE]",
+            action="append",
+            metavar="CRITERION=MEASURE[:ATTRIBUTE]",
             help=(
-                f"the metric: {', '.join(ATTRIBUTE_MEASURES)} of one of the campaign's attributes (e.g. "
-                f"discrepancy:colour; lower discrepancy and KL win, higher entropy), or {', '.join(SET_MEASURES)} "
-                "(higher wins)"
+                "a criterion and the metric that answers it, repeatable (e.g. --judge diversity=discrepancy:colour "
+                f"--judge quality=faithfulness); the metric: {', '.join(ATTRIBUTE_MEASURES)} of one of the "
+                "campaign's attributes (lower discrepancy and KL win, higher entropy), or "
+                f"{', '.join(SET_MEASURES)} (higher wins). With --criterion, one bare MEASURE[:ATTRIBUTE]"
             ),
         )
         parser.add_argument("--comparisons", required=True, type=int, help="comparisons to vote (at least 1)")
@@ -70,21 +78,25 @@ class Command(BaseCommand):
                 report = simulate_votes(plan=plan, progress=bar.update)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        choices = report.choices
         self.stdout.write(
-            f"{plan.campaign.slug}/{plan.criterion} judged by {plan.judge.name}, noise {plan.noise:g}, "
-            f"seed {plan.seed}, {plan.participants} simulated participants: {report.voted} comparisons voted "
-            f"(left {choices['left']}, right {choices['right']}, tie {choices['tie']}; "
-            f"{report.flipped} flipped by noise; the metric preferred neither side in {report.undecided}, "
-            f"{report.abstained} of them on prompts naming {plan.judge.attribute or 'its attribute'})."
+            f"{plan.campaign.slug} judged by {plan.judged_by}, noise {plan.noise:g}, seed {plan.seed}, "
+            f"{plan.participants} simulated participants: {report.voted} comparisons voted."
         )
-        if report.voted and report.undecided == report.voted:
-            self.stderr.write(
-                self.style.WARNING(
-                    f"warning: {plan.judge.name} told no pair apart, so every vote is a tie: are the populations "
-                    f"measured (compute_metrics --campaign {plan.campaign.slug})?"
-                )
+        for key, judge in plan.judges:
+            tally = report.criteria[key]
+            choices = tally.choices
+            self.stdout.write(
+                f"  {key} ({judge.name}): left {choices['left']}, right {choices['right']}, tie {choices['tie']}; "
+                f"{tally.flipped} flipped by noise; the metric preferred neither side in {tally.undecided}, "
+                f"{tally.abstained} of them on prompts naming {judge.attribute or 'its attribute'}."
             )
+            if report.voted and tally.undecided == report.voted:
+                self.stderr.write(
+                    self.style.WARNING(
+                        f"warning: {judge.name} told no pair apart on {key}, so every vote on it is a tie: are the "
+                        f"populations measured (compute_metrics --campaign {plan.campaign.slug})?"
+                    )
+                )
         if report.complete:
             self.stdout.write(self.style.SUCCESS(f"Stopped: {report.stop_reason()}."))
         else:
