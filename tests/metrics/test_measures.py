@@ -107,3 +107,20 @@ def test_bootstrap_interval_over_groups_contains_the_mean() -> None:
     assert low >= 0.1
     assert high <= 0.5
     assert measures.bootstrap_interval([[1.0]], lambda gs: 1.0) is None
+
+
+def test_spearman_with_ties_on_a_non_linear_relation_matches_scipy() -> None:
+    from scipy.stats import rankdata, spearmanr
+
+    # Ties on both sides and a relation far from linear, so mid-ranks, minimum ranks and Pearson
+    # on the raw values all give different answers.
+    xs = [1.0, 2.0, 2.0, 2.0, 3.0, 5.0, 5.0, 8.0, 13.0, 13.0, 40.0]
+    ys = [900.0, 0.1, 0.1, 3.0, 3.0, 3.0, 7.0, 50.0, 2.0, 900.0, 0.5]
+    expected = spearmanr(xs, ys).statistic
+    by_minimum = float(np.corrcoef(rankdata(xs, "min"), rankdata(ys, "min"))[0, 1])
+
+    assert measures.spearman(xs, ys) == pytest.approx(expected, abs=1e-12)
+    assert measures.spearman(list(reversed(xs)), list(reversed(ys))) == pytest.approx(expected, abs=1e-12)
+    # Ties ranked by their minimum, or Pearson on the raw values, would be caught.
+    assert abs(expected - by_minimum) > 0.1
+    assert abs(expected - float(np.corrcoef(xs, ys)[0, 1])) > 0.1
