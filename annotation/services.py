@@ -106,7 +106,8 @@ def sync_campaign_demand(*, campaign: Campaign) -> Counter[str]:
     """
     demands: list[DemandSpec] = []
     if campaign.status == Campaign.Status.OPEN:
-        generators = list(campaign.generators.filter(is_active=True))
+        # Imported sets are all there will be: no worker is ever asked to make more of them.
+        generators = list(campaign.generators.filter(is_active=True).exclude(backend=Generator.Backend.IMPORTED))
         demands = [
             DemandSpec(
                 generator=generator,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image as PILImage
 
@@ -102,3 +103,24 @@ def canonical_png(data: bytes, *, max_side: int = MAX_SIDE) -> CanonicalImage:
     """
     _, image = _decode(data, max_side)
     return CanonicalImage(data=encode_canonical(image), width=image.width, height=image.height)
+
+
+# --- blank images -------------------------------------------------------------------------------------------------
+
+# An image whose every channel spans fewer levels than this (of 255) is blank: a safety checker's black square, a
+# provider's grey placeholder, a flat fill after JPEG's small ripples. A real picture, even of a clear sky, spans more.
+BLANK_SPREAD = 8
+
+
+def is_blank(pixels: PILImage.Image, *, spread: int = BLANK_SPREAD) -> bool:
+    """Whether every pixel is (nearly) one colour: each channel's max - min under `spread` levels."""
+    extrema: Any = pixels.getextrema()
+    # One band (L, P): Pillow gives (low, high) itself; several: one (low, high) per band.
+    bands = [extrema] if isinstance(extrema[0], (int, float)) else list(extrema)
+    return all(high - low < spread for low, high in bands)
+
+
+def is_blank_file(data: bytes, *, max_side: int = MAX_SIDE) -> bool:
+    """is_blank of an encoded image (decoded as canonical_png decodes it); BadImage if it is not one."""
+    _, image = _decode(data, max_side)
+    return is_blank(image)

@@ -48,7 +48,8 @@ QueueKey = tuple[int, int, int]
 
 def get_queue_states(*, owner: str | None = None) -> list[QueueState]:
     """Every demanded queue (optionally only `owner`'s), highest priority first; three queries in all."""
-    demands = Demand.objects.filter(generator__is_active=True)
+    # Imported generators' sets are all there will be: no queue of theirs is ever planned or claimed.
+    demands = Demand.objects.filter(generator__is_active=True).exclude(generator__backend=Generator.Backend.IMPORTED)
     if owner is not None:
         demands = demands.filter(owner=stored_owner(owner))
     wanted = (

@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -115,6 +115,8 @@ class ImageInput:
     truncated: bool
     width: int
     height: int
+    # What the image's source was asked and answered (Image.provenance): an import's file and row, an API's answer.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @transaction.atomic
@@ -197,7 +199,8 @@ def claim_generation_batch(
     `generator_ids`, when given, is all a worker may claim (a limited worker token's generators).
     """
     now = now or timezone.now()
-    candidates = _claimable(now)
+    # An imported generator's sets are never made by a worker, even where a pending row of one was written by hand.
+    candidates = _claimable(now).exclude(generator__backend=Generator.Backend.IMPORTED)
     if generator_ids is not None:
         candidates = candidates.filter(generator_id__in=list(generator_ids))
     if owner is not None:
@@ -372,6 +375,7 @@ def _create_images(population: Population, images: Sequence[ImageInput], names: 
             width=image.width,
             height=image.height,
             sha256=hashlib.sha256(image.data).hexdigest(),
+            provenance=image.provenance,
         )
         for image, name in zip(images, names, strict=True)
     )
@@ -439,8 +443,11 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
             population.lease_until = None
             population.error = ""
             population.generation_ms = generation_ms
+            # The seeds the images were made with: a blank image redrawn with a new seed replaced its planned one.
+            population.seeds = [image.seed for image in sorted(images, key=lambda image: image.index)]
             population.save(
                 update_fields=[
+                    "seeds",
                     "status",
                     "ready_at",
                     "claimed_by",
@@ -506,6 +513,51 @@ def store_uploaded_population(
         for index, (upload, seed, prompt) in enumerate(zip(uploads, population.seeds, prompts, strict=True))
     ]
     return store_population(worker=worker, population_id=population_id, images=images, generation_ms=generation_ms)
+
+
+@dataclass(frozen=True)
+class ImportedSet:
+    """A set of images made elsewhere for one generator and prompt: images 0..N-1 with their provenance."""
+
+    generator: Generator
+    prompt: Prompt
+    images: Sequence[ImageInput]
+
+
+@transaction.atomic
+def store_imported_sets(*, sets: Sequence[ImportedSet]) -> list[Population]:
+    """Store image sets made elsewhere as ready populations with no uses yet, all or none.
+
+    The images are written as every image is (_store_files: canonical PNG, random names) and held to their
+    generator's size (check_image_sizes); if anything fails the files written are deleted again. Callers
+    make this the last write of their transaction, so a rollback after it cannot leave files behind.
+    """
+    names: list[str] = []
+    populations: list[Population] = []
+    try:
+        for imported in sets:
+            images, stored = _store_files(imported.images)
+            names.extend(stored)
+            ordered = sorted(images, key=lambda image: image.index)
+            if [image.index for image in ordered] != list(range(len(ordered))):
+                raise ValueError(f"an imported set needs images 0..{len(ordered) - 1}")
+            population = Population.objects.create(
+                generator=imported.generator,
+                prompt=imported.prompt,
+                size=len(ordered),
+                seeds=[image.seed for image in ordered],
+                status=Population.Status.READY,
+                ready_at=timezone.now(),
+            )
+            check_image_sizes(generator=imported.generator, population_id=population.pk, images=images)
+            _create_images(population, images, stored)
+            populations.append(population)
+            transaction.on_commit(partial(_announce_ready, population))
+            transaction.on_commit(partial(signals.send_population_ready, population.pk))
+    except Exception:
+        _delete_files(names)
+        raise
+    return populations
 
 
 def _announce_ready(population: Population) -> None:
