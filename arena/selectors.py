@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.core.cache import cache
-from django.db import connection
 from django.db.models import Count, F, Max, QuerySet, Sum
 
 from annotation.demand import demand_owner
@@ -17,20 +16,10 @@ from annotation.models import Campaign, Criterion, Participant
 from arena.image_urls import Side, mint_image_url
 from arena.models import Comparison, PairTally, Vote
 from arena.ranking import INTERVAL_METHODS, INTERVALS_BOOTSTRAP, PairCounts, fit_ratings, win_rate_matrix
+from arena.statements import fetch_caption_and_images
 from core.errors import ApplicationError, NotFound
-from generation.models import Image, Prompt
 from generation.planning import images_before_first_comparison
 from generation.selectors import get_generation_rate, get_queue_states
-
-# Read on every issue; built by the ORM (two joins) it cost more CPU than the database spent on it. The
-# caption is the comparison's prompt's, by its key: joined through the populations instead, PostgreSQL chose
-# to scan every population before the table had statistics (2.4 ms of its CPU a call under load).
-_CAPTION_AND_IMAGES = """
-SELECT i.population_id, i."index", pr.caption
-FROM {image} i JOIN {prompt} pr ON pr.id = %s
-WHERE i.population_id IN (%s, %s)
-ORDER BY i."index"
-"""
 
 
 def _caption_and_image_urls(comparison: Comparison) -> tuple[str, list[str], list[str]]:
@@ -43,11 +32,7 @@ def _caption_and_image_urls(comparison: Comparison) -> tuple[str, list[str], lis
     side_of: dict[int, Side] = {left_id: "l", right_id: "r"}
     urls: dict[int, list[str]] = {left_id: [], right_id: []}
     caption: str | None = None
-    sql = _CAPTION_AND_IMAGES.format(image=Image._meta.db_table, prompt=Prompt._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [comparison.prompt_id, left_id, right_id])
-        rows = cursor.fetchall()
-    for population_id, index, prompt_caption in rows:
+    for population_id, index, prompt_caption in fetch_caption_and_images(comparison.prompt_id, left_id, right_id):
         urls[population_id].append(mint_image_url(token=comparison.token, side=side_of[population_id], index=index))
         caption = prompt_caption
     if caption is None:  # no images at all: never for a ready population, but say the prompt anyway

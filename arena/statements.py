@@ -31,7 +31,8 @@ from annotation.models import Campaign, CampaignParticipation
 from annotation.selectors import campaign_populations
 from arena.models import Comparison, PairTally, Vote
 from arena.sampling import Pair, normalise
-from generation.models import Generator, Population, Prompt
+from core import choices
+from generation.models import Generator, Image, Population, Prompt
 
 ISSUED = Comparison.Status.ISSUED.value
 VOTED = Comparison.Status.VOTED.value
@@ -52,6 +53,7 @@ def tables() -> dict[str, str]:
         "campaign_prompts": Campaign.prompts.through._meta.db_table,
         "pair_tally": PairTally._meta.db_table,
         "participation": CampaignParticipation._meta.db_table,
+        "image": Image._meta.db_table,
     }
 
 
@@ -557,3 +559,92 @@ def record_votes(comparison: Comparison, rows: list[tuple[int, str]], dwell_ms: 
         cursor.execute(_MARK_VOTED.format(**tables()), [VOTED, at, comparison.pk])
     comparison.status = Comparison.Status.VOTED
     comparison.voted_at = now
+
+
+# --- what a participant is shown ------------------------------------------------------------------------------
+
+# The comparison's caption and its two sets' image indexes, in generation order: every issue reads it. The caption is
+# the comparison's prompt's, by its key (joined through the populations instead, PostgreSQL chose to scan every
+# population before the table had statistics).
+_CAPTION_AND_IMAGES = """
+SELECT i.population_id, i."index", pr.caption
+FROM {image} i JOIN {prompt} pr ON pr.id = %s
+WHERE i.population_id IN (%s, %s)
+ORDER BY i."index", i.population_id
+"""
+
+
+def fetch_caption_and_images(prompt_id: int, left_id: int, right_id: int) -> list[tuple[int, int, str]]:
+    """(population id, image index, caption) of both sets' images, by index."""
+    rows = _fetch(_CAPTION_AND_IMAGES.format(**tables()), [prompt_id, left_id, right_id])
+    return [(population_id, index, caption) for population_id, index, caption in rows]
+
+
+def caption_and_images_reference(prompt_id: int, left_id: int, right_id: int) -> list[tuple[int, int, str]]:
+    caption = Prompt.objects.get(pk=prompt_id).caption
+    images = Image.objects.filter(population_id__in=(left_id, right_id)).order_by("index", "population_id")
+    return [(population_id, index, caption) for population_id, index in images.values_list("population_id", "index")]
+
+
+# --- the running pair tallies ---------------------------------------------------------------------------------
+
+TALLY_FIELDS = ("a_wins", "b_wins", "ties", "both_bad")
+# One statement per vote submission, safe under concurrent votes on the same pair: the first vote of a pair creates
+# its rows, later ones add to them (PostgreSQL and SQLite share this syntax).
+_UPSERT_TALLIES = """
+INSERT INTO {pair_tally}
+    (campaign_id, criterion_id, category, generator_a_id, generator_b_id, a_wins, b_wins, ties, both_bad, updated_at)
+VALUES {rows}
+ON CONFLICT (criterion_id, category, generator_a_id, generator_b_id) DO UPDATE SET
+    a_wins = {pair_tally}.a_wins + excluded.a_wins,
+    b_wins = {pair_tally}.b_wins + excluded.b_wins,
+    ties = {pair_tally}.ties + excluded.ties,
+    both_bad = {pair_tally}.both_bad + excluded.both_bad,
+    updated_at = excluded.updated_at
+"""
+
+TallyKey = tuple[int, str, int, int]  # criterion, category ("" for all prompts), generator a < generator b
+
+
+def upsert_tallies(rows: list[tuple[int, int, str, int, int, tuple[int, int, int, int], datetime]]) -> None:
+    """Add (campaign, criterion, category, a, b, outcome counts, at) rows to the running tallies."""
+    params: list[Any] = []
+    for campaign_id, criterion_id, category, a, b, counts, at in rows:
+        params += [campaign_id, criterion_id, category, a, b, *counts, at]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT_TALLIES.format(rows=values, **tables()), params)
+
+
+def tallies_reference(campaign: Campaign) -> dict[TallyKey, tuple[int, int, int, int]]:
+    """The running tallies as the campaign's counted votes say (VoteQuerySet.counted), counted through the ORM."""
+    found: dict[TallyKey, list[int]] = {}
+    votes = (
+        Vote.objects.counted()
+        .filter(comparison__campaign=campaign)
+        .values_list(
+            "criterion_id",
+            "comparison__prompt__category",
+            "comparison__left_population__generator_id",
+            "comparison__right_population__generator_id",
+            "choice",
+        )
+    )
+    for criterion_id, category, left, right, choice in votes:
+        a, b = sorted((left, right))
+        winner = {choices.LEFT: left, choices.RIGHT: right}.get(choice)
+        field = ("a_wins" if winner == a else "b_wins") if winner is not None else choice
+        field = "ties" if field == choices.TIE else "both_bad" if field == choices.BOTH_BAD else field
+        for where in dict.fromkeys(["", category]):
+            counts = found.setdefault((criterion_id, where, a, b), [0, 0, 0, 0])
+            counts[TALLY_FIELDS.index(field)] += 1
+    return {key: (c[0], c[1], c[2], c[3]) for key, c in found.items()}
+
+
+def tallies_of(campaign: Campaign) -> dict[TallyKey, tuple[int, int, int, int]]:
+    """The running tallies as stored, in `tallies_reference`'s shape (pairs with no votes left out)."""
+    return {
+        (t.criterion_id, t.category, t.generator_a_id, t.generator_b_id): (t.a_wins, t.b_wins, t.ties, t.both_bad)
+        for t in PairTally.objects.filter(campaign=campaign)
+        if t.total
+    }

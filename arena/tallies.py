@@ -5,35 +5,19 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Campaign
 from arena.models import PairTally, Vote
+from arena.statements import upsert_tallies
 from arena.watching import claim_push
 from core import choices
 
 logger = logging.getLogger(__name__)
-
-
-_TALLY_FIELDS = ("a_wins", "b_wins", "ties", "both_bad")
-# One statement per vote submission, safe under concurrent votes on the same pair: the first
-# vote of a pair creates its rows, later ones add to them (PostgreSQL and SQLite share this syntax).
-_UPSERT_TALLIES = """
-INSERT INTO {table}
-    (campaign_id, criterion_id, category, generator_a_id, generator_b_id, a_wins, b_wins, ties, both_bad, updated_at)
-VALUES {rows}
-ON CONFLICT (criterion_id, category, generator_a_id, generator_b_id) DO UPDATE SET
-    a_wins = {table}.a_wins + excluded.a_wins,
-    b_wins = {table}.b_wins + excluded.b_wins,
-    ties = {table}.ties + excluded.ties,
-    both_bad = {table}.both_bad + excluded.both_bad,
-    updated_at = excluded.updated_at
-"""
 
 
 def record_tallies(
@@ -56,15 +40,13 @@ def record_tallies(
     }
     categories = list(dict.fromkeys(["", category]))
     now = timezone.now()
-    params: list[int | str | datetime] = []
+    rows = []
     for criterion, choice in answers:
         field = side_field.get(choice, "ties" if choice == choices.TIE else "both_bad")
-        counts = [int(field == name) for name in _TALLY_FIELDS]
+        counts = (int(field == "a_wins"), int(field == "b_wins"), int(field == "ties"), int(field == "both_bad"))
         for category in categories:
-            params += [campaign_id, criteria[criterion], category, a, b, *counts, now]
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * (len(answers) * len(categories)))
-    with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_TALLIES.format(table=PairTally._meta.db_table, rows=rows), params)
+            rows.append((campaign_id, criteria[criterion], category, a, b, counts, now))
+    upsert_tallies(rows)
 
 
 @transaction.atomic

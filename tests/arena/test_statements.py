@@ -25,7 +25,7 @@ from arena.issuing import LEASE, issue_comparison
 from arena.models import Comparison, PairTally
 from arena.voting import VoteInput, cast_votes
 from core.errors import ApplicationError
-from generation.models import Population
+from generation.models import Image, Population
 from tests.factories import CampaignFactory, GeneratorFactory, PromptFactory
 
 pytestmark = pytest.mark.django_db(transaction=False)
@@ -95,6 +95,18 @@ def build(data: dict[str, Any]) -> dict[str, Any]:
         )
         for p in data["populations"]
     ]
+    for i, population in enumerate(sets):  # 0 to 2 images each, indexes in an order unlike their ids
+        for index in range(i % 3)[::-1]:
+            Image.objects.create(
+                population=population,
+                index=index,
+                file=f"images/x/{i}-{index}.png",
+                seed=index,
+                generation_prompt="p",
+                width=2,
+                height=2,
+                sha256="0" * 64,
+            )
     kinds = [Participant.Kind.ANONYMOUS, Participant.Kind.ANONYMOUS, Participant.Kind.USER, Participant.Kind.SIMULATED]
     people = [
         Participant.objects.create(kind=kind, external_id_hash=f"sim-{i}" if kind == "simulated" else "")
@@ -197,6 +209,8 @@ def test_every_statement_answers_as_its_orm_reference(data: dict[str, Any]) -> N
                 want_held.right_generator,
             )
             assert (got_held.flagged, got_held.platform_status) == (want_held.flagged, want_held.platform_status)
+            shown = (made.prompt_id, made.left_population_id, made.right_population_id)
+            assert statements.fetch_caption_and_images(*shown) == statements.caption_and_images_reference(*shown)
         # Expiring: exactly the lapsed, unvoted comparisons, once.
         lapsed = statements.expire_leases_reference(campaign_id=campaign.pk, now=now)
         before = {s.pk: (s.uses, s.reserved) for s in Population.objects.all()}
@@ -226,7 +240,7 @@ def test_the_services_keep_each_set_s_use_counts_as_its_comparisons_say(steps: l
     with transaction.atomic():
         campaign = CampaignFactory(population_size=SIZE, votes_per_pair=2, status="open", gold_rate=0.0)
         Criterion.objects.create(campaign=campaign, key="diversity", question="?", position=0)
-        prompt = PromptFactory()
+        prompt = PromptFactory(category="work")
         generators = [GeneratorFactory() for _ in range(3)]
         campaign.generators.set(generators)
         campaign.prompts.set([prompt])
@@ -235,6 +249,7 @@ def test_the_services_keep_each_set_s_use_counts_as_its_comparisons_say(steps: l
             for _ in range(2):
                 Population.objects.create(generator=g, prompt=prompt, size=SIZE, status="ready", ready_at=now)
         people = [Participant.objects.create() for _ in range(4)]
+        CampaignParticipation.objects.create(campaign=campaign, participant=people[3], is_flagged=True)
         rng = random.Random(seed)
         # when they ask, vote and let leases lapse in any order,
         for action, who in steps:
@@ -250,7 +265,7 @@ def test_the_services_keep_each_set_s_use_counts_as_its_comparisons_say(steps: l
                     cast_votes(
                         token=held.token,
                         participant=person,
-                        votes=[VoteInput("diversity", "tie")],
+                        votes=[VoteInput("diversity", rng.choice(["left", "right", "tie", "both_bad"]))],
                         dwell_ms=1000,
                         now=now + timedelta(seconds=1),
                     )
@@ -259,6 +274,8 @@ def test_the_services_keep_each_set_s_use_counts_as_its_comparisons_say(steps: l
             # then every set's uses are its voted preference comparisons and its reservations its live ones,
             for s in Population.objects.all():
                 assert (s.uses, s.reserved) == statements.use_counts_reference(s.pk), s.pk
-                # and no set is ever shown in more comparisons than the votes wanted.
+                # and no set is ever shown in more comparisons than the votes wanted,
                 assert s.uses + s.reserved <= campaign.votes_per_pair
+            # and the running pair tallies are the counted votes' (a flagged participant's left out).
+            assert statements.tallies_of(campaign) == statements.tallies_reference(campaign)
         transaction.set_rollback(True)
