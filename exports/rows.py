@@ -27,6 +27,11 @@ DROP_MIN_MARGIN = "min_margin"
 DROP_MISSING_IMAGE = "missing_image"
 
 
+def drop_worse_on(criterion: str) -> str:
+    """The drop reason of `--not-worse-on CRITERION`: the pair's winner lost on that criterion."""
+    return f"worse_on_{criterion}"
+
+
 # A vote's time as the database returns it: a datetime, or its text when a reader skips the
 # conversion (parsing every vote's time costs more than folding the votes; see `moment`).
 Moment = datetime | str
@@ -208,6 +213,18 @@ class PairFilter:
         if pair.margin < self.min_margin:
             return DROP_MIN_MARGIN
         return None
+
+
+def winner_lost_on(pair: JudgedPair, other: JudgedPair) -> bool:
+    """Whether the winner of the decided `pair` lost on `other`, the same two populations judged on another
+    criterion: there, the population that lost `pair` has more wins. A tie there, or no votes, is no loss.
+
+    Each pair counts wins per population (its sides as first displayed), so the populations are matched by id.
+    """
+    winner = pair.left_population_id if pair.left_wins > pair.right_wins else pair.right_population_id
+    if winner == other.left_population_id:
+        return other.right_wins > other.left_wins
+    return other.left_wins > other.right_wins
 
 
 @dataclass(frozen=True, slots=True)

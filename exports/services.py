@@ -8,7 +8,7 @@ import shutil
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -38,8 +38,10 @@ from exports.rows import (
     PairRow,
     ParticipantHasher,
     PopulationInfo,
+    drop_worse_on,
     group_pairs,
     split_for,
+    winner_lost_on,
 )
 from exports.writers.genai_bench_parquet import GENAI_BENCH_CONFIG, GENAI_BENCH_SCHEMA, GenaiBenchParquetWriter
 from exports.writers.kto_csv import KtoCsvWriter, KtoImage, KtoLabels, kto_rows
@@ -97,6 +99,9 @@ class ExportOptions:
     # A simulated crowd's votes (arena/simulation.py): a metric's, not people's, so left out unless asked for.
     include_simulated: bool = False
     copy_images: bool = True
+    # Criteria a pair's winner must not have lost on (the same two populations' votes there, aggregated as
+    # the export aggregates): a diversity win bought with worse quality is left out.
+    not_worse_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -128,6 +133,8 @@ class _Plan:
     criteria: list[Criterion]
     pair_filter: PairFilter | None
     splits: tuple[str, ...]
+    # --not-worse-on: criterion id -> key.
+    not_worse_on: dict[int, str] = field(default_factory=dict)
 
 
 def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
@@ -176,6 +183,25 @@ def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
             raise ExportError(
                 f"{OPTION} does not apply to {spec.name}, which is not made of judged pairs", option=given
             )
+    not_worse_on: dict[int, str] = {}
+    for key in options.not_worse_on:
+        guard = next((c for c in asked if c.key == key), None)
+        if guard is None:
+            raise ExportError(
+                f"{OPTION}: unknown criterion {key!r} (this campaign asks: {keys})", option="not_worse_on"
+            )
+        if spec.source != "pairs":
+            raise ExportError(
+                f"{OPTION} does not apply to {spec.name}, which is not made of judged pairs", option="not_worse_on"
+            )
+        if [c.key for c in chosen] == [key]:
+            raise ExportError(
+                f"{OPTION} {key} names the exported criterion itself: name another criterion of {keys}",
+                option="not_worse_on",
+            )
+        if guard.pk in not_worse_on:
+            raise ExportError(f"{OPTION} names {key!r} twice", option="not_worse_on")
+        not_worse_on[guard.pk] = key
     if not 0.0 <= options.validation_fraction < 1.0:
         raise ExportError(f"{OPTION} must be at least 0 and below 1", option="validation_fraction")
     if options.validation_fraction and not spec.splits:
@@ -188,7 +214,7 @@ def _resolve(campaign: Campaign, options: ExportOptions) -> _Plan:
     if not options.copy_images and spec.name != w.POPULATION_JSONL:
         raise ExportError(f"{spec.name} needs its images; only {w.POPULATION_JSONL} can leave them out")
     splits = (TRAIN, VALIDATION) if options.validation_fraction else (TRAIN,)
-    return _Plan(spec, chosen, pair_filter, splits)
+    return _Plan(spec, chosen, pair_filter, splits, not_worse_on)
 
 
 def _filters(plan: _Plan, options: ExportOptions) -> dict[str, Any]:
@@ -205,6 +231,8 @@ def _filters(plan: _Plan, options: ExportOptions) -> dict[str, Any]:
             gold_comparisons="excluded",
             skip_missing=options.skip_missing,
         )
+        if plan.not_worse_on:
+            filters["not_worse_on"] = list(plan.not_worse_on.values())
         if plan.spec.splits:
             filters["validation_fraction"] = options.validation_fraction
         if plan.spec.name == w.POPULATION_JSONL:
@@ -257,6 +285,35 @@ def _resolve_batch(
         yield rows
 
 
+def _guarded(
+    pairs: Iterator[JudgedPair], guards: Mapping[int, str]
+) -> Iterator[tuple[JudgedPair, dict[int, JudgedPair]]]:
+    """Each pair with the same two populations' pairs on the `guards` criteria (by criterion id).
+
+    The stream comes ordered by prompt, population pair and criterion, so every criterion of one population
+    pair is adjacent: one population pair is held at a time.
+    """
+    if not guards:
+        for pair in pairs:
+            yield pair, {}
+        return
+    block: list[JudgedPair] = []
+    for pair in pairs:
+        if block and (pair.prompt_id, pair.low_high) != (block[0].prompt_id, block[0].low_high):
+            yield from _with_guards(block, guards)
+            block = []
+        block.append(pair)
+    yield from _with_guards(block, guards)
+
+
+def _with_guards(
+    block: list[JudgedPair], guards: Mapping[int, str]
+) -> Iterator[tuple[JudgedPair, dict[int, JudgedPair]]]:
+    found = {pair.criterion_id: pair for pair in block if pair.criterion_id in guards}
+    for pair in block:
+        yield pair, found
+
+
 def iter_pair_rows(
     *,
     campaign: Campaign,
@@ -266,6 +323,7 @@ def iter_pair_rows(
     validation_fraction: float = 0.0,
     include_flagged: bool = False,
     include_simulated: bool = False,
+    not_worse_on: Mapping[int, str] | None = None,
     tally: _Tally | None = None,
     progress: Progress | None = None,
 ) -> Iterator[list[PairRow]]:
@@ -273,19 +331,27 @@ def iter_pair_rows(
 
     A prompt's rows are never split across lists, so a writer can count them (Pick-a-Pic's
     `num_example_per_prompt`); memory is bounded by the largest prompt, not the campaign.
+    `not_worse_on` (criterion id -> key): a decided pair whose winner lost on one of these criteria (the same
+    two populations' votes there, filtered and folded as the exported ones) is dropped as `worse_on_KEY`.
     """
     tally = tally if tally is not None else _Tally()
     progress = progress or _NoProgress()
     keys = {c.pk: c.key for c in criteria}
+    guards = dict(not_worse_on or {})
     attributes = readable_attribute_specs(campaign)
     votes = selectors.iter_pair_votes(
-        campaign=campaign, criterion_ids=keys, include_flagged=include_flagged, include_simulated=include_simulated
+        campaign=campaign,
+        criterion_ids=[*keys, *(pk for pk in guards if pk not in keys)],
+        include_flagged=include_flagged,
+        include_simulated=include_simulated,
     )
     batch: list[list[JudgedPair]] = []
     batch_pairs = 0
     group: list[JudgedPair] = []
     prompt_id: int | None = None
-    for pair in group_pairs(votes):
+    for pair, pair_guards in _guarded(group_pairs(votes), guards):
+        if pair.criterion_id not in keys:
+            continue  # read only to guard the exported criteria's pairs
         tally.votes_read += pair.total
         tally.pairs_judged += 1
         progress.update(pair.total)
@@ -299,6 +365,15 @@ def iter_pair_rows(
                 batch, batch_pairs = [], 0
             prompt_id = pair.prompt_id
         reason = pair_filter.drop_reason(pair)
+        if reason is None and pair.decided:
+            reason = next(
+                (
+                    drop_worse_on(key)
+                    for pk, key in guards.items()
+                    if pk != pair.criterion_id and pk in pair_guards and winner_lost_on(pair, pair_guards[pk])
+                ),
+                None,
+            )
         if reason is not None:
             tally.dropped[reason] += 1
             continue
@@ -364,6 +439,7 @@ def _pair_export(
             validation_fraction=options.validation_fraction,
             include_flagged=options.include_flagged,
             include_simulated=options.include_simulated,
+            not_worse_on=plan.not_worse_on,
             tally=tally,
             progress=bar,
         ):
@@ -409,7 +485,16 @@ def _pair_export(
         "pairs": {
             "judged": tally.pairs_judged,
             "kept": sum(tally.outcomes.values()),
-            "dropped": {k: tally.dropped.get(k, 0) for k in ("min_votes", "tie", "min_margin", DROP_MISSING_IMAGE)},
+            "dropped": {
+                k: tally.dropped.get(k, 0)
+                for k in (
+                    "min_votes",
+                    "tie",
+                    "min_margin",
+                    *(drop_worse_on(key) for key in plan.not_worse_on.values()),
+                    DROP_MISSING_IMAGE,
+                )
+            },
             "outcomes": {k: tally.outcomes.get(k, 0) for k in OUTCOMES},
         },
     }

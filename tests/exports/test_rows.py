@@ -146,3 +146,17 @@ def test_sample_pairs_put_the_winner_first_and_paths_are_named_by_content():
     assert data["winner"] == "right"
     assert data["votes"] == {"left": 0, "right": 2, "tie": 0, "both_bad": 0, "total": 2}
     assert data["pair_id"] == "diversity:10-20"
+
+
+def test_a_winner_lost_on_another_criterion_only_where_the_other_side_has_more_wins_there():
+    from exports.rows import JudgedPair, winner_lost_on
+
+    def pair(left_id: int, right_id: int, left: int, right: int) -> JudgedPair:
+        return JudgedPair(1, 1, left_id, right_id, 1, 1, 1, "t", "t", left_wins=left, right_wins=right)
+
+    won = pair(10, 20, left=3, right=1)  # population 10 won
+    assert winner_lost_on(won, pair(10, 20, left=0, right=2))
+    assert winner_lost_on(won, pair(20, 10, left=2, right=0)), "sides shown the other way round"
+    assert not winner_lost_on(won, pair(20, 10, left=0, right=2))
+    assert not winner_lost_on(won, pair(10, 20, left=1, right=1)), "a tie is no loss"
+    assert winner_lost_on(pair(10, 20, left=0, right=1), pair(10, 20, left=5, right=0)), "population 20 won, lost"

@@ -47,6 +47,14 @@ class Command(BaseCommand):
             "--min-margin", type=int, help="leave out decided pairs won by fewer votes than this (default 0)"
         )
         parser.add_argument(
+            "--not-worse-on",
+            action="append",
+            default=[],
+            metavar="CRITERION",
+            help="keep a decided pair only where its winner did not lose on CRITERION too (the same two sets' votes "
+            "there, counted as the export counts them; a tie or no votes there is no loss); repeatable",
+        )
+        parser.add_argument(
             "--validation-fraction",
             type=float,
             default=0.0,
@@ -86,6 +94,7 @@ class Command(BaseCommand):
             include_flagged=options["include_flagged"],
             include_simulated=options["include_simulated"],
             copy_images=not options["no_images"],
+            not_worse_on=tuple(options["not_worse_on"]),
         )
         try:
             campaign = get_export_campaign(slug=options["campaign"])
