@@ -167,3 +167,56 @@ def _rows(
             )
         rows.append(PlatformRow(row, values["worker"], values["assignment"], status))
     return rows
+
+
+# --- Prolific's demographic export ------------------------------------------------------------------------------
+
+# Values Prolific writes in a demographic column instead of an answer: none of them is one.
+PROLIFIC_NO_DATA = frozenset({"", "DATA_EXPIRED", "DATA EXPIRED", "CONSENT_REVOKED", "CONSENT REVOKED", "N/A"})
+
+
+@dataclass(frozen=True)
+class DemographicRow:
+    """One participant's row of Prolific's export: their PROLIFIC_PID and each column's value, as written."""
+
+    row: int
+    worker: str
+    values: dict[str, str]
+
+
+def parse_demographics(data: bytes | str, *, columns: tuple[str, ...]) -> tuple[DemographicRow, ...]:
+    """The rows of Prolific's export (submissions with demographics) holding the named `columns`.
+
+    Columns are found by name as `_header_key` compares them (case, "_" and spacing ignored); the participant
+    by "Participant id". RecordError names the missing column, or the row with no participant id.
+    """
+    reader = csv.reader(io.StringIO(_text(data), newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise RecordError("the file is empty; expected Prolific's export with demographic columns")
+        keys = [_header_key(name) for name in header]
+        worker_spellings = PROLIFIC_COLUMNS["worker"][1]
+        worker = next((i for i, key in enumerate(keys) if key in worker_spellings), None)
+        if worker is None:
+            raise RecordError("the header has no 'Participant id' column: is this Prolific's export?", row=1)
+        found: dict[str, int] = {}
+        for column in columns:
+            index = next((i for i, key in enumerate(keys) if key == _header_key(column)), None)
+            if index is None:
+                raise RecordError(f"the header has no column {column!r}, which a question imports from", row=1)
+            found[column] = index
+        rows: list[DemographicRow] = []
+        for cells in reader:
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise RecordError(f"more than {MAX_ROWS} rows", row=reader.line_num)
+            pid = cells[worker].strip() if worker < len(cells) else ""
+            if not pid:
+                raise RecordError("no participant id", row=reader.line_num, column=header[worker])
+            values = {column: (cells[i].strip() if i < len(cells) else "") for column, i in found.items()}
+            rows.append(DemographicRow(reader.line_num, pid, values))
+    except csv.Error as exc:
+        raise RecordError(f"not a readable CSV file ({exc})", row=reader.line_num or None) from None
+    return tuple(rows)

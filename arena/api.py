@@ -12,12 +12,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.throttling import NewSessionThrottle
+from annotation.consent import require_consent
 from annotation.models import Campaign, Participant
 from annotation.permissions import can_manage_campaign
 from annotation.selectors import get_live_campaign
 from annotation.services import admit_to_campaign, find_participant
 from arena.admission import admit_to_vote
 from arena.clients import client_hash
+from arena.group_boards import get_group_leaderboard
 from arena.issuing import extend_lease, issue_comparison
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
@@ -183,7 +185,10 @@ class NextComparisonApi(APIView):
         responses={
             200: ComparisonSerializer,
             403: OpenApiResponse(
-                ERROR, description="crowd_only: a Prolific or MTurk campaign, and this session did not arrive from it"
+                ERROR,
+                description="crowd_only: a Prolific or MTurk campaign, and this session did not arrive from it; "
+                "consent_required: the campaign asks consent (POST .../consent) and this participant has not "
+                "accepted its current version; consent_declined: declined or withdrew",
             ),
             404: ERROR,
             409: OpenApiResponse(ERROR, description="nothing ready yet"),
@@ -199,6 +204,8 @@ class NextComparisonApi(APIView):
         if find_participant(session=request.session, user=request.user) is None:
             throttle_new_session(request, self)
         participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
+        # 403 consent_required on a campaign with consent text until accepted (no query on one without).
+        require_consent(campaign=campaign, participant=participant, session=request.session)
         comparison = issue_comparison(
             campaign=campaign,
             participant=participant,
@@ -236,6 +243,7 @@ class VotesApi(APIView):
                 admitted = admit_to_vote(
                     campaign=campaign, session=request.session, user=request.user, known=participant
                 )
+                require_consent(campaign=campaign, participant=admitted, session=request.session)
                 following = issue_comparison(
                     campaign=campaign,
                     participant=admitted,
@@ -317,6 +325,12 @@ class LeaderboardApi(APIView):
                 bool,
                 description="the campaign's managers only: count flagged participants' votes too",
             ),
+            OpenApiParameter(
+                "group",
+                str,
+                description="QUESTION:VALUE: the board of the participants who gave that answer, with intervals from "
+                "a bootstrap over participants; 403 group_too_small under the campaign's min_group_size",
+            ),
         ],
         responses={200: LeaderboardSerializer, 400: ERROR, 403: ERROR, 404: ERROR},
     )
@@ -324,6 +338,9 @@ class LeaderboardApi(APIView):
         campaign = visible_campaign(request, slug)
         criterion = request.query_params.get("criterion") or default_criterion(campaign)
         category = request.query_params.get("category", "")
+        if group := request.query_params.get("group"):
+            board = get_group_leaderboard(campaign=campaign, criterion=criterion, group=group, category=category)
+            return Response(board)
         include_flagged = request.query_params.get("include_flagged", "false").lower()
         if include_flagged not in ("true", "false", "1", "0"):
             raise ApplicationError(f"include_flagged must be true or false, not {include_flagged!r}")

@@ -17,11 +17,20 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotation import reconciliation
-from annotation.crowd import CrowdEntry
-from annotation.models import Campaign, CampaignParticipation, CrowdAssignment, Participant, PlatformStatus
+from annotation.crowd import MTURK, PROLIFIC, CrowdEntry
+from annotation.models import (
+    Answer,
+    Campaign,
+    CampaignParticipation,
+    ConsentDecision,
+    CrowdAssignment,
+    Participant,
+    PlatformStatus,
+    WithdrawnBy,
+)
 from annotation.services import assignment_hash, crowd_provider, hash_external_id
 from arena.tallies import recount_tallies
-from core.errors import ApplicationError
+from core.errors import ApplicationError, NotFound
 
 
 def _participations(campaign: Campaign, participant_ids: Iterable[int]) -> dict[int, CampaignParticipation]:
@@ -192,3 +201,71 @@ def import_platform_record(*, campaign: Campaign, data: bytes) -> ReconcileResul
     except reconciliation.RecordError as exc:
         raise ApplicationError(f"the platform's record cannot be read: {exc}", code="bad_record") from None
     return reconcile_crowd(campaign=campaign, record=record)
+
+
+# --- withdrawal ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WithdrawalResult:
+    participant_id: int
+    withdrawn_at: datetime
+    already: bool  # they had withdrawn before: nothing changed
+    answers_deleted: int
+
+
+@transaction.atomic
+def withdraw_participant(
+    *,
+    campaign: Campaign,
+    participant: Participant,
+    by: str,
+    note: str = "",
+    now: datetime | None = None,
+) -> WithdrawalResult:
+    """Take `participant` out of `campaign`: their votes leave every board, tally and later export, their
+    questionnaire answers are deleted, their consent is recorded as declined, and the change is recorded on
+    their CampaignParticipation (when, by whom, the staff's note). The campaign's tallies are recounted.
+
+    Withdrawing again changes nothing. Their votes stay stored (comparisons and quality checks refer to them)
+    but no reader counts them (arena.models' counting rule); export manifests say how many withdrew.
+    """
+    if by not in WithdrawnBy.values:
+        raise ApplicationError(f"by must be one of {', '.join(WithdrawnBy.values)}, not {by!r}")
+    if len(note) > 500:
+        raise ApplicationError("the note is at most 500 characters")
+    row = _participations(campaign, [participant.pk])[participant.pk]
+    if row.withdrawn_at is not None:
+        return WithdrawalResult(participant.pk, row.withdrawn_at, already=True, answers_deleted=0)
+    now = now or timezone.now()
+    row.withdrawn_at, row.withdrawn_by, row.withdrawal_note, row.updated_at = now, by, note.strip(), now
+    row.save(update_fields=["withdrawn_at", "withdrawn_by", "withdrawal_note", "updated_at"])
+    deleted, _ = Answer.objects.filter(response__campaign=campaign, response__participant=participant).delete()
+    if campaign.consent_version:
+        ConsentDecision.objects.create(
+            campaign=campaign, participant=participant, version=campaign.consent_version, accepted=False, decided_at=now
+        )
+    recount_tallies(campaign=campaign)
+    return WithdrawalResult(participant.pk, now, already=False, answers_deleted=deleted)
+
+
+def find_campaign_participant(*, campaign: Campaign, hashed_id: str = "", worker_id: str = "") -> Participant:
+    """The participant of `campaign` a withdrawal request names: by the crowd's hashed id (Participant's
+    external_id_hash), or by the raw Prolific or MTurk worker id, hashed here as crowd entry hashes it (the raw
+    id is never stored). NotFound when no participant of the campaign has it."""
+    hashed_id, worker_id = hashed_id.strip().lower(), worker_id.strip()
+    if bool(hashed_id) == bool(worker_id):
+        raise ApplicationError("give either the participant's hashed id or their worker id, not both or neither")
+    candidates = [hashed_id]
+    if worker_id:
+        candidates = [hash_external_id(provider, worker_id) for provider in (PROLIFIC, MTURK)]
+    took_part = Q(pk__in=CrowdAssignment.objects.filter(campaign=campaign).values("participant_id"))
+    took_part |= Q(pk__in=campaign.comparisons.values("participant_id"))
+    participant = Participant.objects.filter(took_part, external_id_hash__in=candidates).first()
+    if participant is None:
+        raise NotFound(f"no participant of campaign {campaign.slug!r} has this id")
+    return participant
+
+
+def count_withdrawn(*, campaign: Campaign) -> int:
+    return CampaignParticipation.objects.filter(campaign=campaign, withdrawn_at__isnull=False).count()

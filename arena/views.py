@@ -27,6 +27,7 @@ from arena.admission import admit_to_complete, admit_to_vote
 from arena.clients import client_hash
 from arena.image_urls import find_served_image
 from arena.issuing import NothingReady, issue_comparison
+from arena.participant_views import gate_page, questionnaire_due_after
 from arena.selectors import (
     count_votes_cast,
     default_criterion,
@@ -68,6 +69,8 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
             # The campaign's managers see what the crowd will see, and cannot vote: a preview never counts.
             return _preview(request, campaign, staff=True)
         return render(request, "arena/take-part.html", {"message": exc.message, "campaign": campaign}, status=403)
+    if (gate := gate_page(request, campaign, participant)) is not None:  # consent, the questionnaire first
+        return gate
     context = {"campaign": campaign, "criteria": list(campaign.criteria.all()), "comparison": None, "waiting": None}
     try:
         comparison = issue_comparison(campaign=campaign, participant=participant, client=client_hash(request))
@@ -124,6 +127,8 @@ def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
     except ApplicationError as exc:
         template = "arena/take-part.html" if isinstance(exc, CrowdOnly | AlreadyTookPart) else "arena/unavailable.html"
         return render(request, template, {"message": exc.message}, status=exc.status)
+    if questionnaire_due_after(campaign, participant):
+        return redirect("questionnaire", slug=campaign.slug)
     response = _completion_response(request, campaign, participant)
     # An MTurk worker is still inside MTurk's frame, and the hand-back form goes to MTurk.
     return allow_mturk_framing(response) if participant.kind == Participant.Kind.MTURK else response
