@@ -381,13 +381,26 @@ class Margin:
         return " x ".join(self.questions)
 
 
-def parse_targets(data: object) -> tuple[Margin, ...]:
-    """Targets from JSON: `{"margins": [{"questions": ["gender", "age"], "shares": {"woman|18-34": 0.14, ...}}]}`.
+@dataclass(frozen=True)
+class Targets:
+    """A target population: its margins and the weight cap (times the mean weight)."""
 
-    A cell over several questions joins their values with "|", in the order of "questions".
+    margins: tuple[Margin, ...]
+    cap: float = DEFAULT_CAP
+
+
+def parse_targets(data: object) -> Targets:
+    """Targets from JSON: `{"margins": [{"questions": ["gender", "age"], "shares": {"woman|18-34": 0.14, ...}}],
+    "cap": 5}` ("cap" optional, default 5). A cell over several questions joins their values with "|", in the
+    order of "questions"; a question belongs to one margin at most.
     """
     if not isinstance(data, dict) or not isinstance(data.get("margins"), list) or not data["margins"]:
-        raise GroupsError('targets must be {"margins": [{"questions": [...], "shares": {...}}, ...]}')
+        raise GroupsError('targets must be {"margins": [{"questions": [...], "shares": {...}}, ...], "cap": 5}')
+    if unknown := set(data) - {"margins", "cap"}:
+        raise GroupsError(f"targets have unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    cap = data.get("cap", DEFAULT_CAP)
+    if isinstance(cap, bool) or not isinstance(cap, int | float) or not (math.isfinite(cap) and cap >= 1):
+        raise GroupsError(f"cap must be a number >= 1 (the largest weight, times the mean weight), not {cap!r}")
     margins = []
     seen: set[str] = set()
     for n, item in enumerate(data["margins"]):
@@ -411,7 +424,7 @@ def parse_targets(data: object) -> tuple[Margin, ...]:
             )
         except GroupsError as exc:
             raise GroupsError(f"{where}: {exc}") from None
-    return tuple(margins)
+    return Targets(tuple(margins), float(cap))
 
 
 @dataclass(frozen=True)

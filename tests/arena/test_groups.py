@@ -71,7 +71,7 @@ def test_raking_matches_a_hand_computed_two_margin_example():
                 {"questions": ["age"], "shares": {"young": 0.4, "old": 0.6}},
             ]
         }
-    )
+    ).margins
 
     raking = rake(answers, targets, cap=5)
 
@@ -91,9 +91,10 @@ def test_a_binding_cap_holds_and_is_reported_with_the_share_it_leaves():
     # so y = 8x/3; mean 1: 8x + 2y = 10 gives x = 0.75, y = 2. b's share is then 4/10 = 40%, not 50%.
     # Kish: 100 / (8 * 0.5625 + 2 * 4) = 8.
     answers = [{"q": "a"}] * 8 + [{"q": "b"}] * 2
-    targets = parse_targets({"margins": [{"questions": ["q"], "shares": {"a": 0.5, "b": 0.5}}]})
+    targets = parse_targets({"margins": [{"questions": ["q"], "shares": {"a": 0.5, "b": 0.5}}], "cap": 2})
+    assert targets.cap == 2
 
-    raking = rake(answers, targets, cap=2)
+    raking = rake(answers, targets.margins, cap=targets.cap)
 
     assert raking.weights == pytest.approx([0.75] * 8 + [2.0] * 2)
     assert not raking.converged
@@ -120,7 +121,7 @@ def test_empty_target_cells_are_reported_and_unmatched_participants_get_no_weigh
                 }
             ]
         }
-    )
+    ).margins
 
     raking = rake(answers, targets)
 
@@ -139,6 +140,7 @@ def test_empty_target_cells_are_reported_and_unmatched_participants_get_no_weigh
         ({"margins": [{"questions": ["g", "a"], "shares": {"x": 1.0}}]}, "one value for each"),
         ({"margins": [{"questions": ["g"], "shares": {"a": 1}}, {"questions": ["g"], "shares": {"a": 1}}]}, "already"),
         ({"margins": [{"questions": ["g"], "shares": {"a": 1}, "extra": 1}]}, "exactly"),
+        ({"margins": [{"questions": ["g"], "shares": {"a": 1}}], "weights": 1}, "unknown keys: weights"),
     ],
 )
 def test_bad_targets_are_refused_naming_what_is_wrong(targets, message):
@@ -148,8 +150,11 @@ def test_bad_targets_are_refused_naming_what_is_wrong(targets, message):
 
 def test_the_cap_must_be_at_least_one():
     targets = parse_targets({"margins": [{"questions": ["q"], "shares": {"a": 1.0}}]})
+    assert targets.cap == 5
     with pytest.raises(GroupsError, match="cap"):
-        rake([{"q": "a"}], targets, cap=0.5)
+        rake([{"q": "a"}], targets.margins, cap=0.5)
+    with pytest.raises(GroupsError, match="cap"):
+        parse_targets({"margins": [{"questions": ["q"], "shares": {"a": 1.0}}], "cap": "big"})
 
 
 def test_effective_size_is_kish():
@@ -166,7 +171,7 @@ def test_the_weighted_board_ranks_as_the_target_population_would():
     answers = [{"gender": "man" if int(who[1:]) < 24 else "woman"} for who in votes.participants]
     targets = parse_targets({"margins": [{"questions": ["gender"], "shares": {"man": 0.2, "woman": 0.8}}]})
 
-    result = weighted_board(votes, answers, targets, cap=10, rounds=30, seed=1)
+    result = weighted_board(votes, answers, targets.margins, cap=10, rounds=30, seed=1)
 
     # The crowd's board puts wide first; the board weighted to the population puts narrow first.
     assert result.unweighted.standings[0].name == "wide"
