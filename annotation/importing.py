@@ -23,7 +23,7 @@ from annotation.models import Campaign
 from annotation.services import check_generator_sizes, sync_campaign_demand
 from core.errors import ApplicationError
 from generation.image_files import BadImage, canonical_png, is_blank_file
-from generation.importing import ImportRead, ImportRow
+from generation.importing import ImportFileError, ImportRead, ImportRow, read_import_zip
 from generation.models import Generator, Image, Prompt
 from generation.services import ImageInput, ImportedSet, configured_image_size, store_imported_sets
 
@@ -329,3 +329,12 @@ def _new_sets(
         if not duplicate:
             new[key] = members
     return new, already
+
+
+def import_populations_zip(*, campaign: Campaign, data: bytes) -> ImportResult:
+    """import_populations of a zip upload (the staff page's); a zip that cannot be read is ImportRefused too."""
+    try:
+        read = read_import_zip(data)
+    except ImportFileError as exc:
+        raise ImportRefused([str(exc)]) from None
+    return import_populations(campaign=campaign, read=read)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("campaigns/<slug:slug>/progress.json", staff_views.campaign_progress, name="staff-campaign-progress"),
     path("campaigns/<slug:slug>/status/", staff_views.campaign_status, name="staff-campaign-status"),
     path("campaigns/<slug:slug>/reconcile/", staff_views.campaign_reconcile, name="staff-campaign-reconcile"),
+    path("campaigns/<slug:slug>/import/", staff_views.campaign_import, name="staff-campaign-import"),
     path(
         "campaigns/<slug:slug>/count-only-reconciled/",
         staff_views.campaign_count_only_reconciled,

@@ -11,11 +11,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.forms import CampaignForm
+from annotation.importing import import_populations_zip
 from annotation.models import Campaign
 from annotation.permissions import managed_campaigns, staff_area
 from annotation.selectors import get_managed_campaign
 from annotation.services import create_campaign, set_campaign_status
-from arena.forms import PlatformRecordForm
+from arena.forms import PlatformRecordForm, PopulationImportForm
 from arena.participation import import_platform_record, set_count_only_reconciled
 from arena.selectors_progress import (
     PROMPT_ROWS,
@@ -24,6 +25,7 @@ from arena.selectors_progress import (
     list_campaign_summaries,
 )
 from core.errors import ApplicationError
+from generation.selectors import get_blank_counts
 
 # Prolific replaces these placeholders with the participant's ids in the study URL.
 PROLIFIC_QUERY = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
@@ -78,6 +80,11 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "actions": [(status, label) for status, label in STATUS_ACTIONS.items() if status != campaign.status],
         "reconciliation": get_reconciliation_summary(campaign=campaign),
         "record_form": PlatformRecordForm(),
+        "import_form": PopulationImportForm(),
+        "blank_counts": get_blank_counts(
+            generator_ids=campaign.generators.values_list("pk", flat=True),
+            prompt_ids=campaign.prompts.values_list("pk", flat=True),
+        ),
     }
     return render(request, "annotation/staff/campaign_detail.html", context)
 
@@ -137,4 +144,22 @@ def campaign_count_only_reconciled(request: HttpRequest, slug: str) -> HttpRespo
             if campaign.count_only_reconciled
             else "Every participant in good standing is counted now.",
         )
+    return redirect("staff-campaign", slug=campaign.slug)
+
+
+@require_POST
+@staff_area
+def campaign_import(request: HttpRequest, slug: str) -> HttpResponse:
+    """Import image sets from a zip (annotation.importing: every row checked first, stored whole or not at all)."""
+    campaign = get_managed_campaign(slug=slug, user=request.user)
+    form = PopulationImportForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "; ".join(str(error) for errors in form.errors.values() for error in errors))
+        return redirect("staff-campaign", slug=campaign.slug)
+    try:
+        result = import_populations_zip(campaign=campaign, data=form.cleaned_data["archive"])
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "; ".join(result.lines()) + ".")
     return redirect("staff-campaign", slug=campaign.slug)

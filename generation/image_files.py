@@ -124,3 +124,8 @@ def is_blank_file(data: bytes, *, max_side: int = MAX_SIDE) -> bool:
     """is_blank of an encoded image (decoded as canonical_png decodes it); BadImage if it is not one."""
     _, image = _decode(data, max_side)
     return is_blank(image)
+
+
+# The start of a set's error when one of its images came back blank on every draw (generation.worker): the prompt
+# is then shown to the researcher (generation.selectors.get_blank_counts).
+BLANK_FAILURE = "blank images"

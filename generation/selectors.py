@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Max, QuerySet
 from django.utils import timezone
 
-from generation.models import Demand, Generator, Population
+from generation.image_files import BLANK_FAILURE
+from generation.models import Demand, Generator, Image, Population
 from generation.owners import stored_owner
 from generation.planning import measure_rate
 
@@ -207,3 +208,44 @@ def get_worker_leases(*, now: datetime | None = None) -> list[WorkerLease]:
             )
         )
     return leases
+
+
+@dataclass(frozen=True)
+class BlankCount:
+    """One generator's blank images: redrawn ones (each kept image lists its blank seeds), and failed sets.
+
+    A set fails when one of its images came back blank on every draw (generation.worker, GENERATION_BLANK_TRIES);
+    its prompts are listed for the researcher: the generator (or its safety checker) will not draw them.
+    """
+
+    generator: str
+    redrawn: int  # blank draws replaced by a redraw in sets that were stored
+    failed_sets: int  # sets whose latest attempt failed on an image blank every time
+    prompts: tuple[str, ...]  # captions of the failed sets
+
+
+def get_blank_counts(
+    *, generator_ids: Iterable[int] | None = None, prompt_ids: Iterable[int] | None = None
+) -> list[BlankCount]:
+    """Blank images per generator (only those that had any), by generator name; two queries."""
+    images = Image.objects.filter(provenance__has_key="blank_seeds")
+    failed = Population.objects.filter(error__contains=BLANK_FAILURE).exclude(status=Population.Status.READY)
+    if generator_ids is not None:
+        ids = list(generator_ids)
+        images, failed = images.filter(population__generator_id__in=ids), failed.filter(generator_id__in=ids)
+    if prompt_ids is not None:
+        ids = list(prompt_ids)
+        images, failed = images.filter(population__prompt_id__in=ids), failed.filter(prompt_id__in=ids)
+    redrawn: dict[str, int] = defaultdict(int)
+    for name, provenance in images.values_list("population__generator__name", "provenance"):
+        seeds = provenance.get("blank_seeds") if isinstance(provenance, dict) else None
+        redrawn[name] += len(seeds) if isinstance(seeds, list) else 0
+    sets: dict[str, int] = defaultdict(int)
+    prompts: dict[str, set[str]] = defaultdict(set)
+    for name, caption in failed.values_list("generator__name", "prompt__caption"):
+        sets[name] += 1
+        prompts[name].add(caption)
+    return [
+        BlankCount(generator=name, redrawn=redrawn[name], failed_sets=sets[name], prompts=tuple(sorted(prompts[name])))
+        for name in sorted(set(redrawn) | set(sets))
+    ]
