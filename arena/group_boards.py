@@ -159,6 +159,23 @@ def _too_small(campaign: Campaign) -> Forbidden:
     )
 
 
+def get_group_questions(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """The choice questions a page offers groups of: each with its options (public: no counts, so nothing of any
+    group's size; a group under k answers group_too_small when asked for). `testable`: single choice."""
+    questions = Question.objects.filter(
+        campaign=campaign, is_current=True, kind__in=[Question.Kind.SINGLE, Question.Kind.MULTIPLE]
+    ).order_by("position", "id")
+    return [
+        {
+            "key": q.key,
+            "text": q.text,
+            "values": q.offered_choices,
+            "testable": q.kind == Question.Kind.SINGLE,
+        }
+        for q in questions
+    ]
+
+
 def get_group_leaderboard(*, campaign: Campaign, criterion: str, group: str, category: str = "") -> dict[str, Any]:
     """The board of one group (`QUESTION:VALUE`): the participants who gave that answer (or ticked it)."""
     key, value = parse_group(group)

@@ -25,6 +25,7 @@ from annotation.services import (
 )
 from arena.admission import admit_to_complete, admit_to_vote
 from arena.clients import client_hash
+from arena.group_boards import get_group_questions
 from arena.image_urls import find_served_image
 from arena.issuing import NothingReady, issue_comparison
 from arena.participant_views import gate_page, questionnaire_due_after
@@ -110,6 +111,8 @@ def leaderboard_page(request: HttpRequest, slug: str) -> HttpResponse:
         "criteria": list(campaign.criteria.all()),
         "categories": get_categories(campaign=campaign),
         "initial": initial,
+        "group_questions": get_group_questions(campaign=campaign),
+        "has_targets": bool(campaign.population_targets),
         # The per-prompt images name each set's generator: for the campaign's managers only.
         "manages": can_manage_campaign(request.user, campaign),
     }

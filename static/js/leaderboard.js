@@ -145,7 +145,7 @@
           cell("td", String(row.wins), "num"),
           cell("td", String(row.losses), "num"),
           cell("td", String(row.ties), "num"),
-          cell("td", (100 * row.both_bad_rate).toFixed(0) + "%", "num")
+          cell("td", row.both_bad_rate === undefined ? "–" : (100 * row.both_bad_rate).toFixed(0) + "%", "num")
         );
         return tr;
       })
@@ -154,6 +154,11 @@
 
   function drawHeatmap(pairwise) {
     const table = $("heatmap");
+    if (!pairwise) {
+      // A group's board carries no heatmap: the whole crowd's stays off rather than mislabelled.
+      table.replaceChildren();
+      return;
+    }
     const names = pairwise.display_names;
     const head = document.createElement("tr");
     head.append(cell("th", ""), ...names.map((n) => cell("th", n)));
@@ -179,17 +184,19 @@
   const INTERVAL_WORDS = {
     sandwich: "closed-form (sandwich) intervals, live",
     bootstrap: "bootstrap intervals",
+    "participant bootstrap": "intervals from resampling participants",
   };
 
   function intervalWords(board) {
     const level = Math.round(100 * (board.interval_level || 0.95)) + "% ";
     const words = INTERVAL_WORDS[board.intervals] || "intervals";
-    return level + words + (board.intervals === "bootstrap" && board.bootstrap_rounds ? " (" + board.bootstrap_rounds + " rounds)" : "");
+    return level + words + (board.intervals !== "sandwich" && board.bootstrap_rounds ? " (" + board.bootstrap_rounds + " rounds)" : "");
   }
 
   function render(board) {
+    const who = board.group ? " from the group " + board.group.question + ": " + board.group.value + " (" + board.group.participants + " participants)" : "";
     $("meta").textContent =
-      board.votes + " votes on this criterion; " + board.method + "; " + intervalWords(board) +
+      board.votes + " votes on this criterion" + who + "; " + board.method + "; " + intervalWords(board) +
       (board.updated_at ? "; updated " + new Date(board.updated_at).toLocaleTimeString() : "");
     $("interval-kind").textContent = intervalWords(board);
     root.dataset.intervals = board.intervals || "";
@@ -198,18 +205,109 @@
     drawHeatmap(board.pairwise);
   }
 
+  function group() {
+    return $("group") ? $("group").value : "";
+  }
+
+  // A group's board is never pushed live: while one is shown, pushes of the whole crowd's board wait.
   function wantsBootstrap() {
-    return $("bootstrap").checked;
+    return $("bootstrap").checked || group() !== "";
+  }
+
+  async function getJson(url, params) {
+    const response = await fetch(url + "?" + new URLSearchParams(params), { credentials: "same-origin" });
+    const body = await response.json().catch(() => null);
+    return { ok: response.ok, body };
+  }
+
+  function refusal(body) {
+    return body && body.error ? body.error.message : "not available";
   }
 
   async function load() {
-    const params = new URLSearchParams({
+    const params = {
       criterion: $("criterion").value,
       category: $("category").value,
-      intervals: wantsBootstrap() ? "bootstrap" : "sandwich",
+      intervals: $("bootstrap").checked ? "bootstrap" : "sandwich",
+    };
+    if (group()) params.group = group();
+    const { ok, body } = await getJson(root.dataset.url, params);
+    if (ok) render(body);
+    else if (group()) {
+      $("meta").textContent = "This group's board is not shown: " + refusal(body);
+      drawChart([]);
+      drawTable([]);
+      drawHeatmap(null);
+    }
+  }
+
+  function fillTable(id, rows) {
+    const table = $(id);
+    table.querySelector("tbody").replaceChildren(
+      ...rows.map((values) => {
+        const tr = document.createElement("tr");
+        tr.append(...values.map((value, i) => cell("td", value, i ? "num" : "")));
+        return tr;
+      })
+    );
+    table.hidden = rows.length === 0;
+  }
+
+  const span = (low, high) => (low === null || high === null ? "–" : low.toFixed(0) + " – " + high.toFixed(0));
+  const share = (value) => (value === null ? "hidden (small group)" : (100 * value).toFixed(1) + "%");
+
+  async function testGroups(event) {
+    event.preventDefault();
+    $("group-test-result").textContent = "Testing…";
+    const { ok, body } = await getJson($("group-test").dataset.url, {
+      question: $("test-question").value,
+      criterion: $("criterion").value,
+      category: $("category").value,
     });
-    const response = await fetch(root.dataset.url + "?" + params, { credentials: "same-origin" });
-    if (response.ok) render(await response.json());
+    if (!ok) {
+      $("group-test-result").textContent = refusal(body);
+      fillTable("group-sizes", []);
+      fillTable("group-differences", []);
+      return;
+    }
+    const hidden = body.suppressed_groups ? "; " + body.suppressed_groups + " smaller group(s) left out" : "";
+    $("group-test-result").textContent =
+      "p = " + body.p_value.toFixed(3) + " (likelihood ratio " + body.statistic.toFixed(2) + ", " + body.permutations +
+      " permutations)" + hidden + ". Differences are against the largest group, " + body.reference + ".";
+    fillTable("group-sizes", body.groups.map((g) => [g.value, String(g.participants), String(g.votes), g.rows[0] ? g.rows[0].display_name : "–"]));
+    fillTable(
+      "group-differences",
+      body.differences.map((d) => [d.display_name, d.group, d.difference === null ? "–" : d.difference.toFixed(1), span(d.ci_low, d.ci_high)])
+    );
+  }
+
+  async function showWeighted() {
+    $("weighted-meta").textContent = "Weighting…";
+    const { ok, body } = await getJson($("weighted").dataset.url, { criterion: $("criterion").value, category: $("category").value });
+    if (!ok) {
+      $("weighted-meta").textContent = refusal(body);
+      fillTable("weighted-board", []);
+      fillTable("weighted-composition", []);
+      return;
+    }
+    const empty = body.empty_cells.length
+      ? " No participants in the target cell(s) " + body.empty_cells.map((c) => c.margin + ": " + c.cell.join(" / ")).join(", ") + ": they cannot be matched."
+      : "";
+    $("weighted-meta").textContent =
+      body.participants + " participants weighted, effective sample size " + body.effective_size.toFixed(1) +
+      "; weights capped at " + body.cap + " times the mean" + (body.converged ? "." : " (the cap kept the targets from being met exactly).") + empty;
+    const unweighted = Object.fromEntries(body.unweighted.rows.map((r) => [r.generator, r]));
+    fillTable(
+      "weighted-board",
+      body.weighted.rows.map((r) => {
+        const u = unweighted[r.generator];
+        return [r.display_name, r.rating.toFixed(1), span(r.ci_low, r.ci_high), u ? u.rating.toFixed(1) : "–", u ? span(u.ci_low, u.ci_high) : "–"];
+      })
+    );
+    fillTable(
+      "weighted-composition",
+      body.composition.map((c) => [c.margin, c.cell.join(" / "), share(c.target), share(c.sample), share(c.weighted)])
+    );
   }
 
   function listen() {
@@ -248,6 +346,14 @@
     subscribe();
     load();
   });
+  if ($("group")) {
+    $("group").addEventListener("change", () => {
+      $("live").classList.toggle("paused", wantsBootstrap());
+      load();
+    });
+  }
+  if ($("group-test-form")) $("group-test-form").addEventListener("submit", testGroups);
+  if ($("weighted-show")) $("weighted-show").addEventListener("click", showWeighted);
   $("bootstrap").addEventListener("change", () => {
     $("live").classList.toggle("paused", wantsBootstrap());
     load();

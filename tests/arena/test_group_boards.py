@@ -29,7 +29,11 @@ def fast(monkeypatch):
 
 @pytest.fixture
 def study(db):
-    """An open public campaign of three generators and one question, gender, with "prefer not to say"."""
+    return make_study()
+
+
+def make_study():
+    """An open public campaign of three generators, a question gender (with "prefer not to say") and hobbies."""
     campaign = CampaignFactory(slug="groups", status="open")
     campaign.criteria.create(key="diversity", question="Which set is more varied?", position=0)
     generators = {name: GeneratorFactory(name=name) for name in NAMES}
@@ -251,3 +255,36 @@ def test_a_group_board_is_cached_until_a_vote_or_an_answer_changes_it(client, st
     recount_tallies(campaign=study)
     after = client.get("/api/v1/campaigns/groups/leaderboard", {"group": "gender:woman"}).json()
     assert after["group"]["participants"] == 6
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_live_socket_never_pushes_a_group_board():
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    # Given a small group and a large one.
+    def given():
+        campaign = make_study()
+        rng = random.Random(9)
+        crowd(campaign, "woman", 5, "narrow", rng)
+        crowd(campaign, "prefer not to say", 2, "base", rng)
+        recount_tallies(campaign=campaign)
+
+    await sync_to_async(given)()
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/campaigns/groups/leaderboard/",
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost")],
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+
+    # When the page asks the socket for a group, it gets the whole crowd's board: 7 participants' 56 votes.
+    await communicator.send_json_to({"criterion": "diversity", "category": "", "group": "gender:prefer not to say"})
+    pushed = await communicator.receive_json_from(timeout=10)
+    assert pushed["votes"] == 56
+    assert "group" not in pushed
+    await communicator.disconnect()
