@@ -643,3 +643,29 @@ def test_report_rows_are_flat_and_write_as_csv() -> None:
 def test_empty_position_signals_have_no_worst_criterion() -> None:
     assert PositionSignals().worst is None
     assert position_signals(votes_of(["tie", "both_bad"])).worst is None
+
+
+def test_the_burst_rule_allows_exactly_max_burst_and_flags_one_more() -> None:
+    rule = FlagRule(max_burst=6)
+    at_limit = clean(speed=SpeedSignals(n_submissions=30, burst_max=6, burst_window_s=10.0))
+    one_over = clean(speed=SpeedSignals(n_submissions=30, burst_max=7, burst_window_s=10.0))
+
+    assert flag_participant(at_limit, rule) == (False, [])
+    assert flag_participant(one_over, rule) == (True, ["burst of 7 submissions within 10 s, above 6"])
+    # From votes: submissions two seconds apart put six in a closed 10 s window; 1.5 s apart, seven.
+    assert flag_participant(clean(speed=speed_signals(votes_of(["left"] * 9, every_s=2.0))), rule) == (False, [])
+    seven = speed_signals(votes_of(["left"] * 9, every_s=1.5))
+    assert flag_participant(clean(speed=seven), rule) == (True, ["burst of 7 submissions within 10 s, above 6"])
+
+
+def test_a_submission_exactly_at_the_dwell_floor_is_not_fast_and_one_millisecond_under_is() -> None:
+    at_floor = speed_signals(votes_of(["left"] * 10, dwell_ms=1500), dwell_floor_ms=1500)
+    under = speed_signals(votes_of(["left"] * 10, dwell_ms=1499), dwell_floor_ms=1500)
+
+    assert (at_floor.n_fast, under.n_fast) == (0, 10)
+    rule = FlagRule(dwell_floor_ms=1500)
+    assert flag_participant(clean(speed=at_floor), rule) == (False, [])
+    assert flag_participant(clean(speed=under), rule) == (
+        True,
+        ["10 of 10 submissions (1.00) faster than 1500 ms, above 0.5"],
+    )

@@ -249,3 +249,32 @@ def test_a_decoy_is_also_the_least_varied_set_every_picture_from_one(arena_campa
     # by their noise (sigma 70 over 1024 pixels: about 2 per mean, so 20 is far outside chance).
     assert np.ptp(mean_colours(real), axis=0).max() >= 100
     assert np.ptp(mean_colours(decoy), axis=0).max() < 20
+
+
+def test_a_vote_exactly_at_the_dwell_floor_is_taken_and_one_millisecond_sooner_is_not(arena_campaign, settings):
+    settings.VOTE_MIN_DWELL_MS = 500
+    campaign = arena_campaign()
+    participant = Participant.objects.create()
+    comparison = issue_comparison(campaign=campaign, participant=participant)
+    # Given a comparison issued at t, a vote at t + 499 ms is refused,
+    with pytest.raises(ApplicationError, match="issued 499 ms ago") as refused:
+        cast_votes(
+            token=comparison.token,
+            participant=participant,
+            votes=BOTH_LEFT,
+            dwell_ms=499,
+            now=comparison.issued_at + timedelta(milliseconds=499),
+        )
+    assert refused.value.code == "too_early"
+    assert not Vote.objects.exists()
+    # and the same vote at t + 500 ms, exactly the floor, is stored with its 500 ms.
+    cast_votes(
+        token=comparison.token,
+        participant=participant,
+        votes=BOTH_LEFT,
+        dwell_ms=500,
+        now=comparison.issued_at + timedelta(milliseconds=500),
+    )
+    assert set(Vote.objects.values_list("dwell_ms", flat=True)) == {500}
+    comparison.refresh_from_db()
+    assert comparison.status == Comparison.Status.VOTED
