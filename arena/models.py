@@ -66,6 +66,18 @@ def flagged_in_campaign(comparison: str = "comparison__") -> Exists:
     )
 
 
+def withdrawn_from_campaign(comparison: str = "comparison__") -> Exists:
+    """Whether the participant of the comparison at `comparison` withdrew from its campaign: their votes count
+    nowhere (`_in_good_standing`) and leave later exports, the raw vote log included."""
+    return Exists(
+        CampaignParticipation.objects.filter(
+            campaign_id=OuterRef(f"{comparison}campaign_id"),
+            participant_id=OuterRef(f"{comparison}participant_id"),
+            withdrawn_at__isnull=False,
+        )
+    )
+
+
 def _in_good_standing(comparison: str = "", *, include_flagged: bool = False) -> Q:
     """The participant of the comparison at `comparison` ("" for a Comparison query, "comparison__" for a Vote
     query) is in good standing in its campaign: not withdrawn from it (never widened: a withdrawal takes every
@@ -78,7 +90,7 @@ def _in_good_standing(comparison: str = "", *, include_flagged: bool = False) ->
     good = Q(
         Q(**{f"{comparison}campaign__count_only_reconciled": False})
         | Exists(standing.filter(platform_status__in=COUNTED_PLATFORM_STATUSES)),
-        ~Exists(standing.filter(withdrawn_at__isnull=False)),
+        ~withdrawn_from_campaign(comparison),
     )
     return good if include_flagged else Q(~flagged_in_campaign(comparison)) & good
 

@@ -26,6 +26,8 @@ class CardFacts:
     exported_at: str
     version: str
     warnings: Sequence[str] = field(default_factory=list)
+    # The manifest's `participants` section (exports.participants): consent, questionnaire, composition.
+    participants: Mapping[str, Any] | None = None
 
 
 _USAGE = {
@@ -106,6 +108,7 @@ def render_card(facts: CardFacts, yaml_header: str = "") -> str:
     warnings = "".join(f"\n> {line}\n" for line in facts.warnings)
     limits = "\n".join(f"- {line}" for line in _LIMITS)
     instructions = facts.instructions.strip() or "(none)"
+    participants = participants_card(facts.participants)
     return f"""{yaml_header}# {facts.title}: human preferences between image populations
 {warnings}
 Format: `{facts.format}`, exported {facts.exported_at} by PopArena {facts.version} from campaign `{facts.slug}`.
@@ -141,7 +144,7 @@ Generators:
 
 {counts}
 
-## Limits
+{participants}## Limits
 
 {limits}
 
@@ -181,3 +184,44 @@ def hf_yaml(
     total = sum(size for _, size in splits.values())
     lines += [f"  download_size: {download_size}", f"  dataset_size: {total}", "---", ""]
     return "\n".join(lines) + "\n"
+
+
+def participants_card(section: Mapping[str, Any] | None) -> str:
+    """The card's "Participants" section from the manifest's (exports.participants): the consent, the
+    questionnaire, the sample's composition."""
+    if not section:
+        return ""
+    consent = section["consent"]
+    lines = ["## Participants", ""]
+    if consent["asked"]:
+        versions = ", ".join(f"{v['version']} ({v['created_at'][:10]})" for v in consent["versions"])
+        lines.append(
+            f"Participants accepted a consent text before their first comparison (current version "
+            f"{consent['current_version']}; versions: {versions}). `votes.csv` names, per vote, the version the "
+            "participant had accepted when they voted (`consent_version`)."
+        )
+    else:
+        lines.append("The campaign asked no consent text; no questionnaire answers are exported.")
+    lines.append(
+        f"{section['withdrawn']} participant(s) withdrew: their votes and answers are in no file of this export."
+    )
+    if section["questionnaire"]:
+        lines += ["", "Questionnaire (every version asked):", ""]
+        for q in section["questionnaire"]:
+            extra = f"; options: {', '.join(q['choices'])}" if q["choices"] else ""
+            state = "" if q["current"] else ", an earlier version"
+            optional = "required" if q["required"] else "optional"
+            lines.append(f"- `{q['key']}` v{q['version']} ({q['kind']}, {optional}{state}): {q['text']}{extra}")
+    if section["answers_file"]:
+        lines += [
+            "",
+            f"`{section['answers_file']}` holds the answers of participants who consented, one row per participant, "
+            "keyed by the same hashed id as the votes. A group of fewer than "
+            f"{section['min_group_size']} participants (one answer to one question) is never shown: its cells are "
+            "blank. The sample's composition (groups of at least that size):",
+            "",
+        ]
+        for key, groups in section["composition"].items():
+            shown = ", ".join(f"{value}: {n}" for value, n in groups.items()) or "(every group suppressed)"
+            lines.append(f"- `{key}`: {shown}")
+    return "\n".join(lines) + "\n\n"

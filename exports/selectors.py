@@ -14,7 +14,7 @@ from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
 from annotation.selectors import get_campaign, get_managed_campaign
-from arena.models import Comparison, Vote, VoteQuerySet, flagged_in_campaign
+from arena.models import Comparison, Vote, VoteQuerySet, flagged_in_campaign, withdrawn_from_campaign
 from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
 from exports.writers.votes_csv import VoteLogRecord
 from generation.models import Image, Population, Prompt
@@ -50,17 +50,20 @@ def count_votes(*, campaign: Campaign, criterion_ids: Iterable[int]) -> dict[str
 
     `simulated` (every vote of a simulated participant: arena/simulation.py), then people's votes:
     `gold` (on gold comparisons), `repeats` (side-swapped repeats), `flagged_participants` (the rest,
-    cast by participants flagged in this campaign), `unreconciled` (the rest, where the campaign counts only
+    cast by participants flagged in this campaign), `withdrawn` (every vote of people who withdrew from the
+    campaign: they leave every export), `unreconciled` (the rest, where the campaign counts only
     participants the crowd platform approved or holds for review: everyone else's) and `counted`
     (everything else: what a leaderboard ranks).
     Simulated participants are issued neither gold checks nor repeats, so `simulated` are all
     preference votes, and a pair export that includes them reads every one.
     """
     votes = _votes(campaign, criterion_ids)
-    people = votes.by_people()
+    withdrawn = votes.by_people().filter(withdrawn_from_campaign())
+    people = votes.by_people().exclude(withdrawn_from_campaign())
     counts = {
         "all": votes.count(),
         "simulated": votes.simulated().count(),
+        "withdrawn": withdrawn.count(),
         "gold": people.filter(comparison__is_gold=True).count(),
         "repeats": people.filter(comparison__is_gold=False, comparison__repeat_of__isnull=False).count(),
         "preferences": people.preferences().count(),
@@ -147,6 +150,7 @@ def iter_vote_log(
     votes = _votes(campaign, criterion_ids)
     rows = (
         (votes if include_simulated else votes.by_people())
+        .exclude(withdrawn_from_campaign())
         .order_by("id")
         # Time as text and flags as numbers: with nothing left for Django to convert per row,
         # the read takes half the time.

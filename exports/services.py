@@ -25,6 +25,7 @@ from exports import cards, selectors
 from exports import writers as w
 from exports.errors import OPTION, ExportError
 from exports.images import ImageSource, image_storage
+from exports.participants import consent_lookup, write_participants
 from exports.publish import campaign_exports_folder, check_target, publish, write_manifest
 from exports.rows import (
     DROP_MISSING_IMAGE,
@@ -478,6 +479,8 @@ def _pair_export(
             "simulated_" + ("included" if options.include_simulated else "excluded"): votes["simulated"],
             # Where the campaign counts only participants the crowd platform approved or holds for review.
             "unreconciled_excluded": votes["unreconciled"],
+            # Every vote of participants who withdrew from the campaign.
+            "withdrawn_excluded": votes["withdrawn"],
             "gold_excluded": votes["gold"],
             "repeats_excluded": votes["repeats"],
             "read": tally.votes_read,
@@ -639,6 +642,7 @@ def _write(
         counts, ratings = _leaderboard_export(folder, campaign, plan)
         if not counts["votes"]:
             warnings.append(_no_votes(campaign, plan))
+    participants = write_participants(folder, campaign, hasher)
     exported_at = timezone.now().isoformat()
     filters = _filters(plan, options)
     version = exporter_version()
@@ -655,6 +659,7 @@ def _write(
         },
         "filters": filters,
         "counts": counts,
+        "participants": participants,
         "ratings": ratings,
         "warnings": warnings,
         # What produced each side's measures (population-jsonl's "metrics"): backend, model and class list.
@@ -686,6 +691,7 @@ def _write(
         exported_at=exported_at,
         version=version,
         warnings=warnings,
+        participants=participants,
     )
     header = _hf_header(spec, folder, parquet, facts.title) if parquet is not None else ""
     (folder / CARD).write_text(cards.render_card(facts, header), encoding="utf-8")
@@ -708,7 +714,7 @@ def _votes_export(
     ids = [c.pk for c in plan.criteria]
     counts = selectors.count_votes(campaign=campaign, criterion_ids=ids)
     attributes = readable_attribute_specs(campaign)
-    writer = VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes))
+    writer = VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes), consent=consent_lookup(campaign))
     bar = progress(counts["all"] - (0 if options.include_simulated else counts["simulated"]), "vote")
     try:
         votes = selectors.iter_vote_log(
@@ -724,8 +730,9 @@ def _votes_export(
         bar.close()
     rows = writer.close()
     # The raw log keeps every vote of people, each marked, and a simulated crowd's (participant_kind
-    # `simulated`) only when asked for; these add up to on_exported_criteria.
-    kinds = ("counted", "flagged_participants", "unreconciled", "gold", "repeats")
+    # `simulated`) only when asked for, never those of participants who withdrew; these add up to
+    # on_exported_criteria.
+    kinds = ("counted", "flagged_participants", "unreconciled", "gold", "repeats", "withdrawn")
     simulated = "simulated_" + ("included" if options.include_simulated else "excluded")
     return {
         "votes": {

@@ -7,7 +7,7 @@ core.spreadsheets.spreadsheet_cell (a caption `=HYPERLINK(...)` is written `'=HY
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,7 +34,12 @@ VOTES_COLUMNS = [
     "dwell_ms",
     "is_gold",
     "repeat_of_comparison_id",
+    # The version of the campaign's consent the participant had accepted when they voted (blank: none asked).
+    "consent_version",
 ]
+
+# A participant id and a vote's time (ISO 8601) -> the consent version in force then, or None.
+ConsentLookup = Callable[[int, str], "int | None"]
 
 
 class VoteLogRecord(NamedTuple):
@@ -63,13 +68,20 @@ class VoteLogRecord(NamedTuple):
 class VotesCsvWriter:
     """votes.csv; `measure_columns` (e.g. colour_discrepancy, vendi) add left_X and right_X after the fixed columns."""
 
-    def __init__(self, folder: Path, hasher: ParticipantHasher, measure_columns: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        hasher: ParticipantHasher,
+        measure_columns: Sequence[str] = (),
+        consent: ConsentLookup | None = None,
+    ) -> None:
         self._file = open(folder / VOTES_FILE, "w", encoding="utf-8", newline="")  # noqa: SIM115
         self._writer = csv.writer(self._file, lineterminator="\n")
         self._measures = list(measure_columns)
         sides = [f"{side}_{name}" for side in ("left", "right") for name in self._measures]
         self._writer.writerow(VOTES_COLUMNS + sides)
         self._hasher = hasher
+        self._consent = consent
         self.rows = 0
 
     def _measured(self, measures: Mapping[int, Mapping[str, float | None]], population_id: int) -> list[object]:
@@ -86,13 +98,16 @@ class VotesCsvWriter:
         rows = []
         # The text cells people or studies wrote go through it; the rest are numbers, hashes and fixed words.
         cell = spreadsheet_cell
+        consent = self._consent
         for v in votes:
             if v.choice not in OUTCOMES:
                 raise ValueError(f"unknown vote choice {v.choice!r}")
+            voted_at = iso_moment(v.created_at)
+            version = None if consent is None else consent(v.participant_id, voted_at)
             rows.append(
                 (
                     v.vote_id,
-                    iso_moment(v.created_at),
+                    voted_at,
                     cell(v.criterion),
                     v.comparison_id,
                     hashed(v.participant_id),
@@ -109,6 +124,7 @@ class VotesCsvWriter:
                     v.dwell_ms,
                     int(v.is_gold),
                     "" if v.repeat_of_id is None else v.repeat_of_id,
+                    "" if version is None else version,
                     *self._measured(measures, v.left_population_id),
                     *self._measured(measures, v.right_population_id),
                 )
