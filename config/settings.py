@@ -317,6 +317,23 @@ TRAINED_MODELS_DIR = Path(env.str("TRAINED_MODELS_DIR", default=str(VAR_DIR / "t
 # that usually shares the machine; one on a 2-core machine) and images per pipeline call.
 GENERATION_CPU_THREADS = env.int("GENERATION_CPU_THREADS", default=0)
 GENERATION_MAX_BATCH = env.int("GENERATION_MAX_BATCH", default=8)
+# Hosted image APIs as generators (generation/providers/): how hard one worker presses one provider. A
+# generator's own settings may lower these, never raise them; keys come only from the variable its
+# `api_key_env` names.
+GENERATION_API_MAX_CONCURRENCY = env.int("GENERATION_API_MAX_CONCURRENCY", default=4)
+GENERATION_API_REQUESTS_PER_MINUTE = env.float("GENERATION_API_REQUESTS_PER_MINUTE", default=60.0)
+GENERATION_API_MAX_RETRIES = env.int("GENERATION_API_MAX_RETRIES", default=4)
+GENERATION_API_MAX_WAIT_S = env.float("GENERATION_API_MAX_WAIT_S", default=60.0)
+GENERATION_API_TIMEOUT_S = env.float("GENERATION_API_TIMEOUT_S", default=120.0)
+for _name, _low in (
+    ("GENERATION_API_MAX_CONCURRENCY", 1),
+    ("GENERATION_API_REQUESTS_PER_MINUTE", 0.01),
+    ("GENERATION_API_MAX_RETRIES", 0),
+    ("GENERATION_API_MAX_WAIT_S", 0),
+    ("GENERATION_API_TIMEOUT_S", 1),
+):
+    if globals()[_name] < _low:
+        fail(_name, f"{globals()[_name]} is below {_low}")
 
 LOGGING = {
     "version": 1,

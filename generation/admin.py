@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from generation.models import Demand, Generator, Image, Population, Prompt
-from generation.services import retry_failed_populations
+from generation.services import GeneratorRefused, check_generator, retry_failed_populations
+
+
+class GeneratorForm(forms.ModelForm):
+    """Refuses a hosted API generator whose source or settings could never run, naming the field.
+
+    No Meta: GeneratorAdmin's get_form names the model and fields, as for its default form.
+    """
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        backend, source = cleaned.get("backend"), cleaned.get("source")
+        if backend and source:
+            try:
+                check_generator(backend=backend, source=source, settings=cleaned.get("settings"))
+            except GeneratorRefused as exc:
+                field = "source" if "source" in exc.message or "backend" in exc.message else "settings"
+                self.add_error(field, exc.message)
+        return cleaned
 
 
 @admin.register(Generator)
 class GeneratorAdmin(admin.ModelAdmin):
+    form = GeneratorForm
     list_display = ["name", "display_name", "source", "prompt_template", "is_offline_standin", "is_active"]
     list_filter = ["backend", "is_active", "is_offline_standin"]
     search_fields = ["name", "display_name", "source", "description"]

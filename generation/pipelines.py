@@ -521,6 +521,8 @@ class GeneratedImage:
     truncated: bool
     width: int
     height: int
+    # What a hosted API was asked and answered (generation.providers); None for a local pipeline.
+    provenance: dict[str, Any] | None = None
 
 
 # Up to this many pixels zlib's fastest level: 3.5x faster than the default on the demo's 32x32

@@ -28,6 +28,8 @@ from generation.owners import stored_owner
 from generation.planning import Candidate, Coverage, QueueKey, choose_batch, order_candidates
 from generation.prompt_files import PromptRow
 from generation.prompting import population_prompts
+from generation.providers import ProviderSettingsError, check_api_generator, is_api_source
+from generation.providers.budgets import get_refused_queues
 from generation.selectors import get_queue_states
 
 logger = logging.getLogger(__name__)
@@ -43,24 +45,44 @@ class GeneratorSpec:
     prompt_template: str = "{prompt}"
     is_offline_standin: bool = False
     gold_source: bool = True
+    # None: "api" for a hosted API's source (generation.providers), the model's default otherwise.
+    backend: str | None = None
+
+
+class GeneratorRefused(ApplicationError):
+    """A generator that could never run (a hosted API's source or settings); the message names the field."""
+
+    code = "invalid_generator"
+
+
+def check_generator(*, backend: str, source: str, settings: Any) -> None:
+    """GeneratorRefused unless a hosted API generator's source and settings are usable (others pass)."""
+    try:
+        check_api_generator(backend=backend, source=source, settings=settings)
+    except ProviderSettingsError as exc:
+        raise GeneratorRefused(str(exc)) from None
 
 
 @transaction.atomic
 def sync_generator(*, spec: GeneratorSpec) -> tuple[Generator, str]:
-    """Create or update the generator named `spec.name`; "created", "updated" or "unchanged"."""
-    return sync_object(
-        Generator,
-        lookup={"name": spec.name},
-        values={
-            "display_name": spec.display_name,
-            "description": spec.description,
-            "source": spec.source,
-            "settings": spec.settings,
-            "prompt_template": spec.prompt_template,
-            "is_offline_standin": spec.is_offline_standin,
-            "gold_source": spec.gold_source,
-        },
-    )
+    """Create or update the generator named `spec.name`; "created", "updated" or "unchanged".
+
+    GeneratorRefused, with nothing changed, for a hosted API generator whose settings could never run.
+    """
+    backend = spec.backend or (Generator.Backend.API if is_api_source(spec.source) else None)
+    check_generator(backend=backend or Generator.Backend.DIFFUSERS, source=spec.source, settings=spec.settings)
+    values = {
+        "display_name": spec.display_name,
+        "description": spec.description,
+        "source": spec.source,
+        "settings": spec.settings,
+        "prompt_template": spec.prompt_template,
+        "is_offline_standin": spec.is_offline_standin,
+        "gold_source": spec.gold_source,
+    }
+    if backend is not None:
+        values["backend"] = backend
+    return sync_object(Generator, lookup={"name": spec.name}, values=values)
 
 
 @transaction.atomic
@@ -154,8 +176,13 @@ def plan_populations(*, owner: str | None = None, now: datetime | None = None) -
         # second wait for the first and then count its new populations.
         list(Demand.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
     created: list[Population] = []
-    for state in get_queue_states(owner=owner):
+    states = get_queue_states(owner=owner)
+    # A prompt a hosted API refused every time is shown to the researcher, not asked for again (until retried).
+    refused = get_refused_queues() if any(state.deficit for state in states) else set()
+    for state in states:
         if state.last_failed_at is not None and now - state.last_failed_at < FAILURE_BACKOFF:
+            continue
+        if (state.generator_id, state.prompt_id) in refused:
             continue
         created.extend(
             Population(
@@ -227,6 +254,7 @@ def claim_generation_batch(
         [Candidate(pk, generator_id, prompt_id, size) for pk, generator_id, prompt_id, size, _ in rows],
         {**{c: unwanted for c in {(r[1], r[2], r[3]) for r in rows}}, **coverage},
     )
+    ordered = _within_budgets(ordered)
     chosen: list[int] = []
     while ordered and not chosen:
         batch = choose_batch(ordered, max_images)
@@ -266,6 +294,31 @@ def plan_and_claim(
         plan()
         batch = batch or claim()
     return batch
+
+
+def _within_budgets(ordered: list[Candidate]) -> list[Candidate]:
+    """The candidates a hosted API generator's `budget` still pays for (generation.providers.budgets), in order.
+
+    On PostgreSQL the budgeted generators' rows are locked first, so two workers claiming at once do not
+    both spend the same remainder.
+    """
+    from generation.providers.budgets import get_affordable_images
+
+    budgeted = Generator.objects.filter(backend=Generator.Backend.API, settings__has_key="budget")
+    if connection.vendor == "postgresql":
+        list(budgeted.select_for_update().order_by("pk").values_list("pk", flat=True))
+    elif not budgeted.exists():
+        return ordered
+    affordable = get_affordable_images()
+    kept = []
+    for candidate in ordered:
+        left = affordable.get(candidate.generator_id)
+        if left is not None:
+            if candidate.size > left:
+                continue
+            affordable[candidate.generator_id] = left - candidate.size
+        kept.append(candidate)
+    return kept
 
 
 def _unlocked(population_ids: list[int]) -> set[int]:

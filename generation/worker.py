@@ -19,6 +19,7 @@ after the lock is let go (generation.signals.held_back), so they never hold up a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Protocol, TextIO, TypeVar
@@ -49,6 +51,7 @@ from generation.pipelines import (
     import_pipeline_libraries,
 )
 from generation.prompting import population_prompts
+from generation.providers import ImageProvider, Limits, ProviderError, is_api_source, load_provider
 
 logger = logging.getLogger("poparena.worker")
 
@@ -161,6 +164,7 @@ class GenerationWorker:
         name: str | None = None,
         store_behind: bool = False,
         ready: Callable[[], str | None] | None = None,
+        api_limits: Limits | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -173,6 +177,9 @@ class GenerationWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{device}"
         self.queue: WorkQueue = queue if queue is not None else services
         self.cache = ResidentPipelineCache(cache_dir=cache_dir, budget_bytes=cache_budget_bytes)
+        # Hosted API generators (generation.providers): no pipeline, no device; kept so pacing and clients persist.
+        self.api_limits = api_limits or Limits()
+        self._providers: dict[tuple[str, str], ImageProvider] = {}
         self.stats = WorkerStats()
         self.stopping = False
         self._planned_at = float("-inf")
@@ -318,9 +325,15 @@ class GenerationWorker:
             # A batch this worker did not claim itself (tests hand one in): its lease's age is unknown, so renew first.
             self._leased_at.setdefault(pk, float("-inf"))
         loading = time.perf_counter()
+        api = generator.backend == "api" or is_api_source(generator.source)
+        make: Callable[[list[str], list[int]], list[GeneratedImage]]
         try:
-            spec = PipelineSpec.from_settings(generator.source, generator.settings)
-            pipe = self.cache.get(spec, self.device)
+            if api:
+                make = self._provider(generator.source, generator.settings).generate
+            else:
+                spec = PipelineSpec.from_settings(generator.source, generator.settings)
+                pipe = self.cache.get(spec, self.device)
+                make = partial(generate, pipe, spec)
         except PipelineError as exc:
             for population in batch:
                 self._fail(population, f"generator {generator.name!r}: {exc}")
@@ -351,14 +364,15 @@ class GenerationWorker:
         ]
         done: dict[int, list[tuple[_Item, GeneratedImage]]] = defaultdict(list)
         pipeline_ms: dict[int, float] = defaultdict(float)
-        for chunk in _chunks(items, self.max_batch):
+        # An API's images come one request each: a set per call, so one set's refusal fails that set alone.
+        for chunk in _by_population(items) if api else _chunks(items, self.max_batch):
             chunk = [item for item in chunk if item.population.pk in held]
             if self.stopping or not chunk:
                 continue
             self._renew_if_due()
             started = time.perf_counter()
             try:
-                images = generate(pipe, spec, [i.prompt for i in chunk], [i.seed for i in chunk])
+                images = make([i.prompt for i in chunk], [i.seed for i in chunk])
             except PipelineError as exc:
                 for population in {item.population.pk: item.population for item in chunk}.values():
                     self._fail(population, str(exc))
@@ -381,6 +395,16 @@ class GenerationWorker:
             for pk in held:
                 self._leased_at.pop(pk, None)
             logger.info("released %d unfinished population(s) back to the queue", released)
+
+    def _provider(self, source: str, settings: object) -> ImageProvider:
+        """The hosted API a generator names, built once per source and settings (ProviderError when unusable)."""
+        key = (source, json.dumps(settings, sort_keys=True, default=str))
+        provider = self._providers.get(key)
+        if provider is None:
+            if not isinstance(settings, dict):
+                raise ProviderError(f"settings must be a JSON object, got {type(settings).__name__}")
+            provider = self._providers[key] = load_provider(source, settings, defaults=self.api_limits)
+        return provider
 
     # --- storing, here or behind the next pipeline call -----------------------------------------------------
 
@@ -454,6 +478,7 @@ class GenerationWorker:
                 truncated=generated.truncated,
                 width=generated.image.width,
                 height=generated.image.height,
+                provenance=generated.provenance or {},
             )
             for item, generated in finished
         ]
@@ -516,6 +541,17 @@ class GenerationWorker:
         )
         for generator, (images, seconds) in sorted(self.stats.per_generator.items()):
             logger.info("  %s: %d images, %.1f images/s in pipeline calls", generator, images, images / seconds)
+
+
+def _by_population(items: Sequence[_Item]) -> Iterator[list[_Item]]:
+    chunk: list[_Item] = []
+    for item in items:
+        if chunk and item.population.pk != chunk[0].population.pk:
+            yield chunk
+            chunk = []
+        chunk.append(item)
+    if chunk:
+        yield chunk
 
 
 def _chunks(items: Sequence[_Item], size: int) -> Iterator[list[_Item]]:

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.health import pending_migrations
 from generation.pipelines import PipelineError, resolve_device, use_cpu_threads
+from generation.providers import Limits
 from generation.remote import RemoteQueue, RemoteQueueError
 from generation.worker import GenerationWorker, WorkQueue, progress_stream
 
@@ -113,6 +114,13 @@ class Command(BaseCommand):
             store_behind=True,
             # Started beside `migrate` (scripts/demo), it waits for the tables and imports torch meanwhile.
             ready=ready,
+            api_limits=Limits(
+                max_concurrency=settings.GENERATION_API_MAX_CONCURRENCY,
+                requests_per_minute=settings.GENERATION_API_REQUESTS_PER_MINUTE,
+                max_retries=settings.GENERATION_API_MAX_RETRIES,
+                max_retry_wait_s=settings.GENERATION_API_MAX_WAIT_S,
+                timeout_s=settings.GENERATION_API_TIMEOUT_S,
+            ),
         )
         worker.install_signal_handlers()
         try:
