@@ -9,11 +9,13 @@ as `{"error": {"message", "type", "param", "code"}}` (a 429 with Retry-After, `m
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import secrets
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from exports.services import ExportOptions, export_preferences
@@ -409,3 +411,19 @@ def test_no_key_reaches_the_database_a_log_line_or_an_export(api, key, waits, ca
     assert key not in exported
     # The refusal of the key was said, without the key: in the log of the failed attempt.
     assert f"the key in {KEY_ENV} was refused (401" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_generation_worker_once_fills_an_api_generators_queue_on_a_cpu_worker(api, key, monkeypatch):
+    # Given an API generator wanted for two sets of two, and a worker with no GPU (the default device),
+    monkeypatch.setattr(provider_base, "_sleep", lambda seconds: None)
+    generator = api_generator(api)
+    want(generator, size=2, high=2)
+    out = io.StringIO()
+    # when `run_generation_worker --once` runs (storing behind the next call, as in production),
+    call_command("run_generation_worker", "--once", stdout=out)
+    # then both sets are ready, four requests made, every image with its request id.
+    assert Population.objects.filter(status="ready").count() == 2
+    assert len(api.of("POST", "/v1/images/generations")) == 4
+    assert "4 images, 2 populations ready, 0 failed attempts" in out.getvalue()
+    assert all(image.provenance["request_id"].startswith("req_") for image in Image.objects.all())
