@@ -25,6 +25,7 @@ from arena.selectors_progress import (
     list_campaign_summaries,
 )
 from core.errors import ApplicationError
+from generation.providers.budgets import get_api_costs
 from generation.selectors import get_blank_counts
 
 # Prolific replaces these placeholders with the participant's ids in the study URL.
@@ -81,6 +82,10 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "reconciliation": get_reconciliation_summary(campaign=campaign),
         "record_form": PlatformRecordForm(),
         "import_form": PopulationImportForm(),
+        "api_costs": get_api_costs(
+            generator_ids=campaign.generators.values_list("pk", flat=True),
+            prompt_ids=campaign.prompts.values_list("pk", flat=True),
+        ),
         "blank_counts": get_blank_counts(
             generator_ids=campaign.generators.values_list("pk", flat=True),
             prompt_ids=campaign.prompts.values_list("pk", flat=True),

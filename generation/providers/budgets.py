@@ -164,3 +164,29 @@ def get_refused_queues() -> set[tuple[int, int]]:
         .values_list("generator_id", "prompt_id")
         .distinct()
     )
+
+
+@dataclass(frozen=True)
+class ApiCosts:
+    """A campaign's hosted API generators as the staff page shows them: its own spend, and each budget's state."""
+
+    rows: list[tuple[ApiSpend, ApiSpend]]  # (this campaign's prompts only, all of the generator's work)
+    refused: list[RefusedPrompt]
+
+    @property
+    def spent(self) -> float:
+        return sum(mine.spent for mine, _ in self.rows)
+
+
+def get_api_costs(*, generator_ids: Iterable[int], prompt_ids: Iterable[int]) -> ApiCosts:
+    """Spend of a campaign's API generators on its prompts, their budgets (counted over all their work), and the
+    prompts they refused; empty rows when the campaign has no API generator."""
+    generator_ids, prompt_ids = list(generator_ids), list(prompt_ids)
+    overall = {spend.generator_id: spend for spend in get_api_spend(generator_ids=generator_ids)}
+    if not overall:
+        return ApiCosts(rows=[], refused=[])
+    mine = get_api_spend(generator_ids=list(overall), prompt_ids=prompt_ids)
+    return ApiCosts(
+        rows=[(spend, overall[spend.generator_id]) for spend in mine],
+        refused=get_refused_prompts(generator_ids=list(overall), prompt_ids=prompt_ids),
+    )

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from exports.services import ExportOptions, export_preferences
@@ -427,3 +428,31 @@ def test_run_generation_worker_once_fills_an_api_generators_queue_on_a_cpu_worke
     assert len(api.of("POST", "/v1/images/generations")) == 4
     assert "4 images, 2 populations ready, 0 failed attempts" in out.getvalue()
     assert all(image.provenance["request_id"].startswith("req_") for image in Image.objects.all())
+
+
+def test_the_staff_campaign_page_shows_spend_the_budget_reached_and_the_refused_prompt(api, key, waits, admin_client):
+    # Given a campaign with an API generator at 0.04 an image and a budget of 0.16, two prompts, one refused,
+    generator = api_generator(api, price_per_image=0.04, budget=0.16)
+    fine, refused = PromptFactory(caption="a teacher"), PromptFactory(caption="a refused caption")
+    for prompt in (fine, refused):
+        Demand.objects.create(
+            owner="campaign:test", generator=generator, prompt=prompt, size=2, low_watermark=1, high_watermark=2
+        )
+    campaign = CampaignFactory()
+    campaign.generators.set([generator])
+    campaign.prompts.set([fine, refused])
+
+    def answer(request: Request) -> Answer:
+        if "refused" in request.body["prompt"]:
+            return error(400, REFUSED, "moderation_blocked", "image_generation_user_error")
+        return images_api(request)
+
+    api.default = answer
+    # when the worker has filled what the budget allows,
+    run_worker()
+    # then the page shows the 4 images made here (0.16 spent), that the budget stopped the work, and the prompt refused.
+    page = admin_client.get(reverse("staff-campaign", args=[campaign.slug])).content.decode()
+    assert 'id="api-spent">0.16<' in page
+    assert "budget reached: 0.16 of 0.16 spent at 0.04 per image" in page
+    assert "a refused caption" in page
+    assert "Your request was rejected as a result of our safety system." in page
