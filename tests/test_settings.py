@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,3 +104,38 @@ def test_database_and_redis_urls_switch_to_postgresql_and_channels_redis(tmp_pat
         "somewhere",
         "channels_redis.core.RedisChannelLayer",
     ]
+
+
+def test_production_defaults_hold_when_the_environment_sets_none_of_them(tmp_path):
+    # Given an environment without any variable of .env.example (tests otherwise run with a dwell floor of 0),
+    documented = {
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and line.lstrip("# ").split("=", 1)[0].strip().isupper()
+    }
+    assert {"VOTE_MIN_DWELL_MS", "THROTTLE_NEW_SESSION", "COMPARISON_IMAGE_TTL_S"} <= documented
+    code = (
+        "import json; from django.conf import settings as s; from arena.issuing import LEASE;"
+        "print(json.dumps({'dwell': s.VOTE_MIN_DWELL_MS, 'rates': s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'],"
+        " 'lease_s': LEASE.total_seconds(), 'image_ttl_s': s.COMPARISON_IMAGE_TTL_S,"
+        " 'push_s': s.LEADERBOARD_PUSH_S}))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in documented and k not in OVERRIDDEN}
+    env["POPARENA_VAR_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    # then the running site has the defaults the README promises.
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "dwell": 500,
+        "rates": {"vote": "1200/min", "anon": "12000/min", "token": "6000/min", "new_session": "60/hour"},
+        "lease_s": 600.0,
+        "image_ttl_s": 300,
+        "push_s": 1.0,
+    }
