@@ -179,6 +179,9 @@ STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = env.str("MEDIA_URL", default="/media/")
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+# Server-side exports (the export page and API) are folders on the disk of the host that ran them, outside MEDIA_ROOT
+# (served publicly) and outside object storage; with several web hosts this is a folder they all mount (README).
+EXPORTS_ROOT = Path(env.str("EXPORTS_ROOT", default=str(VAR_DIR / "exports")))
 
 # Hashed, compressed static files need `collectstatic`; development and tests use the finders.
 _static_backend = (
@@ -188,11 +191,25 @@ _static_backend = (
 )
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 if AWS_STORAGE_BUCKET_NAME:
-    # S3-compatible storage through django-storages (pip install "django-storages[s3]");
-    # it reads AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... from the environment itself.
+    # S3-compatible object storage through django-storages (AWS, MinIO, Ceph, ...): the one media store that every
+    # host of a deployment shares. Every image reader and writer goes through the storage API, never a local path.
+    # The keys stay in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), where boto3 reads them.
     _media_storage: dict = {"BACKEND": "storages.backends.s3.S3Storage"}
     AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
+    AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
+    # "path" for servers without a DNS name per bucket (MinIO, a bare IP address); empty lets boto3 choose.
+    AWS_S3_ADDRESSING_STYLE = env.str("AWS_S3_ADDRESSING_STYLE", default="") or None
+    AWS_LOCATION = env.str("AWS_LOCATION", default="")
+    # Participants get images only through their comparison's minted URLs (arena/image_urls.py); the direct links
+    # of staff pages are presigned (SigV4) and expire, over a private bucket (no ACL, no listing).
     AWS_QUERYSTRING_AUTH = env_bool("AWS_QUERYSTRING_AUTH", default=True)
+    AWS_QUERYSTRING_EXPIRE = int(
+        parse_seconds("AWS_QUERYSTRING_EXPIRE", os.environ.get("AWS_QUERYSTRING_EXPIRE"), default=3600, maximum=604800)
+    )
+    AWS_S3_SIGNATURE_VERSION = "s3v4"
+    AWS_DEFAULT_ACL = None
+    # As on the local disk, saving under a name already taken picks another name instead of replacing the file.
+    AWS_S3_FILE_OVERWRITE = False
 else:
     _media_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {"default": _media_storage, "staticfiles": {"BACKEND": _static_backend}}
