@@ -17,7 +17,14 @@ from django.db import transaction
 from django.utils import timezone
 from markdown_it import MarkdownIt
 
-from annotation.models import Campaign, CampaignParticipation, ConsentDecision, ConsentVersion, Participant
+from annotation.models import (
+    Campaign,
+    CampaignParticipation,
+    ConsentDecision,
+    ConsentVersion,
+    Participant,
+    QuestionnaireTiming,
+)
 from core.errors import ApplicationError, Conflict, Forbidden
 
 
@@ -222,3 +229,22 @@ def consent_version_at(history: list[tuple[datetime, int]] | None, when: datetim
             break
         found = version
     return found
+
+
+@transaction.atomic
+def set_participation_settings(
+    *, campaign: Campaign, consent_text: str, questionnaire_timing: str, min_group_size: int
+) -> Campaign:
+    """Change the campaign's consent text (a change makes a new version: Campaign.save), when its questionnaire
+    is asked, and its k for small groups. ApplicationError naming the field when a value is out of range."""
+    if questionnaire_timing not in QuestionnaireTiming.values:
+        raise ApplicationError(f"questionnaire_timing: one of {', '.join(QuestionnaireTiming.values)}")
+    if isinstance(min_group_size, bool) or not isinstance(min_group_size, int) or not 2 <= min_group_size <= 1000:
+        raise ApplicationError("min_group_size: a whole number from 2 to 1000")
+    if len(consent_text) > 20_000:
+        raise ApplicationError("consent_text: at most 20,000 characters")
+    campaign.consent_text = consent_text.replace("\r\n", "\n").strip()
+    campaign.questionnaire_timing = questionnaire_timing
+    campaign.min_group_size = min_group_size
+    campaign.save(update_fields=["consent_text", "questionnaire_timing", "min_group_size", "updated_at"])
+    return campaign

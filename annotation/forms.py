@@ -8,7 +8,8 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator, validate_slug
 
-from annotation.models import DEFAULT_POPULATION_SIZE, Campaign
+from annotation.models import DEFAULT_POPULATION_SIZE, Campaign, QuestionKind, QuestionnaireTiming
+from annotation.questionnaire import QuestionSpec
 from annotation.services import NewCampaign
 from generation.models import MAX_POPULATION_SIZE, Generator
 from generation.prompt_files import PromptFileError, PromptRow, parse_prompt_file
@@ -154,3 +155,65 @@ class CampaignForm(forms.Form):
             completion_code_flagged=data["completion_code_flagged"],
             instructions=data["instructions"],
         )
+
+
+# --- consent and questionnaire (staff) --------------------------------------------------------------------------
+
+
+class ParticipationSettingsForm(forms.Form):
+    consent_text = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="Markdown, shown before the first comparison; a change makes a new version. Empty: no consent step.",
+    )
+    questionnaire_timing = forms.ChoiceField(choices=QuestionnaireTiming.choices)
+    min_group_size = forms.IntegerField(
+        label="k (smallest group shown)",
+        validators=[MinValueValidator(2), MaxValueValidator(1000)],
+        help_text="A group of participants (one answer to one question) smaller than this is never shown or exported.",
+    )
+
+
+class QuestionForm(forms.Form):
+    key = forms.SlugField(max_length=64, help_text="Stable identifier: groups and exports use it.")
+    text = forms.CharField(max_length=500)
+    kind = forms.ChoiceField(choices=QuestionKind.choices)
+    choices = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Choice questions: one option per line."
+    )
+    min_value = forms.FloatField(required=False)
+    max_value = forms.FloatField(required=False)
+    required = forms.BooleanField(required=False, initial=True)
+    sensitive = forms.BooleanField(required=False, help_text='Always offers "prefer not to say".')
+    position = forms.IntegerField(initial=0, min_value=0, max_value=1000)
+    prolific_column = forms.CharField(
+        max_length=100, required=False, help_text="The column of Prolific's export that answers it (e.g. Sex, Age)."
+    )
+
+    def spec(self) -> QuestionSpec:
+        data = self.cleaned_data
+        options = tuple(line.strip() for line in data["choices"].splitlines() if line.strip())
+        return QuestionSpec(
+            key=data["key"],
+            text=data["text"],
+            kind=data["kind"],
+            choices=options,
+            min_value=data["min_value"],
+            max_value=data["max_value"],
+            required=data["required"],
+            sensitive=data["sensitive"],
+            position=data["position"],
+            prolific_column=data["prolific_column"],
+        )
+
+
+class WithdrawalRequestForm(forms.Form):
+    hashed_id = forms.CharField(
+        max_length=64, required=False, help_text="The participant's hashed crowd id (as the staff pages show it)."
+    )
+    worker_id = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="Or their Prolific or MTurk worker id, hashed here and never stored.",
+    )
+    note = forms.CharField(max_length=500, help_text="The request this acts on (date, channel), for the record.")
