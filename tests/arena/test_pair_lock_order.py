@@ -44,14 +44,14 @@ def test_issuing_a_pair_waits_for_a_rival_holding_its_rows_instead_of_deadlockin
     errors: list[BaseException] = []
 
     def rival() -> None:
-        # Another participant's issue of the same pair: low first, then high, then commit.
+        # Another participant's issue (or a vote) of the same pair: low first, then high, then commit.
         try:
             with connections["default"].cursor() as cursor:
                 cursor.execute("BEGIN")
-                cursor.execute("UPDATE generation_population SET uses = uses + 1 WHERE id = %s", [low])
+                cursor.execute("UPDATE generation_population SET reserved = reserved + 1 WHERE id = %s", [low])
                 locked_low.set()
                 release.wait(10)
-                cursor.execute("UPDATE generation_population SET uses = uses + 1 WHERE id = %s", [high])
+                cursor.execute("UPDATE generation_population SET reserved = reserved + 1 WHERE id = %s", [high])
                 cursor.execute("COMMIT")
         except BaseException as error:  # noqa: BLE001 (reported by the test below)
             errors.append(error)
@@ -83,4 +83,5 @@ def test_issuing_a_pair_waits_for_a_rival_holding_its_rows_instead_of_deadlockin
     assert errors == []
     comparison = Comparison.objects.get()
     assert {comparison.left_population_id, comparison.right_population_id} == {low, high}
-    assert dict(Population.objects.values_list("pk", "uses")) == {low: 2, high: 2}
+    # Both issues reserved both sets (a comparison takes a use of each while its lease runs).
+    assert dict(Population.objects.values_list("pk", "reserved")) == {low: 2, high: 2}
