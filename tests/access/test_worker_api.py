@@ -64,10 +64,20 @@ def claim(client: APIClient, **body) -> dict:  # type: ignore[no-untyped-def]
 def test_only_a_worker_token_claims_work(token_client, staff, wanted):
     session = APIClient()
     session.force_login(staff)
-    for client in (APIClient(), session, *(token_client(scope) for scope in ("read", "vote", "manage", "export"))):
+    answers = {}
+    for who, client in (
+        ("anonymous", APIClient()),
+        ("staff session", session),
+        *((f"{scope} token", token_client(scope)) for scope in ("read", "vote", "manage", "export")),
+    ):
         response = client.post(CLAIMS, {"max_images": 3}, format="json")
-        assert response.status_code in (401, 403)
+        answers[who] = (response.status_code, response.json()["error"]["code"])
         assert "worker" in response.json()["error"]["message"]
+    assert answers == {
+        "anonymous": (403, "not_authenticated"),
+        "staff session": (403, "permission_denied"),
+        **{f"{scope} token": (403, "insufficient_scope") for scope in ("read", "vote", "manage", "export")},
+    }
     assert not Population.objects.exists()  # nobody planned or claimed anything
     assert claim(token_client("worker"))["populations"]
 

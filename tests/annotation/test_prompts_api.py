@@ -110,7 +110,8 @@ def test_who_may_list_and_add(staff, campaign):
     assert with_token(alice, "manage").post("/api/v1/campaigns/faces/prompts", add, format="json").status_code == 404
     # A participant, an anonymous caller and tokens without the right scope get nothing.
     assert logged_in(voter).get("/api/v1/campaigns/faces/prompts").status_code == 403
-    assert APIClient().get("/api/v1/campaigns/faces/prompts").status_code in (401, 403)
+    anonymous = APIClient().get("/api/v1/campaigns/faces/prompts")
+    assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (403, "not_authenticated")
     assert with_token(staff, "read").get("/api/v1/campaigns/faces/prompts").status_code == 200
     refused = with_token(staff, "read").post("/api/v1/campaigns/faces/prompts", add, format="json")
     assert refused.status_code == 403
