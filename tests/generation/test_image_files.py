@@ -78,6 +78,24 @@ def with_exif() -> bytes:
     return saved(picture(), exif=exif, dpi=(300, 300))
 
 
+XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF>'
+    b'<rdf:Description CreatorTool="generator-b 1.0"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+def with_xmp() -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    return saved(picture(), pnginfo=info)
+
+
+def webp_with_exif_and_xmp() -> bytes:
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0131] = "generator-b 1.0"  # Software
+    return saved(picture(), "WEBP", lossless=True, exif=exif, xmp=XMP)
+
+
 def with_trailing_bytes() -> bytes:
     return saved(picture()) + b"generator-b was here"
 
@@ -91,6 +109,8 @@ DIRTY = {
     "no compression": lambda: saved(picture(), compress_level=0),
     "an opaque alpha channel": lambda: saved(picture().convert("RGBA")),
     "WebP, lossless": lambda: saved(picture(), "WEBP", lossless=True),
+    "XMP": with_xmp,
+    "WebP with EXIF and XMP": webp_with_exif_and_xmp,
 }
 
 
@@ -141,6 +161,20 @@ def test_the_canonical_png_holds_the_pixels_and_nothing_else():
         assert decoded.mode == "RGB"
         assert decoded.info == {}
         assert np.array_equal(np.asarray(decoded), PIXELS)
+
+
+@pytest.mark.parametrize("dirty", [with_xmp, webp_with_exif_and_xmp])
+def test_xmp_and_webp_exif_are_carried_by_the_upload_and_gone_from_its_canonical_png(dirty):
+    data = dirty()
+    with Image.open(io.BytesIO(data)) as uploaded:
+        assert "generator-b 1.0" in str(uploaded.info.get("xmp") or uploaded.info.get("XML:com.adobe.xmp"))
+        assert uploaded.format != "WEBP" or uploaded.getexif()[0x0131] == "generator-b 1.0"
+    canonical = canonical_png(data).data
+    assert b"generator-b" not in canonical
+    assert chunks(canonical) == [b"IHDR", b"IDAT", b"IEND"]
+    with Image.open(io.BytesIO(canonical)) as stored:
+        assert stored.info == {}
+        assert not stored.getexif()
 
 
 @pytest.mark.parametrize("variant", sorted(DIRTY))
