@@ -334,6 +334,9 @@ TRAINED_MODELS_DIR = Path(env.str("TRAINED_MODELS_DIR", default=str(VAR_DIR / "t
 # that usually shares the machine; one on a 2-core machine) and images per pipeline call.
 GENERATION_CPU_THREADS = env.int("GENERATION_CPU_THREADS", default=0)
 GENERATION_MAX_BATCH = env.int("GENERATION_MAX_BATCH", default=8)
+# Draws of one image that came back blank (a safety checker's black square, a provider's placeholder) before
+# its set fails and its prompt is shown to the researcher; each blank draw is redrawn with a new seed.
+GENERATION_BLANK_TRIES = env.int("GENERATION_BLANK_TRIES", default=3)
 # Hosted image APIs as generators (generation/providers/): how hard one worker presses one provider. A
 # generator's own settings may lower these, never raise them; keys come only from the variable its
 # `api_key_env` names.

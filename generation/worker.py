@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -30,16 +31,18 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Protocol, TextIO, TypeVar
 
+from django.conf import settings as django_settings
 from django.db import connections
 
 from generation import services, signals
+from generation.image_files import BLANK_FAILURE, is_blank
 from generation.models import Population
 from generation.pipelines import (
     GeneratedImage,
@@ -104,6 +107,7 @@ class WorkerStats:
     images: int = 0
     populations: int = 0
     failed_attempts: int = 0
+    blank_images: int = 0  # images that came back blank and were redrawn or failed their set
     pipeline_s: float = 0.0
     load_s: float = 0.0
     idle_s: float = 0.0
@@ -165,6 +169,7 @@ class GenerationWorker:
         store_behind: bool = False,
         ready: Callable[[], str | None] | None = None,
         api_limits: Limits | None = None,
+        blank_tries: int | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -190,6 +195,11 @@ class GenerationWorker:
         # Off by default: the storing thread has its own database connection, which cannot see the
         # rows of a caller's open transaction (a test's, for one). run_generation_worker turns it on.
         self.store_behind = store_behind
+        # Draws of one image before a set whose image keeps coming back blank fails (GENERATION_BLANK_TRIES).
+        self.blank_tries = max(1, blank_tries or int(getattr(django_settings, "GENERATION_BLANK_TRIES", 3)))
+        # Only the server's own queue records a redrawn image's new seed; a remote worker's upload takes the
+        # population's planned seeds, so there a blank image fails the attempt instead of being redrawn.
+        self.redraw_blanks = queue is None
         self._queue_lock = threading.Lock()
         self._store_thread: ThreadPoolExecutor | None = None
         self._stores: deque[Future[_Stored]] = deque()
@@ -373,11 +383,17 @@ class GenerationWorker:
             started = time.perf_counter()
             try:
                 images = make([i.prompt for i in chunk], [i.seed for i in chunk])
+                chunk, images, blank = self._without_blanks(make, chunk, images)
             except PipelineError as exc:
                 for population in {item.population.pk: item.population for item in chunk}.values():
                     self._fail(population, str(exc))
                     held.discard(population.pk)
                 continue
+            for population in {
+                item.population.pk: item.population for item in chunk if item.population.pk in blank
+            }.values():
+                self._fail(population, blank[population.pk])
+                held.discard(population.pk)
             seconds = time.perf_counter() - started
             self.stats.add_call(generator.name, len(chunk), seconds)
             self._report(generator.name, len(chunk), seconds)
@@ -395,6 +411,56 @@ class GenerationWorker:
             for pk in held:
                 self._leased_at.pop(pk, None)
             logger.info("released %d unfinished population(s) back to the queue", released)
+
+    def _without_blanks(
+        self,
+        make: Callable[[list[str], list[int]], list[GeneratedImage]],
+        chunk: list[_Item],
+        images: list[GeneratedImage],
+    ) -> tuple[list[_Item], list[GeneratedImage], dict[int, str]]:
+        """Redraw every blank image (generation.image_files.is_blank) with a new seed, `blank_tries` draws at most.
+
+        A blank image never reaches a set: returns the items (redrawn ones with their new seed and prompt), the
+        images (each redrawn one's provenance lists the seeds that came back blank) and, per population whose
+        image was blank every time, the reason its set fails (BLANK_FAILURE: the prompt is shown to the researcher).
+        """
+        items, images = list(chunk), list(images)
+        blank_seeds: dict[int, list[int]] = defaultdict(list)
+        failed: dict[int, str] = {}
+        for draw in range(1, self.blank_tries + 1):
+            blank = [i for i, image in enumerate(images) if is_blank(image.image)]
+            if not blank:
+                break
+            self.stats.blank_images += len(blank)
+            for i in blank:
+                blank_seeds[i].append(items[i].seed)
+            if draw == self.blank_tries or not self.redraw_blanks:
+                for i in blank:
+                    item = items[i]
+                    failed.setdefault(
+                        item.population.pk,
+                        f"{BLANK_FAILURE}: image {item.index} for prompt {item.population.prompt.caption!r} came back "
+                        f"blank {draw} time(s) (seeds {', '.join(map(str, blank_seeds[i]))})",
+                    )
+                break
+            for i in blank:
+                item = items[i]
+                seed = secrets.randbelow(2**31)
+                generator = item.population.generator
+                prompt = population_prompts(
+                    item.population.prompt.caption,
+                    template=generator.prompt_template,
+                    settings=generator.settings,
+                    seeds=[seed],
+                )[0]
+                items[i] = replace(item, seed=seed, prompt=prompt)
+            for i, image in zip(
+                blank, make([items[i].prompt for i in blank], [items[i].seed for i in blank]), strict=True
+            ):
+                images[i] = image
+        for i, seeds in blank_seeds.items():
+            images[i] = replace(images[i], provenance={**(images[i].provenance or {}), "blank_seeds": seeds})
+        return items, images, failed
 
     def _provider(self, source: str, settings: object) -> ImageProvider:
         """The hosted API a generator names, built once per source and settings (ProviderError when unusable)."""
@@ -524,13 +590,15 @@ class GenerationWorker:
             self.progress.write("\n")
         wall = self.stats.wall_s
         logger.info(
-            "worker %s: %d images, %d populations ready, %d failed attempts, %.1fs wall, %.1fs in pipeline calls, "
+            "worker %s: %d images, %d populations ready, %d failed attempts, %d blank images (redrawn or failed), "
+            "%.1fs wall, %.1fs in pipeline calls, "
             "%.1fs waiting for work (%.1fs of it importing the pipeline libraries), %.0f%% of the rest outside "
             "pipeline calls (loading pipelines %.1fs; %.0f%% outside pipeline calls and loading)",
             self.name,
             self.stats.images,
             self.stats.populations,
             self.stats.failed_attempts,
+            self.stats.blank_images,
             wall,
             self.stats.pipeline_s,
             self.stats.idle_s,
