@@ -1,10 +1,17 @@
-"""Run the real ASGI server (daphne, or uvicorn with workers) in a subprocess, for end-to-end tests and benches."""
+"""Run the real ASGI server (daphne, or uvicorn with workers) in a subprocess, for end-to-end tests and benches.
+
+Tests start their servers and workers with `site_env`, which follows the run's DATABASE_URL and REDIS_URL
+(a scratch database each); benches build their own sites on `server_env` (bench/loadkit.py).
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -12,10 +19,13 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +36,50 @@ def server_env(var_dir: Path, **overrides: str) -> dict[str, str]:
     env.update(POPARENA_VAR_DIR=str(var_dir), HF_HUB_OFFLINE="1", VOTE_MIN_DWELL_MS="0")
     env.update(overrides)
     return env
+
+
+def site_env(var_dir: Path, **overrides: str) -> dict[str, str]:
+    """`server_env` for a test's own servers and workers, on the test run's backends.
+
+    Under DATABASE_URL (PostgreSQL) a scratch database of its own, dropped when the test run ends; under
+    REDIS_URL the cache and channel layer on that Redis under prefixes of their own. Without them, the
+    SQLite file in `var_dir` and the in-memory layer, as `server_env` gives.
+    """
+    extra: dict[str, str] = {}
+    database = os.environ.get("DATABASE_URL", "")
+    name = f"poparena_site_{uuid.uuid4().hex[:12]}"
+    if database:
+        import psycopg
+
+        parts = urllib.parse.urlsplit(database)
+        server = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        atexit.register(_drop_database, server, name)
+        extra["DATABASE_URL"] = urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
+    redis = os.environ.get("REDIS_URL", "")
+    if redis:
+        extra.update(REDIS_URL=redis, CACHE_PREFIX=name, CHANNEL_PREFIX=name)
+    return server_env(var_dir, **{**extra, **overrides})
+
+
+def _drop_database(server: str, name: str) -> None:
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error), psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def site_query(env: dict[str, str], sql: str, *params: object) -> list[tuple[Any, ...]]:
+    """One read-only query on the database `env` names (its PostgreSQL database, or the SQLite file); `?`
+    placeholders on both."""
+    if env.get("DATABASE_URL"):
+        import psycopg
+
+        with psycopg.connect(env["DATABASE_URL"]) as db:
+            return list(db.execute(sql.replace("?", "%s"), list(params)).fetchall())  # type: ignore[arg-type]
+    with sqlite3.connect(Path(env["POPARENA_VAR_DIR"]) / "db.sqlite3", timeout=30) as db:
+        return list(db.execute(sql, params).fetchall())
 
 
 def manage(env: dict[str, str], *args: str, timeout: int = 600, cwd: Path = ROOT) -> str:
@@ -148,6 +202,12 @@ class WatchedProcess:
 
     def said(self, text: str) -> bool:
         return any(text in line for line in self.lines)
+
+    def finish(self, timeout_s: float) -> int:
+        """Wait for the process to exit by itself; its exit code, with all its output read."""
+        code = self.process.wait(timeout=timeout_s)
+        self._reader.join(timeout=10)
+        return code
 
     def stop(self) -> str:
         """SIGTERM, then its whole output once it has exited."""

@@ -274,6 +274,10 @@ def fine_tune(
     alphas = noise_scheduler.alphas_cumprod.to(device)
     prediction_type = noise_scheduler.config.prediction_type
     rng = random.Random(f"{config.seed}-{outcome.steps_done}")
+    if resume_state is not None and "batch_rng" in state:
+        # The draws go on where the interrupted run stopped, so a resumed run trains as an unbroken one would.
+        rng.setstate((3, tuple(state["batch_rng"].tolist()), None))
+        torch.set_rng_state(state["torch_rng"])
     height, width = data.image_size[1], data.image_size[0]
     n = data.population_size or 1
 
@@ -393,7 +397,13 @@ def fine_tune(
     unet.eval()
     if outcome.interrupted:
         trainable_now = {n: p.detach().cpu() for n, p in unet.named_parameters() if p.requires_grad}
-        state = {"trainable": trainable_now, "optimizer": optimizer.state_dict(), "steps_done": outcome.steps_done}
+        state = {
+            "trainable": trainable_now,
+            "optimizer": optimizer.state_dict(),
+            "steps_done": outcome.steps_done,
+            "batch_rng": torch.tensor(rng.getstate()[1]),
+            "torch_rng": torch.get_rng_state(),
+        }
         torch.save(state, log_dir / STATE_FILE)
         return outcome
     if config.lora_rank:
