@@ -101,6 +101,7 @@ class LoadOptions:
     worker_max_batch: int = 4
     retry_s: float = 60.0  # how long a participant retries a request that got no answer
     path: str = "issue+vote"  # PATHS: two requests per comparison, or one (the vote brings the next)
+    one_client: bool = False  # every participant the same user agent: one client to the server (issue 29)
 
     def queue_depth(self) -> int:
         if self.per_queue:
@@ -250,6 +251,7 @@ def run_scenario(scenario: str, site: Site, options: LoadOptions) -> dict[str, A
                 seed=i,
                 retry_s=options.retry_s,
                 path=options.path,
+                agent="" if options.one_client else None,
             )
             for i in range(options.participants)
         ]
@@ -438,6 +440,11 @@ def main() -> None:
         "--ab-path", choices=PATHS, default="issue+vote", help="the old code's path (vote+next from issue 18 on)"
     )
     parser.add_argument("--new", metavar="REV", default="", help="serve revision REV as the new code, not the checkout")
+    parser.add_argument(
+        "--one-client",
+        action="store_true",
+        help="send no user agent: with one address, all participants are one client (a lab behind one NAT)",
+    )
     parser.add_argument("--ab-order", choices=["ab", "abba"], default="ab", help="old then new, or old new new old")
     args = parser.parse_args()
     if not args.pg and args.workers != 1:
@@ -452,6 +459,7 @@ def main() -> None:
         fault_at=args.fault_at,
         lease_seconds=args.lease_seconds,
         per_queue=args.per_queue,
+        one_client=args.one_client,
     )
     with ExitStack() as trees:
         new_root = trees.enter_context(exported_tree(args.new)) if args.new else ROOT

@@ -469,6 +469,7 @@ class Participant(threading.Thread):
         seed: int = 0,
         retry_s: float = 0.0,
         path: str = "issue+vote",
+        agent: str | None = None,
     ) -> None:
         super().__init__(daemon=True)
         if path not in PATHS:
@@ -482,6 +483,10 @@ class Participant(threading.Thread):
         self.rng = random.Random(seed)
         self.retry_s = retry_s
         self.cookie = ""
+        # Each participant its own browser, as people are: every scripted one comes from 127.0.0.1, and the
+        # server knows a client by address and user agent (arena.clients, issue 29). "" sends none, so that all
+        # participants are one client (a lab behind one address with one browser build).
+        self.agent = f"bench participant {seed}" if agent is None else agent
         self.connection: http.client.HTTPConnection | None = None
         self.last_used = 0.0
         self.tally = Tally()
@@ -501,6 +506,8 @@ class Participant(threading.Thread):
             if self.connection is None:
                 self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
             headers = {"Content-Type": "application/json", "Cookie": self.cookie}
+            if self.agent:
+                headers["User-Agent"] = self.agent
             started = time.perf_counter()
             try:
                 self.connection.request("POST", path, body=payload, headers=headers)
