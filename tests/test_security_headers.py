@@ -13,7 +13,7 @@ from http.client import HTTPResponse
 
 import pytest
 
-from tests.servers import asgi_server, manage, server_env
+from tests.servers import asgi_server, manage, site_env
 
 SETUP = (
     "from annotation.models import Campaign;"
@@ -49,7 +49,7 @@ def fetch(url: str, *, body: object = None, headers: dict[str, str] | None = Non
 def production_site(tmp_path_factory):  # type: ignore[no-untyped-def]
     """(base URL, a logged-in staff user's session cookie value)."""
     tmp = tmp_path_factory.mktemp("secure")
-    env = server_env(
+    env = site_env(
         tmp,
         DEBUG="false",
         SECRET_KEY="a-test-secret-that-is-not-the-default",

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from tests.servers import asgi_server, manage, server_env
+from tests.servers import asgi_server, manage, site_env
 
 # Runs once in CI, on PostgreSQL + Redis (see .ci/run); the fast suite runs on both databases.
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server")
-    env = server_env(
+    env = site_env(
         tmp, DEBUG="false", SECRET_KEY="a-test-secret-that-is-not-the-default", STATIC_ROOT=str(tmp / "static")
     )
     for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
@@ -66,7 +66,7 @@ def test_responses_report_the_servers_own_time(production_server):
 
 def test_the_site_also_runs_under_uvicorn_with_several_workers(tmp_path):
     secret = "a-test-secret-that-is-not-the-default"
-    env = server_env(tmp_path, DEBUG="false", SECRET_KEY=secret, STATIC_ROOT=str(tmp_path / "static"))
+    env = site_env(tmp_path, DEBUG="false", SECRET_KEY=secret, STATIC_ROOT=str(tmp_path / "static"))
     for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
         manage(env, *command)
     with asgi_server(env, "uvicorn", workers=2) as base:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.servers import asgi_server, free_port, manage, server_env
+from tests.servers import asgi_server, free_port, manage, site_env, site_query
 
 pytestmark = pytest.mark.browser
 
@@ -89,18 +87,17 @@ def mturk() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, mturk):
     var = tmp_path_factory.mktemp("crowd-site")
-    env = server_env(var, MTURK_SUBMIT_ORIGINS=mturk)
+    env = site_env(var, MTURK_SUBMIT_ORIGINS=mturk)
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "--no-imports", "-c", SETUP)
     for slug in ("prolific", "hit"):
         manage(env, "run_generation_worker", "--once", "--campaign", slug)
     with asgi_server(env) as base:
-        yield base, var / "db.sqlite3", env
+        yield base, env, env
 
 
-def query(database: Path, sql: str, *args: object) -> list[tuple]:
-    with sqlite3.connect(database) as db:
-        return list(db.execute(sql, args))
+def query(env: dict[str, str], sql: str, *args: object) -> list[tuple]:
+    return site_query(env, sql, *args)
 
 
 SOURCES = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"

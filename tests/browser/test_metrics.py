@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.servers import asgi_server, manage, server_env
+from tests.servers import asgi_server, manage, site_env
 
 ARTIFACTS = Path(os.environ.get("POPARENA_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 
@@ -55,7 +55,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def shapes_site(tmp_path_factory):  # type: ignore[no-untyped-def]
     var = tmp_path_factory.mktemp("metrics-site")
-    env = server_env(var)
+    env = site_env(var)
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "--no-imports", "-c", SETUP)
     manage(env, "run_generation_worker", "--once", "--campaign", "shapes")

@@ -11,7 +11,6 @@ certificate (`Secure` cookies need HTTPS, and a second hostname is no `localhost
 from __future__ import annotations
 
 import json
-import sqlite3
 import ssl
 import subprocess
 import threading
@@ -23,7 +22,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, wait_until
-from tests.servers import asgi_server, free_port, manage, server_env
+from tests.servers import asgi_server, free_port, manage, site_env, site_query
 
 pytestmark = pytest.mark.browser
 
@@ -109,9 +108,9 @@ def framer(certificate) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, certificate, framer) -> Iterator[tuple[str, Path]]:
+def site(tmp_path_factory, certificate, framer) -> Iterator[tuple[str, dict[str, str]]]:
     var = tmp_path_factory.mktemp("mturk-frame")
-    env = server_env(
+    env = site_env(
         var,
         ALLOWED_HOSTS=f"{SITE},127.0.0.1",
         MTURK_SUBMIT_ORIGINS=framer,
@@ -122,7 +121,7 @@ def site(tmp_path_factory, certificate, framer) -> Iterator[tuple[str, Path]]:
     manage(env, "shell", "--no-imports", "-c", SETUP)
     manage(env, "run_generation_worker", "--once", "--campaign", "hit")
     with asgi_server(env, "uvicorn", tls=certificate) as base:
-        yield base.replace("127.0.0.1", SITE), var / "db.sqlite3"
+        yield base.replace("127.0.0.1", SITE), env
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +137,8 @@ def cross_site_browser():
         browser.close()
 
 
-def query(database: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(database) as db:
-        return list(db.execute(sql))
+def query(env: dict[str, str], sql: str) -> list[tuple]:
+    return site_query(env, sql)
 
 
 SOURCES = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.servers import asgi_server, manage, server_env
+from tests.servers import asgi_server, manage, site_env, site_query
 
 ARTIFACTS = Path(os.environ.get("POPARENA_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 
@@ -56,22 +55,20 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def arena_site(tmp_path_factory):
     var = tmp_path_factory.mktemp("arena-site")
-    env = server_env(var)
+    env = site_env(var)
     manage(env, "migrate", "--noinput")
     manage(env, "shell", "--no-imports", "-c", SETUP)
     manage(env, "run_generation_worker", "--once", "--campaign", "browser")
     manage(env, "run_generation_worker", "--once", "--campaign", "swap")
     with asgi_server(env) as base:
-        yield base, var / "db.sqlite3", env
+        yield base, env, env
 
 
-def votes_in_database(database: Path) -> list[tuple[str, str]]:
-    with sqlite3.connect(database) as db:
-        rows = db.execute(
-            "SELECT c.key, v.choice FROM arena_vote v "
-            "JOIN annotation_criterion c ON c.id = v.criterion_id ORDER BY v.id"
-        )
-        return list(rows)
+def votes_in_database(env: dict[str, str]) -> list[tuple[str, str]]:
+    return site_query(
+        env,
+        "SELECT c.key, v.choice FROM arena_vote v JOIN annotation_criterion c ON c.id = v.criterion_id ORDER BY v.id",
+    )
 
 
 def grid_images_loaded(page, side: str) -> int:

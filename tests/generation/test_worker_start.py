@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, WatchedProcess, manage, server_env
+from tests.servers import ROOT, WatchedProcess, manage, site_env, site_query
 
 SEED_QUEUE = """
 from generation.models import Demand, Generator, Prompt
@@ -22,14 +20,13 @@ for n in range(2):
 """
 
 
-def ready_populations(database: Path) -> int:
-    with sqlite3.connect(database, timeout=10) as db:
-        return db.execute("SELECT COUNT(*) FROM generation_population WHERE status = 'ready'").fetchone()[0]
+def ready_populations(env: dict[str, str]) -> int:
+    return site_query(env, "SELECT COUNT(*) FROM generation_population WHERE status = 'ready'")[0][0]
 
 
 @pytest.mark.slow
 def test_a_worker_started_before_migrate_waits_imports_and_then_fills_the_queues_that_appear(tmp_path):
-    env = server_env(tmp_path)
+    env = site_env(tmp_path)
     # Given a worker started on a database that does not exist yet,
     process = subprocess.Popen(
         [sys.executable, "manage.py", "run_generation_worker", "--max-batch", "4", "--idle-sleep", "0.2"],
@@ -46,7 +43,7 @@ def test_a_worker_started_before_migrate_waits_imports_and_then_fills_the_queues
         # when the database is migrated beside it and a queue is added,
         manage(env, "migrate", "--noinput")
         manage(env, "shell", "--no-imports", "-c", SEED_QUEUE)
-        worker.wait_for(lambda: ready_populations(tmp_path / "db.sqlite3") >= 2, "the worker filled nothing", 0.2)
+        worker.wait_for(lambda: ready_populations(env) >= 2, "the worker filled nothing", 0.2)
     finally:
         output = worker.stop()
     # then it imported the pipeline libraries while it waited, and filled the queue with no failed attempt.
@@ -57,7 +54,7 @@ def test_a_worker_started_before_migrate_waits_imports_and_then_fills_the_queues
 
 
 def test_once_on_a_database_not_yet_migrated_says_so_and_creates_no_table(tmp_path):
-    env = server_env(tmp_path)
+    env = site_env(tmp_path)
     result = subprocess.run(
         [sys.executable, "manage.py", "run_generation_worker", "--once"],
         cwd=ROOT,
@@ -69,5 +66,9 @@ def test_once_on_a_database_not_yet_migrated_says_so_and_creates_no_table(tmp_pa
     assert result.returncode == 1
     assert "the database lacks" in result.stderr
     assert "run `manage.py migrate` first" in result.stderr
-    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
-        assert db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall() == []
+    tables = (
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+        if env.get("DATABASE_URL")
+        else "SELECT name FROM sqlite_master WHERE type = 'table'"
+    )
+    assert site_query(env, tables) == []
