@@ -49,16 +49,14 @@ UNIFORM_RED = 1 / 8
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """The loop's defaults: BENCHMARKS.md ("Training on our own exports") has the runs behind them.
+    """The loop's own defaults: BENCHMARKS.md ("Training on our own exports") has the runs behind them.
 
     One vote per population pair on the open-colour prompts, so nearly every comparison is a decided pair
     of fresh sets; no noise, as PopAlign's classifier-decided data (flipped votes cost far more bias drop
-    than any setting of the trainer bought back). The trainer works on the noisier timesteps only (700 of
-    1000 up, where the colour is chosen) and holds the rest to `base`: the colour-naming prompts at every
-    timestep, the trained prompts below 700 (preservation weight 60). PopAlign's beta is 100, a fifth of
-    `train_generator`'s default: at 500 five whole loops stopped at a red share of 0.43-0.46 (the per-image
-    terms likely saturate early), at 100 with weight 100 three loops gave 0.34-0.41 for 1.3-2.6 points of
-    faithfulness, and with weight 60 three loops gave 0.25-0.34 for 1.8-2.7 points (BENCHMARKS.md).
+    than any setting of the trainer bought back). The trainer runs on `train_generator`'s defaults
+    (training.loop.TrainingConfig: beta 100, timesteps from 700, preservation weight 60), the recipe the
+    README documents; the loop passes only the captions its campaign leaves out (those that name a colour),
+    which its export cannot know of, since the loop's campaign holds the open-colour prompts only.
     """
 
     comparisons: int = 300
@@ -66,12 +64,6 @@ class LoopSettings:
     noise: float = 0.0
     seed: int = 0
     objective: str = "popalign"
-    steps: int = 300
-    lr: float = 1e-4
-    beta: float = 100.0
-    batch: int = 16
-    min_timestep: int = 700
-    preserve_weight: float = 60.0
     eval_seeds: int = 64
     name: str = "base-popalign"
 

@@ -24,11 +24,15 @@ too; it cancels most of the timestep's variance from g_w - g_l).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
+# A tensor -> its mean over the whole batch (training.distributed.global_mean across processes).
+BatchMean = Callable[["torch.Tensor"], "torch.Tensor"]
 
 POPALIGN = "popalign"
 POPALIGN_PAIRED = "popalign-paired"
@@ -63,12 +67,16 @@ def popalign_loss(
     *,
     beta: float,
     alpha: float = POPALIGN_ALPHA,
+    batch_mean: BatchMean | None = None,
 ) -> LossTerms:
+    """`batch_mean`: the mean over the whole global batch when it is split over processes (the reference point
+    is a batch statistic); default the tensor's own mean."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the conventional name)
 
+    mean = batch_mean or _mean
     g_w, g_l = implicit_reward(model_w, ref_w), implicit_reward(model_l, ref_l)
-    z = (alpha * g_w.mean() + (1 - alpha) * g_l.mean()).detach()
+    z = (alpha * mean(g_w) + (1 - alpha) * mean(g_l)).detach()
     per_image = torch.cat((-F.logsigmoid(beta * (g_w - z)), -F.logsigmoid(-beta * (g_l - z))))
     return LossTerms(per_image.mean(), _margin(g_w, g_l), _accuracy(g_w, g_l))
 
@@ -103,18 +111,30 @@ def dpo_loss(
     return LossTerms(loss, _margin(g_w, g_l), _accuracy(g_w, g_l))
 
 
-def kto_loss(model: torch.Tensor, ref: torch.Tensor, desirable: torch.Tensor, *, beta: float) -> LossTerms:
-    """`desirable` is a bool tensor per image (True: from a population that won)."""
+def kto_loss(
+    model: torch.Tensor,
+    ref: torch.Tensor,
+    desirable: torch.Tensor,
+    *,
+    beta: float,
+    batch_mean: BatchMean | None = None,
+) -> LossTerms:
+    """`desirable` is a bool tensor per image (True: from a population that won); `batch_mean` as in
+    popalign_loss."""
     import torch
 
     g = implicit_reward(model, ref)
-    z = g.mean().clamp(min=0).detach()
+    z = (batch_mean or _mean)(g).clamp(min=0).detach()
     utility = torch.where(desirable, torch.sigmoid(beta * (g - z)), torch.sigmoid(beta * (z - g)))
     loss = (1 - utility).mean()
     wins, losses = g[desirable], g[~desirable]
     margin = float(wins.mean() - losses.mean()) if len(wins) and len(losses) else 0.0
     right = torch.where(desirable, g > z, g < z).float().mean()
     return LossTerms(loss, margin, float(right))
+
+
+def _mean(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.mean()
 
 
 def _margin(g_w: torch.Tensor, g_l: torch.Tensor) -> float:

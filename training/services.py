@@ -5,15 +5,20 @@ the models (`.NAME.training`), which is renamed to `NAME` when done and only the
 (with its TrainingRun, and its campaign's queues when asked). A run stopped by SIGINT keeps its working
 folder with the trainable weights, the optimizer and the log, so `resume=True` continues it; a run that
 fails removes it.
+
+Under torchrun (training.distributed) every process runs the checks and trains its share; only the main
+process writes the working folder, saves and registers, while the others wait for it at a barrier, so one
+generator is registered and no process reads a folder another is renaming.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,7 @@ from core.errors import ApplicationError, Conflict, NotFound
 from generation.models import Generator
 from generation.pipelines import PipelineError, PipelineSpec, load_pipeline, use_cpu_threads
 from generation.services import GeneratorSpec, sync_generator
-from training import loop, plots
+from training import distributed, loop, plots
 from training.models import TrainingRun
 from training.readers import PreferenceData, ReaderError, read_export
 
@@ -61,6 +66,8 @@ class Prepared:
     campaign: Campaign | None
     folder: Path
     working: Path
+    # Captions of the export's campaign that the export leaves out, held to the base (no --preserve given).
+    preserved_from_campaign: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,6 +78,8 @@ class TrainResult:
     summary: str
     queued: int = 0
     messages: list[str] = field(default_factory=list)
+    # False in the processes of a data-parallel run that are not the main one: they trained, it saved.
+    main_process: bool = True
 
 
 def models_root() -> Path:
@@ -116,9 +125,27 @@ def prepare_training(*, request: TrainRequest) -> Prepared:
             f"an interrupted run of {name!r} is in {working}: add --resume to continue it, or delete the folder",
             code="interrupted_run",
         )
+    held: tuple[str, ...] = ()
+    if not request.config.preserve and request.config.preserve_weight:
+        held = captions_left_out(data)
+        if held:
+            request = replace(request, config=replace(request.config, preserve=held))
     if request.resume:
         _check_resumable(working, request, data)
-    return Prepared(request, base, spec, data, campaign, folder, working)
+    return Prepared(request, base, spec, data, campaign, folder, working, held)
+
+
+def captions_left_out(data: PreferenceData) -> tuple[str, ...]:
+    """The captions of the export's campaign (its manifest's `campaign.slug`, where this database has it) that
+    the export holds no row of: those that name the attribute a judge abstains on, those whose pairs the
+    filters dropped. Training holds them to the base, so the preference does not reach where it was not asked."""
+    slug = (data.manifest.get("campaign") or {}).get("slug")
+    campaign = Campaign.objects.filter(slug=slug).first() if slug else None
+    if campaign is None:
+        return ()
+    trained = {pair.caption for pair in data.pairs} | {item.caption for item in data.labelled}
+    captions = set(campaign.prompts.values_list("caption", flat=True))
+    return tuple(sorted(captions - trained))
 
 
 # What an interrupted run and its --resume must agree on.
@@ -156,7 +183,9 @@ def load_base(prepared: Prepared) -> Any:
     """The base pipeline, loaded through from_pretrained as the worker loads it; must be a UNet pipeline."""
     config = prepared.request.config
     if config.device == "cpu":
-        use_cpu_threads(config.threads)
+        # Processes training together share the cores (`threads` 0: every core but one, split between them).
+        cores = max(1, ((os.cpu_count() or 1) - 1) // distributed.world_size())
+        use_cpu_threads(config.threads or cores)
     try:
         pipe = load_pipeline(prepared.spec, device=config.device, cache_dir=Path(settings.POPARENA_MODEL_CACHE))
     except PipelineError as exc:
@@ -176,8 +205,42 @@ def train_generator(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
     """Train, save and register; an interrupted run is saved for --resume and registers nothing."""
+    distributed.start(prepared.request.config.device)
+    # Every process has run its checks before the main one creates the working folder they check for.
+    distributed.barrier()
+    try:
+        # The main process loads the base first: a built-in base is built into the model cache on first use.
+        pipe = load_base(prepared) if distributed.is_main() else None
+        distributed.barrier()
+        if pipe is None:
+            outcome = _train_share(load_base(prepared), prepared, should_stop=should_stop)
+            # The main process saves and registers; the others leave when it is done.
+            distributed.barrier()
+            return TrainResult(None, prepared.folder, outcome, prepared.data.summary(), main_process=False)
+        result = _train_main(pipe, prepared, progress=progress, should_stop=should_stop)
+        distributed.barrier()
+        return result
+    finally:
+        distributed.finish()
+
+
+def _train_share(pipe: Any, prepared: Prepared, *, should_stop: Callable[[], bool]) -> loop.TrainingOutcome:
+    """A process other than the main one: trains its share of every batch, writes nothing."""
+    request = prepared.request
+    state = prepared.working / loop.STATE_FILE
+    return loop.fine_tune(
+        pipe,
+        prepared.data,
+        request.config,
+        prepared.working,
+        progress=False,
+        should_stop=should_stop,
+        resume_state=state if request.resume else None,
+    )
+
+
+def _train_main(pipe: Any, prepared: Prepared, *, progress: bool, should_stop: Callable[[], bool]) -> TrainResult:
     request, config = prepared.request, prepared.request.config
-    pipe = load_base(prepared)
     timesteps = pipe.scheduler.config.num_train_timesteps
     if config.min_timestep >= timesteps:
         raise ApplicationError(
@@ -245,6 +308,7 @@ def _record(prepared: Prepared) -> dict[str, Any]:
         "export_manifest_sha256": prepared.data.manifest_sha256,
         "data": prepared.data.summary(),
         **loop.config_record(request.config),
+        "preserved_from_campaign": list(prepared.preserved_from_campaign),
         "wall_seconds": earlier.get("wall_seconds", 0),
     }
 

@@ -196,8 +196,9 @@ def test_a_half_precision_base_without_mixed_precision_is_refused(popalign_expor
 def test_preserved_captions_keep_the_bases_predictions_while_the_rest_moves(tiny_base, popalign_export):
     held = "a red circle on a blue background"  # a caption the export does not hold
     export = popalign_export()
-    train(export, "--steps", "8", name="free")
-    train(export, "--steps", "8", "--preserve", held, "--preserve-weight", "1000", name="held")
+    # Every timestep, so the free run moves where the held caption is asked (the defaults hold timesteps below 700).
+    train(export, "--steps", "8", "--min-timestep", "0", "--preserve-weight", "0", name="free")
+    train(export, "--steps", "8", "--min-timestep", "0", "--preserve", held, "--preserve-weight", "1000", name="held")
 
     _, base_pipe = load(tiny_base)
     _, free = load(Generator.objects.get(name="free"))
@@ -211,8 +212,11 @@ def test_preserved_captions_keep_the_bases_predictions_while_the_rest_moves(tiny
 
 def test_preserve_unconditional_holds_the_prediction_guidance_subtracts(tiny_base, popalign_export):
     export = popalign_export()
-    train(export, "--steps", "8", name="free")
-    train(export, "--steps", "8", "--preserve-unconditional", "--preserve-weight", "1000", name="held")
+    train(export, "--steps", "8", "--min-timestep", "0", "--preserve-weight", "0", name="free")
+    train(
+        export, "--steps", "8", "--min-timestep", "0", "--preserve-unconditional", "--preserve-weight", "1000",
+        name="held",
+    )  # fmt: skip
 
     _, base_pipe = load(tiny_base)
     _, free = load(Generator.objects.get(name="free"))
@@ -363,3 +367,23 @@ def test_other_bad_input_is_refused_before_training(tiny_base, popalign_export, 
         )  # fmt: skip
     assert not Generator.objects.filter(name="x").exists()
     assert not Path(settings.TRAINED_MODELS_DIR).exists() or not any(Path(settings.TRAINED_MODELS_DIR).iterdir())
+
+
+def test_without_preserve_the_captions_of_the_exports_campaign_it_leaves_out_are_held(tiny_base, popalign_export):
+    from tests.factories import CampaignFactory, PromptFactory
+
+    # Given an export (captioned "a circle") of a campaign that also asks for "a red circle",
+    campaign = CampaignFactory(slug="shapes")
+    campaign.prompts.set([PromptFactory(caption="a circle"), PromptFactory(caption="a red circle")])
+    export = popalign_export()
+    (export / "manifest.json").write_text(json.dumps({"format": "popalign-csv", "campaign": {"slug": "shapes"}}))
+
+    train(export, "--steps", "1", name="held")
+    train(export, "--steps", "1", "--preserve", "a square", name="named")
+
+    record = json.loads((Path(settings.TRAINED_MODELS_DIR) / "held" / "training.json").read_text())
+    assert record["preserved_from_campaign"] == ["a red circle"]
+    assert record["preserve"] == ["a red circle"]
+    assert (record["beta"], record["min_timestep"], record["preserve_weight"]) == (100.0, 700, 60.0)
+    named = json.loads((Path(settings.TRAINED_MODELS_DIR) / "named" / "training.json").read_text())
+    assert (named["preserve"], named["preserved_from_campaign"]) == (["a square"], [])

@@ -15,21 +15,11 @@ from arena.models import Comparison
 from core.errors import ApplicationError
 from training import demo_loop
 from training.demo_loop import LoopSettings
+from training.loop import TrainingConfig
 
-LOOP_OPTIONS = (
-    "comparisons",
-    "votes_per_pair",
-    "noise",
-    "seed",
-    "objective",
-    "steps",
-    "lr",
-    "beta",
-    "batch",
-    "min_timestep",
-    "preserve_weight",
-    "eval_seeds",
-)
+LOOP_OPTIONS = ("comparisons", "votes_per_pair", "noise", "seed", "objective", "eval_seeds")
+# Passed to train_generator only when given: otherwise the loop trains on train_generator's defaults.
+TRAINING_OPTIONS = ("steps", "lr", "beta", "batch", "min_timestep", "preserve_weight")
 
 
 class Command(BaseCommand):
@@ -45,18 +35,22 @@ class Command(BaseCommand):
         parser.add_argument("--noise", type=float, default=d.noise, help="chance the simulated crowd flips a vote")
         parser.add_argument("--seed", type=int, default=d.seed)
         parser.add_argument("--objective", default=d.objective)
-        parser.add_argument("--steps", type=int, default=d.steps)
-        parser.add_argument("--lr", type=float, default=d.lr)
-        parser.add_argument("--beta", type=float, default=d.beta)
-        parser.add_argument("--batch", type=int, default=d.batch)
+        recipe = TrainingConfig()
+        given = "default: train_generator's, {}"
+        parser.add_argument("--steps", type=int, help=given.format(recipe.steps))
+        parser.add_argument("--lr", type=float, help=given.format(recipe.lr))
+        parser.add_argument("--beta", type=float, help=given.format(recipe.beta))
+        parser.add_argument("--batch", type=int, help=given.format(recipe.batch))
         parser.add_argument(
-            "--min-timestep", type=int, default=d.min_timestep, help="train on timesteps from this one up"
+            "--min-timestep",
+            type=int,
+            help="train on timesteps from this one up; " + given.format(recipe.min_timestep),
         )
         parser.add_argument(
             "--preserve-weight",
             type=float,
-            default=d.preserve_weight,
-            help="hold the tuned model to base on the prompts that name a colour (0: not at all)",
+            help="hold the tuned model to base on the prompts that name a colour (0: not at all); "
+            + given.format(recipe.preserve_weight),
         )
         parser.add_argument("--votes-per-pair", type=int, default=d.votes_per_pair, help="votes per population pair")
         parser.add_argument(
@@ -118,15 +112,10 @@ class Command(BaseCommand):
             base="base",
             name=name,
             add_to_campaign=campaign.slug,
-            steps=options["steps"],
-            lr=options["lr"],
-            beta=options["beta"],
-            batch=options["batch"],
             seed=options["seed"],
-            min_timestep=options["min_timestep"],
-            preserve=list(demo_loop.PRESERVED) if options["preserve_weight"] else [],
-            preserve_weight=options["preserve_weight"],
+            preserve=list(demo_loop.PRESERVED) if options["preserve_weight"] != 0 else [],
             no_progress=True,
+            **{key: options[key] for key in TRAINING_OPTIONS if options[key] is not None},
             stdout=self.stdout,
         )
         phase("train")
@@ -153,7 +142,13 @@ class Command(BaseCommand):
         total = round(time.perf_counter() - started, 1)
         facts = {
             "command": "python manage.py demo_loop "
-            + " ".join(f"--{k.replace('_', '-')} {options[k]}" for k in LOOP_OPTIONS),
+            + " ".join(
+                f"--{k.replace('_', '-')} {options[k]}"
+                for k in (*LOOP_OPTIONS, *TRAINING_OPTIONS)
+                if options[k] is not None
+            ),
+            "training": "train_generator's defaults"
+            + (" except as the command says" if any(options[k] is not None for k in TRAINING_OPTIONS) else ""),
             "tuned": name,
             "simulated_comparisons": voted,
             "seconds": {**phases, "total": total},

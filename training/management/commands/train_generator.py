@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import ApplicationError
-from training import objectives
+from training import distributed, objectives
 from training.loop import MIXED_PRECISION, TrainingConfig, TrainingError
 from training.services import TrainRequest, prepare_training, train_generator
 
@@ -18,7 +18,9 @@ class Command(BaseCommand):
     help = (
         "Fine-tune a diffusers generator on a PopArena export (popalign-csv, pickapic-parquet or kto-csv) with "
         "PopAlign's objective (or popalign-paired, dpo, kto) against a frozen copy of the base; save it in "
-        "diffusers layout and register it as a new generator. Ctrl-C saves the run; --resume continues it."
+        "diffusers layout and register it as a new generator. Ctrl-C saves the run; --resume continues it. Under "
+        "`torchrun --nproc_per_node N manage.py train_generator ...` N processes train one model, each on its share "
+        "of --batch (gradients averaged); the main one saves and registers it."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -31,7 +33,10 @@ class Command(BaseCommand):
         parser.add_argument("--steps", type=int, default=defaults.steps)
         parser.add_argument("--lr", type=float, default=defaults.lr)
         parser.add_argument(
-            "--beta", type=float, default=defaults.beta, help="preference strength (the trainers' beta)"
+            "--beta",
+            type=float,
+            default=defaults.beta,
+            help=f"preference strength (the trainers' beta; default {defaults.beta:g}, PopAlign's)",
         )
         parser.add_argument("--batch", type=int, default=defaults.batch, help="winner/loser pairs (or images) per step")
         parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -42,7 +47,7 @@ class Command(BaseCommand):
             type=int,
             default=defaults.min_timestep,
             help="train on timesteps from this one up only (the noisier ones, where colour and layout are chosen); "
-            "0, the default, trains on all, as PopAlign does",
+            f"0 trains on all, as PopAlign does (default {defaults.min_timestep})",
         )
         parser.add_argument(
             "--preserve",
@@ -50,14 +55,16 @@ class Command(BaseCommand):
             default=[],
             metavar="CAPTION",
             help="a caption the export leaves out on which the tuned model should keep the base's behaviour (say, "
-            "one that names the attribute being rebalanced); repeat for more",
+            "one that names the attribute being rebalanced); repeat for more. Default: every caption of the "
+            "export's campaign that the export leaves out (training.json lists them)",
         )
         parser.add_argument(
             "--preserve-weight",
             type=float,
             default=defaults.preserve_weight,
             help="weight of the gap to the base's predictions on the --preserve captions and, with --min-timestep, "
-            "on the export's captions at the timesteps below it (0: no preservation)",
+            "on the export's captions at the timesteps below it "
+            f"(0: no preservation; default {defaults.preserve_weight:g})",
         )
         parser.add_argument(
             "--preserve-unconditional",
@@ -99,7 +106,18 @@ class Command(BaseCommand):
             prepared = prepare_training(request=request)
         except (ApplicationError, TrainingError) as exc:
             raise CommandError(getattr(exc, "message", str(exc))) from exc
-        self.stdout.write(f"Training {request.name!r} from {prepared.base.name!r} on {prepared.data.summary()}.")
+        main = distributed.is_main()
+        if main:
+            self.stdout.write(
+                f"Training {request.name!r} from {prepared.base.name!r} on {prepared.data.summary()}"
+                + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
+                + "."
+            )
+            if prepared.preserved_from_campaign:
+                self.stdout.write(
+                    f"Held to the base: {len(prepared.preserved_from_campaign)} caption(s) of the export's campaign "
+                    "that the export leaves out (listed in training.json; --preserve names others)."
+                )
 
         stop = {"asked": False}
 
@@ -107,7 +125,10 @@ class Command(BaseCommand):
             if stop["asked"]:
                 raise KeyboardInterrupt
             stop["asked"] = True
-            self.stderr.write("\nStopping after this step and saving the run (Ctrl-C again to abort without saving).")
+            if main:
+                self.stderr.write(
+                    "\nStopping after this step and saving the run (Ctrl-C again to abort without saving)."
+                )
 
         previous = signal.signal(signal.SIGINT, ask_to_stop)
         try:
@@ -119,6 +140,8 @@ class Command(BaseCommand):
         finally:
             signal.signal(signal.SIGINT, previous)
         outcome = result.outcome
+        if not result.main_process:
+            return
         if result.generator is None:
             self.stdout.write(
                 self.style.WARNING(
