@@ -172,6 +172,9 @@
       }
       sending = false;
       showError(message);
+      // Too early: the same comparison stays, with the message, to be answered again after a look; moving
+      // on would clear the message at once and drop a comparison the participant has barely seen.
+      if (result.data && result.data.error && result.data.error.code === "too_early") return;
       if (result.status === 409 || result.status === 410) advance();
       return;
     }
