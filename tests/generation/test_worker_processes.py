@@ -88,9 +88,12 @@ def test_sigterm_stops_a_worker_cleanly_and_a_killed_worker_leaves_nothing_half_
     # Given a worker in the middle of its work,
     worker = worker_process(tmp_path, "--max-batch", "2", "--lease-seconds", "2")
     deadline = time.monotonic() + 120
-    while not Population.objects.filter(status="ready").exists():
+    # (one population made and another claimed, so there is work to abandon)
+    while not (
+        Population.objects.filter(status="ready").exists() and Population.objects.filter(status="generating").exists()
+    ):
         assert time.monotonic() < deadline, "the worker made nothing"
-        time.sleep(0.2)
+        time.sleep(0.05)
     # when it is killed without warning,
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=30)
@@ -104,8 +107,9 @@ def test_sigterm_stops_a_worker_cleanly_and_a_killed_worker_leaves_nothing_half_
         assert time.monotonic() < deadline + 60, "the dead worker's lease never ran out"
         time.sleep(0.1)
     abandoned = set(Population.objects.filter(status="generating").values_list("pk", flat=True))
+    assert abandoned, "the killed worker left no claimed work to reclaim"
     successor = worker_process(tmp_path, "--max-batch", "2")
-    while not Population.objects.filter(pk__in=abandoned, status="ready").exists() and abandoned:
+    while not Population.objects.filter(pk__in=abandoned, status="ready").exists():
         assert time.monotonic() < deadline + 120, "abandoned work was never reclaimed"
         time.sleep(0.2)
     successor.send_signal(signal.SIGTERM)
