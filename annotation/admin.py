@@ -9,7 +9,17 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from annotation.models import Campaign, Criterion, CrowdAssignment, Participant
+from annotation.models import (
+    Answer,
+    Campaign,
+    ConsentDecision,
+    ConsentVersion,
+    Criterion,
+    CrowdAssignment,
+    Participant,
+    Question,
+    QuestionnaireResponse,
+)
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from annotation.selectors import visible_prompts
 from annotation.services import (
@@ -198,6 +208,55 @@ class CrowdAssignmentAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+class CampaignRecordAdmin(admin.ModelAdmin):
+    """Read-only: a campaign's records of its participants (consent, questionnaire), written only by services.
+
+    Staff who manage the campaign see them here; changes go through the participants' staff page, which
+    keeps versions and recounts what they change.
+    """
+
+    campaign_path = "campaign"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        managed = managed_campaigns(request.user).values("pk")
+        return super().get_queryset(request).filter(**{f"{self.campaign_path}__in": managed})
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ConsentVersion)
+class ConsentVersionAdmin(CampaignRecordAdmin):
+    list_display = ["campaign", "version", "created_at"]
+
+
+@admin.register(ConsentDecision)
+class ConsentDecisionAdmin(CampaignRecordAdmin):
+    list_display = ["campaign", "participant", "version", "accepted", "decided_at"]
+
+
+@admin.register(Question)
+class QuestionAdmin(CampaignRecordAdmin):
+    list_display = ["campaign", "key", "version", "is_current", "kind", "required", "sensitive"]
+
+
+@admin.register(QuestionnaireResponse)
+class QuestionnaireResponseAdmin(CampaignRecordAdmin):
+    list_display = ["campaign", "participant", "asked_at"]
+
+
+@admin.register(Answer)
+class AnswerAdmin(CampaignRecordAdmin):
+    campaign_path = "response__campaign"
+    list_display = ["response", "question", "source", "answered_at"]
 
 
 admin.site.unregister(Prompt)
