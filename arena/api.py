@@ -267,7 +267,9 @@ class LeaseApi(APIView):
         return Response({"expires_at": comparison.lease_until.isoformat()})
 
 
-class LeaderboardRowSerializer(serializers.Serializer):
+class BoardRowSerializer(serializers.Serializer):
+    """One generator's row of any board (arena.selectors.standing_row)."""
+
     generator = serializers.CharField()
     display_name = serializers.CharField()
     rating = serializers.FloatField()
@@ -278,6 +280,9 @@ class LeaderboardRowSerializer(serializers.Serializer):
     wins = serializers.IntegerField()
     losses = serializers.IntegerField()
     ties = serializers.IntegerField()
+
+
+class LeaderboardRowSerializer(BoardRowSerializer):
     both_bad = serializers.IntegerField()
     both_bad_rate = serializers.FloatField()
 

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from arena.api import visible_campaign
+from arena.api import BoardRowSerializer, visible_campaign
 from arena.group_boards import get_group_test, get_weighted_leaderboard
 from arena.selectors import default_criterion
 from core.api import ERROR
@@ -19,16 +19,7 @@ GROUP_TOO_SMALL = OpenApiResponse(
 )
 
 
-class GroupRowSerializer(serializers.Serializer):
-    generator = serializers.CharField()
-    display_name = serializers.CharField()
-    rating = serializers.FloatField()
-    ci_low = serializers.FloatField(allow_null=True)
-    ci_high = serializers.FloatField(allow_null=True)
-    rank = serializers.IntegerField()
-    votes = serializers.IntegerField()
-    wins = serializers.IntegerField()
-    losses = serializers.IntegerField()
+class GroupRowSerializer(BoardRowSerializer):
     ties = serializers.IntegerField(help_text="tie and both_bad votes")
 
 

@@ -27,7 +27,7 @@ from annotation.selectors import get_participant_answers
 from arena import groups
 from arena.models import PairTally, Vote
 from arena.ranking import FIRST_WINS, SECOND_WINS, TIE, Leaderboard
-from arena.selectors import _criterion
+from arena.selectors import _criterion, standing_row
 from core.errors import ApplicationError, Forbidden, NotFound
 
 GROUP_ROUNDS = 200
@@ -120,25 +120,8 @@ def _participant_votes(
 
 
 def _rows(board: Leaderboard, labels: dict[str, str]) -> list[dict[str, Any]]:
-    rows = []
-    for standing in board.standings:
-        row = standing.as_row()
-        rows.append(
-            {
-                "generator": standing.name,
-                "display_name": labels[standing.name],
-                "rating": row["rating"],
-                "ci_low": row["ci_low"],
-                "ci_high": row["ci_high"],
-                "rank": standing.rank,
-                "votes": int(standing.votes),
-                "wins": int(standing.wins),
-                "losses": int(standing.losses),
-                # Tie and both_bad together: the fit counts both as half a win each way.
-                "ties": int(standing.ties),
-            }
-        )
-    return rows
+    # Tie and both_bad together: the fit counts both as half a win each way.
+    return [standing_row(standing, labels[standing.name]) for standing in board.standings]
 
 
 def _board(board: Leaderboard, labels: dict[str, str]) -> dict[str, Any]:

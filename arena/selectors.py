@@ -15,7 +15,7 @@ from annotation.demand import demand_owner
 from annotation.models import Campaign, Criterion, Participant
 from arena.image_urls import Side, mint_image_url
 from arena.models import Comparison, PairTally, Vote
-from arena.ranking import INTERVAL_METHODS, INTERVALS_BOOTSTRAP, PairCounts, fit_ratings, win_rate_matrix
+from arena.ranking import INTERVAL_METHODS, INTERVALS_BOOTSTRAP, PairCounts, Standing, fit_ratings, win_rate_matrix
 from arena.statements import fetch_caption_and_images
 from core.errors import ApplicationError, NotFound
 from generation.planning import images_before_first_comparison
@@ -225,18 +225,9 @@ def get_leaderboard(
     labels = {g.name: g.label for g in generators}
     rows = []
     for standing in board.standings:
-        row = standing.as_row()
         rows.append(
             {
-                "generator": standing.name,
-                "display_name": labels[standing.name],
-                "rating": row["rating"],
-                "ci_low": row["ci_low"],
-                "ci_high": row["ci_high"],
-                "rank": standing.rank,
-                "votes": int(standing.votes),
-                "wins": int(standing.wins),
-                "losses": int(standing.losses),
+                **standing_row(standing, labels[standing.name]),
                 # The fit counts both_bad as a tie; the table shows the two apart.
                 "ties": int(standing.ties) - both_bad[standing.name],
                 "both_bad": both_bad[standing.name],
@@ -263,6 +254,23 @@ def get_leaderboard(
     }
     cache.set(key, payload, LEADERBOARD_CACHE_S)
     return payload
+
+
+def standing_row(standing: Standing, display_name: str) -> dict[str, Any]:
+    """One generator's row of a board as the API gives it (ties: tie and both-bad votes, as the fit counts them)."""
+    row = standing.as_row()
+    return {
+        "generator": standing.name,
+        "display_name": display_name,
+        "rating": row["rating"],
+        "ci_low": row["ci_low"],
+        "ci_high": row["ci_high"],
+        "rank": standing.rank,
+        "votes": int(standing.votes),
+        "wins": int(standing.wins),
+        "losses": int(standing.losses),
+        "ties": int(standing.ties),
+    }
 
 
 def default_criterion(campaign: Campaign) -> str:
