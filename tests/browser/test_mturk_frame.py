@@ -125,16 +125,13 @@ def site(tmp_path_factory, certificate, framer) -> Iterator[tuple[str, dict[str,
 
 
 @pytest.fixture(scope="module")
-def cross_site_browser():
+def cross_site_browser(playwright):
     """Chromium that resolves both hostnames to this machine and takes the test's own certificate."""
-    from playwright.sync_api import sync_playwright
-
     rules = ", ".join(f"MAP {host} 127.0.0.1" for host in (SITE, FRAMER, ELSEWHERE))
     args = [*CHROMIUM_ARGS, f"--host-resolver-rules={rules}", "--ignore-certificate-errors"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
-        yield browser
-        browser.close()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
+    yield browser
+    browser.close()
 
 
 def query(env: dict[str, str], sql: str) -> list[tuple]:
