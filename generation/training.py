@@ -1,6 +1,6 @@
 """Trains the `builtin:shapes` toy text-to-image model on the CPU from the procedural shapes data set.
 
-The recipe follows the research notes (docs: /work/shared/research/generation.md, section 3): a tiny
+The recipe follows the research notes (the shared research/generation.md, section 3): a tiny
 Stable Diffusion pipeline whose VAE is first trained alone as an autoencoder on the pictures, then
 frozen while the UNet and text encoder learn epsilon prediction under the usual DDPM noise, with
 caption dropout so classifier-free guidance works. The tokenizer is a byte-level CLIP BPE written in
