@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -119,18 +122,7 @@ def campaign_status(request: HttpRequest, slug: str) -> HttpResponse:
 @staff_area
 def campaign_reconcile(request: HttpRequest, slug: str) -> HttpResponse:
     """Import the crowd platform's record of the study (arena.participation.import_platform_record)."""
-    campaign = get_managed_campaign(slug=slug, user=request.user)
-    form = PlatformRecordForm(request.POST, request.FILES)
-    if not form.is_valid():
-        messages.error(request, "; ".join(str(error) for errors in form.errors.values() for error in errors))
-        return redirect("staff-campaign", slug=campaign.slug)
-    try:
-        result = import_platform_record(campaign=campaign, data=form.cleaned_data["record"])
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "; ".join(result.lines()) + ".")
-    return redirect("staff-campaign", slug=campaign.slug)
+    return _import_upload(request, slug, PlatformRecordForm, "record", import_platform_record)
 
 
 @require_POST
@@ -156,13 +148,20 @@ def campaign_count_only_reconciled(request: HttpRequest, slug: str) -> HttpRespo
 @staff_area
 def campaign_import(request: HttpRequest, slug: str) -> HttpResponse:
     """Import image sets from a zip (annotation.importing: every row checked first, stored whole or not at all)."""
+    return _import_upload(request, slug, PopulationImportForm, "archive", import_populations_zip)
+
+
+def _import_upload(
+    request: HttpRequest, slug: str, form_class: type[forms.Form], field: str, service: Callable[..., Any]
+) -> HttpResponse:
+    """One uploaded file handed to an import service of the campaign; its report or refusal shown on the page."""
     campaign = get_managed_campaign(slug=slug, user=request.user)
-    form = PopulationImportForm(request.POST, request.FILES)
+    form = form_class(request.POST, request.FILES)
     if not form.is_valid():
         messages.error(request, "; ".join(str(error) for errors in form.errors.values() for error in errors))
         return redirect("staff-campaign", slug=campaign.slug)
     try:
-        result = import_populations_zip(campaign=campaign, data=form.cleaned_data["archive"])
+        result = service(campaign=campaign, data=form.cleaned_data[field])
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
