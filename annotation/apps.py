@@ -52,7 +52,7 @@ class AnnotationConfig(AppConfig):
         post_migrate.connect(create_researcher_group, sender=self)
         register_token_hooks()
         from annotation.measuring import on_population_ready
-        from annotation.models import Campaign, Criterion
+        from annotation.models import Campaign, Criterion, Question
         from generation.signals import population_ready
 
         # Metrics for each new population, in the process that stored it (annotation/measuring.py says why here).
@@ -64,7 +64,7 @@ class AnnotationConfig(AppConfig):
         register_owner_kind(CAMPAIGN_OWNER_KIND, campaign_owner_named)
         from annotation.selectors import forget_campaigns
 
-        # Server processes keep copies of campaigns and their criteria (get_live_campaign).
-        for model in (Campaign, Criterion):
+        # Server processes keep copies of campaigns, their criteria and current questions (get_live_campaign).
+        for model in (Campaign, Criterion, Question):
             post_save.connect(forget_campaigns, sender=model, dispatch_uid=f"forget-campaigns-save-{model.__name__}")
             post_delete.connect(forget_campaigns, sender=model, dispatch_uid=f"forget-campaigns-del-{model.__name__}")

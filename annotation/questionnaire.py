@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -33,10 +34,11 @@ from annotation.models import (
     Question,
     QuestionKind,
     QuestionnaireResponse,
+    QuestionnaireTiming,
 )
-from annotation.selectors import AnswerValue, get_current_questions
+from annotation.selectors import AnswerValue, current_question_ids, get_current_questions
 from annotation.services import hash_external_id
-from core.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict, Forbidden
 
 MAX_QUESTIONS = 50
 MAX_CHOICES = 100
@@ -153,6 +155,45 @@ def get_pending_questions(*, campaign: Campaign, participant: Participant) -> li
         else set(Answer.objects.filter(response=response).values_list("question__key", flat=True))
     )
     return [q for q in get_current_questions(campaign=campaign) if q.key not in answered]
+
+
+class QuestionnaireRequired(Forbidden):
+    """The campaign asks its questionnaire before the first comparison, and this participant has not answered it."""
+
+    def __init__(self, campaign: Campaign, pending: list[Question]) -> None:
+        super().__init__(
+            f"{campaign.title!r} asks {len(pending)} question(s) before the first comparison "
+            f"({', '.join(q.key for q in pending)}): answer them first (GET, then POST "
+            f"/api/v1/campaigns/{campaign.slug}/questionnaire with the answers).",
+            code="questionnaire_required",
+        )
+
+
+def _answered_key(campaign: Campaign) -> str:
+    return f"questionnaire:{campaign.pk}"
+
+
+def require_questionnaire(*, campaign: Campaign, participant: Participant, session: SessionBase) -> None:
+    """Raise QuestionnaireRequired while `participant` has questions pending in a campaign that asks them before
+    the first comparison. Every way to a comparison or a vote passes here (arena.admission), so the questionnaire
+    cannot be skipped by calling the API directly.
+
+    No query on a campaign that asks its questionnaire after the comparisons, nor on one without questions (its
+    copy from get_live_campaign holds its current questions); otherwise at most the pending check once per
+    session and set of questions: the session keeps that this participant had nothing pending under them.
+    """
+    if campaign.questionnaire_timing != QuestionnaireTiming.BEFORE:
+        return
+    questions = current_question_ids(campaign)
+    if not questions:
+        return
+    done = [participant.pk, list(questions)]
+    if session.get(_answered_key(campaign)) == done:
+        return
+    pending = get_pending_questions(campaign=campaign, participant=participant)
+    if pending:
+        raise QuestionnaireRequired(campaign, pending)
+    session[_answered_key(campaign)] = done
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from annotation.models import Answer, Campaign, CampaignParticipation, Participant, Question
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
@@ -49,6 +49,8 @@ CAMPAIGNS_VERSION_KEY = "annotation:campaigns-version"
 # A safety net for writes that bypass model signals (QuerySet.update): no kept copy is older than this.
 CAMPAIGN_COPY_MAX_AGE_S = 30.0
 _copies: dict[tuple[str, object], tuple[str, float, Campaign]] = {}
+# The attribute of a kept copy that holds its current questions (`current_question_ids` reads it).
+LIVE_QUESTIONS = "live_current_questions"
 
 
 def _campaigns_version() -> str:
@@ -72,8 +74,12 @@ def get_live_campaign(*, slug: str | None = None, pk: int | None = None) -> Camp
     now = time.monotonic()
     entry = _copies.get(lookup)
     if entry is None or entry[0] != version or now - entry[1] > CAMPAIGN_COPY_MAX_AGE_S:
+        # Its current questions too, so the questionnaire's gate costs no query on a campaign that asks none.
+        current = Question.objects.filter(is_current=True).order_by("position", "id")
         try:
-            campaign = Campaign.objects.prefetch_related("criteria").get(**{lookup[0]: lookup[1]})
+            campaign = Campaign.objects.prefetch_related(
+                "criteria", Prefetch("questions", queryset=current, to_attr=LIVE_QUESTIONS)
+            ).get(**{lookup[0]: lookup[1]})
         except Campaign.DoesNotExist:
             raise NotFound(f"no campaign with {lookup[0]} {lookup[1]!r}") from None
         entry = (version, now, campaign)
@@ -82,7 +88,7 @@ def get_live_campaign(*, slug: str | None = None, pk: int | None = None) -> Camp
 
 
 def forget_campaigns(**kwargs: Any) -> None:
-    """Receiver of every save and delete of a campaign or criterion: all processes re-read their copies.
+    """Receiver of every save and delete of a campaign, criterion or question: all processes re-read their copies.
 
     At once (this process, and readers that do not wait for the commit) and again after the commit,
     so a reader that fetched the old row between the two cannot keep it under the new version.
@@ -176,6 +182,15 @@ AnswerValue: TypeAlias = str | list[str] | int | float
 def get_current_questions(*, campaign: Campaign) -> list[Question]:
     """The campaign's questions in their current versions, in the order participants see them."""
     return list(Question.objects.filter(campaign=campaign, is_current=True).order_by("position", "id"))
+
+
+def current_question_ids(campaign: Campaign) -> tuple[int, ...]:
+    """The ids of the campaign's current questions, in id order: no query on a copy from `get_live_campaign`."""
+    kept: list[Question] | None = getattr(campaign, LIVE_QUESTIONS, None)
+    if kept is None:
+        rows = Question.objects.filter(campaign=campaign, is_current=True).order_by("pk").values_list("pk", flat=True)
+        return tuple(rows)
+    return tuple(sorted(question.pk for question in kept))
 
 
 def get_participant_answers(campaign: Campaign) -> dict[int, dict[str, AnswerValue]]:

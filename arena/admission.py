@@ -3,6 +3,7 @@
 Looking (a campaign's existence, its leaderboard) is `admit_to_campaign`'s rule. Voting asks more of a
 Prolific or MTurk campaign: the session must have arrived with that platform's complete entry (an MTurk
 preview may look, never vote), so a paid study's data cannot be filled by anyone who has its URL.
+Then `require_first_steps`: what the campaign asks of a participant before any comparison.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.base import SessionBase
 
+from annotation.consent import require_consent
 from annotation.models import Campaign, Participant
+from annotation.questionnaire import require_questionnaire
 from annotation.services import (
     AlreadyTookPart,
     CrowdOnly,
@@ -63,6 +66,16 @@ def admit_to_vote(
     if participant is None:
         raise CrowdOnly(campaign)
     return participant
+
+
+def require_first_steps(*, campaign: Campaign, participant: Participant, session: SessionBase) -> None:
+    """What `campaign` asks of `participant` before any comparison is issued or voted on: its consent
+    (403 consent_required / consent_declined), then its questionnaire when asked first (403
+    questionnaire_required). Every issue and vote of the JSON API passes here, as the vote page does through
+    arena.participant_views.gate_page, so neither step can be skipped by calling the API directly. No query on a
+    campaign that asks neither; the session keeps what was done."""
+    require_consent(campaign=campaign, participant=participant, session=session)
+    require_questionnaire(campaign=campaign, participant=participant, session=session)
 
 
 def admit_to_complete(

@@ -12,12 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.throttling import NewSessionThrottle
-from annotation.consent import require_consent
 from annotation.models import Campaign, Participant
 from annotation.permissions import can_manage_campaign
 from annotation.selectors import get_live_campaign
 from annotation.services import admit_to_campaign, find_participant
-from arena.admission import admit_to_vote
+from arena.admission import admit_to_vote, require_first_steps
 from arena.clients import client_hash
 from arena.group_boards import get_group_leaderboard
 from arena.issuing import extend_lease, issue_comparison
@@ -188,7 +187,9 @@ class NextComparisonApi(APIView):
                 ERROR,
                 description="crowd_only: a Prolific or MTurk campaign, and this session did not arrive from it; "
                 "consent_required: the campaign asks consent (POST .../consent) and this participant has not "
-                "accepted its current version; consent_declined: declined or withdrew",
+                "accepted its current version; consent_declined: declined or withdrew; questionnaire_required: "
+                "the campaign asks its questionnaire before the first comparison (GET, then POST "
+                ".../questionnaire) and this participant has not answered it",
             ),
             404: ERROR,
             409: OpenApiResponse(ERROR, description="nothing ready yet"),
@@ -204,8 +205,8 @@ class NextComparisonApi(APIView):
         if find_participant(session=request.session, user=request.user) is None:
             throttle_new_session(request, self)
         participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
-        # 403 consent_required on a campaign with consent text until accepted (no query on one without).
-        require_consent(campaign=campaign, participant=participant, session=request.session)
+        # 403 consent_required / questionnaire_required until done (no query on a campaign that asks neither).
+        require_first_steps(campaign=campaign, participant=participant, session=request.session)
         comparison = issue_comparison(
             campaign=campaign,
             participant=participant,
@@ -218,7 +219,18 @@ class NextComparisonApi(APIView):
 class VotesApi(APIView):
     @extend_schema(
         request=VotesRequestSerializer,
-        responses={200: RevealSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: ERROR, 410: ERROR},
+        responses={
+            200: RevealSerializer,
+            400: ERROR,
+            403: OpenApiResponse(
+                ERROR,
+                description="consent_required, consent_declined or questionnaire_required, as for comparisons/next: "
+                "a comparison held from before the campaign asked it is voted on only once it is done",
+            ),
+            404: ERROR,
+            409: ERROR,
+            410: ERROR,
+        },
     )
     def post(self, request: Request, token: str) -> Response:
         data = plain_votes_body(request.data)
@@ -232,6 +244,9 @@ class VotesApi(APIView):
             participant=participant,
             votes=[VoteInput(v["criterion"], v["choice"]) for v in data["votes"]],
             dwell_ms=data["dwell_ms"],
+            first_steps=lambda campaign: require_first_steps(
+                campaign=campaign, participant=participant, session=request.session
+            ),
         )
         # The same fields RevealSerializer documents, without building its field tree per vote.
         answer = reveal.as_dict()
@@ -243,7 +258,7 @@ class VotesApi(APIView):
                 admitted = admit_to_vote(
                     campaign=campaign, session=request.session, user=request.user, known=participant
                 )
-                require_consent(campaign=campaign, participant=admitted, session=request.session)
+                require_first_steps(campaign=campaign, participant=admitted, session=request.session)
                 following = issue_comparison(
                     campaign=campaign,
                     participant=admitted,

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation.consent import forget_consent, get_consent_state, record_consent
+from annotation.consent import forget_consent, get_consent_state, record_consent, require_consent
 from annotation.models import PREFER_NOT_TO_SAY, Question, WithdrawnBy
 from annotation.questionnaire import QuestionnaireInvalid, get_pending_questions, submit_questionnaire
 from annotation.selectors import get_current_questions, get_live_campaign
@@ -176,6 +176,9 @@ class QuestionnaireApi(APIView):
         responses={
             200: inline_serializer("QuestionnaireStored", {"stored": serializers.DictField()}),
             400: OpenApiResponse(ERROR, description="invalid_answers: the message names each answer that is wrong"),
+            403: OpenApiResponse(
+                ERROR, description="consent_required: accept the campaign's consent first; consent_declined; withdrawn"
+            ),
             409: OpenApiResponse(ERROR, description="questionnaire_answered: asked once"),
         },
     )
@@ -185,6 +188,8 @@ class QuestionnaireApi(APIView):
             raise ApplicationError('expected {"answers": {question key: answer}}')
         campaign = get_live_campaign(slug=slug)
         participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
+        # Answers are personal data: none is stored before the campaign's consent is accepted.
+        require_consent(campaign=campaign, participant=participant, session=request.session)
         try:
             result = submit_questionnaire(campaign=campaign, participant=participant, answers=data["answers"])
         except QuestionnaireInvalid as exc:

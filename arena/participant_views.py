@@ -13,7 +13,13 @@ from django.urls import reverse
 from annotation.consent import ConsentDeclined, forget_consent, get_consent_state, require_consent
 from annotation.crowd import MTURK, PROLIFIC
 from annotation.models import Campaign, CampaignParticipation, Participant, QuestionnaireTiming, WithdrawnBy
-from annotation.questionnaire import QuestionnaireInvalid, get_pending_questions, submit_questionnaire
+from annotation.questionnaire import (
+    QuestionnaireInvalid,
+    QuestionnaireRequired,
+    get_pending_questions,
+    require_questionnaire,
+    submit_questionnaire,
+)
 from annotation.selectors import get_campaign
 from annotation.services import AlreadyTookPart, CrowdOnly
 from arena.admission import admit_to_vote
@@ -48,9 +54,9 @@ def gate_page(request: HttpRequest, campaign: Campaign, participant: Participant
         consent = get_consent_state(campaign=campaign, participant=participant)
         context = {"campaign": campaign, "criteria": [], "comparison": None, "waiting": None, "consent": consent}
         return _framed(render(request, "arena/vote.html", context), participant)
-    if campaign.questionnaire_timing == QuestionnaireTiming.BEFORE and get_pending_questions(
-        campaign=campaign, participant=participant
-    ):
+    try:
+        require_questionnaire(campaign=campaign, participant=participant, session=request.session)
+    except QuestionnaireRequired:
         return redirect("questionnaire", slug=campaign.slug)
     return None
 

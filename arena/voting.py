@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import partial
@@ -119,9 +120,18 @@ def _held(*, token: str, holder: int, now: datetime) -> _Held:
 
 @transaction.atomic
 def cast_votes(
-    *, token: str, participant: Participant, votes: list[VoteInput], dwell_ms: int, now: datetime | None = None
+    *,
+    token: str,
+    participant: Participant,
+    votes: list[VoteInput],
+    dwell_ms: int,
+    now: datetime | None = None,
+    first_steps: Callable[[Campaign], None] | None = None,
 ) -> Reveal:
-    """Record one vote per criterion of the comparison, all or none, and reveal its generators."""
+    """Record one vote per criterion of the comparison, all or none, and reveal its generators.
+
+    `first_steps`, called with the comparison's campaign before anything is recorded, may refuse the vote (the
+    API passes arena.admission.require_first_steps: consent and a questionnaire asked first)."""
     now = now or timezone.now()
     held = _held(token=token, holder=participant.pk, now=now)
     comparison = held.comparison
@@ -130,6 +140,8 @@ def cast_votes(
     comparison.campaign = get_live_campaign(pk=comparison.campaign_id)
     comparison.campaign.status = held.campaign_status
     check_campaign_takes_answers(comparison.campaign)
+    if first_steps is not None:
+        first_steps(comparison.campaign)
     criteria = _check_votes(comparison, votes, dwell_ms)
     # The client's dwell time is its own number; the server's clock bounds it. A vote sooner after
     # the comparison was issued than anyone could look at twelve images is refused, and no

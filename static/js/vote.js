@@ -165,6 +165,7 @@
         location.href = arena.dataset.doneUrl;
         return;
       }
+      if (firstStep(result)) return;
       if (ahead) {
         showError("Your last vote was not counted: " + message);
         if (current === ahead) next = prefetch(ahead.token);
@@ -222,10 +223,21 @@
     await fetchNext();
   }
 
+  // The campaign asks its consent or questionnaire first (it may have started asking since this page loaded):
+  // the page itself shows the consent or leads to the questions.
+  function firstStep(result) {
+    const code = result.status === 403 && result.data && result.data.error ? result.data.error.code : "";
+    if (code !== "consent_required" && code !== "questionnaire_required") return false;
+    location.reload();
+    return true;
+  }
+
   async function fetchNext() {
     const result = await post(urls.next, {});
     if (result.ok) {
       render(result.data);
+    } else if (firstStep(result)) {
+      return;
     } else if (result.status === 409 && result.data && result.data.error.code === "quota_reached") {
       location.href = arena.dataset.doneUrl;
     } else if (result.status === 409 && result.data && result.data.error.code === "nothing_ready") {
