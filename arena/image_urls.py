@@ -32,10 +32,13 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from django.conf import settings
+from django.db.models import Max, OuterRef, Subquery
 from django.urls import get_script_prefix
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from arena.models import Comparison, ComparisonStatus
+from generation.image_files import canonical_png, pad_png, padded_length
+from generation.models import Image
 
 Side = Literal["l", "r"]
 SIDES: tuple[Side, Side] = ("l", "r")
@@ -56,9 +59,11 @@ def mint_image_url(*, token: str, side: Side, index: int) -> str:
 
 @dataclass(frozen=True)
 class ServedImage:
-    """A picture a minted URL may show: its storage name (never sent out)."""
+    """A picture a minted URL may show: its storage name (never sent out) and the comparison's two sets."""
 
     name: str
+    population_ids: tuple[int, int]
+    longest: tuple[int | None, int | None]  # each set's longest stored picture, if recorded
 
 
 def find_served_image(*, token: str, side: str, index: int, mac: str, now: datetime) -> ServedImage | None:
@@ -72,13 +77,66 @@ def find_served_image(*, token: str, side: str, index: int, mac: str, now: datet
     rows = list(
         Comparison.objects.filter(token=token, **{f"{population}__images__index": index})
         .order_by()
-        .values_list("status", "lease_until", "voted_at", f"{population}__images__file")[:1]
+        .annotate(left_longest=_longest("left_population_id"), right_longest=_longest("right_population_id"))
+        .values_list(
+            "status",
+            "lease_until",
+            "voted_at",
+            f"{population}__images__file",
+            "left_population_id",
+            "right_population_id",
+            "left_longest",
+            "right_longest",
+        )[:1]
     )
     if not rows:
         return None
-    status, lease_until, voted_at, name = rows[0]
+    status, lease_until, voted_at, name, left, right, left_longest, right_longest = rows[0]
     if status == ComparisonStatus.VOTED:
         shown = voted_at is not None and now < voted_at + timedelta(seconds=settings.COMPARISON_IMAGE_TTL_S)
     else:
         shown = status == ComparisonStatus.ISSUED and now < lease_until
-    return ServedImage(name=name) if shown and name else None
+    if not (shown and name):
+        return None
+    return ServedImage(name=name, population_ids=(left, right), longest=(left_longest, right_longest))
+
+
+# --- one length for every picture of a comparison ---------------------------------------------------------------
+# A picture's PNG size follows its content (noise compresses badly), and a participant can read sizes before
+# voting, so every picture of a comparison is served padded to one length: the comparison's longest stored picture
+# plus generation.image_files.PAD_MIN. Image.byte_size holds each stored picture's length, so the longest of both
+# sets comes with the query that finds the picture.
+
+
+def _longest(population_field: str) -> Subquery:
+    """The longest stored picture of the comparison's set in `population_field` (None for sets stored unmeasured)."""
+    return Subquery(
+        Image.objects.filter(population_id=OuterRef(population_field))
+        .order_by()
+        .values("population_id")
+        .annotate(longest=Max("byte_size"))
+        .values("longest")[:1]
+    )
+
+
+def stored_png(name: str) -> bytes:
+    """The canonical PNG bytes of a stored picture (a file stored before every image was PNG is re-encoded)."""
+    with Image._meta.get_field("file").storage.open(name, "rb") as handle:
+        data = handle.read()
+    return data if name.endswith(".png") else canonical_png(data).data
+
+
+def _measured_longest(population_id: int) -> int:
+    """The longest picture of a set stored before Image.byte_size was recorded, read from storage."""
+    storage = Image._meta.get_field("file").storage
+    names = Image.objects.filter(population_id=population_id).values_list("file", flat=True)
+    return max((storage.size(name) if name.endswith(".png") else len(stored_png(name)) for name in names), default=0)
+
+
+def served_png(image: ServedImage) -> bytes:
+    """The picture's bytes as served: its canonical PNG padded to the one length of its comparison's pictures."""
+    longest = [
+        known if known is not None else _measured_longest(population_id)
+        for population_id, known in zip(image.population_ids, image.longest, strict=True)
+    ]
+    return pad_png(stored_png(image.name), padded_length(longest))

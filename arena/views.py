@@ -26,7 +26,7 @@ from annotation.services import (
 from arena.admission import admit_to_complete, admit_to_vote
 from arena.clients import client_hash
 from arena.group_boards import get_group_questions
-from arena.image_urls import find_served_image
+from arena.image_urls import find_served_image, served_png
 from arena.issuing import NothingReady, issue_comparison
 from arena.participant_views import gate_page, questionnaire_due_after
 from arena.selectors import (
@@ -39,8 +39,6 @@ from arena.selectors import (
 )
 from core.errors import ApplicationError
 from core.middleware import allow_mturk_framing
-from generation.image_files import canonical_png
-from generation.models import Image
 
 ENTRY_PARAMS = (*PROLIFIC_PARAMS, *MTURK_PARAMS)
 
@@ -169,19 +167,16 @@ def _completion_response(request: HttpRequest, campaign: Campaign, participant: 
 def comparison_image(request: HttpRequest, token: str, side: str, index: str, mac: str) -> HttpResponse:
     """One picture of a comparison under its minted URL (arena.image_urls); the same bare 404 for anything else.
 
-    The headers say nothing of the stored file (no Last-Modified, ETag or file name), and the bytes are
-    read through the storage API, so object storage serves them as well as the local disk.
+    The headers say nothing of the stored file (no Last-Modified, ETag or file name), every picture of the
+    comparison has one length (arena.image_urls.served_png), and the bytes are read through the storage API, so
+    object storage serves them as well as the local disk.
     """
     image = find_served_image(token=token, side=side, index=int(index), mac=mac, now=timezone.now())
     if image is None:
         missing = HttpResponseNotFound("no such image", content_type="text/plain")
         missing["Cache-Control"] = "no-store"
         return missing
-    with Image._meta.get_field("file").storage.open(image.name, "rb") as handle:
-        data = handle.read()
-    if not image.name.endswith(".png"):  # a file stored before every image was canonical PNG
-        data = canonical_png(data).data
-    response = HttpResponse(data, content_type="image/png")
+    response = HttpResponse(served_png(image), content_type="image/png")
     response["Cache-Control"] = f"private, max-age={settings.COMPARISON_IMAGE_TTL_S}"
     response["X-Content-Type-Options"] = "nosniff"
     response["Cross-Origin-Resource-Policy"] = "same-origin"

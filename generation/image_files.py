@@ -9,7 +9,9 @@ tell a participant which generator made a set. Pure: Pillow only.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,6 +105,84 @@ def canonical_png(data: bytes, *, max_side: int = MAX_SIDE) -> CanonicalImage:
     """
     _, image = _decode(data, max_side)
     return CanonicalImage(data=encode_canonical(image), width=image.width, height=image.height)
+
+
+# --- padding: one byte length for every picture of a comparison ------------------------------------------------
+
+# A picture's compressed size follows its content: a noise generator's sets compress badly, so a participant who
+# reads the sizes of a comparison's pictures (the browser's network panel) could tell that side apart before voting.
+# Every picture of a comparison is therefore served padded to one length (arena.image_urls). Padding stays inside
+# the PNG's critical chunks: empty stored deflate blocks after the zlib header (5 bytes each: a non-final stored
+# block of length 0 holds no data, so the pixels and the Adler-32 are unchanged) and the image data split over more
+# IDAT chunks (12 bytes each: length, type and CRC). Any pad of PAD_MIN bytes or more is a sum of 5s and 12s.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EMPTY_STORED_BLOCK = b"\x00\x00\x00\xff\xff"
+_CHUNK_OVERHEAD = 12
+PAD_MIN = 44  # the largest sum of 5s and 12s that cannot be made is 43
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """A PNG's chunks as (type, payload), their CRCs checked; BadImage for anything else."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise BadImage("not a PNG file")
+    chunks, at = [], len(PNG_SIGNATURE)
+    while at < len(data):
+        if at + 12 > len(data):
+            raise BadImage("a PNG chunk runs past the end of the file")
+        (length,) = struct.unpack(">I", data[at : at + 4])
+        kind, payload = data[at + 4 : at + 8], data[at + 8 : at + 8 + length]
+        (crc,) = struct.unpack(">I", data[at + 8 + length : at + 12 + length])
+        if len(payload) != length or zlib.crc32(kind + payload) != crc:
+            raise BadImage(f"the PNG chunk {kind!r} is truncated or its CRC does not match")
+        chunks.append((kind, payload))
+        at += 12 + length
+    return chunks
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _pad_parts(pad: int) -> tuple[int, int]:
+    """(empty stored blocks, extra IDAT chunks) whose bytes add up to exactly `pad`."""
+    for chunks in range(5):
+        blocks, rest = divmod(pad - _CHUNK_OVERHEAD * chunks, len(_EMPTY_STORED_BLOCK))
+        if blocks >= 0 and rest == 0:
+            return blocks, chunks
+    raise ValueError(f"{pad} bytes of padding cannot be made of 5s and 12s (any {PAD_MIN} or more can)")
+
+
+def padded_length(lengths: list[int]) -> int:
+    """The one length every PNG of these lengths can be padded to: the longest plus PAD_MIN."""
+    return max(lengths) + PAD_MIN
+
+
+def pad_png(data: bytes, length: int) -> bytes:
+    """The same PNG (same chunks, same pixels) grown to exactly `length` bytes; ValueError if that cannot be made.
+
+    Only the image data changes: empty stored blocks go between the zlib header and the first compressed block, and
+    the data is split over as many more IDAT chunks than it had as the remainder needs. Everything else keeps its bytes.
+    """
+    if length == len(data):
+        return data
+    blocks, extra_chunks = _pad_parts(length - len(data))
+    chunks = _chunks(data)
+    kinds = [kind for kind, _ in chunks]
+    if b"IDAT" not in kinds:
+        raise BadImage("a PNG without image data")
+    first = kinds.index(b"IDAT")
+    last = len(kinds) - 1 - kinds[::-1].index(b"IDAT")
+    stream = b"".join(payload for _, payload in chunks[first : last + 1])
+    stream = stream[:2] + _EMPTY_STORED_BLOCK * blocks + stream[2:]
+    pieces = last - first + 1 + extra_chunks
+    step = -(-len(stream) // pieces)
+    idat = b"".join(_chunk(b"IDAT", stream[i * step : (i + 1) * step]) for i in range(pieces))
+    head = b"".join(_chunk(kind, payload) for kind, payload in chunks[:first])
+    tail = b"".join(_chunk(kind, payload) for kind, payload in chunks[last + 1 :])
+    padded = PNG_SIGNATURE + head + idat + tail
+    if len(padded) != length:  # a split left an empty piece: cannot happen for streams longer than 5 bytes
+        raise ValueError(f"padding made {len(padded)} bytes, not {length}")
+    return padded
 
 
 # --- blank images -------------------------------------------------------------------------------------------------

@@ -256,6 +256,12 @@ class Image(models.Model):
     sha256 = models.CharField(
         max_length=64, validators=[RegexValidator(r"^[0-9a-f]{64}$", "a lowercase hex sha256")], db_index=True
     )
+    byte_size = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes of the stored canonical PNG (every picture of a comparison is served padded to the longest); "
+        "empty for files stored before it was recorded, whose size is read from storage.",
+    )
     generation_ms = models.PositiveIntegerField(null=True, blank=True)
     provenance = models.JSONField(
         default=dict,

@@ -428,6 +428,7 @@ def _create_images(population: Population, images: Sequence[ImageInput], names: 
             width=image.width,
             height=image.height,
             sha256=hashlib.sha256(image.data).hexdigest(),
+            byte_size=len(image.data),
             provenance=image.provenance,
         )
         for image, name in zip(images, names, strict=True)

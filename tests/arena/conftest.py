@@ -36,6 +36,7 @@ def ready_population(generator, prompt, size: int) -> Population:
             width=32,
             height=32,
             sha256=hashlib.sha256(data).hexdigest(),
+            byte_size=len(data),
         )
         image.file.save(f"{secrets.token_hex(16)}.png", ContentFile(data), save=False)
         image.save()

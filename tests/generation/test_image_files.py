@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import zlib
 from datetime import timedelta
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from django.utils import timezone
 from PIL import Image, PngImagePlugin
 
-from generation.image_files import BadImage, canonical_png, inspect_image
+from generation.image_files import PAD_MIN, BadImage, canonical_png, inspect_image, pad_png, padded_length
 from generation.models import Population
 from generation.services import (
     ImageInput,
@@ -292,3 +293,68 @@ def test_a_gold_decoy_is_stored_as_canonical_png_even_of_a_jpeg_set():
     for data in stored_bytes(decoy):
         assert chunks(data) == [b"IHDR", b"IDAT", b"IEND"]
         assert canonical_png(data).data == data
+
+
+# --- padding: every picture of a comparison at one length --------------------------------------------------------
+
+
+def pixels_of(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return np.asarray(image.convert("RGB"))
+
+
+def crcs_hold(data: bytes) -> bool:
+    position = 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        body = data[position + 4 : position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length : position + 12 + length])
+        if zlib.crc32(body) != crc:
+            return False
+        position += 12 + length
+    return True
+
+
+def test_a_noise_picture_and_a_flat_one_padded_to_one_length_keep_their_pixels():
+    # Given a picture of noise (compresses badly) and a flat one (compresses to almost nothing),
+    noise = canonical_png(saved(picture())).data
+    flat = canonical_png(encode("PNG", size=(40, 24))).data
+    assert len(noise) > len(flat) + 1000
+    # padded to the length padded_length gives them,
+    length = padded_length([len(noise), len(flat)])
+    assert length == len(noise) + PAD_MIN
+    for data in (noise, flat):
+        padded = pad_png(data, length)
+        # both are exactly that long, still only IHDR, IDAT(s) and IEND with valid CRCs, and show the same pixels.
+        assert len(padded) == length
+        assert set(chunks(padded)) == {b"IHDR", b"IDAT", b"IEND"}
+        assert crcs_hold(padded)
+        assert np.array_equal(pixels_of(padded), pixels_of(data))
+
+
+@pytest.mark.parametrize("pad", [0, *range(PAD_MIN, PAD_MIN + 13), 1000, 65_537])
+def test_every_pad_from_the_minimum_on_is_made_exactly(pad):
+    flat = canonical_png(encode("PNG", size=(40, 24))).data
+    padded = pad_png(flat, len(flat) + pad)
+    assert len(padded) == len(flat) + pad
+    assert np.array_equal(pixels_of(padded), pixels_of(flat))
+
+
+@pytest.mark.parametrize("pad", [1, 4, 43])  # not sums of 5s and 12s: the padding cannot be made exactly
+def test_a_pad_that_cannot_be_made_is_refused_rather_than_missed(pad):
+    flat = canonical_png(encode("PNG", size=(40, 24))).data
+    with pytest.raises(ValueError, match=f"{pad} bytes of padding"):
+        pad_png(flat, len(flat) + pad)
+
+
+def test_a_picture_stored_over_several_idat_chunks_is_padded_whole():
+    # Given a picture large enough that its canonical PNG spreads over several IDAT chunks,
+    big = Image.fromarray(np.random.default_rng(3).integers(0, 256, size=(300, 300, 3), dtype=np.uint8), "RGB")
+    data = canonical_png(saved(big)).data
+    assert chunks(data).count(b"IDAT") > 1
+    # then padding it keeps its pixels and makes the length asked for.
+    padded = pad_png(data, len(data) + 45)
+    assert len(padded) == len(data) + 45
+    assert crcs_hold(padded)
+    assert np.array_equal(pixels_of(padded), np.asarray(big))

@@ -8,16 +8,22 @@ the vote or after a lease ran out, headers that name the stored file.
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import struct
 from datetime import timedelta
 
+import numpy as np
 import pytest
+from django.core.files.base import ContentFile
 from django.test import Client
 from django.utils import timezone
+from PIL import Image as PILImage
 
 from arena.models import Comparison
 from arena.selectors import _caption_and_image_urls
+from generation.image_files import PAD_MIN
 from generation.models import Image
 
 pytestmark = pytest.mark.django_db
@@ -49,6 +55,27 @@ def urls_by_population(payload: dict) -> dict[int, list[str]]:
         comparison.left_population_id: payload["left"]["images"],
         comparison.right_population_id: payload["right"]["images"],
     }
+
+
+def pixels(data: bytes) -> bytes:
+    with PILImage.open(io.BytesIO(data)) as image:
+        return image.convert("RGB").tobytes()
+
+
+def png_chunk_types(data: bytes) -> set[bytes]:
+    types, position = set(), 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        types.add(data[position + 4 : position + 8])
+        position += 12 + length
+    return types
+
+
+def noise_png(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(seed).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    PILImage.fromarray(noise, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def at(moment, monkeypatch) -> None:
@@ -159,7 +186,7 @@ def test_urls_of_a_lease_that_ran_out_unvoted_are_refused(client, arena_campaign
     assert client.get(url).status_code == 404
 
 
-def test_the_bytes_served_are_the_stored_ones_under_headers_that_name_nothing(client, arena_campaign):  # noqa: F811
+def test_the_pixels_served_are_the_stored_ones_under_headers_that_name_nothing(client, arena_campaign):  # noqa: F811
     arena_campaign()
     payload = next_comparison(client)
     comparison = Comparison.objects.get(token=payload["token"])
@@ -168,7 +195,8 @@ def test_the_bytes_served_are_the_stored_ones_under_headers_that_name_nothing(cl
         response = client.get(url)
         assert response.status_code == 200
         with stored[index].file.open("rb") as handle:
-            assert response.content == handle.read()
+            assert pixels(response.content) == pixels(handle.read())
+        assert png_chunk_types(response.content) == {b"IHDR", b"IDAT", b"IEND"}
         assert response["Content-Type"] == "image/png"
         assert response["X-Content-Type-Options"] == "nosniff"
         assert response["Cache-Control"].startswith("private")
@@ -196,3 +224,30 @@ def test_minting_keeps_the_payload_at_one_query(arena_campaign, django_assert_nu
         _, left_urls, right_urls = _caption_and_image_urls(comparison)
     assert len(left_urls) == len(right_urls) == 6
     assert all(MINTED.fullmatch(url) for url in left_urls + right_urls)
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["sizes recorded", "stored before sizes were recorded"])
+def test_every_picture_of_a_comparison_is_served_at_one_length_whatever_it_shows(client, arena_campaign, recorded):  # noqa: F811
+    # Given a comparison whose left set is noise (its PNGs compress badly) and whose right set is flat colour,
+    arena_campaign()
+    payload = next_comparison(client)
+    comparison = Comparison.objects.get(token=payload["token"])
+    for image in Image.objects.filter(population_id=comparison.left_population_id):
+        data = noise_png(image.index)
+        image.file.save(f"noise-{image.index}.png", ContentFile(data), save=False)
+        image.byte_size = len(data) if recorded else None
+        image.save()
+    if not recorded:
+        Image.objects.filter(population_id=comparison.right_population_id).update(byte_size=None)
+    both = [comparison.left_population_id, comparison.right_population_id]
+    stored = {image.file.name: image.file.size for image in Image.objects.filter(population_id__in=both)}
+    assert max(stored.values()) > 2 * min(stored.values())  # the sizes alone would tell the sides apart
+    # when a participant fetches every picture before voting,
+    lengths = [len(client.get(url).content) for url in urls_of(payload)]
+    # then every picture has the same length, so the sizes say nothing about which side is which,
+    assert lengths == [max(stored.values()) + PAD_MIN] * len(lengths)
+    # and each still shows its own stored pixels.
+    for url, image in zip(
+        payload["left"]["images"], Image.objects.filter(population_id=comparison.left_population_id), strict=True
+    ):
+        assert pixels(client.get(url).content) == pixels(noise_png(image.index))
