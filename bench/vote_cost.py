@@ -357,6 +357,7 @@ def measure(args: argparse.Namespace, code: Path, paths: list[str]) -> list[dict
         "SECRET_KEY": f"bench-{os.getpid()}-not-a-production-secret",
         "SECURE_COOKIES": "false",
         "THROTTLE_ANON": "off",
+        "THROTTLE_NEW_SESSION": "off",  # every scripted participant is a new session from one address
         "ALLOWED_HOSTS": "testserver",  # the test clients' host name
     }
     results = []
