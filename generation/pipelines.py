@@ -18,6 +18,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from generation.families import (
+    FAMILIES,
+    FAMILY_SETTINGS,
+    MOST_SEQUENCE_LENGTH,
+    describe,
+    families_taking,
+    family_of,
+    is_truncated,
+    size_step,
+)
 from generation.tiny_models import build_components, write_byte_tokenizer
 
 if TYPE_CHECKING:
@@ -26,6 +36,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+# Memory options for a model larger than the GPU: diffusers' model offload (a component on the GPU while it runs)
+# or sequential offload (a layer at a time: slowest, least memory).
+Offload = Literal["model", "sequential"]
 
 BUILTIN_PREFIX = "builtin:"
 TINY_RANDOM = "tiny-random"
@@ -75,6 +88,11 @@ class PipelineSpec:
     channels_last: bool = True
     init_seed: int = 0
     palette: tuple[float, float, float] | None = None
+    # Transformer families only (generation.families): how far the long text encoder reads; snapping to trained sizes.
+    max_sequence_length: int | None = None
+    resolution_binning: bool | None = None
+    offload: Offload | None = None
+    vae_tiling: bool = False
 
     def __post_init__(self) -> None:
         # Validation lives here rather than in from_settings so a spec built in code is checked the same way.
@@ -99,7 +117,17 @@ class PipelineSpec:
             raise _fail_setting("lora", "a LoRA file, folder or hub id", self.lora)
         if not _is_number(self.lora_scale):
             raise _fail_setting("lora_scale", "a number", self.lora_scale)
-        for flag in ("compile", "channels_last"):
+        if self.max_sequence_length is not None and (
+            not _is_int(self.max_sequence_length) or not 1 <= self.max_sequence_length <= MOST_SEQUENCE_LENGTH
+        ):
+            raise _fail_setting(
+                "max_sequence_length", f"an integer from 1 to {MOST_SEQUENCE_LENGTH} (tokens)", self.max_sequence_length
+            )
+        if self.resolution_binning is not None and not isinstance(self.resolution_binning, bool):
+            raise _fail_setting("resolution_binning", "true or false", self.resolution_binning)
+        if self.offload is not None and self.offload not in get_args(Offload):
+            raise _fail_setting("offload", "one of " + ", ".join(get_args(Offload)) + " (or absent)", self.offload)
+        for flag in ("compile", "channels_last", "vae_tiling"):
             if not isinstance(getattr(self, flag), bool):
                 raise _fail_setting(flag, "true or false", getattr(self, flag))
         if not _is_int(self.init_seed) or not 0 <= self.init_seed < 2**63:
@@ -146,6 +174,8 @@ class PipelineSpec:
             *builtin,
             self.compile,
             self.channels_last,
+            self.offload,
+            self.vae_tiling,
         )
 
 
@@ -312,13 +342,32 @@ def resolve_device(device: str) -> str:
     return f"cuda:{index if index is not None else torch.cuda.current_device()}"
 
 
-def _torch_dtype(dtype: str, device: str) -> torch.dtype:
+def _torch_dtype(dtype: str, device: str, pipeline_class: str | None = None) -> torch.dtype:
     import torch
 
     if dtype == "auto":
-        # Half precision halves memory and doubles speed on GPUs; on CPUs many kernels lack fp16 or are slower.
-        return torch.float16 if device.startswith("cuda") else torch.float32
+        if not device.startswith("cuda"):
+            # On CPUs many kernels lack fp16 or are slower.
+            return torch.float32
+        # Half precision halves memory and doubles speed on GPUs; FLUX overflows fp16 (black images), so bf16 there.
+        family = FAMILIES.get(pipeline_class or "")
+        return cast("torch.dtype", getattr(torch, family.half_dtype if family is not None else "float16"))
     return cast("torch.dtype", getattr(torch, dtype))
+
+
+def _pipeline_class(source: str) -> str | None:
+    """The pipeline class a folder or cached hub id declares in its model_index.json, read before loading it."""
+    try:
+        if looks_like_path(source):
+            index = json.loads((Path(source).expanduser() / "model_index.json").read_text(encoding="utf-8"))
+        else:
+            from diffusers import DiffusionPipeline
+
+            index = DiffusionPipeline.load_config(source)
+    except (OSError, ValueError):
+        return None  # from_pretrained meets the same problem and says it in full
+    name = index.get("_class_name") if isinstance(index, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _short(exc: BaseException) -> str:
@@ -386,9 +435,15 @@ def load_pipeline(spec: PipelineSpec, *, device: str, cache_dir: Path) -> Diffus
     import torch
     from diffusers import DiffusionPipeline
 
+    if spec.offload is not None and not device.startswith("cuda"):
+        raise PipelineError(
+            f"setting 'offload' moves a model's weights between the CPU and a GPU as it runs; it needs a cuda "
+            f"device, not {device!r}"
+        )
+    dtype = _torch_dtype(spec.dtype, device, _pipeline_class(source) if spec.dtype == "auto" else None)
     try:
         with _quiet_progress_bars():
-            pipe: Any = DiffusionPipeline.from_pretrained(source, dtype=_torch_dtype(spec.dtype, device))
+            pipe: Any = DiffusionPipeline.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, ImportError, AttributeError) as exc:
         # OSError covers hub ids that are unknown or not cached offline; the others, folders that are
         # pipelines of an unsupported shape. Either way the worker should fail the job, not crash.
@@ -401,7 +456,19 @@ def load_pipeline(spec: PipelineSpec, *, device: str, cache_dir: Path) -> Diffus
         _swap_scheduler(pipe, spec.scheduler)
     if spec.lora is not None:
         _load_lora(pipe, spec.lora, spec.lora_scale)
-    pipe.to(device)
+    check_settings(pipe, spec)
+    if spec.vae_tiling:
+        vae: Any = getattr(pipe, "vae", None)
+        if not hasattr(vae, "enable_tiling"):
+            raise PipelineError(f"setting 'vae_tiling': {describe(pipe)} has no VAE that decodes in tiles")
+        # Decoding in tiles bounds the VAE's memory at large sizes (it is the peak of a 1024 px SDXL or FLUX call).
+        vae.enable_tiling()
+    if spec.offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif spec.offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
     # SD and SDXL denoise with a UNet; SD3 and Flux with a transformer under another attribute name.
     denoiser: Any = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
     if device.startswith("cuda") and denoiser is not None:
@@ -539,14 +606,41 @@ def encode_png(generated: GeneratedImage) -> bytes:
     return buffer.getvalue()
 
 
-def _is_truncated(pipe: DiffusionPipeline, prompt: str) -> bool:
-    tokenizer = getattr(pipe, "tokenizer", None)
-    limit = getattr(tokenizer, "model_max_length", None)
-    if tokenizer is None or not isinstance(limit, int) or limit > 100_000:
-        return False
-    # verbose=False: the over-length warning would repeat what `truncated` already records.
-    ids = tokenizer(prompt, truncation=False, verbose=False).input_ids
-    return len(ids) > limit
+def check_settings(pipe: DiffusionPipeline, spec: PipelineSpec) -> None:
+    """PipelineError naming a setting that `pipe`'s family does not take, or a size it cannot make exactly."""
+    family = family_of(pipe)
+    for setting, takes in FAMILY_SETTINGS.items():
+        if getattr(spec, setting) is not None and (family is None or not takes(family)):
+            raise PipelineError(
+                f"setting {setting!r} does not apply to {describe(pipe)}: only {families_taking(setting)} "
+                "pipelines take it"
+            )
+    binning = spec.resolution_binning
+    if binning is None:
+        binning = family is not None and family.resolution_binning
+    # With binning the pipeline makes a trained size and resizes the image to the one asked for.
+    step = None if binning else size_step(pipe, family)
+    if step is not None and (spec.width % step or spec.height % step):
+        raise PipelineError(
+            f"{describe(pipe)} makes images in steps of {step} pixels: width {spec.width} and height {spec.height} "
+            f"must both be multiples of {step} (it would otherwise make a smaller image than the campaign shows)"
+        )
+
+
+def _family_arguments(pipe: DiffusionPipeline, spec: PipelineSpec) -> dict[str, Any]:
+    """What a family's call takes beyond the common arguments (generation.families)."""
+    family = family_of(pipe)
+    arguments: dict[str, Any] = {}
+    if family is None:
+        return arguments
+    if spec.max_sequence_length is not None:
+        arguments["max_sequence_length"] = spec.max_sequence_length
+    if spec.resolution_binning is not None:
+        arguments["use_resolution_binning"] = spec.resolution_binning
+    if family.clean_caption:
+        # The encoder reads exactly the prompt recorded on the image (and without bs4/ftfy the pipeline warns per call).
+        arguments["clean_caption"] = False
+    return arguments
 
 
 def generate(pipe: DiffusionPipeline, spec: PipelineSpec, prompts: list[str], seeds: list[int]) -> list[GeneratedImage]:
@@ -558,6 +652,7 @@ def generate(pipe: DiffusionPipeline, spec: PipelineSpec, prompts: list[str], se
 
     import torch
 
+    check_settings(pipe, spec)
     # One CPU generator per image: image i depends only on seed i (not on its batch neighbours), and CPU
     # random streams are the same on every machine while CUDA's differ from them.
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
@@ -570,6 +665,7 @@ def generate(pipe: DiffusionPipeline, spec: PipelineSpec, prompts: list[str], se
             width=spec.width,
             height=spec.height,
             output_type="pil",
+            **_family_arguments(pipe, spec),
         )
     except torch.cuda.OutOfMemoryError as exc:
         # Release the failed batch's activations so a retry with a smaller batch can fit.
@@ -590,7 +686,7 @@ def generate(pipe: DiffusionPipeline, spec: PipelineSpec, prompts: list[str], se
             image=image,
             seed=seed,
             prompt=prompt,
-            truncated=_is_truncated(pipe, prompt),
+            truncated=is_truncated(pipe, prompt, max_sequence_length=spec.max_sequence_length),
             width=image.width,
             height=image.height,
         )
