@@ -29,6 +29,7 @@ from django.utils.text import slugify
 from annotation.models import Campaign
 from annotation.services import add_generator_to_campaign
 from core.errors import ApplicationError, Conflict, NotFound
+from generation.families import describe
 from generation.models import Generator
 from generation.pipelines import PipelineError, PipelineSpec, load_pipeline, use_cpu_threads
 from generation.services import GeneratorSpec, sync_generator
@@ -192,7 +193,7 @@ def load_base(prepared: Prepared) -> Any:
         raise ApplicationError(f"--base {prepared.base.name!r}: {exc}") from exc
     if getattr(pipe, "unet", None) is None or not hasattr(pipe, "encode_prompt") or getattr(pipe, "vae", None) is None:
         raise ApplicationError(
-            f"--base {prepared.base.name!r} is a {type(pipe).__name__}; training needs a diffusers pipeline with a "
+            f"--base {prepared.base.name!r} is {describe(pipe)}; training needs a diffusers pipeline with a "
             "UNet, a VAE and a text encoder (Stable Diffusion 1.x/2.x or SDXL)"
         )
     return pipe

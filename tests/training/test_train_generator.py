@@ -15,6 +15,7 @@ from annotation.models import Campaign
 from generation.models import Demand, Generator
 from generation.pipelines import PipelineSpec, generate, load_pipeline
 from generation.training import pixels_to_tensor
+from tests.generation.tiny_families import save_tiny_pipeline
 from tests.training.conftest import TINY_SETTINGS
 from training import objectives
 from training.loop import LOG_FILE, STATE_FILE, TrainingConfig, TrainingError, fine_tune
@@ -325,6 +326,27 @@ def test_bad_exports_are_refused_before_training_naming_the_problem(tiny_base, p
         with pytest.raises(CommandError, match=message):
             train(export)
         assert nothing_registered(), export
+
+
+@pytest.mark.parametrize("family", ["flux", "sd3"])
+def test_a_base_of_a_family_training_cannot_tune_is_refused_naming_the_family(
+    tiny_base, popalign_export, tmp_path, family
+):
+    # Given an export and a base whose pipeline is a transformer family (tiny, random weights, saved as a hub folder),
+    export = popalign_export()
+    folder = save_tiny_pipeline(family, tmp_path / family)
+    Generator.objects.create(name="transformer-base", source=str(folder), settings=TINY_SETTINGS)
+    label = {
+        "flux": r"FLUX.1 pipeline \(FluxPipeline\)",
+        "sd3": r"Stable Diffusion 3 pipeline \(StableDiffusion3Pipeline\)",
+    }
+    # then training it is refused before the first step, naming the family, and nothing is registered.
+    with pytest.raises(CommandError, match=rf"--base 'transformer-base' is a {label[family]}; training needs .* UNet"):
+        call_command(
+            "train_generator", "--export", str(export), "--objective", "popalign", "--base", "transformer-base",
+            "--name", "x", "--no-progress",
+        )  # fmt: skip
+    assert not Generator.objects.filter(name="x").exists()
 
 
 def test_other_bad_input_is_refused_before_training(tiny_base, popalign_export, tmp_path):
