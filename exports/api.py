@@ -17,10 +17,11 @@ from rest_framework.views import APIView
 from access.permissions import HasScope
 from annotation.permissions import StaffArea
 from arena.api import ERROR
+from exports.options import ExportOptions
 from exports.publish import campaign_exports_folder, get_server_export, read_manifest
 from exports.rows import TIES_DROP, TIES_SOFT
 from exports.selectors import get_export_campaign, list_exports
-from exports.services import ExportOptions, export_to_server
+from exports.services import export_to_server
 from exports.views import zip_response
 from exports.writers import FORMATS
 

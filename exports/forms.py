@@ -7,8 +7,8 @@ from typing import Any
 from django import forms
 
 from annotation.models import Campaign
+from exports.options import ExportOptions
 from exports.rows import TIES_DROP, TIES_SOFT
-from exports.services import ExportOptions
 from exports.writers import FORMATS
 
 

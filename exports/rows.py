@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -25,6 +25,7 @@ DROP_MIN_VOTES = "min_votes"
 DROP_TIE = "tie"
 DROP_MIN_MARGIN = "min_margin"
 DROP_MISSING_IMAGE = "missing_image"
+DROP_GENERATORS = "generators"
 
 
 def drop_worse_on(criterion: str) -> str:
@@ -225,6 +226,39 @@ def winner_lost_on(pair: JudgedPair, other: JudgedPair) -> bool:
     if winner == other.left_population_id:
         return other.right_wins > other.left_wins
     return other.left_wins > other.right_wins
+
+
+def drop_reason(
+    pair: JudgedPair,
+    *,
+    pair_filter: PairFilter,
+    guards: Mapping[int, str],
+    guard_pairs: Mapping[int, JudgedPair],
+    populations: Collection[int] | None = None,
+) -> str | None:
+    """Why an export leaves a judged pair out, or None to keep it.
+
+    `populations`: those of the generators `--generators` chose (None: every generator); `guards`: the
+    `--not-worse-on` criteria (id -> key), with `guard_pairs` the same two populations' pairs on them.
+    Reasons go in this order, each counted only for pairs the ones before kept: a side outside the chosen
+    generators (such a pair is not between them at all), then `pair_filter` (votes, tie, margin), then a
+    winner that lost on a guard criterion.
+    """
+    if populations is not None and (
+        pair.left_population_id not in populations or pair.right_population_id not in populations
+    ):
+        return DROP_GENERATORS
+    reason = pair_filter.drop_reason(pair)
+    if reason is None and pair.decided:
+        reason = next(
+            (
+                drop_worse_on(key)
+                for pk, key in guards.items()
+                if pk != pair.criterion_id and pk in guard_pairs and winner_lost_on(pair, guard_pairs[pk])
+            ),
+            None,
+        )
+    return reason
 
 
 @dataclass(frozen=True, slots=True)

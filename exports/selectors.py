@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import CharField, IntegerField, Max, Q, QuerySet
+from django.db.models import CharField, IntegerField, Q, QuerySet
 from django.db.models.functions import Cast, Greatest, Least
 
 from annotation.models import Campaign
@@ -186,18 +186,21 @@ def iter_vote_log(
         yield make(row)
 
 
-def _shown_population_ids(campaign: Campaign) -> Q:
+def _shown_population_ids(campaign: Campaign, column: str = "population_id") -> Q:
+    """Rows whose `column` is a population the campaign showed in a comparison that was not a gold check."""
     shown = Comparison.objects.filter(campaign=campaign, is_gold=False)
-    return Q(population_id__in=shown.values("left_population_id")) | Q(
-        population_id__in=shown.values("right_population_id")
+    return Q(**{f"{column}__in": shown.values("left_population_id")}) | Q(
+        **{f"{column}__in": shown.values("right_population_id")}
     )
 
 
-def max_population_id(*, campaign: Campaign) -> int:
-    shown = Comparison.objects.filter(campaign=campaign).aggregate(
-        left=Max("left_population_id"), right=Max("right_population_id")
+def shown_population_ids(*, campaign: Campaign, generator_ids: Iterable[int]) -> set[int]:
+    """The populations of these generators that the campaign showed in a comparison (gold checks aside)."""
+    return set(
+        Population.objects.filter(_shown_population_ids(campaign, "pk"), generator_id__in=list(generator_ids))
+        .values_list("pk", flat=True)
+        .iterator(chunk_size=CHUNK_SIZE)
     )
-    return max(shown["left"] or 0, shown["right"] or 0)
 
 
 def iter_shown_images(*, campaign: Campaign, chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[ImageInfo, int, str]]:

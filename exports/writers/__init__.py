@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
 
-from exports.rows import ImageInfo, PairRow
+from exports.writers.contract import PairFormatWriter, WriterContext
+from exports.writers.genai_bench_parquet import GenaiBenchParquetWriter
+from exports.writers.kto_csv import KtoPairWriter
+from exports.writers.pickapic_parquet import PickapicParquetWriter
+from exports.writers.popalign_csv import PopalignCsvWriter
+from exports.writers.population_jsonl import PopulationJsonlWriter
 
 POPULATION_JSONL = "population-jsonl"
 POPALIGN_CSV = "popalign-csv"
@@ -17,12 +20,14 @@ GENAI_BENCH_PARQUET = "genai-bench-parquet"
 VOTES_CSV = "votes-csv"
 LEADERBOARD_CSV = "leaderboard-csv"
 
-ImageLoader = Callable[[ImageInfo], bytes]
-
 
 @dataclass(frozen=True)
 class FormatSpec:
-    """What a format needs: which rows feed it, whether one criterion, how ties go, where images go."""
+    """What a format needs: which rows feed it, whether one criterion, how ties go, where images go.
+
+    A format made of judged pairs (`source` "pairs") names the hook that opens its writer (`open_writer`);
+    the raw vote log and the leaderboard are written from their own rows.
+    """
 
     name: str
     source: str  # "pairs", "votes" or "leaderboard"
@@ -33,6 +38,9 @@ class FormatSpec:
     copies_images: bool = False
     embeds_images: bool = False
     splits: bool = False
+    images_optional: bool = False  # whether the images may be left out (paths written, no files copied)
+    people_only: bool = False  # refuses a simulated crowd's votes (the leaderboard ranks people)
+    open_writer: Callable[[WriterContext], PairFormatWriter] | None = None
 
 
 FORMATS: dict[str, FormatSpec] = {
@@ -46,6 +54,8 @@ FORMATS: dict[str, FormatSpec] = {
             soft_ties=True,
             copies_images=True,
             splits=True,
+            images_optional=True,
+            open_writer=PopulationJsonlWriter.for_export,
         ),
         FormatSpec(
             POPALIGN_CSV,
@@ -55,6 +65,7 @@ FORMATS: dict[str, FormatSpec] = {
             default_ties="drop",
             copies_images=True,
             splits=True,
+            open_writer=PopalignCsvWriter.for_export,
         ),
         FormatSpec(
             PICKAPIC_PARQUET,
@@ -65,6 +76,7 @@ FORMATS: dict[str, FormatSpec] = {
             soft_ties=True,
             embeds_images=True,
             splits=True,
+            open_writer=PickapicParquetWriter.for_export,
         ),
         FormatSpec(
             KTO_CSV,
@@ -74,6 +86,7 @@ FORMATS: dict[str, FormatSpec] = {
             default_ties="drop",
             copies_images=True,
             splits=True,
+            open_writer=KtoPairWriter.for_export,
         ),
         FormatSpec(
             GENAI_BENCH_PARQUET,
@@ -83,21 +96,9 @@ FORMATS: dict[str, FormatSpec] = {
             default_ties="soft",
             soft_ties=True,
             embeds_images=True,
+            open_writer=GenaiBenchParquetWriter.for_export,
         ),
         FormatSpec(VOTES_CSV, "votes", "the raw vote log: one row per vote, sides as displayed"),
-        FormatSpec(LEADERBOARD_CSV, "leaderboard", "the Bradley-Terry leaderboard at export time"),
+        FormatSpec(LEADERBOARD_CSV, "leaderboard", "the Bradley-Terry leaderboard at export time", people_only=True),
     )
 }
-
-
-class PairWriter(Protocol):
-    def write_group(self, rows: Sequence[PairRow]) -> None: ...
-
-    def close(self) -> dict[str, int]:
-        """Rows written per split."""
-        ...
-
-
-def compact_json(value: Any) -> str:
-    """JSON as the text formats write it: no spaces, non-ASCII kept."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -12,7 +12,7 @@ import pyarrow as pa
 from PIL import Image as PILImage
 
 from exports.rows import BOTH_BAD, LEFT, RIGHT, TIE, PairRow, PopulationInfo
-from exports.writers import ImageLoader, compact_json
+from exports.writers.contract import ImageLoader, WriterContext, compact_json
 from exports.writers.parquet import DEFAULT_ROW_GROUP_BYTES, DEFAULT_SHARD_BYTES, ParquetDatasetWriter
 
 GENAI_BENCH_CONFIG = "image_generation"
@@ -73,6 +73,8 @@ def make_grid(images: Sequence[bytes], gap: int = GRID_GAP, tile_max: int = GRID
 class GenaiBenchParquetWriter(ParquetDatasetWriter):
     """GenAI-Bench rows: one per judged pair, each side one grid image of its population, vote from the majority."""
 
+    CONFIG_NAME = GENAI_BENCH_CONFIG
+
     def __init__(
         self,
         folder: Path,
@@ -92,6 +94,10 @@ class GenaiBenchParquetWriter(ParquetDatasetWriter):
             max_shard_bytes=max_shard_bytes,
             row_group_bytes=row_group_bytes,
         )
+
+    @classmethod
+    def for_export(cls, context: WriterContext) -> GenaiBenchParquetWriter:
+        return cls(context.folder, context.load_image)
 
     def _grid(self, population: PopulationInfo) -> bytes:
         grid = self._grids.get(population.population_id)

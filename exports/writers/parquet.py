@@ -11,6 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exports.writers.contract import HfLayout, PairFormatWriter
+
 # Hugging Face's own default shard size; a shard is written whole before the next one starts.
 DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
 # Rows are buffered per row group, and a row group is held about three times over while it is
@@ -139,12 +141,15 @@ class ShardedParquetWriter:
         return final
 
 
-class ParquetDatasetWriter:
+class ParquetDatasetWriter(PairFormatWriter):
     """Base of the Parquet formats: one sharded writer per split, created up front so every split exists.
 
     `datasets.load_dataset` refuses a split with no rows, which would make the whole dataset
     unloadable, so on close an empty split is removed whenever another split has rows.
+    A format names its `datasets` configuration (`CONFIG_NAME`); its shards live in `folder`.
     """
+
+    CONFIG_NAME = "default"
 
     def __init__(
         self,
@@ -158,6 +163,10 @@ class ParquetDatasetWriter:
         row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
     ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
+        self._folder = folder
+        self._schema = schema
+        self._image_columns = tuple(image_columns)
+        self._rows: dict[str, int] = {}
         self._by_split = {
             split: ShardedParquetWriter(
                 folder,
@@ -186,6 +195,7 @@ class ParquetDatasetWriter:
                         path.unlink()
                     del self._by_split[split]
                     self._removed.append(split)
+        self._rows = rows
         return rows
 
     def split_sizes(self) -> dict[str, tuple[int, int]]:
@@ -195,3 +205,22 @@ class ParquetDatasetWriter:
     @property
     def removed_splits(self) -> list[str]:
         return list(self._removed)
+
+    def warnings(self) -> list[str]:
+        found = [
+            f"the {split} split has no rows (no kept pair's caption fell into it), so it is left out: "
+            "datasets cannot load an empty split"
+            for split in self._removed
+        ]
+        if not sum(self._rows.values()):
+            found.append("datasets.load_dataset refuses a dataset with no rows; read it with pyarrow or streaming=True")
+        return found
+
+    def hf_layout(self) -> HfLayout:
+        return HfLayout(
+            config_name=self.CONFIG_NAME,
+            data_dir=self._folder.name,
+            features=hf_features(self._schema, self._image_columns),
+            splits=self.split_sizes(),
+            download_size=sum(p.stat().st_size for p in self._folder.glob("*.parquet")),
+        )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from exports.rows import BOTH_BAD, LEFT, RIGHT, TIE, TRAIN, PairRow, ParticipantHasher, count_sample_rows
-from exports.writers import ImageLoader
+from exports.writers.contract import ImageLoader, WriterContext
 from exports.writers.parquet import DEFAULT_ROW_GROUP_BYTES, DEFAULT_SHARD_BYTES, ParquetDatasetWriter
 
 PICKAPIC_SCHEMA = pa.schema(
@@ -75,6 +75,10 @@ class PickapicParquetWriter(ParquetDatasetWriter):
             max_shard_bytes=max_shard_bytes,
             row_group_bytes=row_group_bytes,
         )
+
+    @classmethod
+    def for_export(cls, context: WriterContext) -> PickapicParquetWriter:
+        return cls(context.folder, context.load_image, context.hasher, context.splits)
 
     def write_group(self, rows: Sequence[PairRow]) -> None:
         if not rows:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from exports.rows import TRAIN, PairRow
+from exports.writers.contract import PairFormatWriter, WriterContext
 from exports.writers.csv_files import SplitCsvFiles
 
 POPALIGN_COLUMNS = ["jpg_0", "jpg_1", "caption", "label", "comparison_id", "population_w_id", "population_l_id"]
@@ -15,11 +16,15 @@ def popalign_file(split: str) -> str:
     return f"{split}.csv"
 
 
-class PopalignCsvWriter:
+class PopalignCsvWriter(PairFormatWriter):
     """PopAlign's trainer input: `label` is always 0 because `jpg_0` is always from the winning population."""
 
     def __init__(self, folder: Path, splits: Sequence[str] = (TRAIN,)) -> None:
         self._csv = SplitCsvFiles(folder, splits, popalign_file, POPALIGN_COLUMNS)
+
+    @classmethod
+    def for_export(cls, context: WriterContext) -> PopalignCsvWriter:
+        return cls(context.folder, context.splits)
 
     def write_group(self, rows: Sequence[PairRow]) -> None:
         for row in rows:

@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from exports.rows import PairRow, PopulationInfo, iso_moment
-from exports.writers import compact_json
+from exports.writers.contract import PairFormatWriter, WriterContext, compact_json
 
 POPULATION_JSONL_FILE = "population.jsonl"
 
 
-class PopulationJsonlWriter:
+class PopulationJsonlWriter(PairFormatWriter):
     """One JSON line per judged pair, exactly `PairRow.as_dict()`, assembled from cached pieces.
 
     A population appears in several pairs and criteria; its images (most of each line) are
@@ -26,6 +26,10 @@ class PopulationJsonlWriter:
         self._file = open(folder / POPULATION_JSONL_FILE, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
         self._rows: dict[str, int] = {}
         self._images: OrderedDict[int, str] = OrderedDict()
+
+    @classmethod
+    def for_export(cls, context: WriterContext) -> PopulationJsonlWriter:
+        return cls(context.folder)
 
     def _images_json(self, population: PopulationInfo) -> str:
         cached = self._images.get(population.population_id)

@@ -8,6 +8,9 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from annotation.models import Participant
+from arena.issuing import NothingReady, issue_comparison
+from arena.voting import VoteInput, cast_votes
 from exports.services import ExportError
 from tests.exports.helpers import db_pairs, db_winner, export
 
@@ -99,3 +102,34 @@ def test_bad_guards_are_refused_naming_the_flag(voted_campaign, tmp_path, option
     assert not (tmp_path / "x").exists()
     with pytest.raises(ExportError):
         export(campaign, args["format"], tmp_path / "y", criterion=args["criterion"], not_worse_on=args["not_worse_on"])
+
+
+def test_a_guard_that_leaves_nothing_is_refused_naming_it(arena_campaign, tmp_path):
+    # Given a crowd that always prefers the left set on diversity and the right one on quality: in every
+    # pair of sets, the one shown on the left more often wins diversity and loses quality.
+    campaign = arena_campaign(generators=3, prompts=2, votes_per_pair=3)
+    for _ in range(12):
+        voter = Participant.objects.create()
+        for _ in range(4):
+            try:
+                comparison = issue_comparison(campaign=campaign, participant=voter)
+            except NothingReady:
+                break
+            votes = [VoteInput("diversity", "left"), VoteInput("quality", "right")]
+            cast_votes(token=comparison.token, participant=voter, votes=votes, dwell_ms=2000)
+    counts = db_pairs(campaign)
+    decided = [pair for (key, pair), c in counts.items() if key == "diversity" and db_winner(c, pair) is not None]
+    assert decided
+    assert all(
+        db_winner(counts[("quality", p)], p) not in (None, db_winner(counts[("diversity", p)], p)) for p in decided
+    )
+    # Without the guard the pairs export; with it, the command refuses, naming the flag, and writes nothing
+    export(campaign, "popalign-csv", tmp_path / "plain", criterion="diversity")
+    with pytest.raises(CommandError, match="--not-worse-on quality leaves nothing to export"):
+        call_command(
+            "export_preferences",
+            "--campaign", campaign.slug, "--format", "popalign-csv", "--criterion", "diversity",
+            "--not-worse-on", "quality", "--out", str(tmp_path / "guarded"), "--no-progress",
+            stdout=io.StringIO(), stderr=io.StringIO(),
+        )  # fmt: skip
+    assert not (tmp_path / "guarded").exists()

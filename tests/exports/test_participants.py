@@ -70,7 +70,7 @@ def test_an_export_holds_consented_answers_suppressed_and_no_trace_of_withdrawn_
     # Then it holds the 5 remaining participants' votes, each naming consent version 1
     assert len(log) == 10
     assert {row["consent_version"] for row in log} == {"1"}
-    assert result.manifest["counts"]["votes"]["withdrawn"] == 2
+    assert result.manifest["counts"]["votes"]["withdrawn_excluded"] == 2
     assert result.manifest["participants"]["withdrawn"] == 1
     # And the answers table has a row per remaining participant, all blank: both groups (4 women, 1 man) are under k=5
     answers = read(result.path / "participants.csv")

@@ -18,7 +18,7 @@ from arena.models import Comparison, Vote
 from arena.participation import set_flags
 from arena.voting import VoteInput, cast_votes
 from core.errors import Conflict, NotFound
-from exports import services
+from exports import pair_reading
 from exports.services import ExportError
 from exports.writers import FORMATS
 from generation.models import Image
@@ -193,8 +193,8 @@ def test_every_manifest_s_vote_counts_add_up_to_the_votes_it_was_built_from(vote
     parts = {k: v for k, v in votes.items() if k not in ("on_exported_criteria", "read")}
     assert votes["on_exported_criteria"] == all_votes
     assert sum(parts.values()) == all_votes, votes
-    gold = votes.get("gold_excluded", votes.get("gold"))
-    repeats = votes.get("repeats_excluded", votes.get("repeats"))
+    gold = votes.get("gold_excluded", votes.get("gold_included"))
+    repeats = votes.get("repeats_excluded", votes.get("repeats_included"))
     per_comparison = 1 if one else 2  # one vote per criterion exported
     assert (gold, repeats) == (per_comparison, per_comparison)
     if "read" in votes:
@@ -222,7 +222,7 @@ def test_min_votes_and_min_margin_filter_pairs_and_the_counts_add_up(voted_campa
 def test_results_do_not_depend_on_how_pairs_are_batched(voted_campaign, root, monkeypatch):
     campaign = voted_campaign(prompts=3)
     export(campaign, "population-jsonl", root / "big", copy_images=False)
-    monkeypatch.setattr(services, "PAIR_BATCH", 1)
+    monkeypatch.setattr(pair_reading, "PAIR_BATCH", 1)
     monkeypatch.setattr("exports.selectors.CHUNK_SIZE", 3)
     export(campaign, "population-jsonl", root / "small", copy_images=False)
     assert (root / "big" / "population.jsonl").read_text() == (root / "small" / "population.jsonl").read_text()

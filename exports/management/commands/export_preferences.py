@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,20 @@ from tqdm import tqdm
 
 from core.errors import ApplicationError
 from exports.errors import OptionNaming
+from exports.options import ExportOptions
 from exports.rows import TIES_DROP, TIES_SOFT
 from exports.selectors import get_export_campaign
-from exports.services import ExportOptions, Progress, export_preferences
+from exports.services import export_preferences
 from exports.writers import FORMATS
+from exports.writers.contract import Progress
+
+
+def generator_names(text: str) -> tuple[str, ...]:
+    """`--generators a,b`: the names, each non-empty."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"an empty generator name in {text!r}: give NAME,NAME,...")
+    return names
 
 
 def flag(option: str, value: str | None) -> str:
@@ -53,6 +64,13 @@ class Command(BaseCommand):
             metavar="CRITERION",
             help="keep a decided pair only where its winner did not lose on CRITERION too (the same two sets' votes "
             "there, counted as the export counts them; a tie or no votes there is no loss); repeatable",
+        )
+        parser.add_argument(
+            "--generators",
+            type=generator_names,
+            default=(),
+            metavar="NAME,...",
+            help="keep only pairs whose two sides both come from these generators (at least two of the campaign's)",
         )
         parser.add_argument(
             "--validation-fraction",
@@ -95,6 +113,7 @@ class Command(BaseCommand):
             include_simulated=options["include_simulated"],
             copy_images=not options["no_images"],
             not_worse_on=tuple(options["not_worse_on"]),
+            generators=options["generators"],
         )
         try:
             campaign = get_export_campaign(slug=options["campaign"])
