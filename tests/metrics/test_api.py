@@ -112,6 +112,45 @@ def test_agreement_is_not_stale_after_quality_control_flags_a_voter(study) -> No
     assert votes() == 2
 
 
+def test_each_row_counts_its_generator_s_blank_images_on_the_campaign_s_prompts(study) -> None:  # type: ignore[no-untyped-def]
+    from generation.image_files import BLANK_FAILURE
+    from generation.models import Population
+    from tests.factories import PopulationFactory, PromptFactory
+
+    campaign, prompts, populations = study
+    circle, red_circle = prompts[0], prompts[3]
+    # Given two images of narrow's stored sets that were redrawn, one of them twice (three blank draws),
+    narrow = populations[("narrow", circle.pk)]
+    first, second = narrow.images.order_by("index")[:2]
+    first.provenance, second.provenance = {"blank_seeds": [11]}, {"blank_seeds": [12, 13]}
+    first.save(update_fields=["provenance"])
+    second.save(update_fields=["provenance"])
+    body = Client().get("/api/v1/campaigns/study/metrics").json()  # the table is cached from here on
+    # and wide's sets that failed on a blank image: on one of the campaign's prompts (counted), on a prompt of
+    # another study (not counted), and one that failed for another reason (not counted),
+    wide = populations[("wide", circle.pk)].generator
+    blank_error = f"attempt 3: {BLANK_FAILURE}: image 0 for prompt 'a red circle' came back blank 3 time(s)"
+    PopulationFactory(generator=wide, prompt=red_circle, status=Population.Status.FAILED, error=blank_error)
+    PopulationFactory(generator=wide, prompt=PromptFactory(), status=Population.Status.FAILED, error=blank_error)
+    PopulationFactory(generator=wide, prompt=circle, status=Population.Status.FAILED, error="attempt 3: out of memory")
+
+    # when the metrics are read (the measures and votes unchanged, so the table itself comes from the cache),
+    body = Client().get("/api/v1/campaigns/study/metrics").json()
+    named = Client().get("/api/v1/campaigns/study/metrics?category=open").json()
+
+    # then each row counts its own: three redrawn draws for narrow, one failed set and its prompt for wide.
+    rows = {row["generator"]: row["blank"] for row in body["rows"]}
+    assert rows == {
+        "narrow": {"redrawn": 3, "failed_sets": 0, "prompts": []},
+        "middle": {"redrawn": 0, "failed_sets": 0, "prompts": []},
+        "wide": {"redrawn": 0, "failed_sets": 1, "prompts": ["a red circle"]},
+    }
+    # A category counts its own prompts only: "a red circle" is a named-colour prompt.
+    assert {row["generator"]: row["blank"]["failed_sets"] for row in named["rows"]}["wide"] == 0
+    assert {row["generator"]: row["blank"]["redrawn"] for row in named["rows"]}["narrow"] == 3
+    assert "blank" in body["notes"]
+
+
 def test_the_prompt_view_shows_each_generator_s_images_with_their_labels(study) -> None:  # type: ignore[no-untyped-def]
     _, prompts, _ = study
 
@@ -137,7 +176,9 @@ def test_the_metrics_endpoint_is_in_the_openapi_schema() -> None:
     operation = schema["paths"]["/api/v1/campaigns/{slug}/metrics"]["get"]
     assert "200" in operation["responses"]
     row = schema["components"]["schemas"]["MetricsRow"]["properties"]
-    assert {"generator", "populations", "images", "attributes", "vendi", "faithfulness", "clip_score"} <= set(row)
+    assert {"generator", "populations", "images", "attributes", "vendi", "faithfulness", "clip_score", "blank"} <= set(
+        row
+    )
 
 
 def test_a_campaign_whose_clip_folder_moved_answers_409_naming_the_field_and_folder(study, tmp_path) -> None:  # type: ignore[no-untyped-def]
