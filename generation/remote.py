@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from generation.models import Generator, Population, Prompt
-from generation.services import ImageInput
+from generation.services import ImageInput, ImagesRefused
 
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "webp": "image/webp"}
 
@@ -158,8 +158,8 @@ class RemoteQueue:
         except RemoteQueueError as refused:
             if refused.status == 409:
                 return False
-            if refused.status == 400:  # refused images, as the local store's ValueError
-                raise ValueError(str(refused)) from None
+            if refused.status == 400:  # refused images, as the local store refuses them
+                raise ImagesRefused(str(refused)) from None
             raise
         return True
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from core.errors import ApplicationError
 from core.models import sync_object
 from generation import signals
-from generation.image_files import ImageFacts, canonical_png
+from generation.image_files import BadImage, ImageFacts, canonical_png
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.owners import stored_owner
 from generation.planning import Candidate, Coverage, QueueKey, choose_batch, order_candidates
@@ -382,7 +382,7 @@ def _store_files(images: Sequence[ImageInput]) -> tuple[list[ImageInput], list[s
 
     The one place image files are written: whatever format, metadata or encoder an image came in, its stored
     bytes depend only on its pixels. Returns the images as stored (their rows' sha256 is of these bytes) and
-    the names; a BadImage (a ValueError) refuses the lot, with nothing written.
+    the names; a BadImage refuses the lot, with nothing written.
     """
     stored = []
     for image in images:
@@ -435,11 +435,19 @@ def _create_images(population: Population, images: Sequence[ImageInput], names: 
     )
 
 
-class WrongImageSize(ApplicationError, ValueError):
-    """Images of another size than their generator's: participants could tell the sides apart by size.
+class ImagesRefused(ApplicationError):
+    """The store refused a population's images (unreadable, missing ones, the wrong size); nothing was stored.
 
-    A ValueError too, so the local worker records it as this attempt's failure, as it does a remote server's 400.
+    The contract between the store and the worker: the worker records it as that attempt's failure, and a remote
+    worker reads the server's 400 as the same (generation.remote). Any other error from a store is a fault, and
+    the worker stops on it rather than blaming the images.
     """
+
+    code = "images_refused"
+
+
+class WrongImageSize(ImagesRefused):
+    """Images of another size than their generator's: participants could tell the sides apart by size."""
 
     code = "wrong_image_size"
 
@@ -476,9 +484,13 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
 
     Files are written first under random names; if the worker lost its claim meanwhile (its
     lease ran out and another worker took over) or anything fails, they are deleted again
-    and the population is left as it was. Returns whether the population became ready.
+    and the population is left as it was. Returns whether the population became ready; ImagesRefused when
+    the images are not a whole set of readable images of the generator's size.
     """
-    images, names = _store_files(images)
+    try:
+        images, names = _store_files(images)
+    except BadImage as bad:
+        raise ImagesRefused(f"population {population_id}: {bad}") from None
     try:
         with transaction.atomic():
             population = _held(worker, [population_id]).select_for_update().first()
@@ -487,7 +499,7 @@ def store_population(*, worker: str, population_id: int, images: Sequence[ImageI
                 return False
             indexes = sorted(image.index for image in images)
             if indexes != list(range(population.size)):
-                raise ValueError(f"population {population_id} needs images 0..{population.size - 1}, got {indexes}")
+                raise ImagesRefused(f"population {population_id} needs images 0..{population.size - 1}, got {indexes}")
             check_image_sizes(generator=population.generator, population_id=population_id, images=images)
             _create_images(population, images, names)
             now = timezone.now()

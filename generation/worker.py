@@ -89,7 +89,7 @@ class WorkQueue(Protocol):
     def store_population(
         self, *, worker: str, population_id: int, images: Sequence[services.ImageInput], generation_ms: int
     ) -> bool:
-        """True once stored, False when the claim was lost; ValueError when the images were refused."""
+        """True once stored, False when the claim was lost; services.ImagesRefused when the images were refused."""
         ...
 
 
@@ -558,7 +558,7 @@ class GenerationWorker:
                         images=images,
                         generation_ms=generation_ms,
                     )
-                except ValueError as exc:  # the images were refused (a remote server's 400): this attempt failed
+                except services.ImagesRefused as exc:  # here or by a remote server (its 400): this attempt failed
                     reason = f"the images could not be stored: {exc}"
                     status = self._call(
                         self.queue.fail_population, worker=self.name, population_id=population.pk, error=reason

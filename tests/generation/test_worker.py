@@ -186,7 +186,7 @@ def test_a_store_that_fails_halfway_leaves_no_rows_and_no_files(settings, model_
             index=0, data=one_pixel_png(), extension="png", seed=1, prompt="x", truncated=False, width=1, height=1
         )
     ]
-    with pytest.raises(ValueError, match="needs images 0..1"):
+    with pytest.raises(services.ImagesRefused, match="needs images 0..1"):
         services.store_population(worker="A", population_id=population.pk, images=only_one, generation_ms=1)
     population.refresh_from_db()
     assert population.status == "generating"
@@ -288,7 +288,7 @@ def test_images_refused_by_a_store_behind_fail_that_population_as_an_inline_stor
     want(GeneratorFactory(settings=TINY), PromptFactory(), size=2, high=1)
 
     def refuse(**kwargs):
-        raise ValueError("not an image")
+        raise services.ImagesRefused("not an image")
 
     monkeypatch.setattr(services, "store_population", refuse)
     stats = make_worker(model_cache, store_behind=True).run(once=True)
@@ -297,6 +297,28 @@ def test_images_refused_by_a_store_behind_fail_that_population_as_an_inline_stor
     assert population.status == "failed"
     assert "the images could not be stored: not an image" in population.error
     assert not Image.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("store_behind", [False, True])
+def test_a_stray_value_error_in_a_store_is_a_fault_not_a_refusal_of_the_images(model_cache, monkeypatch, store_behind):
+    # Given a store that fails with a ValueError of its own (a bug, or numpy or PIL deep inside it)
+    want(GeneratorFactory(settings=TINY), PromptFactory(), size=2, high=1)
+
+    def broken(**kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(services, "store_population", broken)
+    # When the worker stores what it made, the error stops it instead of being read as refused images
+    worker = make_worker(model_cache, store_behind=store_behind)
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        worker.run(once=True)
+    # And the set is not failed in the images' name: its attempt is not spent, its claim runs out and is retried
+    population = Population.objects.get()
+    assert population.status == "generating"
+    assert population.error == ""
+    assert population.attempts == 1
+    assert worker.stats.failed_attempts == 0
 
 
 def test_a_worker_with_nothing_to_do_yet_imports_the_pipeline_libraries_then_serves_the_queues_that_appear(
