@@ -64,7 +64,7 @@ def _on_generated(n: int) -> dict[str, object]:
     import torch
     from diffusers import DiffusionPipeline
 
-    from generation.training import DEFAULT_OUT, generate
+    from generation.shapes_model import DEFAULT_OUT, generate
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     huggingface_hub.constants.HF_HUB_OFFLINE = True

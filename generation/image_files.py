@@ -12,10 +12,14 @@ import io
 import struct
 import warnings
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
+
+if TYPE_CHECKING:
+    import torch
 
 # Pillow's format name -> the extension the stored file gets.
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -209,3 +213,12 @@ def is_blank_file(data: bytes, *, max_side: int = MAX_SIDE) -> bool:
 # The start of a set's error when one of its images came back blank on every draw (generation.worker): the prompt
 # is then shown to the researcher (generation.selectors.get_blank_counts).
 BLANK_FAILURE = "blank images"
+
+
+def pixels_to_tensor(images: Sequence[PILImage.Image]) -> torch.Tensor:
+    """RGB pictures as a diffusers VAE takes them: NCHW float32 in [-1, 1] (numpy and torch imported here)."""
+    import numpy as np
+    import torch
+
+    array = np.stack([np.asarray(image, dtype=np.float32) for image in images]) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()

@@ -1,7 +1,7 @@
 """Builds the tiny offline models: a byte-level CLIP tokenizer and a small Stable Diffusion component set.
 
 The same builders make the random-weight `builtin:tiny-random` stand-ins (`generation.pipelines`), the
-components that `train_demo_model` trains into `builtin:shapes` (`generation.training`) and the
+components that `train_demo_model` trains into `builtin:shapes` (`generation.shapes_model`) and the
 tiny CLIP of the metrics tests (`metrics.classifiers`). Weights are drawn from torch's global
 generator in a fixed order (VAE, UNet, text encoder), so a caller that seeds torch first gets the
 same weights every time; keep that order, or the committed shapes model no longer reproduces.

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from generation import shapes
-from generation.training import DEFAULT_OUT, generate
+from generation.shapes_model import DEFAULT_OUT, generate
 
 MODEL_DIR = DEFAULT_OUT
 

@@ -12,9 +12,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from annotation.models import Campaign
+from generation.image_files import pixels_to_tensor
 from generation.models import Demand, Generator
 from generation.pipelines import PipelineSpec, generate, load_pipeline
-from generation.training import pixels_to_tensor
 from tests.generation.tiny_families import save_tiny_pipeline
 from tests.training.conftest import TINY_SETTINGS
 from training import objectives

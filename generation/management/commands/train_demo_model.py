@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from generation.training import DEFAULT_OUT, Recipe, train_into
+from generation.shapes_model import DEFAULT_OUT, Recipe, train_into
 
 
 def _count(text: str) -> int:

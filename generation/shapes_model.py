@@ -1,4 +1,7 @@
-"""Trains the `builtin:shapes` toy text-to-image model on the CPU from the procedural shapes data set.
+"""The `builtin:shapes` toy text-to-image model: trained on the CPU from the procedural shapes data set, and sampled.
+
+Not the `training` app (which fine-tunes any generator on PopArena's own exports): this module makes the demo's
+base model once (`python manage.py train_demo_model`) and holds the 20-step sampler its tests and benchmarks read.
 
 The recipe follows the research notes (the shared research/generation.md, section 3): a tiny
 Stable Diffusion pipeline whose VAE is first trained alone as an autoencoder on the pictures, then
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from generation import shapes
+from generation.image_files import pixels_to_tensor
 from generation.tiny_models import MAX_TOKENS, build_components, write_byte_tokenizer
 
 if TYPE_CHECKING:
@@ -79,14 +83,6 @@ class TrainingReport:
     @property
     def wall_seconds(self) -> float:
         return self.vae_seconds + self.unet_seconds
-
-
-def pixels_to_tensor(images: Sequence[Image.Image]) -> torch.Tensor:
-    """RGB pictures as the VAE takes them: NCHW float32 in [-1, 1]."""
-    import torch
-
-    array = np.stack([np.asarray(image, dtype=np.float32) for image in images]) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
 
 
 def _image_batch(examples: Sequence[tuple[Image.Image, str, shapes.Attributes]]) -> torch.Tensor:
@@ -272,7 +268,7 @@ def _write_recipe(out_dir: Path, report: TrainingReport) -> None:
     (out_dir / "TRAINING.md").write_text(
         f"""# builtin:shapes: how these weights were made
 
-Trained by `python manage.py train_demo_model` (`generation/training.py`) on the procedural data set of
+Trained by `python manage.py train_demo_model` (`generation/shapes_model.py`) on the procedural data set of
 `generation/shapes.py`; every number is also in `recipe.json`.
 
 - Data: {shapes.IMAGE_SIZE}x{shapes.IMAGE_SIZE} pictures of a {"/".join(shapes.SHAPES)} in one of
