@@ -246,40 +246,47 @@ def insert_comparison(comparison: Comparison) -> None:
 # (servable=True): ready, of the campaign's size, by its active generators, for its prompts, uses + reserved under
 # the votes wanted). Simulated participants' comparisons are in it on purpose: they use sets up like anyone's,
 # though their votes never count.
-# Its cost is bounded by the sets in use, not by the campaign's history: a set with a vote has uses > 0, so the
-# servable sets in use come from a range of population_in_use_idx (`wanted` is written into the text, so even a
-# generic plan knows the range is narrow), then each set's comparisons from comparison_left_campaign_idx. On
-# PostgreSQL the second step is a LATERAL subquery behind OFFSET 0, which fixes that order (a plan cached from a
-# campaign's first minutes otherwise walked every comparison; BENCHMARKS.md, issue 18).
+# Its cost is bounded by the sets in use, not by the campaign's history, and grows in proportion to them: a set with
+# a vote has uses > 0, so the servable sets in use come from a range of population_in_use_idx (`wanted` is written
+# into the text, so even a generic plan knows the range is narrow), then each set's comparisons, on either side, by
+# index (comparison_left_campaign_idx, the right side's foreign-key index). A comparison of two servable sets is
+# found once from each, one whose other set is not servable only once: so a pair is servable exactly when two
+# different sets found it (COUNT(DISTINCT p.id) = 2), and each of its comparisons was counted twice. No set is
+# checked against the others, which a plan made before the tables had statistics did for every comparison read
+# (its work grew with the square of the sets in use). On PostgreSQL the per-set step is a LATERAL subquery behind
+# OFFSET 0, which fixes that order (a plan cached from a campaign's first minutes otherwise walked every
+# comparison; BENCHMARKS.md, issue 18).
 _UNFINISHED_PAIRS = """
-WITH s AS (
-    SELECT p.id FROM {population} p
-    WHERE p.status = %(ready)s AND p.size = %(size)s AND p.uses > 0 AND p.uses < {wanted:d}
-        AND p.uses + p.reserved < {wanted:d}
-        AND p.generator_id IN (
-            SELECT cg.generator_id FROM {campaign_generators} cg JOIN {generator} g ON g.id = cg.generator_id
-            WHERE cg.campaign_id = %(campaign)s AND g.is_active = %(true)s
-        )
-        AND p.prompt_id IN (SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %(campaign)s)
-)
 SELECT
     CASE WHEN c.left_population_id < c.right_population_id THEN c.left_population_id ELSE c.right_population_id END,
     CASE WHEN c.left_population_id < c.right_population_id THEN c.right_population_id ELSE c.left_population_id END,
     c.prompt_id
-FROM s p
+FROM {population} p
 {set_comparisons}
-WHERE c.campaign_id = %(campaign)s AND c.is_gold = %(false)s AND c.repeat_of_id IS NULL
+WHERE p.status = %(ready)s AND p.size = %(size)s AND p.uses > 0 AND p.uses < {wanted:d}
+    AND p.uses + p.reserved < {wanted:d}
+    AND p.generator_id IN (
+        SELECT cg.generator_id FROM {campaign_generators} cg JOIN {generator} g ON g.id = cg.generator_id
+        WHERE cg.campaign_id = %(campaign)s AND g.is_active = %(true)s
+    )
+    AND p.prompt_id IN (SELECT cp.prompt_id FROM {campaign_prompts} cp WHERE cp.campaign_id = %(campaign)s)
+    AND c.campaign_id = %(campaign)s AND c.is_gold = %(false)s AND c.repeat_of_id IS NULL
     AND (c.status = %(voted)s OR (c.status = %(issued)s AND c.lease_until > %(now)s))
-    AND c.right_population_id IN (SELECT id FROM s)
 GROUP BY 1, 2, 3
-HAVING COUNT(*) < %(wanted)s AND SUM(CASE WHEN c.status = %(voted)s THEN 1 ELSE 0 END) > 0
+HAVING COUNT(DISTINCT p.id) = 2 AND COUNT(*) < 2 * %(wanted)s
+    AND SUM(CASE WHEN c.status = %(voted)s THEN 1 ELSE 0 END) > 0
 ORDER BY MIN(c.issued_at), 1, 2
 LIMIT %(limit)s
 """
-# Each set's comparisons (as their left side), per vendor: see above.
+# Each set's comparisons (as either side), per vendor: see above.
 _SET_COMPARISONS = {
-    "postgresql": "CROSS JOIN LATERAL (SELECT * FROM {comparison} x WHERE x.left_population_id = p.id OFFSET 0) c",
-    "sqlite": "JOIN {comparison} c ON c.left_population_id = p.id",
+    "postgresql": """CROSS JOIN LATERAL (
+    SELECT * FROM {comparison} x WHERE x.left_population_id = p.id
+    UNION ALL
+    SELECT * FROM {comparison} x WHERE x.right_population_id = p.id
+    OFFSET 0
+) c""",
+    "sqlite": "JOIN {comparison} c ON c.left_population_id = p.id OR c.right_population_id = p.id",
 }
 
 
