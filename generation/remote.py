@@ -148,6 +148,8 @@ class RemoteQueue:
         ordered = sorted(images, key=lambda image: image.index)
         fields = [("worker", worker), ("generation_ms", str(generation_ms))]
         fields += [("truncated", str(image.index)) for image in ordered if image.truncated]
+        # What each image's source was asked and answered, as the local store records it (Image.provenance).
+        fields.append(("provenance", json.dumps([image.provenance for image in ordered])))
         files = [
             ("images", f"{image.index}.{image.extension}", CONTENT_TYPES[image.extension], image.data)
             for image in ordered

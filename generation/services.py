@@ -539,6 +539,8 @@ class UploadedImage:
     data: bytes
     facts: ImageFacts
     truncated: bool = False
+    # What the worker's source was asked and answered (a hosted API's request id...), as a local store records it.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def store_uploaded_population(
@@ -575,6 +577,7 @@ def store_uploaded_population(
             truncated=upload.truncated,
             width=upload.facts.width,
             height=upload.facts.height,
+            provenance=upload.provenance,
         )
         for index, (upload, seed, prompt) in enumerate(zip(uploads, population.seeds, prompts, strict=True))
     ]

@@ -9,6 +9,7 @@ fails nothing outside them (a campaign's generators are read at each request).
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,8 @@ from generation.prompting import population_prompts
 
 # Ids beyond a 64-bit integer name no population (and SQLite could not even compare them).
 MAX_ID = 2**63 - 1
+# 64 KB of provenance an image: an API's record of one is well under 4 KB, so more is a client's mistake.
+MAX_PROVENANCE_CHARS = 64 * MAX_POPULATION_SIZE * 1024
 LABEL = r"^[\w.:@/-]+$"
 
 
@@ -132,6 +135,13 @@ class UploadRequestSerializer(serializers.Serializer):
         required=False,
         max_length=MAX_POPULATION_SIZE,
         help_text="indexes of images whose prompt the pipeline's tokenizer cut",
+    )
+    provenance = serializers.CharField(
+        required=False,
+        max_length=MAX_PROVENANCE_CHARS,
+        help_text="a JSON array with one object per image, in image order: what the image's source was asked and "
+        "answered (a hosted API's model, request id, revised prompt...), stored as the image's provenance as a "
+        "local worker's store records it; absent: none",
     )
 
 
@@ -252,7 +262,28 @@ class ReleaseApi(APIView):
         return Response({"released": released})
 
 
-def _read_uploads(files: list[Any], truncated: set[int]) -> list[services.UploadedImage]:
+class BadProvenance(ApplicationError):
+    code = "invalid_provenance"
+
+
+def _read_provenance(text: str | None, images: int) -> list[dict[str, Any]]:
+    """The upload's `provenance` field: one JSON object per image, in image order; BadProvenance says what is wrong."""
+    if text is None:
+        return [{} for _ in range(images)]
+    try:
+        records = json.loads(text)
+    except ValueError:
+        raise BadProvenance("provenance: not JSON; send an array with one object per image") from None
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise BadProvenance("provenance: must be a JSON array with one object per image, in image order")
+    if len(records) != images:
+        raise BadProvenance(f"provenance: {len(records)} record(s) for {images} image(s); send one per image")
+    return records
+
+
+def _read_uploads(
+    files: list[Any], truncated: set[int], provenance: list[dict[str, Any]]
+) -> list[services.UploadedImage]:
     limit = settings.GENERATION_UPLOAD_MAX_BYTES
     uploads = []
     for index, upload in enumerate(files):
@@ -263,7 +294,9 @@ def _read_uploads(files: list[Any], truncated: set[int]) -> list[services.Upload
             facts = inspect_image(data)
         except BadImage as error:
             raise ApplicationError(f"images[{index}] ({upload.name}): {error}", code="invalid_image") from None
-        uploads.append(services.UploadedImage(data=data, facts=facts, truncated=index in truncated))
+        uploads.append(
+            services.UploadedImage(data=data, facts=facts, truncated=index in truncated, provenance=provenance[index])
+        )
     return uploads
 
 
@@ -279,7 +312,8 @@ class UploadApi(APIView):
     def post(self, request: Request, population_id: int) -> Response:
         data = _valid(UploadRequestSerializer, request)
         _check_within_limits(request, [_population_id(population_id)])
-        uploads = _read_uploads(data["images"], set(data.get("truncated", ())))
+        provenance = _read_provenance(data.get("provenance"), len(data["images"]))
+        uploads = _read_uploads(data["images"], set(data.get("truncated", ())), provenance)
         stored = services.store_uploaded_population(
             worker=_worker(request, data["worker"]),
             population_id=_population_id(population_id),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -132,6 +133,57 @@ def test_an_upload_makes_the_population_ready_with_the_servers_seeds_and_prompts
     assert {(image.width, image.height) for image in images} == {(8, 6)}
     with images[1].file.open("rb") as handle:
         assert PILImage.open(handle).getpixel((0, 0)) == (0, 0, 255)
+
+
+def test_an_upload_stores_each_images_provenance_as_a_local_store_does(token_client, wanted):
+    # Given a remote worker whose images came from a hosted API, each with what it was asked and answered,
+    worker = token_client("worker")
+    row = claim(worker)["populations"][0]
+    records = [
+        {"provider": "openai-compatible", "model": "sdxl-turbo", "request_id": f"req_{index}", "seed": None}
+        for index in range(3)
+    ]
+    # when it uploads the set with those records, in image order,
+    response = worker.post(
+        upload_url(row["id"]),
+        {
+            "worker": "gpu-1",
+            "generation_ms": 10,
+            "images": files(png(), png(colour="blue"), png(colour="green")),
+            "provenance": json.dumps(records),
+        },
+        format="multipart",
+    )
+    # then each stored image holds its own record, as the image a local worker stores does.
+    assert response.status_code == 200, response.json()
+    images = Population.objects.get(pk=row["id"]).images.order_by("index")
+    assert [image.provenance for image in images] == records
+
+
+@pytest.mark.parametrize(
+    ("provenance", "message"),
+    [
+        ("{not json", "provenance: not JSON; send an array with one object per image"),
+        ('{"request_id": "req_1"}', "provenance: must be a JSON array with one object per image, in image order"),
+        ('[{}, {}, "req_3"]', "provenance: must be a JSON array with one object per image, in image order"),
+        ("[{}, {}]", "provenance: 2 record(s) for 3 image(s); send one per image"),
+    ],
+)
+def test_an_upload_with_unusable_provenance_is_refused_naming_it_and_stores_nothing(
+    token_client, wanted, settings, provenance, message
+):
+    worker = token_client("worker")
+    row = claim(worker)["populations"][0]
+    response = worker.post(
+        upload_url(row["id"]),
+        {"worker": "gpu-1", "generation_ms": 5, "images": files(png(), png(), png()), "provenance": provenance},
+        format="multipart",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {"code": "invalid_provenance", "message": message}
+    assert Population.objects.get(pk=row["id"]).status == "generating"
+    assert not Image.objects.exists()
+    assert media_files(settings) == []
 
 
 def test_another_tokens_worker_cannot_upload_renew_or_fail_a_claim(token_client, wanted, settings):

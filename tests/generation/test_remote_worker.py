@@ -14,11 +14,12 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from access.services import create_api_token, revoke_api_token
-from generation.models import Demand, Population
+from generation.models import Demand, Image, Population
 from generation.prompting import population_prompts
 from generation.remote import RemoteQueue
 from generation.worker import GenerationWorker
 from tests.factories import GeneratorFactory, PromptFactory
+from tests.generation.local_api import api_generator, database_text, images_api, run_api_worker, want
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,6 +67,54 @@ def test_the_command_with_server_fills_every_queue_over_http(
         for image in images:
             with image.file.open("rb") as handle:
                 assert hashlib.sha256(handle.read()).hexdigest() == image.sha256
+
+
+def test_a_remote_workers_api_images_keep_what_was_asked_and_answered_as_a_local_store_does(
+    live_server, worker_key, local_api, provider_key, waits, monkeypatch
+):
+    # Given an openai-compatible generator served by a local Images API that tags each answer with a request id,
+    sent: list[str] = []
+
+    def tagging(request):  # type: ignore[no-untyped-def]
+        answer = images_api(request)
+        sent.append(answer.headers["x-request-id"])
+        return answer
+
+    api = local_api(tagging)
+    key = provider_key("POPARENA_TEST_REMOTE_IMAGES_KEY", "sk-test-")
+    generator = api_generator(
+        name="local-sdxl",
+        source="openai-compatible:sdxl-turbo",
+        settings={"api_key_env": "POPARENA_TEST_REMOTE_IMAGES_KEY", "size": "32x32", "base_url": f"{api.url}/v1"},
+    )
+    want(generator, caption="a teacher")
+    # when a remote worker (no database, a worker token) fills its queue over HTTP,
+    monkeypatch.setenv("POPARENA_WORKER_TOKEN", worker_key.key)
+    out = StringIO()
+    call_command("run_generation_worker", "--server", live_server.url, "--once", stdout=out)
+    assert "2 images, 1 populations ready" in out.getvalue()
+    remote = list(Image.objects.order_by("index"))
+    # and a worker on the server's database then fills a second queue of the same generator,
+    want(generator, caption="a nurse")
+    run_api_worker()
+    local = list(Image.objects.exclude(pk__in=[image.pk for image in remote]).order_by("index"))
+    # then each uploaded image records the request id the API sent for it and what was asked and answered,
+    assert sorted(image.provenance["request_id"] for image in remote) == sorted(sent[:2])
+    for image in remote:
+        assert image.provenance["asked"]["prompt"] == "a teacher"
+        assert image.provenance["answered"]["revised_prompt"] == "A detailed photo: a teacher"
+    # exactly as the local store records its own (the same fields; only the prompt and request id differ),
+    for uploaded, stored in zip(remote, local, strict=True):
+
+        def shape(provenance):  # type: ignore[no-untyped-def]
+            return {k: v for k, v in provenance.items() if k not in ("asked", "answered", "request_id")}
+
+        assert shape(uploaded.provenance) == shape(stored.provenance)
+        assert set(uploaded.provenance) == set(stored.provenance)
+        assert set(uploaded.provenance["answered"]) == set(stored.provenance["answered"])
+        assert uploaded.provenance["asked"] == {**stored.provenance["asked"], "prompt": "a teacher"}
+    # and the key went nowhere but the API.
+    assert key not in database_text()
 
 
 def test_a_stopping_remote_worker_hands_its_claim_back(live_server, worker_key, wanted, model_cache):
