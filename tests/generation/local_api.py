@@ -1,10 +1,17 @@
-"""A local HTTP server that answers as a hosted image API would, scripted per test, recording every request."""
+"""A local HTTP server that answers as a hosted image API would, scripted per test, recording every request.
+
+With what every provider test needs around it: OpenAI's Images API as a script (`images_api`), an API generator
+saved as staff save one (`api_generator`), a queue wanting its sets (`want`) and a worker filling it
+(`run_api_worker`). The fixtures that start the server (`local_api`), put a key in the environment
+(`provider_key`) and record the retry loop's waits (`waits`) are in tests/generation/conftest.py.
+"""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
+import secrets
 import threading
 import time
 from collections import deque
@@ -12,9 +19,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
+
+if TYPE_CHECKING:
+    from generation.models import Demand, Generator
+    from generation.worker import GenerationWorker
 
 
 @dataclass
@@ -130,3 +141,61 @@ def database_text() -> str:
             cursor.execute(f"SELECT * FROM {quoted}")  # noqa: S608 - table names from the introspection
             lines.extend(repr(row) for row in cursor.fetchall())
     return "\n".join(lines)
+
+
+def images_api(request: Request) -> Answer:
+    """A well-behaved OpenAI Images API (POST /v1/images/generations): one PNG of the asked size per request."""
+    if request.method != "POST" or request.path != "/v1/images/generations":
+        return Answer(404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
+    width, height = (int(side) for side in request.body["size"].split("x"))
+    return Answer(
+        200,
+        {
+            "created": 1_767_225_600,
+            "data": [
+                {"b64_json": b64png(width, height), "revised_prompt": f"A detailed photo: {request.body['prompt']}"}
+            ],
+            "size": request.body["size"],
+            "quality": request.body.get("quality", "auto"),
+            "output_format": "png",
+            "usage": {"input_tokens": 12, "output_tokens": 196, "total_tokens": 208},
+        },
+        headers={"x-request-id": f"req_{secrets.token_hex(6)}"},
+    )
+
+
+def api_generator(*, name: str, source: str, settings: dict[str, Any]) -> Generator:
+    """An API generator saved through the service staff save one through (its settings checked)."""
+    from generation.services import GeneratorSpec, sync_generator
+
+    generator, _ = sync_generator(
+        spec=GeneratorSpec(name=name, display_name="", description="", source=source, settings=settings)
+    )
+    return generator
+
+
+def want(generator: Generator, *, caption: str, size: int = 2, high: int = 1) -> Demand:
+    """A campaign's queue wanting `high` sets of `size` images of `generator` for a new prompt `caption`."""
+    from generation.models import Demand
+    from tests.factories import PromptFactory
+
+    return Demand.objects.create(
+        owner="campaign:test",
+        generator=generator,
+        prompt=PromptFactory(caption=caption),
+        size=size,
+        low_watermark=1,
+        high_watermark=high,
+    )
+
+
+def run_api_worker(**limits: Any) -> GenerationWorker:
+    """A CPU worker filling every queue once. Pacing is a worker setting like the others; a high rate keeps
+    the recorded waits to the retries' own."""
+    from generation.providers import Limits
+    from generation.worker import GenerationWorker
+
+    defaults = {"requests_per_minute": 100_000.0, "backoff_s": 0.5, **limits}
+    worker = GenerationWorker(device="cpu", cache_dir="unused", idle_sleep_s=0, api_limits=Limits(**defaults))
+    worker.run(once=True)
+    return worker

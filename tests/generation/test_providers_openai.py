@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import secrets
 from datetime import timedelta
 
 import pytest
@@ -22,13 +21,13 @@ from django.utils import timezone
 from exports.services import ExportOptions, export_preferences
 from generation import services
 from generation.models import Demand, Generator, Image, Population
-from generation.providers import Limits
 from generation.providers import base as provider_base
 from generation.providers.budgets import get_api_spend, get_refused_prompts
 from generation.services import GeneratorRefused, GeneratorSpec, sync_generator
-from generation.worker import GenerationWorker
 from tests.factories import CampaignFactory, CriterionFactory, PromptFactory, VoteFactory
-from tests.generation.local_api import Answer, Request, b64png, database_text, serving
+from tests.generation.local_api import Answer, Request, database_text, images_api, run_api_worker
+from tests.generation.local_api import api_generator as local_api_generator
+from tests.generation.local_api import want as want_sets
 
 pytestmark = pytest.mark.django_db
 
@@ -40,39 +39,8 @@ REFUSED = (
 
 
 @pytest.fixture
-def key(monkeypatch) -> str:
-    value = f"sk-test-{secrets.token_hex(20)}"
-    monkeypatch.setenv(KEY_ENV, value)
-    return value
-
-
-@pytest.fixture
-def waits(monkeypatch) -> list[float]:
-    """Every wait the retry loop would sleep, recorded instead of slept."""
-    recorded: list[float] = []
-    monkeypatch.setattr(provider_base, "_sleep", recorded.append)
-    return recorded
-
-
-def images_api(request: Request) -> Answer:
-    """A well-behaved Images API: one PNG of the asked size per request."""
-    if request.method != "POST" or request.path != "/v1/images/generations":
-        return Answer(404, {"error": {"message": "Not found", "type": "invalid_request_error"}})
-    width, height = (int(side) for side in request.body["size"].split("x"))
-    return Answer(
-        200,
-        {
-            "created": 1_767_225_600,
-            "data": [
-                {"b64_json": b64png(width, height), "revised_prompt": f"A detailed photo: {request.body['prompt']}"}
-            ],
-            "size": request.body["size"],
-            "quality": request.body.get("quality", "auto"),
-            "output_format": "png",
-            "usage": {"input_tokens": 12, "output_tokens": 196, "total_tokens": 208},
-        },
-        headers={"x-request-id": f"req_{secrets.token_hex(6)}"},
-    )
+def key(provider_key) -> str:
+    return provider_key(KEY_ENV, "sk-test-")
 
 
 def error(status: int, message: str, code: str, kind: str = "invalid_request_error", **headers: str) -> Answer:
@@ -80,36 +48,20 @@ def error(status: int, message: str, code: str, kind: str = "invalid_request_err
 
 
 @pytest.fixture
-def api():
-    with serving(images_api) as server:
-        yield server
+def api(local_api):
+    return local_api(images_api)
 
 
 def api_generator(api, *, name="gpt-image", source="openai:gpt-image-1", **settings) -> Generator:
     settings = {"api_key_env": KEY_ENV, "size": "64x64", "base_url": f"{api.url}/v1", "quality": "low", **settings}
-    generator, _ = sync_generator(
-        spec=GeneratorSpec(name=name, display_name="", description="", source=source, settings=settings)
-    )
-    return generator
+    return local_api_generator(name=name, source=source, settings=settings)
 
 
 def want(generator, *, caption="a photo of a doctor", size=2, high=1) -> Demand:
-    return Demand.objects.create(
-        owner="campaign:test",
-        generator=generator,
-        prompt=PromptFactory(caption=caption),
-        size=size,
-        low_watermark=1,
-        high_watermark=high,
-    )
+    return want_sets(generator, caption=caption, size=size, high=high)
 
 
-def run_worker(**limits) -> GenerationWorker:
-    # Pacing is a worker setting like the others; a high rate keeps the recorded waits to the retries' own.
-    defaults = {"requests_per_minute": 100_000.0, "backoff_s": 0.5, **limits}
-    worker = GenerationWorker(device="cpu", cache_dir="unused", idle_sleep_s=0, api_limits=Limits(**defaults))
-    worker.run(once=True)
-    return worker
+run_worker = run_api_worker
 
 
 def test_a_set_is_made_one_request_per_image_with_the_documented_fields_and_recorded_provenance(api, key, waits):

@@ -17,13 +17,11 @@ import threading
 import pytest
 
 from generation.models import Demand, Image, Population
-from generation.providers import Limits
-from generation.providers import base as provider_base
 from generation.providers.budgets import get_api_spend, get_refused_prompts
 from generation.services import GeneratorRefused, GeneratorSpec, sync_generator
-from generation.worker import GenerationWorker
-from tests.factories import PromptFactory
-from tests.generation.local_api import Answer, LocalAPI, Request, database_text, png, serving
+from tests.generation.local_api import Answer, LocalAPI, Request, database_text, png, run_api_worker
+from tests.generation.local_api import api_generator as local_api_generator
+from tests.generation.local_api import want as want_sets
 
 pytestmark = pytest.mark.django_db
 
@@ -98,25 +96,15 @@ class Replicate:
 
 
 @pytest.fixture
-def replicate():
+def replicate(local_api):
     state = Replicate()
-    with serving(state) as api:
-        state.api = api
-        yield state
+    state.api = local_api(state)
+    return state
 
 
 @pytest.fixture
-def key(monkeypatch) -> str:
-    value = f"r8_{secrets.token_hex(18)}"
-    monkeypatch.setenv(KEY_ENV, value)
-    return value
-
-
-@pytest.fixture
-def waits(monkeypatch) -> list[float]:
-    recorded: list[float] = []
-    monkeypatch.setattr(provider_base, "_sleep", recorded.append)
-    return recorded
+def key(provider_key) -> str:
+    return provider_key(KEY_ENV, "r8_")
 
 
 def api_generator(replicate, *, name="flux", source="replicate:acme/painter", **settings):
@@ -128,32 +116,14 @@ def api_generator(replicate, *, name="flux", source="replicate:acme/painter", **
         "input": {"num_inference_steps": 4, "output_format": "png"},
         **settings,
     }
-    generator, _ = sync_generator(
-        spec=GeneratorSpec(name=name, display_name="", description="", source=source, settings=settings)
-    )
-    return generator
+    return local_api_generator(name=name, source=source, settings=settings)
 
 
 def want(generator, *, caption="a portrait of a CEO", size=2, high=1) -> Demand:
-    return Demand.objects.create(
-        owner="campaign:test",
-        generator=generator,
-        prompt=PromptFactory(caption=caption),
-        size=size,
-        low_watermark=1,
-        high_watermark=high,
-    )
+    return want_sets(generator, caption=caption, size=size, high=high)
 
 
-def run_worker(**limits) -> GenerationWorker:
-    worker = GenerationWorker(
-        device="cpu",
-        cache_dir="unused",
-        idle_sleep_s=0,
-        api_limits=Limits(**{"requests_per_minute": 100_000.0, "backoff_s": 0.5, **limits}),
-    )
-    worker.run(once=True)
-    return worker
+run_worker = run_api_worker
 
 
 def test_a_set_is_made_by_creating_polling_and_fetching_predictions_with_the_seed_recorded(replicate, key, waits):
