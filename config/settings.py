@@ -138,7 +138,7 @@ else:
         _database["CONN_HEALTH_CHECKS"] = True
     # Server-side binding lets psycopg prepare a statement a connection has run a few times
     # (prepare_threshold), so PostgreSQL stops parsing and planning the hot path's queries anew.
-    if env.bool("DB_PREPARED_STATEMENTS", default=True):
+    if env_bool("DB_PREPARED_STATEMENTS", default=True):
         _database.setdefault("OPTIONS", {}).update({"server_side_binding": True, "prepare_threshold": 5})
 DATABASES = {"default": _database}
 # API requests one server process runs at once (config/api_handler.py). As many as the pool has

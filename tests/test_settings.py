@@ -1,7 +1,8 @@
-"""Start-up with a bad environment: one clear line naming the variable, no traceback, exit 1."""
+"""Start-up with a bad environment: one clear line naming the variable, no traceback, exit 1; .env.example complete."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -51,6 +52,12 @@ def manage(tmp_path: Path, *args: str, **environment: str) -> subprocess.Complet
         ({"SERVE_MEDIA": "yes please"}, "SERVE_MEDIA", "is not a boolean"),
         ({"STATIC_MANIFEST": "2"}, "STATIC_MANIFEST", "is not a boolean"),
         ({"METRICS_AFTER_GENERATION": "ture"}, "METRICS_AFTER_GENERATION", "is not a boolean"),
+        # Read only on PostgreSQL; it was read leniently, so "ture" quietly turned prepared statements off.
+        (
+            {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/never_opened", "DB_PREPARED_STATEMENTS": "ture"},
+            "DB_PREPARED_STATEMENTS",
+            "is not a boolean",
+        ),
         ({"LEADERBOARD_PUSH_S": "fast"}, "LEADERBOARD_PUSH_S", "is not a number of seconds"),
         ({"LEADERBOARD_PUSH_S": "-1"}, "LEADERBOARD_PUSH_S", "is out of range"),
         ({"LEADERBOARD_PUSH_S": "nan"}, "LEADERBOARD_PUSH_S", "is out of range"),
@@ -139,3 +146,54 @@ def test_production_defaults_hold_when_the_environment_sets_none_of_them(tmp_pat
         "image_ttl_s": 300,
         "push_s": 1.0,
     }
+
+
+# How config/settings.py reads a variable: its name is the first argument of each of these.
+READERS = ("env.", "env_bool", "os.environ.get", "os.getenv", "parse_")
+
+
+def settings_reads() -> dict[str, set[str]]:
+    """Every environment variable config/settings.py reads, with the reader(s) it goes through."""
+    reads: dict[str, set[str]] = {}
+    for node in ast.walk(ast.parse((ROOT / "config" / "settings.py").read_text())):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        reader = ast.unparse(node.func)
+        name = node.args[0]
+        if reader.startswith(READERS) and isinstance(name, ast.Constant) and isinstance(name.value, str):
+            reads.setdefault(name.value, set()).add(reader)
+    return reads
+
+
+def env_example() -> dict[str, str]:
+    """Variable -> value in .env.example; a commented-out line (`# NAME=`, its default described) counts too."""
+    found = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        name, sep, value = line.lstrip("# ").partition("=")
+        if sep and name.strip().isupper() and " " not in name.strip():
+            found[name.strip()] = value.strip()
+    return found
+
+
+def test_env_example_lists_every_variable_settings_reads():
+    reads = settings_reads()
+    # The parser sees every kind of read (so a blind parser cannot pass by finding nothing).
+    assert {"SECRET_KEY", "DB_POOL_MAX_SIZE", "ALLOWED_HOSTS", "DEBUG", "THROTTLE_VOTE", "LEADERBOARD_PUSH_S"} <= set(
+        reads
+    )
+    missing = sorted(set(reads) - set(env_example()))
+    assert missing == [], f"config/settings.py reads {missing}, which .env.example does not list"
+
+
+def test_every_boolean_is_read_strictly_and_listed_with_a_value_that_reads():
+    from config.startup import FALSE_WORDS, TRUE_WORDS
+
+    reads = settings_reads()
+    lenient = sorted(name for name, readers in reads.items() if "env.bool" in readers)
+    assert lenient == [], f"read with django-environ's lenient env.bool instead of env_bool: {lenient}"
+    example = env_example()
+    booleans = [name for name, readers in reads.items() if "env_bool" in readers]
+    assert "DB_PREPARED_STATEMENTS" in booleans
+    for name in booleans:
+        value = example[name].split("(")[0].strip()  # `# NAME=  (default: ...)` describes its default instead
+        assert value == "" or value.lower() in TRUE_WORDS | FALSE_WORDS, (name, example[name])
