@@ -19,8 +19,9 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -249,6 +250,25 @@ def redact(text: str, secret: str | None) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+def answer_error(
+    *, status: int, words: str, env: str, refused: bool, retry_after: float | None = None, code: str = ""
+) -> ProviderError:
+    """What a provider's error answer means to the worker, for every provider; `words` are its own, already redacted.
+
+    A refused key names its variable and never repeats the answer (which may quote part of the key); a 429 or a
+    5xx is worth another try (Transient, with the answer's Retry-After); a refusal under the provider's content
+    policy (`refused`, by the provider's own code or words) is ContentRefused; anything else fails the try.
+    """
+    status_code = f"{status} {code}".strip()
+    if status in (401, 403):
+        return ProviderError(f"the key in {env} was refused ({status_code})")
+    if status == 429 or status >= 500:
+        return Transient(f"{status}: {words}", retry_after=retry_after)
+    if refused:
+        return ContentRefused(words)
+    return ProviderError(f"{status_code}: {words}")
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """A Retry-After header's seconds (the delta form; an HTTP date counts as no hint), or None."""
     if value is None:
@@ -377,12 +397,59 @@ def provided_image(data: bytes, *, seed: int, prompt: str, provenance: dict[str,
 
 
 class ImageProvider:
-    """A hosted API the worker calls like a pipeline: one image per (prompt, seed), in order."""
+    """A hosted API the worker calls like a pipeline: one image per (prompt, seed), in order.
+
+    A provider implements `one` with the helpers here, which every provider shares: its official client kept per
+    key (`client`), each request and each output fetch through one retry loop (`retried`, `fetched`), transport
+    failures as tries worth repeating (`reaching`) and error answers read by one rule (`answer_error`).
+    """
+
+    # Where the provider's API is served unless a generator's `base_url` says otherwise.
+    default_base_url = ""
 
     def __init__(self, spec: ProviderSpec, *, defaults: Limits) -> None:
         self.spec = spec
         self.limits = spec.limits(defaults)
         self.pacer = pacer_for(spec)
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return str(self.spec.options.get("base_url", self.default_base_url))
+
+    def client(self, key: str, make: Callable[[str], Any]) -> Any:
+        """The official client made by `make(key)`, kept for that key: the key goes to the client only, and a
+        rotated key (a new value in the variable) gets a new client."""
+        with self._clients_lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = make(key)
+                self._clients = {key: client}
+            return client
+
+    def retried(self, call: Callable[[], T], *, what: str) -> T:
+        """`call()` through the one retry loop (with_retries), paced and bounded by this provider's limits."""
+        return with_retries(call, limits=self.limits, pacer=self.pacer, what=what)
+
+    def fetched(self, url: object, *, what: str) -> bytes:
+        """The image at an output URL, fetched without the key through the same retry loop."""
+        from generation.providers.fetching import fetch_image
+
+        return self.retried(lambda: fetch_image(url, timeout_s=self.limits.timeout_s, what=what), what=what)
+
+    @contextmanager
+    def reaching(
+        self, *, timeouts: tuple[type[BaseException], ...], unreachable: tuple[type[BaseException], ...]
+    ) -> Iterator[None]:
+        """A client call whose transport failures are tries worth repeating: no answer in time (one of `timeouts`,
+        checked first, since clients make a timeout a kind of connection error) or the server not reached."""
+        try:
+            yield
+        except timeouts:
+            raise Transient(f"no answer within {self.limits.timeout_s:g}s") from None
+        except unreachable as exc:
+            raise Transient(f"could not reach {self.base_url} ({type(exc.__cause__ or exc).__name__})") from None
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[GeneratedImage]:
         """One image per pair, `limits.max_concurrency` requests at a time; a refusal gets `refusal_retries` more."""

@@ -1,26 +1,24 @@
 """OpenAI's Images API (`images.generate`) through the official client: `openai:MODEL`, `openai-compatible:MODEL`.
 
 One request per image (n=1), so every image has its own request id, revised prompt and refusal. The
-client's own retries are off (max_retries=0): generation.providers.base.with_retries retries 429s (waiting
-out Retry-After), 5xx answers and timeouts, bounded by the worker's limits. The Images API takes no seed;
+client's own retries are off (max_retries=0): the providers' one retry loop (ImageProvider.retried in
+generation.providers.base) retries 429s (waiting out Retry-After), 5xx answers and timeouts, bounded by the
+worker's limits. The Images API takes no seed;
 an `openai-compatible` server that does gets one with `send_seed`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from generation.pipelines import GeneratedImage
 from generation.providers.base import (
-    ContentRefused,
     ImageProvider,
-    Limits,
     ProviderError,
     ProviderSettingsError,
     ProviderSpec,
-    Transient,
+    answer_error,
     check_base_url,
     check_options,
     common_spec,
@@ -28,9 +26,7 @@ from generation.providers.base import (
     provided_image,
     redact,
     retry_after_seconds,
-    with_retries,
 )
-from generation.providers.fetching import fetch_image
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # Error codes OpenAI answers a prompt or image its safety system refused with (DALL-E 3; GPT Image models).
@@ -71,27 +67,13 @@ def spec_from_settings(source: str, provider: str, model: str, settings: Mapping
 
 
 class OpenAIImages(ImageProvider):
-    def __init__(self, spec: ProviderSpec, *, defaults: Limits) -> None:
-        super().__init__(spec, defaults=defaults)
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+    default_base_url = OPENAI_BASE_URL
 
-    @property
-    def base_url(self) -> str:
-        return str(self.spec.options.get("base_url", OPENAI_BASE_URL))
-
-    def _client(self, key: str) -> Any:
+    def _make_client(self, key: str) -> Any:
         import openai
 
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                # The key goes to the client only; the client is kept per key so a rotated key takes effect.
-                client = openai.OpenAI(
-                    api_key=key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s
-                )
-                self._clients = {key: client}
-            return client
+        # The client's own retries are off: every retry goes through the one loop (ImageProvider.retried).
+        return openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.limits.timeout_s)
 
     def asked(self, prompt: str, seed: int) -> dict[str, Any]:
         """The request's fields, as sent and as recorded."""
@@ -107,10 +89,8 @@ class OpenAIImages(ImageProvider):
         what = f"{self.spec.source} ({self.spec.size})"
         asked = self.asked(prompt, seed)
         extra = {"seed": seed} if self.spec.options.get("send_seed") else None
-        client = self._client(key)
-        response = with_retries(
-            lambda: self._request(client, key, asked, extra, what), limits=self.limits, pacer=self.pacer, what=what
-        )
+        client = self.client(key, self._make_client)
+        response = self.retried(lambda: self._request(client, key, asked, extra, what), what=what)
         data = getattr(response, "data", None)
         if not data or len(data) != 1:
             raise ProviderError(f"{what}: the answer held {len(data or [])} images, not 1")
@@ -118,12 +98,7 @@ class OpenAIImages(ImageProvider):
         if getattr(item, "b64_json", None):
             image_bytes = decode_base64_image(item.b64_json, what=what)
         else:
-            image_bytes = with_retries(
-                lambda: fetch_image(getattr(item, "url", None), timeout_s=self.limits.timeout_s, what=what),
-                limits=self.limits,
-                pacer=self.pacer,
-                what=what,
-            )
+            image_bytes = self.fetched(getattr(item, "url", None), what=what)
         usage: Any = getattr(response, "usage", None)
         answered = {
             "created": getattr(response, "created", None),
@@ -150,11 +125,8 @@ class OpenAIImages(ImageProvider):
         import openai
 
         try:
-            return client.images.generate(**asked, extra_body=extra)
-        except openai.APITimeoutError:
-            raise Transient(f"no answer within {self.limits.timeout_s:g}s") from None
-        except openai.APIConnectionError as exc:
-            raise Transient(f"could not reach {self.base_url} ({type(exc.__cause__ or exc).__name__})") from None
+            with self.reaching(timeouts=(openai.APITimeoutError,), unreachable=(openai.APIConnectionError,)):
+                return client.images.generate(**asked, extra_body=extra)
         except openai.APIStatusError as exc:
             raise _status_error(exc, key=key, env=self.spec.api_key_env) from None
         except openai.APIResponseValidationError:
@@ -167,14 +139,14 @@ def _status_error(exc: Any, *, key: str, env: str) -> ProviderError:
     body = exc.body if isinstance(exc.body, dict) else {}
     words = redact(str(body.get("message") or ""), key) or f"HTTP {status}"
     code = exc.code or ""
-    if status in (401, 403):
-        # The message of a refused key may quote part of it: not repeated.
-        return ProviderError(f"the key in {env} was refused ({status} {code or 'unauthorized'})".rstrip())
     if status == 429 and code == "insufficient_quota":
+        # A 429 that waiting does not cure: no retry.
         return ProviderError(f"the account behind {env} is out of quota: {words}")
-    if status == 429 or status >= 500:
-        retry_after = retry_after_seconds(exc.response.headers.get("retry-after"))
-        return Transient(f"{status}: {words}", retry_after=retry_after)
-    if code in REFUSAL_CODES or "safety system" in words.lower():
-        return ContentRefused(words)
-    return ProviderError(f"{status} {code}: {words}".replace("  ", " "))
+    return answer_error(
+        status=status,
+        words=words,
+        env=env,
+        code=code,
+        refused=code in REFUSAL_CODES or "safety system" in words.lower(),
+        retry_after=retry_after_seconds(exc.response.headers.get("retry-after")),
+    )

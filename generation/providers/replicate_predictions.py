@@ -24,17 +24,15 @@ from generation.providers.base import (
     ProviderError,
     ProviderSettingsError,
     ProviderSpec,
-    Transient,
     _sleep,
+    answer_error,
     check_base_url,
     check_options,
     common_spec,
     provided_image,
     redact,
     retry_after_seconds,
-    with_retries,
 )
-from generation.providers.fetching import fetch_image
 
 REPLICATE_BASE_URL = "https://api.replicate.com"
 _MODEL_RE = re.compile(r"^(?P<owner>[A-Za-z0-9_.-]+)/(?P<name>[A-Za-z0-9_.-]+)(?::(?P<version>[0-9a-f]{8,128}))?$")
@@ -85,35 +83,23 @@ def _transport(cap_s: float) -> Any:
 
 
 class ReplicatePredictions(ImageProvider):
+    default_base_url = REPLICATE_BASE_URL
+
     def __init__(self, spec: ProviderSpec, *, defaults: Limits) -> None:
         super().__init__(spec, defaults=defaults)
         match = _MODEL_RE.match(spec.model)
         assert match is not None  # spec_from_settings checked it
         self.model = f"{match['owner']}/{match['name']}"
         self.version = match["version"]
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
 
-    @property
-    def base_url(self) -> str:
-        return str(self.spec.options.get("base_url", REPLICATE_BASE_URL))
-
-    def _client(self, key: str) -> Any:
+    def _make_client(self, key: str) -> Any:
         import httpx
         import replicate
 
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                timeout = httpx.Timeout(self.limits.timeout_s, connect=min(10.0, self.limits.timeout_s))
-                client = replicate.Client(
-                    api_token=key,
-                    base_url=self.base_url,
-                    timeout=timeout,
-                    transport=_transport(self.limits.max_retry_wait_s),
-                )
-                self._clients = {key: client}
-            return client
+        timeout = httpx.Timeout(self.limits.timeout_s, connect=min(10.0, self.limits.timeout_s))
+        return replicate.Client(
+            api_token=key, base_url=self.base_url, timeout=timeout, transport=_transport(self.limits.max_retry_wait_s)
+        )
 
     def model_input(self, prompt: str, seed: int) -> dict[str, Any]:
         """The prediction's input, as sent and as recorded."""
@@ -128,20 +114,13 @@ class ReplicatePredictions(ImageProvider):
 
     def one(self, key: str, prompt: str, seed: int) -> GeneratedImage:
         what = f"{self.spec.source} ({self.spec.size})"
-        client = self._client(key)
+        client = self.client(key, self._make_client)
         model_input = self.model_input(prompt, seed)
-        prediction = with_retries(
-            lambda: self._create(client, key, model_input), limits=self.limits, pacer=self.pacer, what=what
-        )
+        prediction = self.retried(lambda: self._create(client, key, model_input), what=what)
         prediction = self._wait(prediction, key, what)
         output = prediction.output
         url = output[0] if isinstance(output, list) and output else output
-        image_bytes = with_retries(
-            lambda: fetch_image(url, timeout_s=self.limits.timeout_s, what=what),
-            limits=self.limits,
-            pacer=self.pacer,
-            what=what,
-        )
+        image_bytes = self.fetched(url, what=what)
         parts = urlsplit(url) if isinstance(url, str) and not url.startswith("data:") else None
         seed_input = self.spec.options.get("seed_input", "seed")
         provenance = {
@@ -173,11 +152,8 @@ class ReplicatePredictions(ImageProvider):
 
         _seen.retry_after = None
         try:
-            return call()
-        except httpx.TimeoutException:
-            raise Transient(f"no answer within {self.limits.timeout_s:g}s") from None
-        except httpx.TransportError as exc:
-            raise Transient(f"could not reach {self.base_url} ({type(exc).__name__})") from None
+            with self.reaching(timeouts=(httpx.TimeoutException,), unreachable=(httpx.TransportError,)):
+                return call()
         except ReplicateError as exc:
             raise _status_error(exc, key=key, env=self.spec.api_key_env) from None
         except (ValueError, TypeError, KeyError) as exc:  # an answer the client could not read as a prediction
@@ -208,10 +184,10 @@ class ReplicatePredictions(ImageProvider):
 def _status_error(exc: Any, *, key: str, env: str) -> ProviderError:
     status = exc.status or 0
     words = redact(str(exc.detail or exc.title or ""), key) or f"HTTP {status}"
-    if status in (401, 403):
-        return ProviderError(f"the key in {env} was refused ({status})")
-    if status == 429 or status >= 500:
-        return Transient(f"{status}: {words}", retry_after=getattr(_seen, "retry_after", None))
-    if REFUSAL_WORDS.search(words):
-        return ContentRefused(words)
-    return ProviderError(f"{status}: {words}")
+    return answer_error(
+        status=status,
+        words=words,
+        env=env,
+        refused=bool(REFUSAL_WORDS.search(words)),
+        retry_after=getattr(_seen, "retry_after", None),
+    )
