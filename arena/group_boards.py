@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import Any
 
+import numpy as np
 from django.core.cache import cache
 from django.db.models import Count, F, Max, Sum
 
@@ -29,11 +31,11 @@ from arena.models import PairTally, Vote
 from arena.ranking import FIRST_WINS, SECOND_WINS, TIE, Leaderboard
 from arena.selectors import _criterion, standing_row
 from core.errors import ApplicationError, Forbidden, NotFound
+from generation.models import Generator
 
 GROUP_ROUNDS = 200
 GROUP_PERMUTATIONS = 199
 GROUP_CACHE_S = 600
-_OUTCOME: dict[str, int] = {Vote.Choice.LEFT.value: FIRST_WINS, Vote.Choice.RIGHT.value: SECOND_WINS}
 
 
 def parse_group(group: str) -> tuple[str, str]:
@@ -78,13 +80,21 @@ def _version(campaign: Campaign, criterion: Criterion, category: str) -> str:
     tallies = PairTally.objects.filter(criterion=criterion, category=category).aggregate(
         rows=Count("id"), changed=Max("updated_at"), votes=Sum(F("a_wins") + F("b_wins") + F("ties") + F("both_bad"))
     )
+    return _joined([tallies["rows"], tallies["votes"], tallies["changed"]]) + ":" + groups_version(campaign)
+
+
+def groups_version(campaign: Campaign) -> str:
+    """What decides who is in which group beside the votes: participants' standing, answers, k and targets."""
     standing = CampaignParticipation.objects.filter(campaign=campaign).aggregate(
         n=Count("id"), changed=Max("updated_at")
     )
     answers = Answer.objects.filter(response__campaign=campaign).aggregate(n=Count("id"), changed=Max("answered_at"))
     settings = json.dumps([campaign.min_group_size, campaign.population_targets, campaign.count_only_reconciled])
-    parts = [tallies["rows"], tallies["votes"], tallies["changed"], standing["n"], standing["changed"]]
-    parts += [answers["n"], answers["changed"], hashlib.sha256(settings.encode()).hexdigest()[:16]]
+    parts = [standing["n"], standing["changed"], answers["n"], answers["changed"]]
+    return _joined(parts) + ":" + hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
+def _joined(parts: list[Any]) -> str:
     return ":".join("-" if p is None else p.isoformat() if hasattr(p, "isoformat") else str(p) for p in parts)
 
 
@@ -96,27 +106,69 @@ def _cache_key(kind: str, campaign: Campaign, criterion: Criterion, category: st
     )
 
 
+# The last few reads of counted votes with their participants, in this process: the boards of several groups,
+# the test and the weighted board of one state of the votes share one read (on 100,000 votes it costs more
+# than their fits). Keyed by what the payloads' cache keys hold, so a read is never older than the answer.
+_READS: dict[tuple[int, int, int, str, str], tuple[groups.ParticipantVotes, dict[str, str]]] = {}
+_READS_KEPT = 4
+_READS_LOCK = threading.Lock()
+_OUTCOME: dict[str, int] = {Vote.Choice.LEFT.value: FIRST_WINS, Vote.Choice.RIGHT.value: SECOND_WINS}
+
+
 def _participant_votes(
     campaign: Campaign, criterion: Criterion, category: str
 ) -> tuple[groups.ParticipantVotes, dict[str, str]]:
     """Every counted vote on the criterion with its participant, and the generators' display names."""
     generators = list(campaign.generators.order_by("name"))
-    names = {g.pk: g.name for g in generators}
+    key = (campaign.pk, len(generators), criterion.pk, category, _version(campaign, criterion, category))
+    with _READS_LOCK:
+        kept = _READS.get(key)
+    if kept is not None:
+        return kept
     votes = Vote.objects.counted().filter(criterion=criterion)
     if category:
         votes = votes.filter(comparison__prompt__category=category)
-    rows = votes.values_list(
-        "comparison__participant_id",
-        "comparison__left_population__generator_id",
-        "comparison__right_population__generator_id",
-        "choice",
-    ).order_by()
-    outcomes = (
-        (participant, names[left], names[right], _OUTCOME.get(choice, TIE))
-        for participant, left, right, choice in rows.iterator(chunk_size=10_000)
-        if left in names and right in names
+    rows = list(
+        votes.values_list(
+            "comparison__participant_id",
+            "comparison__left_population__generator_id",
+            "comparison__right_population__generator_id",
+            "choice",
+        ).order_by()
     )
-    return groups.ParticipantVotes.from_rows(list(names.values()), outcomes), {g.name: g.label for g in generators}
+    read = (_votes_from_rows(generators, rows), {g.name: g.label for g in generators})
+    with _READS_LOCK:
+        _READS[key] = read
+        while len(_READS) > _READS_KEPT:
+            del _READS[next(iter(_READS))]
+    return read
+
+
+def _votes_from_rows(generators: list[Generator], rows: list[tuple[int, int, int, str]]) -> groups.ParticipantVotes:
+    """ParticipantVotes from `(participant id, left generator id, right generator id, choice)` rows, in array
+    steps (participants in the order of their ids); a vote naming a generator no longer in the campaign is out."""
+    names = tuple(g.name for g in generators)
+    if not rows:
+        return groups.ParticipantVotes.from_rows(names, [])
+    who, left, right = (
+        np.fromiter(column, dtype=np.int64, count=len(rows)) for column in list(zip(*rows, strict=True))[:3]
+    )
+    outcome = np.fromiter((_OUTCOME.get(row[3], TIE) for row in rows), dtype=np.int64, count=len(rows))
+    pks = np.array([g.pk for g in generators], dtype=np.int64)
+    order = np.argsort(pks)  # the position in `names` of each id in increasing order
+    ids = pks[order]
+    where_left = np.clip(np.searchsorted(ids, left), 0, len(ids) - 1)
+    where_right = np.clip(np.searchsorted(ids, right), 0, len(ids) - 1)
+    known = (ids[where_left] == left) & (ids[where_right] == right)
+    participants, position = np.unique(who[known], return_inverse=True)
+    return groups.ParticipantVotes(
+        names,
+        tuple(str(p) for p in participants.tolist()),
+        position.astype(np.int64),
+        order[where_left[known]],
+        order[where_right[known]],
+        outcome[known],
+    )
 
 
 def _rows(board: Leaderboard, labels: dict[str, str]) -> list[dict[str, Any]]:
@@ -135,11 +187,21 @@ def _board(board: Leaderboard, labels: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _too_small(campaign: Campaign) -> Forbidden:
+def group_too_small(campaign: Campaign) -> Forbidden:
+    """The refusal of a group under k: the same whether it is small or empty, so it tells nothing of its size."""
     return Forbidden(
         f"groups of fewer than {campaign.min_group_size} participants are never shown, to protect who is in them",
         code="group_too_small",
     )
+
+
+def get_group_members(*, campaign: Campaign, group: str) -> tuple[str, str, set[int]]:
+    """The question key, the value and the ids of the participants who gave that answer (or ticked it) in
+    `group` (`QUESTION:VALUE`); withdrawn participants are in no group. NotFound for a question not asked."""
+    key, value = parse_group(group)
+    _question(campaign, key)
+    answers = get_participant_answers(campaign)
+    return key, value, {who for who, given in answers.items() if _in_group(given.get(key), value)}
 
 
 def get_group_questions(*, campaign: Campaign) -> list[dict[str, Any]]:
@@ -186,7 +248,7 @@ def get_group_leaderboard(*, campaign: Campaign, criterion: str, group: str, cat
             }
         cache.set(cache_key, cached, GROUP_CACHE_S)
     if cached.get("too_small"):
-        raise _too_small(campaign)
+        raise group_too_small(campaign)
     return dict(cached)
 
 
@@ -258,7 +320,7 @@ def get_weighted_leaderboard(*, campaign: Campaign, criterion: str, category: st
         cached = _weighted(campaign, criterion_row, category, targets)
         cache.set(cache_key, cached, GROUP_CACHE_S)
     if cached.get("too_small"):
-        raise _too_small(campaign)
+        raise group_too_small(campaign)
     return dict(cached)
 
 

@@ -54,10 +54,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from arena.batched_fits import fit_many
 from arena.ranking import (
     DEFAULT_LEVEL,
-    ELO_MEAN,
-    ELO_PER_NAT,
     FIRST_WINS,
     SECOND_WINS,
     TIE,
@@ -176,6 +175,15 @@ class ParticipantVotes:
         m = np.ones(self.size) if multiplicity is None else np.asarray(multiplicity, dtype=np.float64)
         return self.counts_many(m[None, :])[0]
 
+    def matrices_many(self, multiplicities: FloatArray) -> FloatArray:
+        """The tables the model is fitted on (wins, each tie half a win each way: `PairCounts.matrix`), one per row
+        of `multiplicities` (rows x participants): rows x K x K, in one sparse product."""
+        k = len(self.names)
+        flat = np.asarray((self._table.T @ np.asarray(multiplicities, dtype=np.float64).T).T)
+        wins = flat[:, : k * k].reshape(-1, k, k)
+        tied = flat[:, k * k :].reshape(-1, k, k)
+        return np.asarray(wins + (tied + tied.transpose(0, 2, 1)) / 2, dtype=np.float64)
+
     def counts_many(self, multiplicities: FloatArray) -> list[PairCounts]:
         """One PairCounts per row of `multiplicities` (rows x participants), in one sparse product."""
         k = len(self.names)
@@ -290,25 +298,26 @@ def compare_groups(
     codes = np.array([code_of[label] for label in labels if label in code_of], dtype=np.int64)
     groups = len(kept)
 
-    pooled = votes.counts(_multiplicity(votes.size, members))
-    pooled_ll = _loglik(pooled, fit_ratings(pooled, bootstrap=0))
-
-    def statistic(assignment: IntArray) -> tuple[float, list[Leaderboard]]:
-        rows = np.zeros((groups, votes.size))
-        rows[assignment, members] = 1.0
-        counts = votes.counts_many(rows)
-        fits = [fit_ratings(c, bootstrap=0) for c in counts]
-        split = sum(_loglik(c, f) for c, f in zip(counts, fits, strict=True))
-        return max(0.0, 2.0 * (split - pooled_ll)), fits
-
-    observed, fits = statistic(codes)
     rng = np.random.default_rng(seed)
-    exceed = 0
-    for _ in range(permutations):
-        permuted, _ = statistic(rng.permutation(codes))
-        # A relative tolerance: a permutation that reproduces the observed split must count as "as extreme".
-        exceed += permuted >= observed - 1e-9 * max(1.0, observed)
+    # The observed split first, then the permutations; all fitted together (arena.batched_fits).
+    assignments = [codes] + [rng.permutation(codes) for _ in range(permutations)]
+    pooled_ll = fit_many(votes.matrices_many(_multiplicity(votes.size, members)[None, :]), votes.names).loglik[0]
+    statistics = np.empty(len(assignments))
+    per_chunk = _rows_per_chunk(groups * votes.size)
+    for start in range(0, len(assignments), per_chunk):
+        chunk = assignments[start : start + per_chunk]
+        rows = np.zeros((len(chunk) * groups, votes.size))
+        for q, assignment in enumerate(chunk):
+            rows[q * groups + assignment, members] = 1.0
+        split = fit_many(votes.matrices_many(rows), votes.names).loglik.reshape(len(chunk), groups).sum(axis=1)
+        statistics[start : start + len(chunk)] = np.maximum(0.0, 2.0 * (split - pooled_ll))
+    observed = float(statistics[0])
+    # A relative tolerance: a permutation that reproduces the observed split must count as "as extreme".
+    exceed = int(np.sum(statistics[1:] >= observed - 1e-9 * max(1.0, observed)))
     p_value = (1 + exceed) / (1 + permutations)
+    observed_rows = np.zeros((groups, votes.size))
+    observed_rows[codes, members] = 1.0
+    fits = [fit_ratings(c, bootstrap=0) for c in votes.counts_many(observed_rows)]
 
     strata = [members[codes == g] for g in range(groups)]
     samples = _resampled_ratings(votes, strata, None, rounds, rng)
@@ -562,6 +571,58 @@ def weighted_board(
     )
 
 
+@dataclass(frozen=True)
+class Share:
+    """A share of votes over participants: sum of hits / sum of votes, with its participant-bootstrap interval
+    (None where there are no votes)."""
+
+    hits: int
+    votes: int
+    participants: int
+    share: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+def participant_share(
+    hits: Sequence[float] | FloatArray,
+    votes: Sequence[float] | FloatArray,
+    *,
+    rounds: int = DEFAULT_ROUNDS,
+    seed: int | None = 0,
+    level: float = DEFAULT_LEVEL,
+) -> Share:
+    """The share of `votes` that are hits, pooled over participants (one entry of each per participant), with a
+    percentile interval from the participant bootstrap: each round redraws the participants with replacement and
+    takes the ratio of their sums (rounds whose participants have no votes are left out), widened to contain the
+    point, as the boards' intervals are. Participants with no votes count for nothing and are not counted."""
+    _check(rounds=rounds, level=level)
+    h = np.asarray(hits, dtype=np.float64)
+    v = np.asarray(votes, dtype=np.float64)
+    if h.shape != v.shape or h.ndim != 1:
+        raise GroupsError("hits and votes must be one number per participant, of one length")
+    if np.any(h < 0) or np.any(h > v):
+        raise GroupsError("each participant's hits must be between 0 and their votes")
+    voted = v > 0
+    h, v = h[voted], v[voted]
+    total = float(v.sum())
+    if total == 0:
+        return Share(0, 0, 0, None, None, None)
+    point = float(h.sum()) / total
+    low = high = point
+    if rounds:
+        rng = np.random.default_rng(seed)
+        n = len(v)
+        ratios = []
+        per_chunk = _rows_per_chunk(n)
+        for start in range(0, rounds, per_chunk):
+            drawn = rng.integers(0, n, (min(per_chunk, rounds - start), n))
+            ratios.append(h[drawn].sum(axis=1) / v[drawn].sum(axis=1))
+        lo, hi = _percentiles(np.concatenate(ratios), level)
+        low, high = min(lo, point), max(hi, point)
+    return Share(int(round(h.sum())), int(round(total)), len(v), point, low, high)
+
+
 def effective_size(weights: FloatArray) -> float:
     """Kish's effective sample size (sum w)^2 / sum w^2 (0 for no weight)."""
     w = np.asarray(weights, dtype=np.float64)
@@ -580,15 +641,6 @@ def _multiplicity(size: int, members: IntArray) -> FloatArray:
     return np.bincount(members, minlength=size).astype(np.float64)
 
 
-def _loglik(counts: PairCounts, fit: Leaderboard) -> float:
-    """The tie-as-half-a-win log-likelihood of `counts` at the fitted strengths (parts share no pairs, so their
-    separate centring does not matter)."""
-    s = (np.array([fit.by_name(name).rating for name in counts.names]) - ELO_MEAN) / ELO_PER_NAT
-    m = counts.matrix
-    d = s[:, None] - s[None, :]
-    return float(-(m * np.logaddexp(0.0, -d)).sum())
-
-
 def _resampled_ratings(
     votes: ParticipantVotes,
     strata: list[IntArray],
@@ -596,20 +648,33 @@ def _resampled_ratings(
     rounds: int,
     rng: np.random.Generator,
 ) -> FloatArray:
-    """Ratings (rounds x strata x generators) refitted on participants redrawn in each stratum; NaN where unrated."""
-    k = len(votes.names)
-    out = np.full((rounds, len(strata), k), np.nan)
-    for r in range(rounds):
-        rows = np.zeros((len(strata), votes.size))
-        for s, members in enumerate(strata):
-            if len(members) == 0:
-                continue
-            drawn = members[rng.integers(0, len(members), len(members))]
-            rows[s] = np.bincount(drawn, weights=None if weigh is None else weigh(drawn), minlength=votes.size)
-        for s, counts in enumerate(votes.counts_many(rows)):
-            fit = fit_ratings(counts, bootstrap=0)
-            out[r, s] = [st.rating if st.rated else np.nan for st in (fit.by_name(n) for n in votes.names)]
+    """Ratings (rounds x strata x generators) refitted on participants redrawn in each stratum; NaN where unrated.
+
+    The draws come round by round, stratum by stratum; the fits in batches (arena.batched_fits)."""
+    k, count = len(votes.names), len(strata)
+    out = np.full((rounds, count, k), np.nan)
+    per_chunk = _rows_per_chunk(count * votes.size)
+    for start in range(0, rounds, per_chunk):
+        chunk = min(per_chunk, rounds - start)
+        rows = np.zeros((chunk * count, votes.size))
+        for r in range(chunk):
+            for s, members in enumerate(strata):
+                if len(members) == 0:
+                    continue
+                drawn = members[rng.integers(0, len(members), len(members))]
+                weights = None if weigh is None else weigh(drawn)
+                rows[r * count + s] = np.bincount(drawn, weights=weights, minlength=votes.size)
+        fits = fit_many(votes.matrices_many(rows), votes.names)
+        out[start : start + chunk] = fits.ratings().reshape(chunk, count, k)
     return out
+
+
+# Rows of participant multiplicities built at once (rows x participants floats): about 32 MB.
+_CHUNK_CELLS = 4_000_000
+
+
+def _rows_per_chunk(cells_per_item: int) -> int:
+    return max(1, _CHUNK_CELLS // max(1, cells_per_item))
 
 
 def _percentiles(samples: FloatArray, level: float) -> tuple[float, float]:

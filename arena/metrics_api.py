@@ -89,12 +89,21 @@ class AgreementSerializer(serializers.Serializer):
     criterion = serializers.CharField()
     measure = serializers.CharField(help_text="MEASURE[:ATTRIBUTE], e.g. discrepancy:colour")
     better = serializers.ChoiceField(choices=["lower", "higher"])
-    votes = serializers.IntegerField(help_text="decisive counted votes where the measure tells the sides apart")
-    agree = serializers.IntegerField()
+    votes = serializers.IntegerField(
+        allow_null=True, help_text="decisive counted votes where the measure tells the sides apart"
+    )
+    agree = serializers.IntegerField(allow_null=True)
     share = serializers.FloatField(allow_null=True)
     ci_low = serializers.FloatField(allow_null=True)
     ci_high = serializers.FloatField(allow_null=True)
-    spearman = serializers.FloatField(allow_null=True, help_text="vs the human Bradley-Terry ratings")
+    intervals = serializers.ChoiceField(
+        choices=["wilson", "participant bootstrap"],
+        help_text="the whole crowd's share: Wilson; one group's: a bootstrap over its participants",
+    )
+    suppressed = serializers.BooleanField(
+        required=False, help_text="a group of which fewer than min_group_size voted on this criterion: no figure"
+    )
+    spearman = serializers.FloatField(allow_null=True, help_text="vs the human Bradley-Terry ratings (the group's)")
     generators = serializers.IntegerField()
 
 
@@ -111,19 +120,44 @@ class CampaignMetricsSerializer(serializers.Serializer):
         many=True,
     )
     notes = serializers.DictField(child=serializers.CharField(), help_text="what each figure means")
+    group = inline_serializer(
+        "MetricsGroup",
+        {
+            "question": serializers.CharField(),
+            "value": serializers.CharField(),
+            "participants": serializers.IntegerField(help_text="the group's participants with counted votes"),
+            "min_group_size": serializers.IntegerField(help_text="k: fewer of the group on a criterion: hidden"),
+        },
+        required=False,
+        help_text="only with ?group=: the group whose votes the agreement is computed on",
+    )
 
 
 class MetricsApi(APIView):
     @extend_schema(
         summary="Population metrics per generator, and their agreement with the crowd",
         description=" ".join(f"{k}: {v}." for k, v in NOTES.items()),
-        parameters=[OpenApiParameter("category", str, description="prompt category; default: all prompts")],
+        parameters=[
+            OpenApiParameter("category", str, description="prompt category; default: all prompts"),
+            OpenApiParameter(
+                "group",
+                str,
+                description="QUESTION:VALUE: the agreement of that group's votes, with intervals from a bootstrap "
+                "over its participants; 403 group_too_small under the campaign's min_group_size",
+            ),
+        ],
         responses={200: CampaignMetricsSerializer, 400: ERROR, 403: ERROR, 404: ERROR, 409: _CONFIG_INVALID},
     )
     def get(self, request: Request, slug: str) -> Response:
         campaign = visible_campaign(request, slug)
         checked_attribute_specs(campaign)
-        return Response(get_campaign_metrics(campaign=campaign, category=request.query_params.get("category", "")))
+        return Response(
+            get_campaign_metrics(
+                campaign=campaign,
+                category=request.query_params.get("category", ""),
+                group=request.query_params.get("group", ""),
+            )
+        )
 
 
 class PromptImageSerializer(serializers.Serializer):

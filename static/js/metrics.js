@@ -158,22 +158,34 @@
     });
   }
 
-  function drawAgreement(data) {
+  function drawAgreement(data, refused) {
     const body = $("agreement-table").querySelector("tbody");
+    const rows = refused ? [] : data.agreement;
     body.replaceChildren(
-      ...data.agreement.map((a) => {
+      ...rows.map((a) => {
         const tr = document.createElement("tr");
+        const hidden = a.suppressed ? "hidden (fewer than " + data.group.min_group_size + " of the group voted)" : null;
         tr.append(
           cell("td", a.criterion),
           cell("td", a.measure + " (" + a.better + " is better)"),
-          cell("td", a.votes ? percent(a.share) : "no votes yet", "num"),
+          cell("td", hidden || (a.votes ? percent(a.share) : "no votes yet"), "num"),
           cell("td", a.votes ? percent(a.ci_low) + " – " + percent(a.ci_high) : "–", "num"),
-          cell("td", String(a.votes), "num"),
+          cell("td", a.votes === null ? "–" : String(a.votes), "num"),
           cell("td", a.spearman === null ? "–" : a.spearman.toFixed(2), "num")
         );
         return tr;
       })
     );
+    // Whose votes, and which interval: the whole crowd's share has a Wilson interval, a group's (like its
+    // board) one from a bootstrap over its participants.
+    const scope = $("agreement-scope");
+    if (!scope) return;
+    if (refused) scope.textContent = "This group's agreement is not shown: " + refused;
+    else if (data.group)
+      scope.textContent =
+        "Votes of the group " + data.group.question + ": " + data.group.value + " (" + data.group.participants +
+        " participants) only; 95% intervals from a bootstrap over its participants, rank correlation with its board.";
+    else scope.textContent = "Everyone's counted votes; 95% Wilson intervals.";
   }
 
   function drawPromptPicker(data) {
@@ -222,10 +234,26 @@
     if (response.ok) drawPrompt(await response.json());
   }
 
-  async function load() {
+  async function fetchMetrics(group) {
+    const params = new URLSearchParams();
     const category = $("category") ? $("category").value : "";
-    const url = root.dataset.url + (category ? "?category=" + encodeURIComponent(category) : "");
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    if (category) params.set("category", category);
+    if (group) params.set("group", group);
+    const query = params.toString();
+    return fetch(root.dataset.url + (query ? "?" + query : ""), { headers: { Accept: "application/json" } });
+  }
+
+  async function load() {
+    // The leaderboard's group selector picks whose votes the agreement is computed on.
+    const group = $("group") ? $("group").value : "";
+    let response = await fetchMetrics(group);
+    let refused = null;
+    if (group && response.status === 403) {
+      // A group under k shows no agreement; the rest of the section is everyone's and stays.
+      const body = await response.json().catch(() => null);
+      refused = body && body.error ? body.error.message : "not available";
+      response = await fetchMetrics("");
+    }
     if (!response.ok) {
       // Say why rather than leave the section empty: a campaign whose metrics configuration no
       // longer reads (a CLIP folder moved) answers 409 with a message naming the field and folder.
@@ -253,13 +281,14 @@
     }
     drawTable(data);
     drawShares(data);
-    drawAgreement(data);
+    drawAgreement(data, refused);
     drawPromptPicker(data);
     root.dataset.loaded = "true";
   }
 
   if ($("metrics-prompt")) $("metrics-prompt").addEventListener("change", (event) => loadPrompt(event.target.value));
   if ($("category")) $("category").addEventListener("change", load);
+  if ($("group")) $("group").addEventListener("change", load);
   window.addEventListener("resize", () => { if (latest) drawShares(latest); });
   load();
 })();
