@@ -1,13 +1,14 @@
 """Data-parallel training under torchrun: which process this is, and the collective steps the loop and service share.
 
-`torchrun --nproc_per_node N manage.py train_generator ...` starts N copies of the command with RANK and
-WORLD_SIZE set. Each joins one process group (gloo on the CPU, NCCL on GPUs), loads the same base, draws the
-same global batch from the same seed and trains on its share of it; accelerate's DistributedDataParallel
-averages the gradients, so every process holds the same weights after every step, and those weights equal one
-process's on the same global batch (the batch's reference point, a detached batch mean, is averaged over the
-processes too: `global_mean`). Only the main process (rank 0) writes the working folder, the log and the
-weights and registers the generator; the others wait for it at a barrier, then every process leaves the group
-(`finish`), without which the processes abort at exit. With one process every function here is a no-op.
+`torchrun --nproc_per_node N manage.py train_generator ...` (or `accelerate launch --multi_gpu`, which starts
+torchrun) starts N copies of the command with RANK, LOCAL_RANK and WORLD_SIZE set. Each joins one process group
+(gloo on the CPU, NCCL on GPUs, one GPU per process), loads the same base, draws the same effective batch from
+the same seed and trains on its share of it (`micro_slices`); torch's DistributedDataParallel averages the
+gradients, so every process holds the same weights after every step, and those weights equal one process's on
+the same effective batch (the batch's reference point, a detached batch mean, is averaged over the processes
+too: `global_mean`). Only the main process (rank 0) writes the working folder, the log and the weights and
+registers the generator; the others wait for it at a barrier, then every process leaves the group (`finish`),
+without which the processes abort at exit. With one process every function here is a no-op.
 """
 
 from __future__ import annotations
@@ -37,11 +38,27 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def local_rank() -> int:
+    """This process's index on its host (torchrun's LOCAL_RANK): which GPU it trains on."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def device_for(device: str) -> str:
+    """The device this process trains on: `device` as given, except that under torchrun each process on a GPU
+    host takes the GPU of its local rank (`cuda` -> `cuda:LOCAL_RANK`)."""
+    if world_size() > 1 and device.split(":")[0] == "cuda":
+        return f"cuda:{local_rank()}"
+    return device
+
+
 def start(device: str) -> None:
     """Join the process group torchrun set up: gloo on the CPU, NCCL on GPUs. One process: nothing."""
+    import torch
     import torch.distributed as dist
 
     if world_size() > 1 and not dist.is_initialized():
+        if device != "cpu":
+            torch.cuda.set_device(device_for(device))
         dist.init_process_group("gloo" if device == "cpu" else "nccl", timeout=TIMEOUT)
 
 
@@ -85,10 +102,22 @@ def global_mean(tensor: torch.Tensor) -> torch.Tensor:
     return (total / world_size()).to(mean.device)
 
 
-def share(total: int) -> slice:
-    """This process's slice of a global batch of `total` (equal shares, in rank order)."""
-    per = total // world_size()
-    return slice(rank() * per, (rank() + 1) * per)
+def micro_slices(per_process: int, accumulate: int, processes: int, index: int) -> list[slice]:
+    """Process `index`'s share of each of `accumulate` micro-batches of an effective batch drawn as one
+    sequence of per_process x processes x accumulate items: micro-batch m is the m-th run of
+    per_process x processes items, and each process takes its run of per_process within it, in rank order."""
+    run = per_process * processes
+    return [slice(m * run + index * per_process, m * run + (index + 1) * per_process) for m in range(accumulate)]
+
+
+def wrap(model: torch.nn.Module, device: str) -> torch.nn.Module:
+    """The model as the training steps call it: under torchrun, in DistributedDataParallel (gradients averaged
+    over the processes at each backward); one process: itself."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not _active():
+        return model
+    return DistributedDataParallel(model, device_ids=[device] if device != "cpu" else None)
 
 
 def finish() -> None:

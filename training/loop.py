@@ -2,42 +2,40 @@
 
 No Django here: `training.services` resolves the base generator and registers the result. The loop
 
-- loads the base through `from_pretrained` (the folder the generator's source resolves to), encodes every
-  image once with the frozen VAE (the latent distribution's mean) and every caption once with the frozen
-  text encoder(s);
+- encodes every image once with the frozen VAE and every caption once with the frozen text encoder(s)
+  (training.encoding);
 - tunes the UNet (all of it, or a LoRA of rank R on the attention projections through peft); the reference
   is the untouched base: a frozen copy for a full fine-tune, the same UNet with its adapters switched off
-  for a LoRA;
-- draws, per step, a batch of winner/loser pairs (or labelled images for KTO), one noise and timestep per
-  pair shared by both sides, and applies `training.objectives`;
+  for a LoRA (`Denoisers`);
+- per step, draws the effective batch (training.batches: the objective family's examples, one noise and
+  timestep per pair shared by both sides), and for each of `accumulate` micro-batches applies the objective
+  from `training.objectives.OBJECTIVES` and a preservation term, then takes one optimizer step;
 - writes a JSONL log of every step, shows a tqdm bar with the loss, and on a stop request (SIGINT) ends
   the step it is in and saves what it has with its optimizer state, so `resume` continues it;
-- under torchrun, trains one model on every process (training.distributed): each step's global batch, its
-  noise and timesteps are drawn alike on every process from the seed and the step, each process trains on
-  its share, gradients are averaged, and only the main process writes the log and the saved state.
+- under torchrun, trains one model on every process (training.distributed): each process trains on its share
+  of every micro-batch, gradients are averaged, and only the main process writes the log and the saved state.
 
-fp16/bf16 on a GPU go through accelerate's mixed precision; the CPU runs float32.
+Mixed precision (fp16/bf16 on a GPU, bf16 also on the CPU) is torch's autocast, with a gradient scaler for
+fp16, and the processes' gradients are averaged by torch's DistributedDataParallel: accelerate's Accelerator
+would do the same, but keeps one state per process that refuses a second precision in the same process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import io
 import json
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from generation.training import pixels_to_tensor
 from training import distributed, objectives
+from training.batches import FAMILIES, Batch, Draws, draw_step, drawing_from
+from training.encoding import EncodedData, unet_kwargs
 from training.readers import PreferenceData
-
-if TYPE_CHECKING:
-    import torch
 
 LOG_FILE = "training-log.jsonl"
 STATE_FILE = "training-state.pt"
@@ -57,13 +55,18 @@ class TrainingConfig:
     noisier timesteps only (700 of 1000 up, where a sample's colour and layout are chosen), and the rest held to
     the base at weight 60 (the captions the export leaves out at every timestep, the trained ones below 700).
     The older defaults (beta 500, every timestep, no preservation) let the model learn part of what the crowd
-    rewarded by accident: faithfulness 0.98 -> 0.82 on the demo campaign's export."""
+    rewarded by accident: faithfulness 0.98 -> 0.82 on the demo campaign's export.
+
+    `batch` is per process and per micro-batch: a step trains on `effective_batch` examples, batch x accumulate
+    x processes (as diffusers' trainers count it)."""
 
     objective: str = objectives.POPALIGN
     steps: int = 300
     lr: float = 1e-4
     beta: float = 100.0
     batch: int = 16
+    # Micro-batches per optimizer step (gradient accumulation): a larger effective batch in the same memory.
+    accumulate: int = 1
     seed: int = 0
     device: str = "cpu"
     lora_rank: int = 0  # 0: fine-tune the whole UNet
@@ -86,6 +89,10 @@ class TrainingConfig:
         """Every caption preservation holds: the named ones, and the empty one with preserve_unconditional."""
         return self.preserve + (("",) if self.preserve_unconditional else ())
 
+    def effective_batch(self, processes: int) -> int:
+        """Examples per optimizer step: batch x accumulate x processes."""
+        return self.batch * self.accumulate * processes
+
     def __post_init__(self) -> None:
         if self.objective not in objectives.OBJECTIVES:
             raise TrainingError(
@@ -96,6 +103,7 @@ class TrainingConfig:
             ("lr", math.isfinite(self.lr) and self.lr > 0, "a positive number"),
             ("beta", math.isfinite(self.beta) and self.beta > 0, "a positive number"),
             ("batch", self.batch >= 1, "at least 1"),
+            ("accumulate", self.accumulate >= 1, "at least 1"),
             ("lora-rank", self.lora_rank >= 0, "0 (full fine-tune) or more"),
             ("threads", self.threads >= 0, "0 (automatic) or more"),
             ("min-timestep", self.min_timestep >= 0, "0 (every timestep) or more"),
@@ -126,86 +134,10 @@ def check_data_fits(data: PreferenceData, config: TrainingConfig) -> None:
             f"--objective {config.objective} needs winner/loser pairs (a popalign-csv or pickapic-parquet export); "
             f"a {data.format} export has per-image labels only: use --objective kto"
         )
-    if config.objective == objectives.KTO:
+    if objectives.OBJECTIVES[config.objective].family == objectives.LABELLED:
         labelled = data.labelled_images()
         if all(item.desirable for item in labelled) or not any(item.desirable for item in labelled):
             raise TrainingError("--objective kto needs both desirable and undesirable images; the export has one kind")
-
-
-class _Encoded:
-    """Latents of every distinct image and embeddings of every distinct caption, computed once.
-
-    `labelled`: index per-image labels (KTO) instead of winner/loser pairs.
-    """
-
-    def __init__(
-        self,
-        pipe: Any,
-        data: PreferenceData,
-        device: str,
-        dtype: torch.dtype,
-        *,
-        labelled: bool,
-        preserve: tuple[str, ...] = (),
-    ) -> None:
-        import torch
-        from PIL import Image
-
-        blobs: dict[bytes, int] = {}
-        captions: dict[str, int] = {}
-
-        def index(blob: bytes, caption: str) -> tuple[int, int]:
-            return blobs.setdefault(blob, len(blobs)), captions.setdefault(caption, len(captions))
-
-        self.pairs: list[tuple[int, int, int]] = []
-        self.images: list[tuple[int, int, bool]] = []
-        if labelled:
-            self.images = [(*index(i.image, i.caption), i.desirable) for i in data.labelled_images()]
-        else:
-            for pair in data.pairs:
-                winner, caption = index(pair.winner, pair.caption)
-                self.pairs.append((winner, index(pair.loser, pair.caption)[0], caption))
-        # Captions held to the reference (TrainingConfig.preserve): embedded with the rest, indexed apart.
-        self.preserved = [captions.setdefault(caption, len(captions)) for caption in preserve]
-        vae = pipe.vae
-        shift = getattr(vae.config, "shift_factor", None) or 0.0
-        ordered = list(blobs)
-        latents = []
-        with torch.no_grad():
-            for start in range(0, len(ordered), 32):
-                pictures = [Image.open(io.BytesIO(b)).convert("RGB") for b in ordered[start : start + 32]]
-                batch = pixels_to_tensor(pictures).to(device, vae.dtype)
-                latents.append(((vae.encode(batch).latent_dist.mean - shift) * vae.config.scaling_factor).to(dtype))
-        self.latents = torch.cat(latents)
-        self.text = _encode_captions(pipe, list(captions), device, dtype)
-
-
-def _encode_captions(pipe: Any, captions: list[str], device: str, dtype: torch.dtype) -> dict[str, Any]:
-    """Per caption: the UNet's encoder_hidden_states (and SDXL's pooled embeddings), no guidance."""
-    import torch
-
-    with torch.no_grad():
-        encoded = pipe.encode_prompt(captions, device, 1, False)
-    if hasattr(pipe, "text_encoder_2"):
-        # SDXL: encode_prompt gives (embeds, negative, pooled, negative pooled).
-        embeds, _, pooled, _ = encoded
-        return {"embeds": embeds.to(dtype), "pooled": pooled.to(dtype)}
-    embeds, _ = encoded
-    return {"embeds": embeds.to(dtype)}
-
-
-def _unet_kwargs(pipe: Any, text: dict[str, Any], index: torch.Tensor, height: int, width: int) -> dict[str, Any]:
-    import torch
-
-    kwargs: dict[str, Any] = {"encoder_hidden_states": text["embeds"][index]}
-    if "pooled" in text:
-        # SDXL's micro-conditioning: original size, crop (0, 0) and target size, all the training size.
-        time_ids = torch.tensor([[height, width, 0, 0, height, width]], dtype=text["pooled"].dtype)
-        kwargs["added_cond_kwargs"] = {
-            "text_embeds": text["pooled"][index],
-            "time_ids": time_ids.to(text["pooled"].device).repeat(len(index), 1),
-        }
-    return kwargs
 
 
 def add_lora(unet: Any, rank: int) -> None:
@@ -217,6 +149,126 @@ def add_lora(unet: Any, rank: int) -> None:
     )
 
 
+class Denoisers:
+    """The UNet being tuned and its frozen reference, and the noise predictions the losses read.
+
+    `unet` is the model itself (saved, and switched to the reference for a LoRA); `trained` is what the steps
+    call (DistributedDataParallel under torchrun). Predictions run under autocast in mixed precision and are
+    compared in float32.
+    """
+
+    def __init__(self, pipe: Any, config: TrainingConfig, device: str, draws: Draws) -> None:
+        import torch
+        from diffusers import DDPMScheduler
+
+        pipe.to(device)
+        pipe.vae.requires_grad_(False)
+        for name in ("text_encoder", "text_encoder_2"):
+            if getattr(pipe, name, None) is not None:
+                getattr(pipe, name).requires_grad_(False)
+        self.unet = pipe.unet
+        self.reference: Any = None
+        if config.lora_rank:
+            # peft draws the adapters' initial weights from torch's global generator and takes no other.
+            with drawing_from(draws.init):
+                add_lora(self.unet, config.lora_rank)
+        else:
+            self.reference = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        # The weights being trained in float32 even when the base was loaded in fp16/bf16 (as a GPU generator is):
+        # mixed precision computes in half precision but keeps float32 weights, and its gradient scaler refuses
+        # fp16 gradients. A LoRA's adapters take the base's dtype when added; diffusers' trainers cast them too.
+        for param in self.unet.parameters():
+            if param.requires_grad:
+                param.data = param.data.float()
+        self.trainable = [p for p in self.unet.parameters() if p.requires_grad]
+        self.trained: Any = self.unet
+        self.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+        self.timesteps = len(self.scheduler.alphas_cumprod)
+        self.device = device
+        self.mixed = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision)
+        self.text: dict[str, Any] = {}
+        self.size = (0, 0)
+
+    def start(self, encoded: EncodedData, image_size: tuple[int, int]) -> None:
+        """Ready for the steps: the captions to condition on, the size trained at, the model in train mode."""
+        self.text = encoded.text
+        self.size = (image_size[1], image_size[0])
+        self.unet.train()
+        self.trained = distributed.wrap(self.unet, self.device)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        if self.mixed is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=self.mixed)
+
+    def predict(self, model: Any, latents: Any, noise: Any, timesteps: Any, captions: Any) -> Any:
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        with self._autocast():
+            return model(noisy, timesteps, **unet_kwargs(self.text, captions, *self.size)).sample
+
+    def errors(self, model: Any, latents: Any, noise: Any, timesteps: Any, captions: Any) -> Any:
+        """Per row: the mean squared error of `model`'s prediction against the scheduler's target."""
+        if self.scheduler.config.prediction_type == "epsilon":
+            target = noise
+        else:
+            target = self.scheduler.get_velocity(latents, noise, timesteps)
+        predicted = self.predict(model, latents, noise, timesteps, captions)
+        return (predicted.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
+
+    def by_reference(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(model, *args)` with the frozen reference: its own copy, or the UNet with the LoRA switched off."""
+        import torch
+
+        with torch.no_grad():
+            if self.reference is not None:
+                return fn(self.reference, *args)
+            self.unet.disable_adapters()
+            try:
+                return fn(self.unet, *args)
+            finally:
+                self.unet.enable_adapters()
+
+    def batch_errors(self, batch: Batch, *, grad: bool = True) -> Any:
+        """The tuned model's errors on the batch's rows (`grad` False: without building a graph)."""
+        import torch
+
+        args = (batch.latents, batch.noise, batch.timesteps, batch.captions)
+        if grad:
+            return self.errors(self.trained, *args)
+        with torch.no_grad():
+            return self.errors(self.unet, *args)
+
+    def reference_errors(self, batch: Batch) -> Any:
+        return self.by_reference(self.errors, batch.latents, batch.noise, batch.timesteps, batch.captions)
+
+    def preservation(self, batch: Batch, *, held: bool, below: bool) -> Any:
+        """Mean squared gap between the model's and the reference's predictions where the preference should not
+        reach: the preserved captions (`held`) at the batch's noisy latents and timesteps (at the noisier
+        timesteps the latents are nearly pure noise, so what the caption asks for decides the prediction), and,
+        when only the noisier timesteps are trained (`below`), the batch's own captions at the timesteps below,
+        where a sample's details are drawn."""
+        import torch
+
+        latents, noise, timesteps, captions = batch.anchor()
+        parts = []
+        if held:
+            parts.append((latents, noise, timesteps, batch.held))
+        if below:
+            parts.append((latents, noise, batch.below, captions))
+        joined = [torch.cat(x) for x in zip(*parts, strict=True)]
+        tuned = self.predict(self.trained, *joined)
+        kept = self.by_reference(self.predict, *joined)
+        return (tuned.float() - kept.float()).pow(2).mean()
+
+    def syncing(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Gradients are averaged over the processes at the last micro-batch's backward only."""
+        if last or self.trained is self.unet:
+            return contextlib.nullcontext()
+        return self.trained.no_sync()
+
+
 def fine_tune(
     pipe: Any,
     data: PreferenceData,
@@ -226,231 +278,189 @@ def fine_tune(
     progress: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
     resume_state: Path | None = None,
+    draws: Draws | None = None,
 ) -> TrainingOutcome:
-    """Tune `pipe.unet` in place on `data`; logs into `log_dir`. Returns what was done (maybe interrupted)."""
+    """Tune `pipe.unet` in place on `data`; logs into `log_dir`. Returns what was done (maybe interrupted).
+
+    `draws`: where the run's randomness comes from (default: from `config.seed`, as every process of a run
+    draws it)."""
     import torch
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-    from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
     check_data_fits(data, config)
-    processes = distributed.world_size()
-    if config.batch % processes:
-        raise TrainingError(
-            f"--batch {config.batch} does not split evenly over {processes} processes: use a multiple of {processes}"
-        )
-    main = distributed.is_main()
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
     if pipe.unet.dtype in (torch.float16, torch.bfloat16) and config.mixed_precision == "no":
         raise TrainingError(
             f"the base is loaded in {str(pipe.unet.dtype).removeprefix('torch.')}: train it with --mixed-precision "
             "fp16 or bf16, or load it in float32 (the generator's dtype setting)"
         )
-    # accelerate keeps one state per process and refuses another precision later in it (a second training in a
-    # shell or a test run); each training sets its own.
-    AcceleratorState._reset_state(reset_partial_state=True)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.device == "cpu")
-    device = str(accelerator.device)
-    pipe.to(device)
-    pipe.vae.requires_grad_(False)
-    for name in ("text_encoder", "text_encoder_2"):
-        if getattr(pipe, name, None) is not None:
-            getattr(pipe, name).requires_grad_(False)
-    unet = pipe.unet
-    if config.lora_rank:
-        add_lora(unet, config.lora_rank)
-        reference = None
-    else:
-        reference = copy.deepcopy(unet).requires_grad_(False).eval()
-    # The weights being trained in float32 even when the base was loaded in fp16/bf16 (as a GPU generator is):
-    # mixed precision computes in half precision but keeps float32 weights, and its gradient scaler refuses
-    # fp16 gradients. A LoRA's adapters take the base's dtype when added; diffusers' trainers cast them too.
-    for param in unet.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
-    encoded = _Encoded(
-        pipe, data, device, torch.float32, labelled=config.objective == objectives.KTO, preserve=config.held_captions
-    )
-    trainable = [p for p in unet.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
+    objective = objectives.OBJECTIVES[config.objective]
+    family = FAMILIES[objective.family]
+    draws = draws or Draws.from_seed(config.seed)
+    device = distributed.device_for(config.device)
+    model = Denoisers(pipe, config, device, draws)
+    encoded = EncodedData(
+        pipe, data, device, torch.float32, labelled=objective.family == objectives.LABELLED,
+        preserve=config.held_captions,
+    )  # fmt: skip
+    optimizer = torch.optim.AdamW(model.trainable, lr=config.lr, weight_decay=0.0)
+    scaler = torch.amp.GradScaler(device.split(":")[0]) if config.mixed_precision == "fp16" else None
     outcome = TrainingOutcome()
     if resume_state is not None:
-        state = torch.load(resume_state, map_location=device, weights_only=True)
-        with torch.no_grad():
-            for name, param in unet.named_parameters():
-                if param.requires_grad:
-                    param.copy_(state["trainable"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        outcome.steps_done = int(state["steps_done"])
-    unet.train()
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    alphas = noise_scheduler.alphas_cumprod.to(device)
-    prediction_type = noise_scheduler.config.prediction_type
-    rng = random.Random(f"{config.seed}-{outcome.steps_done}")
-    if resume_state is not None and "batch_rng" in state:
-        # The draws go on where the interrupted run stopped, so a resumed run trains as an unbroken one would.
-        rng.setstate((3, tuple(state["batch_rng"].tolist()), None))
-        torch.set_rng_state(state["torch_rng"])
-    height, width = data.image_size[1], data.image_size[0]
-    n = data.population_size or 1
+        _load_state(resume_state, model, optimizer, scaler, draws, outcome, device)
+    model.start(encoded, data.image_size)
+    processes = distributed.world_size()
+    effective = config.effective_batch(processes)
+    parts = distributed.micro_slices(config.batch, config.accumulate, processes, distributed.rank())
+    settings = objectives.LossSettings(
+        beta=config.beta, population_size=data.population_size or 1, batch_mean=distributed.global_mean
+    )
+    hold = bool(encoded.preserved), bool(config.min_timestep)
+    preserving = any(hold) and bool(config.preserve_weight)
 
-    def predict(model: Any, latents: Any, noise: Any, timesteps: Any, text_index: Any) -> Any:
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        with accelerator.autocast():
-            return model(noisy, timesteps, **_unet_kwargs(pipe, encoded.text, text_index, height, width)).sample
-
-    def errors(model: Any, latents: Any, noise: Any, timesteps: Any, text_index: Any) -> Any:
-        target = noise if prediction_type == "epsilon" else noise_scheduler.get_velocity(latents, noise, timesteps)
-        predicted = predict(model, latents, noise, timesteps, text_index)
-        return (predicted.float() - target.float()).pow(2).mean(dim=(1, 2, 3))
-
-    def preservation(latents: Any, noise: Any, timesteps: Any, trained_index: Any, held: Any, below: Any) -> Any:
-        """Mean squared gap between the model's and the reference's predictions where the preference should not
-        reach: the preserved captions at this step's noisy latents and timesteps (at the noisier timesteps the
-        latents are nearly pure noise, so what the caption asks for decides the prediction), and, when only the
-        noisier timesteps are trained (min_timestep), the step's own captions at the timesteps below, where a
-        sample's details are drawn."""
-        parts = []
-        if encoded.preserved:
-            parts.append((latents, noise, timesteps, held))
-        if config.min_timestep:
-            parts.append((latents, noise, below, trained_index))
-        latents, noise, timesteps, text_index = (torch.cat(x) for x in zip(*parts, strict=True))
-        tuned = predict(unet, latents, noise, timesteps, text_index)
-        kept = by_reference(predict, latents, noise, timesteps, text_index)
-        return (tuned.float() - kept.float()).pow(2).mean()
-
-    def by_reference(fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(model, *args)` with the frozen reference: its own copy, or the UNet with the LoRA switched off."""
-        with torch.no_grad():
-            if reference is not None:
-                return fn(reference, *args)
-            accelerator.unwrap_model(unet).disable_adapters()
-            try:
-                return fn(unet, *args)
-            finally:
-                accelerator.unwrap_model(unet).enable_adapters()
-
-    def drawn(step: int, items: list[Any]) -> tuple[list[Any], Any, Any, Any, Any]:
-        """This process's share of the step's global batch: its items, noise, timesteps, preserved caption and
-        timestep below min_timestep per item. All are drawn for the whole batch, alike on every process (the
-        same seed and step), then sliced, so N processes train on what one would."""
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        shape = (len(items), *encoded.latents.shape[1:])
-        noise = torch.randn(shape, generator=generator)
-        timesteps = torch.randint(config.min_timestep, len(alphas), (len(items),), generator=generator)
-        below = torch.randint(0, max(config.min_timestep, 1), (len(items),), generator=generator)
-        held = [rng.choice(encoded.preserved) for _ in items] if encoded.preserved else [0] * len(items)
-        mine = distributed.share(len(items))
-        return (
-            items[mine],
-            noise[mine].to(device, encoded.latents.dtype),
-            timesteps[mine].to(device),
-            torch.tensor(held[mine], device=device),
-            below[mine].to(device),
-        )
-
+    main = distributed.is_main()
     if main:
         log_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    show = progress and main
-    bar = tqdm(total=config.steps, initial=outcome.steps_done, disable=not show, unit="step", desc=config.objective)
+    bar = tqdm(
+        total=config.steps, initial=outcome.steps_done, disable=not (progress and main), unit="step",
+        desc=config.objective,
+    )  # fmt: skip
     with open(log_dir / LOG_FILE, "a", encoding="utf-8") if main else _Discard() as log:
         while outcome.steps_done < config.steps:
             if distributed.any_process(should_stop()):
                 outcome.interrupted = True
                 break
-            step = outcome.steps_done + 1
-            if config.objective == objectives.KTO:
-                labelled = [encoded.images[rng.randrange(len(encoded.images))] for _ in range(config.batch)]
-                chosen, noise, timesteps, held, below = drawn(step, labelled)
-                latents = encoded.latents[[c[0] for c in chosen]]
-                text_index = torch.tensor([c[1] for c in chosen], device=device)
-                desirable = torch.tensor([c[2] for c in chosen], device=device)
-                model_e = errors(unet, latents, noise, timesteps, text_index)
-                ref_e = by_reference(errors, latents, noise, timesteps, text_index)
-                terms = objectives.kto_loss(
-                    model_e, ref_e, desirable, beta=config.beta, batch_mean=distributed.global_mean
-                )
-                step_inputs = (latents, noise, timesteps, text_index, held, below)
-            else:
-                everything = [encoded.pairs[rng.randrange(len(encoded.pairs))] for _ in range(config.batch)]
-                # One noise and one timestep per pair, shared by its winner and its loser.
-                chosen_pairs, noise, timesteps, held, below = drawn(step, everything)
-                winners = encoded.latents[[p[0] for p in chosen_pairs]]
-                losers = encoded.latents[[p[1] for p in chosen_pairs]]
-                text_index = torch.tensor([p[2] for p in chosen_pairs], device=device)
-                both = (
-                    torch.cat((winners, losers)),
-                    torch.cat((noise, noise)),
-                    torch.cat((timesteps, timesteps)),
-                    torch.cat((text_index, text_index)),
-                )
-                model_e = errors(unet, *both)
-                ref_e = by_reference(errors, *both)
-                half = len(chosen_pairs)
-                args = (model_e[:half], ref_e[:half], model_e[half:], ref_e[half:])
-                if config.objective == objectives.POPALIGN:
-                    terms = objectives.popalign_loss(*args, beta=config.beta, batch_mean=distributed.global_mean)
-                elif config.objective == objectives.POPALIGN_PAIRED:
-                    terms = objectives.popalign_paired_loss(*args, beta=config.beta, population_size=n)
-                else:
-                    terms = objectives.dpo_loss(*args, beta=config.beta)
-                step_inputs = (winners, noise, timesteps, text_index, held, below)
-            loss = terms.loss
-            kept_gap = None
-            if (encoded.preserved or config.min_timestep) and config.preserve_weight:
-                kept_gap = preservation(*step_inputs)
-                loss = loss + config.preserve_weight * kept_gap
+            draw = draw_step(
+                family.pool(encoded), draws, outcome.steps_done + 1, size=effective,
+                latent_shape=tuple(encoded.latents.shape[1:]), min_timestep=config.min_timestep,
+                timesteps=model.timesteps, preserved=encoded.preserved,
+            )  # fmt: skip
+            batches = [family.build(encoded, draw, part, device) for part in parts]
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
+            record = _step(model, objective, batches, settings, config, preserving, hold, scaler)
             if config.max_grad_norm:
-                accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-            optimizer.step()
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.trainable, config.max_grad_norm)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             outcome.steps_done += 1
-            # The loss of the whole global batch: each process's share weighs the same.
-            outcome.final_loss = float(distributed.global_mean(terms.loss))
+            outcome.final_loss = record["loss"]
             record = {
                 "step": outcome.steps_done,
-                "loss": round(outcome.final_loss, 6),
-                "reward_margin": terms.reward_margin,
-                "accuracy": round(terms.accuracy, 4),
+                "loss": round(record["loss"], 6),
+                "reward_margin": record["reward_margin"],
+                "accuracy": round(record["accuracy"], 4),
+                **({"preservation": round(record["preservation"], 6)} if "preservation" in record else {}),
+                "effective_batch": effective,
                 "seconds": round(time.perf_counter() - started, 3),
             }
-            if kept_gap is not None:
-                record["preservation"] = round(float(kept_gap.detach()), 6)
             outcome.history.append(record)
             log.write(json.dumps(record) + "\n")
             log.flush()
             bar.update(1)
-            bar.set_postfix(loss=f"{outcome.final_loss:.4f}", acc=f"{terms.accuracy:.2f}", refresh=False)
+            bar.set_postfix(loss=f"{outcome.final_loss:.4f}", acc=f"{record['accuracy']:.2f}", refresh=False)
     bar.close()
     outcome.seconds = time.perf_counter() - started
-    # Without its mixed-precision wrapper too: that wrapper returns float32, which a half-precision VAE refuses.
-    unet = accelerator.unwrap_model(unet, keep_fp32_wrapper=False)
-    unet.eval()
+    model.unet.eval()
     if outcome.interrupted:
         if main:
-            trainable_now = {n: p.detach().cpu() for n, p in unet.named_parameters() if p.requires_grad}
-            state = {
-                "trainable": trainable_now,
-                "optimizer": optimizer.state_dict(),
-                "steps_done": outcome.steps_done,
-                "batch_rng": torch.tensor(rng.getstate()[1]),
-                "torch_rng": torch.get_rng_state(),
-            }
-            torch.save(state, log_dir / STATE_FILE)
+            _save_state(log_dir / STATE_FILE, model, optimizer, scaler, draws, outcome)
         distributed.barrier()
         return outcome
     if config.lora_rank:
         # Fold the adapter into the weights, so the result is a plain pipeline that loads like any other.
-        unet.fuse_lora()
-        unet.unload_lora()
-    pipe.unet = unet
+        model.unet.fuse_lora()
+        model.unet.unload_lora()
     return outcome
+
+
+def _step(
+    model: Denoisers,
+    objective: objectives.Objective,
+    batches: list[Batch],
+    settings: objectives.LossSettings,
+    config: TrainingConfig,
+    preserving: bool,
+    hold: tuple[bool, bool],
+    scaler: Any,
+) -> dict[str, float]:
+    """One optimizer step's gradients over its micro-batches; returns the effective batch's loss (the objective
+    without preservation), reward margin, accuracy and preservation gap, each averaged over every process."""
+    import torch
+
+    accumulate = len(batches)
+    references = [model.reference_errors(batch) for batch in batches]
+    if accumulate > 1 and objective.reference_point is not None:
+        # The reference point is a statistic of the whole effective batch (as it is of one batch of that size):
+        # computed from every micro-batch before any gradient is taken, with the weights they all see.
+        ahead = [b.loss_inputs(model.batch_errors(b, grad=False), r) for b, r in zip(batches, references, strict=True)]
+        joined = tuple(torch.cat(column) for column in zip(*ahead, strict=True))
+        settings = objectives.LossSettings(
+            beta=settings.beta,
+            population_size=settings.population_size,
+            reference_point=objective.reference_point(joined, settings.batch_mean),
+        )
+    seen: list[objectives.LossInputs] = []
+    gaps = []
+    for index, (batch, reference) in enumerate(zip(batches, references, strict=True)):
+        with model.syncing(last=index == accumulate - 1):
+            inputs = batch.loss_inputs(model.batch_errors(batch), reference)
+            loss = objective.loss(inputs, settings).loss
+            if preserving:
+                gap = model.preservation(batch, held=hold[0], below=hold[1])
+                loss = loss + config.preserve_weight * gap
+                gaps.append(float(gap.detach()))
+            if accumulate > 1:
+                loss = loss / accumulate
+            (scaler.scale(loss) if scaler is not None else loss).backward()
+        seen.append(tuple(t.detach() for t in inputs))
+    # What the log shows is the objective on the whole effective batch (the micro-batches' inputs together; the
+    # processes' shares weigh the same), without preservation: one batch of that size would log the same.
+    with torch.no_grad():
+        terms = objective.loss(tuple(torch.cat(column) for column in zip(*seen, strict=True)), settings)
+    shown = {"loss": terms.loss, "reward_margin": terms.reward_margin, "accuracy": terms.accuracy}
+    if preserving:
+        shown["preservation"] = sum(gaps) / accumulate
+    return {key: float(distributed.global_mean(torch.as_tensor(value))) for key, value in shown.items()}
+
+
+def _save_state(path: Path, model: Denoisers, optimizer: Any, scaler: Any, draws: Draws, outcome: Any) -> None:
+    import torch
+
+    state = {
+        "trainable": {n: p.detach().cpu() for n, p in model.unet.named_parameters() if p.requires_grad},
+        "optimizer": optimizer.state_dict(),
+        "steps_done": outcome.steps_done,
+        # Where the example draws stopped, so a resumed run draws what an unbroken one would have.
+        "batch_rng": torch.tensor(draws.items.getstate()[1]),
+    }
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    torch.save(state, path)
+
+
+def _load_state(
+    path: Path, model: Denoisers, optimizer: Any, scaler: Any, draws: Draws, outcome: Any, device: str
+) -> None:
+    import torch
+
+    state = torch.load(path, map_location=device, weights_only=True)
+    with torch.no_grad():
+        for name, param in model.unet.named_parameters():
+            if param.requires_grad:
+                param.copy_(state["trainable"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    outcome.steps_done = int(state["steps_done"])
+    if "batch_rng" in state:
+        draws.items.setstate((3, tuple(state["batch_rng"].tolist()), None))
+    else:
+        draws.items.seed(f"{draws.seed}-{outcome.steps_done}")
 
 
 class _Discard:

@@ -20,6 +20,11 @@ too; it cancels most of the timestep's variance from g_w - g_l).
   with m, r the model's and reference's errors; that is -log sigmoid(beta/2 * (g_w - g_l)).
 - `kto`: Diffusion-KTO with its sigmoid utility: desirable images 1 - sigmoid(beta * (g - z)),
   undesirable ones 1 - sigmoid(beta * (z - g)), z the batch's detached mean reward clamped at 0.
+
+`OBJECTIVES` maps each name to its family (what a batch holds: winner/loser `pairs`, or `labelled` images),
+its loss and, for the two whose reference point z is a batch statistic, how z is computed: with gradient
+accumulation the trainer computes z over the whole effective batch first and hands it to every micro-batch's
+loss, so accumulating k batches of b trains as one batch of b x k.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ POPALIGN = "popalign"
 POPALIGN_PAIRED = "popalign-paired"
 DPO = "dpo"
 KTO = "kto"
-OBJECTIVES = (POPALIGN, POPALIGN_PAIRED, DPO, KTO)
-# Objectives that need each winner matched with a loser of the same caption (shared noise, paired rows).
-PAIRED = frozenset({POPALIGN, POPALIGN_PAIRED, DPO})
+# What a batch holds: each winner matched with a loser of the same caption (sharing noise and timestep), or
+# images each labelled desirable or not.
+PAIRS = "pairs"
+LABELLED = "labelled"
 # PopAlign's released code weighs winners' and losers' means equally in the reference point.
 POPALIGN_ALPHA = 0.5
 
@@ -59,6 +65,21 @@ def implicit_reward(model_error: torch.Tensor, reference_error: torch.Tensor) ->
     return reference_error - model_error
 
 
+def popalign_reference_point(
+    model_w: torch.Tensor,
+    ref_w: torch.Tensor,
+    model_l: torch.Tensor,
+    ref_l: torch.Tensor,
+    *,
+    alpha: float = POPALIGN_ALPHA,
+    batch_mean: BatchMean | None = None,
+) -> torch.Tensor:
+    """PopAlign's z: alpha * mean(g over winners) + (1 - alpha) * mean(g over losers), detached."""
+    mean = batch_mean or _mean
+    g_w, g_l = implicit_reward(model_w, ref_w), implicit_reward(model_l, ref_l)
+    return (alpha * mean(g_w) + (1 - alpha) * mean(g_l)).detach()
+
+
 def popalign_loss(
     model_w: torch.Tensor,
     ref_w: torch.Tensor,
@@ -68,15 +89,19 @@ def popalign_loss(
     beta: float,
     alpha: float = POPALIGN_ALPHA,
     batch_mean: BatchMean | None = None,
+    reference_point: torch.Tensor | None = None,
 ) -> LossTerms:
     """`batch_mean`: the mean over the whole global batch when it is split over processes (the reference point
-    is a batch statistic); default the tensor's own mean."""
+    is a batch statistic); default the tensor's own mean. `reference_point`: z computed beforehand over a
+    larger batch (gradient accumulation); default z of this batch."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the conventional name)
 
-    mean = batch_mean or _mean
     g_w, g_l = implicit_reward(model_w, ref_w), implicit_reward(model_l, ref_l)
-    z = (alpha * mean(g_w) + (1 - alpha) * mean(g_l)).detach()
+    if reference_point is None:
+        z = popalign_reference_point(model_w, ref_w, model_l, ref_l, alpha=alpha, batch_mean=batch_mean)
+    else:
+        z = reference_point.detach()
     per_image = torch.cat((-F.logsigmoid(beta * (g_w - z)), -F.logsigmoid(-beta * (g_l - z))))
     return LossTerms(per_image.mean(), _margin(g_w, g_l), _accuracy(g_w, g_l))
 
@@ -111,6 +136,13 @@ def dpo_loss(
     return LossTerms(loss, _margin(g_w, g_l), _accuracy(g_w, g_l))
 
 
+def kto_reference_point(
+    model: torch.Tensor, ref: torch.Tensor, desirable: torch.Tensor, *, batch_mean: BatchMean | None = None
+) -> torch.Tensor:
+    """Diffusion-KTO's z: the batch's mean reward clamped at 0, detached."""
+    return (batch_mean or _mean)(implicit_reward(model, ref)).clamp(min=0).detach()
+
+
 def kto_loss(
     model: torch.Tensor,
     ref: torch.Tensor,
@@ -118,19 +150,66 @@ def kto_loss(
     *,
     beta: float,
     batch_mean: BatchMean | None = None,
+    reference_point: torch.Tensor | None = None,
 ) -> LossTerms:
-    """`desirable` is a bool tensor per image (True: from a population that won); `batch_mean` as in
-    popalign_loss."""
+    """`desirable` is a bool tensor per image (True: from a population that won); `batch_mean` and
+    `reference_point` as in popalign_loss."""
     import torch
 
     g = implicit_reward(model, ref)
-    z = (batch_mean or _mean)(g).clamp(min=0).detach()
+    if reference_point is None:
+        z = kto_reference_point(model, ref, desirable, batch_mean=batch_mean)
+    else:
+        z = reference_point.detach()
     utility = torch.where(desirable, torch.sigmoid(beta * (g - z)), torch.sigmoid(beta * (z - g)))
     loss = (1 - utility).mean()
-    wins, losses = g[desirable], g[~desirable]
+    wins, losses = g[desirable].detach(), g[~desirable].detach()
     margin = float(wins.mean() - losses.mean()) if len(wins) and len(losses) else 0.0
     right = torch.where(desirable, g > z, g < z).float().mean()
     return LossTerms(loss, margin, float(right))
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What a loss takes beside the errors: the preference strength, the populations' size N (popalign-paired),
+    the batch mean across processes, and a reference point computed beforehand (None: from this batch)."""
+
+    beta: float
+    population_size: int = 1
+    batch_mean: BatchMean | None = None
+    reference_point: torch.Tensor | None = None
+
+
+# A family's loss inputs: (model_w, ref_w, model_l, ref_l) for pairs, (model, ref, desirable) for labelled.
+LossInputs = tuple["torch.Tensor", ...]
+
+
+@dataclass(frozen=True)
+class Objective:
+    family: str
+    loss: Callable[[LossInputs, LossSettings], LossTerms]
+    # z as a batch statistic, from the same inputs (None: the loss has no reference point).
+    reference_point: Callable[[LossInputs, BatchMean | None], torch.Tensor] | None = None
+
+
+OBJECTIVES: dict[str, Objective] = {
+    POPALIGN: Objective(
+        PAIRS,
+        lambda e, s: popalign_loss(*e, beta=s.beta, batch_mean=s.batch_mean, reference_point=s.reference_point),
+        lambda e, mean: popalign_reference_point(*e, batch_mean=mean),
+    ),
+    POPALIGN_PAIRED: Objective(
+        PAIRS, lambda e, s: popalign_paired_loss(*e, beta=s.beta, population_size=s.population_size)
+    ),
+    DPO: Objective(PAIRS, lambda e, s: dpo_loss(*e, beta=s.beta)),
+    KTO: Objective(
+        LABELLED,
+        lambda e, s: kto_loss(*e, beta=s.beta, batch_mean=s.batch_mean, reference_point=s.reference_point),
+        lambda e, mean: kto_reference_point(*e, batch_mean=mean),
+    ),
+}
+# Objectives that need each winner matched with a loser of the same caption (shared noise, paired rows).
+PAIRED = frozenset(name for name, objective in OBJECTIVES.items() if objective.family == PAIRS)
 
 
 def _mean(tensor: torch.Tensor) -> torch.Tensor:

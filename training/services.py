@@ -149,7 +149,9 @@ def captions_left_out(data: PreferenceData) -> tuple[str, ...]:
     return tuple(sorted(captions - trained))
 
 
-# What an interrupted run and its --resume must agree on.
+# What an interrupted run and its --resume must agree on. The effective batch, not its split: a step draws the
+# same examples however they are split over micro-batches and processes, so a run may resume on another number
+# of processes with --batch or --accumulate changed to match.
 RESUME_MUST_MATCH = (
     "base",
     "export_manifest_sha256",
@@ -157,7 +159,7 @@ RESUME_MUST_MATCH = (
     "lora_rank",
     "beta",
     "lr",
-    "batch",
+    "effective_batch",
     "seed",
     "min_timestep",
     "preserve",
@@ -172,12 +174,28 @@ def _check_resumable(working: Path, request: TrainRequest, data: PreferenceData)
     if not state.is_file() or not record.is_file():
         raise ApplicationError(f"--resume: no interrupted run of {request.name!r} to continue in {working}")
     earlier = json.loads(record.read_text(encoding="utf-8"))
-    now = {"base": request.base, "export_manifest_sha256": data.manifest_sha256, **loop.config_record(request.config)}
+    # A record written before batches were split counted --batch over every process: its effective batch.
+    earlier.setdefault("effective_batch", earlier.get("batch"))
+    now = {"base": request.base, "export_manifest_sha256": data.manifest_sha256, **_batch_record(request.config)}
+    now.update(loop.config_record(request.config))
     changed = [key for key in RESUME_MUST_MATCH if earlier.get(key) != now.get(key)]
+    if changed == ["effective_batch"]:
+        raise ApplicationError(
+            f"--resume: the interrupted run trained on an effective batch of {earlier.get('effective_batch')} "
+            f"examples a step, this one would on {now['effective_batch']} (--batch {request.config.batch} x "
+            f"--accumulate {request.config.accumulate} x {distributed.world_size()} process(es)): change --batch "
+            "or --accumulate to match"
+        )
     if changed:
         raise ApplicationError(
             f"--resume: the interrupted run used other {', '.join(changed)}; resume it with the same options"
         )
+
+
+def _batch_record(config: loop.TrainingConfig) -> dict[str, int]:
+    """How a step's examples are split: the effective batch is batch x accumulate x processes."""
+    processes = distributed.world_size()
+    return {"processes": processes, "effective_batch": config.effective_batch(processes)}
 
 
 def load_base(prepared: Prepared) -> Any:
@@ -309,6 +327,7 @@ def _record(prepared: Prepared) -> dict[str, Any]:
         "export_manifest_sha256": prepared.data.manifest_sha256,
         "data": prepared.data.summary(),
         **loop.config_record(request.config),
+        **_batch_record(request.config),
         "preserved_from_campaign": list(prepared.preserved_from_campaign),
         "wall_seconds": earlier.get("wall_seconds", 0),
     }

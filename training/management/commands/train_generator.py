@@ -19,8 +19,9 @@ class Command(BaseCommand):
         "Fine-tune a diffusers generator on a PopArena export (popalign-csv, pickapic-parquet or kto-csv) with "
         "PopAlign's objective (or popalign-paired, dpo, kto) against a frozen copy of the base; save it in "
         "diffusers layout and register it as a new generator. Ctrl-C saves the run; --resume continues it. Under "
-        "`torchrun --nproc_per_node N manage.py train_generator ...` N processes train one model, each on its share "
-        "of --batch (gradients averaged); the main one saves and registers it."
+        "`torchrun --nproc_per_node N manage.py train_generator ...` N processes train one model, each on --batch "
+        "examples of every micro-batch (gradients averaged); the main one saves and registers it. A step trains on "
+        "--batch x --accumulate x N examples."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,7 +39,20 @@ class Command(BaseCommand):
             default=defaults.beta,
             help=f"preference strength (the trainers' beta; default {defaults.beta:g}, PopAlign's)",
         )
-        parser.add_argument("--batch", type=int, default=defaults.batch, help="winner/loser pairs (or images) per step")
+        parser.add_argument(
+            "--batch",
+            type=int,
+            default=defaults.batch,
+            help=f"winner/loser pairs (or images) per process and micro-batch (default {defaults.batch})",
+        )
+        parser.add_argument(
+            "--accumulate",
+            type=int,
+            default=defaults.accumulate,
+            metavar="K",
+            help="micro-batches per optimizer step (gradient accumulation): a step trains on --batch x K x processes "
+            "examples in the memory of --batch (default 1)",
+        )
         parser.add_argument("--seed", type=int, default=defaults.seed)
         parser.add_argument("--device", default=defaults.device, help="cpu, cuda, cuda:N or mps")
         parser.add_argument("--lora-rank", type=int, default=0, help="train a LoRA of this rank (0: the whole UNet)")
@@ -85,6 +99,7 @@ class Command(BaseCommand):
                 lr=options["lr"],
                 beta=options["beta"],
                 batch=options["batch"],
+                accumulate=options["accumulate"],
                 seed=options["seed"],
                 device=options["device"],
                 lora_rank=options["lora_rank"],
@@ -108,10 +123,12 @@ class Command(BaseCommand):
             raise CommandError(getattr(exc, "message", str(exc))) from exc
         main = distributed.is_main()
         if main:
+            processes = distributed.world_size()
             self.stdout.write(
                 f"Training {request.name!r} from {prepared.base.name!r} on {prepared.data.summary()}"
-                + (f", {distributed.world_size()} processes" if distributed.world_size() > 1 else "")
-                + "."
+                + (f", {processes} processes" if processes > 1 else "")
+                + f"; effective batch {config.effective_batch(processes)} (--batch {config.batch} x --accumulate "
+                f"{config.accumulate} x {processes} process{'es' if processes > 1 else ''})."
             )
             if prepared.preserved_from_campaign:
                 self.stdout.write(
