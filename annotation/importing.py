@@ -14,6 +14,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
@@ -29,6 +30,9 @@ from generation.services import ImageInput, ImportedSet, configured_image_size, 
 
 # Image.seed is required; an import that names no seed stores this, and the image's provenance says "seed": null.
 NO_SEED = 0
+# The largest zip the staff page and the API take; larger imports go through `manage.py import_populations`,
+# which reads a folder without holding it in memory.
+MAX_IMPORT_BYTES = 512 * 1024 * 1024
 # Problems listed in full in the refusal; beyond this many, a count.
 MAX_LISTED_PROBLEMS = 200
 
@@ -331,8 +335,9 @@ def _new_sets(
     return new, already
 
 
-def import_populations_zip(*, campaign: Campaign, data: bytes) -> ImportResult:
-    """import_populations of a zip upload (the staff page's); a zip that cannot be read is ImportRefused too."""
+def import_populations_zip(*, campaign: Campaign, data: bytes | IO[bytes]) -> ImportResult:
+    """import_populations of a zip upload (the staff page's and the API's: its bytes, or a seekable file); a zip
+    that cannot be read is ImportRefused too."""
     try:
         read = read_import_zip(data)
     except ImportFileError as exc:

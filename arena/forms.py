@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from annotation.importing import MAX_IMPORT_BYTES
+
 MAX_RECORD_BYTES = 50 * 1024 * 1024
 
 
@@ -18,10 +20,6 @@ class PlatformRecordForm(forms.Form):
         if upload.size > MAX_RECORD_BYTES:
             raise forms.ValidationError(f"the file is larger than {MAX_RECORD_BYTES // (1024 * 1024)} MB")
         return bytes(upload.read())
-
-
-# Larger imports go through `manage.py import_populations`, which reads a folder without holding it in memory twice.
-MAX_IMPORT_BYTES = 512 * 1024 * 1024
 
 
 class PopulationImportForm(forms.Form):

@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 IMAGE_COLUMN = "image"
@@ -105,7 +105,7 @@ def read_import(path: Path) -> ImportRead:
     return _read_folder(path)
 
 
-def read_import_zip(data: bytes | io.IOBase) -> ImportRead:
+def read_import_zip(data: bytes | IO[bytes]) -> ImportRead:
     """read_import of the folder a zip holds; members that would land outside it, or too many bytes, refuse it."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data)
