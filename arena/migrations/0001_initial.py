@@ -3,6 +3,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+# Only for arena.models.new_comparison_token: Django names a field's callable default or upload_to by its import path
+# and compares it by identity, so a copy here would read as a change of the field (tests/test_migrations.py).
 import arena.models
 
 

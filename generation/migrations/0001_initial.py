@@ -4,6 +4,8 @@ import django.core.validators
 import django.db.models.deletion
 from django.db import migrations, models
 
+# Only for generation.models.image_upload_to: Django names a field's callable default or upload_to by its import path
+# and compares it by identity, so a copy here would read as a change of the field (tests/test_migrations.py).
 import generation.models
 
 
