@@ -11,7 +11,7 @@ import time
 import pytest
 from channels.testing import WebsocketCommunicator
 
-from annotation.models import Participant
+from annotation.models import CampaignParticipation, Participant
 from arena.issuing import issue_comparison
 from arena.ranking import PairCounts, fit_ratings
 from arena.selectors import get_leaderboard
@@ -267,3 +267,26 @@ async def test_votes_under_many_sockets_are_refitted_once_per_interval_and_reach
     assert 2 <= len(fits) <= math.ceil(elapsed / settings.LEADERBOARD_PUSH_S) + 1, (len(fits), elapsed)
     for board in boards:
         await board.disconnect()
+
+
+def test_staff_can_see_the_leaderboard_with_flagged_votes_counted_and_nobody_else_can(
+    admin_client, arena_campaign, client
+):
+    campaign = arena_campaign(per_queue=6, votes_per_pair=6)
+    honest, flagged = Participant.objects.create(), Participant.objects.create()
+    CampaignParticipation.objects.create(campaign=campaign, participant=flagged, is_flagged=True)
+    for voter, choice in ((honest, "left"), (flagged, "right"), (flagged, "right")):
+        comparison = issue_comparison(campaign=campaign, participant=voter)
+        votes = [VoteInput("diversity", choice), VoteInput("quality", choice)]
+        cast_votes(token=comparison.token, participant=voter, votes=votes, dwell_ms=5000)
+    url = "/api/v1/campaigns/study/leaderboard?criterion=diversity"
+    default = admin_client.get(url).json()
+    assert (default["votes"], default["includes_flagged"]) == (1, False)
+    everyone = admin_client.get(url + "&include_flagged=true").json()
+    assert (everyone["votes"], everyone["includes_flagged"]) == (3, True)
+    wins = {row["generator"]: row["wins"] for row in everyone["rows"]}
+    assert sum(wins.values()) == 3
+    refused = client.get(url + "&include_flagged=true")
+    assert refused.status_code == 403
+    assert "only staff" in refused.json()["error"]["message"]
+    assert admin_client.get(url + "&include_flagged=maybe").status_code == 400
