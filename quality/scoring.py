@@ -691,6 +691,40 @@ QUALITY_CSV_FIELDS: Final[tuple[str, ...]] = (
     "top_choice_share",
 )
 
+# The quality page's column headings, one per CSV column, in words a reader of the page understands.
+QUALITY_COLUMN_LABELS: Final[dict[str, str]] = {
+    "participant": "Participant",
+    "flagged": "Flagged",
+    "reasons": "Reasons",
+    "gold_answers": "Gold answers",
+    "gold_correct": "Gold correct",
+    "gold_accuracy": "Gold accuracy",
+    "gold_checks": "Gold checks",
+    "gold_failed_checks": "Gold checks failed",
+    "repeat_pairs": "Repeats",
+    "repeat_consistent": "Repeats consistent",
+    "repeat_consistency": "Repeat consistency",
+    "position_criterion": "Most side-biased criterion",
+    "position_left": "Left picks",
+    "position_right": "Right picks",
+    "position_left_share": "Left share",
+    "position_p_value": "Side bias p",
+    "position_p_adjusted": "Side bias p (adjusted)",
+    "submissions": "Submissions",
+    "fast_submissions": "Fast submissions",
+    "fast_share": "Fast share",
+    "dwell_floor_ms": "Fast below (ms)",
+    "median_dwell_ms": "Median time (ms)",
+    "burst_max": "Most votes in a burst",
+    "burst_window_s": "Burst window (s)",
+    "votes": "Votes",
+    "longest_run": "Longest run of one answer",
+    "longest_run_choice": "Its answer",
+    "longest_run_criterion": "Its criterion",
+    "top_choice": "Commonest answer",
+    "top_choice_share": "Commonest answer share",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class QualityReport:

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from annotation.permissions import staff_area
 from annotation.selectors import get_managed_campaign
 from core.spreadsheets import spreadsheet_cell
-from quality.scoring import QUALITY_CSV_FIELDS
+from quality.scoring import QUALITY_COLUMN_LABELS, QUALITY_CSV_FIELDS
 from quality.selectors import get_quality_reports
 from quality.services import apply_quality_review
 
@@ -38,7 +38,7 @@ def quality_page(request: HttpRequest, slug: str) -> HttpResponse:
         return response
     context = {
         "campaign": campaign,
-        "fields": QUALITY_CSV_FIELDS,
+        "columns": [QUALITY_COLUMN_LABELS[field] for field in QUALITY_CSV_FIELDS],
         "rows": [report.as_row() for report in reports],
         "agreement": agreement,
         "gold_by_source": gold_by_source,
