@@ -1,7 +1,8 @@
 """Run the real ASGI server (daphne, or uvicorn with workers) in a subprocess, for end-to-end tests and benches.
 
 Tests start their servers and workers with `site_env`, which follows the run's DATABASE_URL and REDIS_URL
-(a scratch database each); benches build their own sites on `server_env` (bench/loadkit.py).
+(a scratch database each; `migrated=True` clones one migrated once per test process instead of migrating
+again); benches build their own sites on `server_env` (bench/loadkit.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -38,29 +40,70 @@ def server_env(var_dir: Path, **overrides: str) -> dict[str, str]:
     return env
 
 
-def site_env(var_dir: Path, **overrides: str) -> dict[str, str]:
+def site_env(var_dir: Path, *, migrated: bool = False, **overrides: str) -> dict[str, str]:
     """`server_env` for a test's own servers and workers, on the test run's backends.
 
     Under DATABASE_URL (PostgreSQL) a scratch database of its own, dropped when the test run ends; under
     REDIS_URL the cache and channel layer on that Redis under prefixes of their own. Without them, the
-    SQLite file in `var_dir` and the in-memory layer, as `server_env` gives.
+    SQLite file in `var_dir` and the in-memory layer, as `server_env` gives. `migrated`: the database starts
+    as a copy of one this process migrated once (PostgreSQL's CREATE DATABASE ... TEMPLATE, or a copy of the
+    SQLite file), so the caller skips `migrate`, the slowest part of a site's set-up.
     """
     extra: dict[str, str] = {}
     database = os.environ.get("DATABASE_URL", "")
     name = f"poparena_site_{uuid.uuid4().hex[:12]}"
     if database:
-        import psycopg
-
-        parts = urllib.parse.urlsplit(database)
-        server = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+        server = _maintenance_url(database)
+        _create_database(server, name, template=_migrated_template(database) if migrated else None)
         atexit.register(_drop_database, server, name)
-        extra["DATABASE_URL"] = urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
+        extra["DATABASE_URL"] = _database_url(database, name)
+    elif migrated:
+        var_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_migrated_template(""), var_dir / "db.sqlite3")
     redis = os.environ.get("REDIS_URL", "")
     if redis:
         extra.update(REDIS_URL=redis, CACHE_PREFIX=name, CHANNEL_PREFIX=name)
     return server_env(var_dir, **{**extra, **overrides})
+
+
+def _maintenance_url(database: str) -> str:
+    parts = urllib.parse.urlsplit(database)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+
+
+def _database_url(database: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(database)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
+
+
+# DATABASE_URL ("" for SQLite) -> the database (PostgreSQL) or file (SQLite) migrated once in this process.
+_TEMPLATES: dict[str, str] = {}
+
+
+def _migrated_template(database: str) -> str:
+    """A database migrated once per test process (each xdist worker its own), for `site_env` to copy."""
+    if database not in _TEMPLATES:
+        folder = Path(tempfile.mkdtemp(prefix="poparena-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        if database:
+            name = f"poparena_template_{uuid.uuid4().hex[:12]}"
+            server = _maintenance_url(database)
+            _create_database(server, name)
+            atexit.register(_drop_database, server, name)
+            manage(server_env(folder, DATABASE_URL=_database_url(database, name)), "migrate", "--noinput")
+            _TEMPLATES[database] = name
+        else:
+            manage(server_env(folder), "migrate", "--noinput")
+            _TEMPLATES[database] = str(folder / "db.sqlite3")
+    return _TEMPLATES[database]
+
+
+def _create_database(server: str, name: str, template: str | None = None) -> None:
+    import psycopg
+
+    statement = f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(statement)  # type: ignore[arg-type]
 
 
 def _drop_database(server: str, name: str) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.servers import asgi_server, manage, site_env, site_query
 
-SETUP = """
+SITE_SEED = """
 from annotation.models import Campaign
 from annotation.services import SeedReport, set_campaign_status, sync_criteria
 from generation.models import Prompt
@@ -20,29 +19,28 @@ campaign = Campaign.objects.create(
 sync_criteria(campaign=campaign, criteria=[("quality", "Which set looks better?")], report=SeedReport())
 for seed in (1, 2):
     generator, _ = sync_generator(spec=GeneratorSpec(
-        name=f"hidden-model-{seed}", display_name=f"Model {seed}", description="", source="builtin:tiny-random",
+        name=f"consent-model-{seed}", display_name=f"Model {seed}", description="", source="builtin:tiny-random",
         settings={"steps": 2, "width": 32, "height": 32, "init_seed": seed}))
     campaign.generators.add(generator)
-campaign.prompts.add(Prompt.objects.create(caption="a circle", category="shape"))
+campaign.prompts.add(Prompt.objects.create(caption="a circle", category="consent"))
 set_campaign_status(campaign=campaign, status="open")
 """
 
 pytestmark = pytest.mark.browser
 
+DECISIONS = (
+    "SELECT version, accepted FROM annotation_consentdecision "
+    "WHERE campaign_id = (SELECT id FROM annotation_campaign WHERE slug = 'consent') ORDER BY id"
+)
+
 
 @pytest.fixture(scope="module")
-def consent_site(tmp_path_factory):
-    var = tmp_path_factory.mktemp("consent-site")
-    env = site_env(var)
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "--no-imports", "-c", SETUP)
-    manage(env, "run_generation_worker", "--once", "--campaign", "consent")
-    with asgi_server(env) as base:
-        yield base, env
+def consent_site(shared_site):
+    return shared_site.base, shared_site
 
 
 def test_accepting_the_consent_shows_the_first_comparison(browser, consent_site):
-    base, env = consent_site
+    base, site = consent_site
     page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -55,14 +53,13 @@ def test_accepting_the_consent_shows_the_first_comparison(browser, consent_site)
     with page.expect_navigation():  # accepted: the page reloads with the first comparison
         page.click("#consent-accept")
     wait_until(page, "document.querySelectorAll('#grid-left img').length === 2")
-    rows = site_query(env, "SELECT version, accepted FROM annotation_consentdecision")
-    assert rows == [(1, True)]
+    assert site.query(DECISIONS) == [(1, True)]
     assert errors == [], "the page runs under its Content-Security-Policy without errors"
     page.close()
 
 
 def test_declining_ends_participation_with_a_polite_page(browser, consent_site):
-    base, env = consent_site
+    base, site = consent_site
     page = browser.new_page()
     page.goto(base + "/c/consent/")
     page.wait_for_selector("#consent-decline")
@@ -72,5 +69,5 @@ def test_declining_ends_participation_with_a_polite_page(browser, consent_site):
     # Coming back shows the same end, not the consent again
     page.goto(base + "/c/consent/")
     page.wait_for_selector("#ended-message")
-    assert site_query(env, "SELECT accepted FROM annotation_consentdecision WHERE accepted = ?", False) == [(False,)]
+    assert [row for row in site.query(DECISIONS) if not row[1]] == [(1, False)]
     page.close()

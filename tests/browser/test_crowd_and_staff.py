@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.servers import asgi_server, free_port, manage, site_env, site_query
+from tests.servers import free_port, manage, site_query
 
 pytestmark = pytest.mark.browser
 
 # Two crowd campaigns with a quota of two comparisons, and a researcher who owns neither.
-SETUP = """
+SITE_SEED = """
 from django.contrib.auth.models import User
 from annotation.models import Campaign
 from annotation.services import SeedReport, grant_researcher_role, set_campaign_status, sync_criteria
@@ -38,7 +38,7 @@ for slug, access in (("prolific", "prolific"), ("hit", "mturk")):
     sync_criteria(campaign=campaign, criteria=criteria, report=SeedReport())
     campaign.generators.set(generators)
     for caption in ("a red dot", "a blue dot"):
-        campaign.prompts.add(Prompt.objects.get_or_create(caption=caption, category="dot")[0])
+        campaign.prompts.add(Prompt.objects.get_or_create(caption=caption, category="crowd dot")[0])
     set_campaign_status(campaign=campaign, status="open")
 alice = User.objects.create_user("alice", password="alice-pw-1")
 grant_researcher_role(user=alice)
@@ -85,19 +85,19 @@ def mturk() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, mturk):
-    var = tmp_path_factory.mktemp("crowd-site")
-    env = site_env(var, MTURK_SUBMIT_ORIGINS=mturk)
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "--no-imports", "-c", SETUP)
-    for slug in ("prolific", "hit"):
-        manage(env, "run_generation_worker", "--once", "--campaign", slug)
-    with asgi_server(env) as base:
-        yield base, env, env
+def site(shared_site, mturk):
+    # The shared site's database, served with MTurk's stand-in as the place to hand assignments back.
+    with shared_site.serve(MTURK_SUBMIT_ORIGINS=mturk) as base:
+        yield base, shared_site.env, shared_site.env
 
 
 def query(env: dict[str, str], sql: str, *args: object) -> list[tuple]:
     return site_query(env, sql, *args)
+
+
+def participants(env: dict[str, str], kind: str) -> int:
+    """Participants of a kind in the shared site: compared before and after a test's own steps."""
+    return query(env, "SELECT count(*) FROM annotation_participant WHERE kind = ?", kind)[0][0]
 
 
 SOURCES = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"
@@ -115,6 +115,7 @@ def vote_once(target, expect_next: bool = True) -> None:
 
 def test_prolific_participant_votes_to_quota_resumes_in_a_new_browser_and_is_sent_back_with_the_code(browser, site):
     base, database, _ = site
+    prolific_before = participants(database, "prolific")
     entry = base + "/c/prolific/?PROLIFIC_PID=pid-1&STUDY_ID=study-1&SESSION_ID=session-1"
     first = browser.new_context()
     page = first.new_page()
@@ -141,7 +142,7 @@ def test_prolific_participant_votes_to_quota_resumes_in_a_new_browser_and_is_sen
     page.wait_for_selector("#handed-back", timeout=15_000)
     assert redirects == ["https://app.prolific.com/submissions/complete?cc=C0DE42"]
     second.close()
-    assert query(database, "SELECT count(*) FROM annotation_participant WHERE kind = 'prolific'") == [(1,)]
+    assert participants(database, "prolific") == prolific_before + 1
     voted = query(
         database,
         "SELECT count(*) FROM arena_comparison c JOIN annotation_campaign k ON k.id = c.campaign_id "
@@ -153,6 +154,7 @@ def test_prolific_participant_votes_to_quota_resumes_in_a_new_browser_and_is_sen
 def test_mturk_preview_is_read_only_and_the_accepted_assignment_is_submitted_back_to_mturk(browser, site, mturk):
     base, database, _ = site
     MTurkStandIn.received.clear()
+    mturk_before = participants(database, "mturk")
     context = browser.new_context()
     page = context.new_page()
     errors: list[str] = []
@@ -166,7 +168,7 @@ def test_mturk_preview_is_read_only_and_the_accepted_assignment_is_submitted_bac
     assert "Judge each set as a whole." in frame.locator("#instructions").inner_text()
     assert frame.locator("#grid-left img").count() == 2
     assert frame.locator("button[data-choice]").count() == 0
-    assert query(database, "SELECT count(*) FROM annotation_participant WHERE kind = 'mturk'") == [(0,)]
+    assert participants(database, "mturk") == mturk_before
 
     # Accepted: the same frame now carries the worker and the assignment.
     page.goto(f"{mturk}/?src={quote(hit + '&assignmentId=ASSIGN-7&workerId=WORKER-7')}")
@@ -178,7 +180,7 @@ def test_mturk_preview_is_read_only_and_the_accepted_assignment_is_submitted_bac
     assert MTurkStandIn.received, "MTurk's endpoint received the assignment"
     assert MTurkStandIn.received[0]["assignmentId"] == ["ASSIGN-7"]
     assert MTurkStandIn.received[0]["completion_code"] == ["C0DE42"]
-    assert query(database, "SELECT count(*) FROM annotation_participant WHERE kind = 'mturk'") == [(1,)]
+    assert participants(database, "mturk") == mturk_before + 1
     assert errors == [], "the framed pages run under their Content-Security-Policy without errors"
     context.close()
 
@@ -250,8 +252,9 @@ def test_a_researcher_creates_a_campaign_from_a_csv_opens_it_and_watches_a_vote_
 
     page.fill("#id_title", "Dots by researcher")
     page.fill("#id_slug", "dots")
-    for box in page.query_selector_all("input[name=generators]"):
-        box.check()
+    # This module's two generators (the shared site lists other modules' too).
+    for name in ("model-1", "model-2"):
+        page.get_by_label(name, exact=True).check()
     page.fill("#id_population_size", "2")
     page.fill("#id_criteria", "quality: Which set looks better?")
     page.fill("#id_votes_per_pair", "2")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.browser.test_voting import SETUP, votes_in_database
-from tests.servers import asgi_server, manage, site_env
+from tests.browser.test_voting import votes_in_database
 
 pytestmark = pytest.mark.browser
 
@@ -24,16 +23,31 @@ ANSWER_AT_ONCE = """(() => {
 })();"""
 
 
+# One comparison of four images a side, on the vote page's stand-ins.
+SITE_SEED = """
+from annotation.models import Campaign
+from annotation.services import SeedReport, set_campaign_status, sync_criteria
+from generation.models import Prompt
+from generation.services import GeneratorSpec, sync_generator
+
+campaign = Campaign.objects.create(slug="dwell", title="Dwell study", population_size=4, votes_per_pair=2)
+criteria = [("diversity", "Which set is more varied?"), ("quality", "Which set looks better?")]
+sync_criteria(campaign=campaign, criteria=criteria, report=SeedReport())
+for seed, palette in ((1, [0.6, 0.1, -0.5]), (2, [-0.5, 0.1, 0.6])):
+    generator, _ = sync_generator(spec=GeneratorSpec(
+        name=f"hidden-model-{seed}", display_name=f"Model {seed}", description="", source="builtin:tiny-random",
+        settings={"steps": 2, "width": 32, "height": 32, "init_seed": seed, "palette": palette}))
+    campaign.generators.add(generator)
+campaign.prompts.add(Prompt.objects.create(caption="a circle", category="dwell"))
+set_campaign_status(campaign=campaign, status="open")
+"""
+
+
 @pytest.fixture(scope="module")
-def default_floor_site(tmp_path_factory):
-    var = tmp_path_factory.mktemp("dwell-site")
-    env = site_env(var)
-    env.pop("VOTE_MIN_DWELL_MS")  # the production default (500 ms), not the 0 the other servers run with
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "--no-imports", "-c", SETUP)
-    manage(env, "run_generation_worker", "--once", "--campaign", "browser")
-    with asgi_server(env) as base:
-        yield base, env
+def default_floor_site(shared_site):
+    # The production default (500 ms), not the 0 the shared server runs with.
+    with shared_site.serve(unset=["VOTE_MIN_DWELL_MS"]) as base:
+        yield base, shared_site.env
 
 
 def test_a_vote_sooner_than_the_default_floor_is_refused_on_the_page_and_a_later_one_counts(page, default_floor_site):
@@ -41,15 +55,15 @@ def test_a_vote_sooner_than_the_default_floor_is_refused_on_the_page_and_a_later
     # Given the vote page under the default floor of 500 ms,
     # when both questions are answered the moment the first comparison is on screen,
     page.add_init_script(ANSWER_AT_ONCE)
-    page.goto(base + "/c/browser/")
+    page.goto(base + "/c/dwell/")
     # then the page says the vote came too early, keeps the same comparison on screen, and stores nothing;
     wait_until(page, "!document.querySelector('#error').hidden")
     assert "at least 500 ms" in page.inner_text("#error")
     first = page.evaluate(SOURCES)
     page.wait_for_timeout(700)  # a person looking at the images, not a wait for the page
     assert page.evaluate(SOURCES) == first
-    assert votes_in_database(env) == []
+    assert votes_in_database(env, "dwell") == []
     # and after that look, longer than the floor, one more answer sends the vote again, and it counts.
     page.click("fieldset[data-key=diversity] button[data-choice=right]")
     page.wait_for_selector("#reveal:not([hidden])")
-    assert votes_in_database(env) == [("diversity", "right"), ("quality", "right")]
+    assert votes_in_database(env, "dwell") == [("diversity", "right"), ("quality", "right")]

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.servers import asgi_server, manage, site_env
 
 ARTIFACTS = Path(os.environ.get("POPARENA_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 
 # The shapes toy model (fewer steps than the demo, to stay quick) skewed and diversified, measured by the
 # worker itself right after it stores each population (the population_ready hook).
-SETUP = """
+SITE_SEED = """
 from annotation.models import Campaign
 from annotation.demo import DEMO_METRICS
 from annotation.services import SeedReport, set_campaign_status, sync_criteria
@@ -53,14 +52,8 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def shapes_site(tmp_path_factory):  # type: ignore[no-untyped-def]
-    var = tmp_path_factory.mktemp("metrics-site")
-    env = site_env(var)
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "--no-imports", "-c", SETUP)
-    manage(env, "run_generation_worker", "--once", "--campaign", "shapes")
-    with asgi_server(env) as base:
-        yield base
+def shapes_site(shared_site):  # type: ignore[no-untyped-def]
+    return shared_site.base
 
 
 def test_the_leaderboard_shows_each_generator_s_class_shares_and_one_prompt_s_labelled_images(browser, shapes_site):  # type: ignore[no-untyped-def]

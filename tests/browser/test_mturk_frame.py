@@ -22,14 +22,14 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, wait_until
-from tests.servers import asgi_server, free_port, manage, site_env, site_query
+from tests.servers import free_port, site_query
 
 pytestmark = pytest.mark.browser
 
 SITE, FRAMER, ELSEWHERE = "poparena.test", "framer.test", "elsewhere.test"
 
-# An MTurk campaign with a quota of two comparisons, opened through the service.
-SETUP = """
+# An MTurk campaign with a quota of two comparisons, opened through the service (prompts of its own).
+SITE_SEED = """
 from annotation.models import Campaign
 from annotation.services import SeedReport, set_campaign_status, sync_criteria
 from generation.models import Prompt
@@ -42,12 +42,12 @@ for seed, palette in ((1, [0.6, 0.1, -0.5]), (2, [-0.5, 0.1, 0.6])):
         settings={"steps": 2, "width": 32, "height": 32, "init_seed": seed, "palette": palette}))
     generators.append(generator)
 campaign = Campaign.objects.create(
-    slug="hit", title="A HIT", access="mturk", population_size=2, votes_per_pair=3, participant_quota=2,
+    slug="framed", title="A HIT", access="mturk", population_size=2, votes_per_pair=3, participant_quota=2,
     completion_code="C0DE42")
 sync_criteria(campaign=campaign, criteria=[("quality", "Which set looks better?")], report=SeedReport())
 campaign.generators.set(generators)
 for caption in ("a red dot", "a blue dot"):
-    campaign.prompts.add(Prompt.objects.get_or_create(caption=caption, category="dot")[0])
+    campaign.prompts.add(Prompt.objects.get_or_create(caption=caption, category="framed dot")[0])
 set_campaign_status(campaign=campaign, status="open")
 """
 
@@ -108,20 +108,16 @@ def framer(certificate) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, certificate, framer) -> Iterator[tuple[str, dict[str, str]]]:
-    var = tmp_path_factory.mktemp("mturk-frame")
-    env = site_env(
-        var,
-        ALLOWED_HOSTS=f"{SITE},127.0.0.1",
-        MTURK_SUBMIT_ORIGINS=framer,
-        MTURK_FRAME_ANCESTORS=framer,
-        CROSS_SITE_FRAME_COOKIES="true",
-    )
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "--no-imports", "-c", SETUP)
-    manage(env, "run_generation_worker", "--once", "--campaign", "hit")
-    with asgi_server(env, "uvicorn", tls=certificate) as base:
-        yield base.replace("127.0.0.1", SITE), env
+def site(shared_site, certificate, framer) -> Iterator[tuple[str, dict[str, str]]]:
+    """The shared site's database served over HTTPS as MTurk's frame needs it."""
+    settings = {
+        "ALLOWED_HOSTS": f"{SITE},127.0.0.1",
+        "MTURK_SUBMIT_ORIGINS": framer,
+        "MTURK_FRAME_ANCESTORS": framer,
+        "CROSS_SITE_FRAME_COOKIES": "true",
+    }
+    with shared_site.serve("uvicorn", tls=certificate, **settings) as base:
+        yield base.replace("127.0.0.1", SITE), shared_site.env
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +134,14 @@ def query(env: dict[str, str], sql: str) -> list[tuple]:
     return site_query(env, sql)
 
 
+# The framed campaign's votes (the shared site holds other modules' too).
+VOTES = (
+    "SELECT count(*) FROM arena_vote v JOIN arena_comparison c ON c.id = v.comparison_id "
+    "WHERE c.campaign_id = (SELECT id FROM annotation_campaign WHERE slug = 'framed')"
+)
+MTURK_PARTICIPANTS = "SELECT count(*) FROM annotation_participant WHERE kind = 'mturk'"
+
+
 SOURCES = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"
 
 
@@ -146,12 +150,13 @@ def test_an_mturk_worker_votes_inside_the_frame_of_another_site_and_hands_the_as
 ):
     base, database = site
     MTurkStandIn.received.clear()
+    workers_before = query(database, MTURK_PARTICIPANTS)[0][0]
     context = cross_site_browser.new_context()
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     # Given a worker who accepted the HIT: MTurk frames the task with the worker and the assignment
-    hit = f"{base}/c/hit/?workerId=WORKER-1&assignmentId=ASSIGN-1&hitId=HIT-1&turkSubmitTo={quote(framer)}"
+    hit = f"{base}/c/framed/?workerId=WORKER-1&assignmentId=ASSIGN-1&hitId=HIT-1&turkSubmitTo={quote(framer)}"
     page.goto(f"{framer}/?src={quote(hit)}")
     frame = page.wait_for_selector("#hit").content_frame()
     assert frame is not None
@@ -162,18 +167,18 @@ def test_an_mturk_worker_votes_inside_the_frame_of_another_site_and_hands_the_as
     frame.click("fieldset[data-key=quality] button[data-choice=left]")
     wait_until(frame, f"{SOURCES} !== {json.dumps(before)}")
     wait_until(frame, "document.getElementById('progress').textContent.startsWith('1 comparison voted')")
-    assert query(database, "SELECT count(*) FROM arena_vote") == [(1,)]
+    assert query(database, VOTES) == [(1,)]
 
     # And at the quota the page hands the assignment back to MTurk, inside the frame
     frame.click("fieldset[data-key=quality] button[data-choice=right]")
     page.frame_locator("#hit").locator("#submitted").wait_for(timeout=15_000)
     assert [form["assignmentId"] for form in MTurkStandIn.received] == [["ASSIGN-1"]]
-    assert query(database, "SELECT count(*) FROM arena_vote") == [(2,)]
-    assert query(database, "SELECT count(*) FROM annotation_participant WHERE kind = 'mturk'") == [(1,)]
+    assert query(database, VOTES) == [(2,)]
+    assert query(database, MTURK_PARTICIPANTS)[0][0] == workers_before + 1
     assert errors == [], "the framed pages run under their Content-Security-Policy without errors"
 
     # The frame's cookies are kept for the framing site only: PopArena opened directly is a stranger
-    page.goto(f"{base}/c/hit/")
+    page.goto(f"{base}/c/framed/")
     assert "Mechanical Turk" in page.inner_text("main")
     assert page.locator("button[data-choice]").count() == 0
     context.close()
@@ -183,7 +188,7 @@ def test_a_site_not_configured_as_a_frame_ancestor_cannot_show_the_hit(cross_sit
     base, _ = site
     context = cross_site_browser.new_context()
     page = context.new_page()
-    hit = f"{base}/c/hit/?workerId=WORKER-2&assignmentId=ASSIGN-2&hitId=HIT-1&turkSubmitTo={quote(framer)}"
+    hit = f"{base}/c/framed/?workerId=WORKER-2&assignmentId=ASSIGN-2&hitId=HIT-1&turkSubmitTo={quote(framer)}"
     # The same framing page, served from a site that MTURK_FRAME_ANCESTORS does not list
     page.goto(f"{framer.replace(FRAMER, ELSEWHERE)}/?src={quote(hit)}")
     frame = page.wait_for_selector("#hit").content_frame()

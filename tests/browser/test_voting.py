@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.browser.conftest import wait_until
-from tests.servers import asgi_server, manage, site_env, site_query
+from tests.servers import manage, site_query
 
 ARTIFACTS = Path(os.environ.get("POPARENA_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts"))
 
-# A small campaign on two visibly different random-weight stand-ins, built through the services.
-SETUP = """
+# A small campaign on two visibly different random-weight stand-ins, built through the services, and a third with
+# room for a few more votes, for the swap-before-the-answer test; their image sets are made before the tests.
+SITE_SEED = """
 from annotation.models import Campaign
 from annotation.services import SeedReport, set_campaign_status, sync_criteria
 from generation.models import Prompt
@@ -33,14 +33,6 @@ for caption in ("a circle", "a square", "a triangle"):
     campaign.prompts.add(Prompt.objects.create(caption=caption, category="shape"))
 set_campaign_status(campaign=campaign, status="open")
 
-# A second campaign on the same generators whose images are not made yet.
-later = Campaign.objects.create(slug="later", title="Later study", population_size=2)
-sync_criteria(campaign=later, criteria=criteria, report=SeedReport())
-later.generators.set(campaign.generators.all())
-later.prompts.add(Prompt.objects.create(caption="a star", category="shape"))
-set_campaign_status(campaign=later, status="open")
-
-# A third with room for a few more votes, for the swap-before-the-answer test.
 swap = Campaign.objects.create(slug="swap", title="Swap study", population_size=2, votes_per_pair=1)
 sync_criteria(campaign=swap, criteria=criteria, report=SeedReport())
 swap.generators.set(campaign.generators.all())
@@ -49,25 +41,35 @@ for caption in ("a red dot", "a blue dot", "a green dot"):
 set_campaign_status(campaign=swap, status="open")
 """
 
+# A campaign on the same generators whose images are not made yet: a test watches them arrive.
+SITE_SEED_WAITING = """
+from annotation.models import Campaign
+from annotation.services import SeedReport, set_campaign_status, sync_criteria
+from generation.models import Prompt
+
+later = Campaign.objects.create(slug="later", title="Later study", population_size=2)
+criteria = [("diversity", "Which set is more varied?"), ("quality", "Which set looks better?")]
+sync_criteria(campaign=later, criteria=criteria, report=SeedReport())
+later.generators.set(Campaign.objects.get(slug="browser").generators.all())
+later.prompts.add(Prompt.objects.create(caption="a star", category="shape"))
+set_campaign_status(campaign=later, status="open")
+"""
+
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def arena_site(tmp_path_factory):
-    var = tmp_path_factory.mktemp("arena-site")
-    env = site_env(var)
-    manage(env, "migrate", "--noinput")
-    manage(env, "shell", "--no-imports", "-c", SETUP)
-    manage(env, "run_generation_worker", "--once", "--campaign", "browser")
-    manage(env, "run_generation_worker", "--once", "--campaign", "swap")
-    with asgi_server(env) as base:
-        yield base, env, env
+def arena_site(shared_site):
+    return shared_site.base, shared_site.env, shared_site.env
 
 
-def votes_in_database(env: dict[str, str]) -> list[tuple[str, str]]:
+def votes_in_database(env: dict[str, str], campaign: str = "browser") -> list[tuple[str, str]]:
+    """The campaign's votes in the order they were stored: (criterion, choice)."""
     return site_query(
         env,
-        "SELECT c.key, v.choice FROM arena_vote v JOIN annotation_criterion c ON c.id = v.criterion_id ORDER BY v.id",
+        "SELECT c.key, v.choice FROM arena_vote v JOIN annotation_criterion c ON c.id = v.criterion_id "
+        "WHERE c.campaign_id = (SELECT id FROM annotation_campaign WHERE slug = ?) ORDER BY v.id",
+        campaign,
     )
 
 
@@ -199,23 +201,17 @@ def test_the_next_comparison_is_on_screen_before_the_server_has_answered_the_vot
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     page = context.new_page()
     # The first comparison comes with the page; the only comparisons/next request is the prefetch behind it.
-    prefetched: list[str] = []
-    page.on(
-        "requestfinished",
-        lambda request: prefetched.append(request.url) if "/comparisons/next" in request.url else None,
-    )
-    page.goto(base + "/c/swap/")
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url) if "/comparisons/next" in request.url else None)
+    with page.expect_request_finished(lambda request: "/comparisons/next" in request.url, timeout=10_000):
+        page.goto(base + "/c/swap/")
     page.wait_for_selector("#grid-left img")
     sources = "JSON.stringify(Array.from(document.querySelectorAll('.grid img')).map(i => i.src))"
     first = page.evaluate(sources)
-    deadline = time.monotonic() + 10
-    while not prefetched:  # wait for the prefetch itself, not a guessed delay
-        assert time.monotonic() < deadline, "the page never prefetched the next comparison"
-        page.wait_for_timeout(20)
     held: list = []
     # Hold the vote's response back: the participant must not wait for it to see the next sets.
     page.route("**/votes", lambda route: held.append(route))
-    votes_before = len(votes_in_database(database))
+    votes_before = len(votes_in_database(database, "swap"))
     page.keyboard.press("1")
     page.keyboard.press("1")
     wait_until(page, f"{sources} !== {json.dumps(first)}", timeout_s=2)
@@ -225,7 +221,14 @@ def test_the_next_comparison_is_on_screen_before_the_server_has_answered_the_vot
     assert "next" in held[0].request.post_data_json
     held[0].continue_()
     page.wait_for_selector("#reveal:not([hidden])")
-    assert len(votes_in_database(database)) == votes_before + 2
-    page.wait_for_timeout(300)
-    assert len(prefetched) == 1, prefetched
+    assert len(votes_in_database(database, "swap")) == votes_before + 2
+    answer = held[0].request.response()
+    assert answer is not None
+    following = answer.json()["next"]
+    assert following is not None, "the vote's answer brought the comparison after the one on screen"
+    # The page preloads the images of the comparison the vote brought, in the same step in which it would
+    # otherwise ask for one: once they have loaded, a second request would have been sent.
+    urls = json.dumps(following["left"]["images"] + following["right"]["images"])
+    wait_until(page, f"{urls}.every(u => performance.getEntriesByName(new URL(u, location.href).href).length > 0)")
+    assert len(asked) == 1, asked
     context.close()
