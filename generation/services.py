@@ -25,6 +25,7 @@ from generation import signals
 from generation.image_files import BadImage, ImageFacts, canonical_png
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.owners import stored_owner
+from generation.pipelines import PipelineError, PipelineSpec
 from generation.planning import Candidate, Coverage, QueueKey, choose_batch, order_candidates
 from generation.prompt_files import PromptRow
 from generation.prompting import population_prompts
@@ -56,11 +57,18 @@ class GeneratorRefused(ApplicationError):
 
 
 def check_generator(*, backend: str, source: str, settings: Any) -> None:
-    """GeneratorRefused unless a hosted API generator's source and settings are usable (others pass)."""
+    """GeneratorRefused unless the generator could run: a hosted API's source and settings, or a diffusers
+    pipeline's settings (generation.pipelines.PipelineSpec: steps, guidance, size, max_sequence_length...), checked
+    when it is saved rather than when a worker first claims its work. Imported generators pass."""
     try:
         check_api_generator(backend=backend, source=source, settings=settings)
     except ProviderSettingsError as exc:
         raise GeneratorRefused(str(exc)) from None
+    if backend == Generator.Backend.DIFFUSERS and not is_api_source(source):
+        try:
+            PipelineSpec.from_settings(source, settings)
+        except PipelineError as exc:
+            raise GeneratorRefused(str(exc)) from None
 
 
 @transaction.atomic

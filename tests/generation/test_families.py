@@ -260,3 +260,34 @@ def test_a_worker_fails_the_sets_of_a_generator_whose_size_its_family_cannot_mak
     assert population.status != "ready"
     assert "makes images in steps of 16 pixels: width 40 and height 32" in population.error
     assert not Image.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"max_sequence_length": 0}, "setting 'max_sequence_length' must be an integer from 1 to 512 (tokens), got 0"),
+        ({"width": 1001}, "setting 'width' must be a positive multiple of 8 up to 4096, got 1001"),
+        ({"max_seq_len": 77}, "unknown setting 'max_seq_len'"),
+    ],
+)
+def test_a_pipeline_generator_with_unusable_settings_is_refused_when_saved(
+    overrides: dict[str, Any], message: str
+) -> None:
+    from generation.models import Generator
+    from generation.services import GeneratorRefused, GeneratorSpec, sync_generator
+
+    spec = GeneratorSpec(
+        name="flux-schnell",
+        display_name="",
+        description="",
+        source="black-forest-labs/FLUX.1-schnell",
+        settings={**TINY, **overrides},
+    )
+    with pytest.raises(GeneratorRefused) as refused:
+        sync_generator(spec=spec)
+    assert refused.value.message.startswith(message)
+    assert not Generator.objects.filter(name="flux-schnell").exists()
+    # The same generator with usable settings is saved.
+    sync_generator(spec=dataclasses.replace(spec, settings={**TINY, "max_sequence_length": 256}))
+    assert Generator.objects.filter(name="flux-schnell").exists()
