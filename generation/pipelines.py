@@ -440,7 +440,9 @@ def load_pipeline(spec: PipelineSpec, *, device: str, cache_dir: Path) -> Diffus
             f"setting 'offload' moves a model's weights between the CPU and a GPU as it runs; it needs a cuda "
             f"device, not {device!r}"
         )
-    dtype = _torch_dtype(spec.dtype, device, _pipeline_class(source) if spec.dtype == "auto" else None)
+    # Which half precision "auto" means depends on the family, read from model_index.json before loading (GPU only).
+    family_class = _pipeline_class(source) if spec.dtype == "auto" and device.startswith("cuda") else None
+    dtype = _torch_dtype(spec.dtype, device, family_class)
     try:
         with _quiet_progress_bars():
             pipe: Any = DiffusionPipeline.from_pretrained(source, dtype=dtype)
