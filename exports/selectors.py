@@ -92,7 +92,7 @@ def iter_pair_votes(
         .annotate(
             low=Least("comparison__left_population_id", "comparison__right_population_id"),
             high=Greatest("comparison__left_population_id", "comparison__right_population_id"),
-            # As text: converting 100k times to datetimes costs more than the rest of the fold.
+            # As text: converting every vote's time to a datetime costs more than the rest of the fold.
             voted=Cast("created_at", output_field=CharField()),
         )
         .order_by("comparison__prompt_id", "low", "high", "criterion_id", "id")
@@ -152,8 +152,8 @@ def iter_vote_log(
         (votes if include_simulated else votes.by_people())
         .exclude(withdrawn_from_campaign())
         .order_by("id")
-        # Time as text and flags as numbers: with nothing left for Django to convert per row,
-        # the read takes half the time.
+        # Time as text and flags as numbers: nothing is left for Django to convert per row, which is most of
+        # the read's cost (figures: BENCHMARKS.md, "Exports").
         .annotate(
             voted=Cast("created_at", output_field=CharField()),
             # Flagged in this campaign: a flag is a fact about a participant's work in one study.

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
 # Pillow's format name -> the extension the stored file gets.
 EXTENSIONS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
 MAX_SIDE = 4096
-# The canonical encoding's one setting per image size. Up to this many pixels zlib's fastest level: 3.5x
-# faster than the default on the demo's 32x32 images for 1-2% more bytes; larger images keep the default
-# level, whose files are 5-7% smaller. A function of the pixels' dimensions only, so still canonical.
+# The canonical encoding's one setting per image size. Up to this many pixels zlib's fastest level, which
+# encodes small images several times faster for a few percent more bytes; larger images keep the default
+# level, whose files are clearly smaller (figures: BENCHMARKS.md, "Generation and workers"). A function of the
+# pixels' dimensions only, so still canonical.
 FAST_PNG_MAX_PIXELS = 128 * 128
 
 

@@ -13,10 +13,9 @@ from generation.services import GeneratorSpec
 
 SHAPE_COLOURS = ("red", "orange", "yellow", "green", "blue", "purple", "white", "black")
 
-# 8 DPM-Solver++ steps instead of the 20 Euler steps the model was trained to be sampled with:
-# 2.5x fewer UNet passes, and by bench/demo_sampler.py (BENCHMARKS.md) as legible: faithfulness
-# to named attributes 0.896 against 0.908, red share on open-colour prompts 0.611 against 0.620
-# (read by shapes.classify over the demo's prompts x 12 seeds).
+# 8 DPM-Solver++ steps instead of the 20 Euler steps the model was trained to be sampled with: fewer UNet
+# passes, and as legible by bench/demo_sampler.py's reading (faithfulness to named attributes and the red
+# share on open-colour prompts within a point or two; figures: BENCHMARKS.md, "Demo sampler").
 SHAPES_SAMPLER = {"steps": 8, "guidance_scale": 4.0, "scheduler": "DPMSolverMultistepScheduler"}
 
 DEMO_GENERATORS: tuple[GeneratorSpec, ...] = (

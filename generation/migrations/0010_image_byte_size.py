@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generation', '0009_generator_backends_image_provenance'),
+        ("generation", "0009_generator_backends_image_provenance"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='image',
-            name='byte_size',
-            field=models.PositiveIntegerField(blank=True, help_text='Bytes of the stored canonical PNG (every picture of a comparison is served padded to the longest); empty for files stored before it was recorded, whose size is read from storage.', null=True),
+            model_name="image",
+            name="byte_size",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Bytes of the stored canonical PNG (every picture of a comparison is served padded to the longest); empty for files stored before it was recorded, whose size is read from storage.",
+                null=True,
+            ),
         ),
     ]
