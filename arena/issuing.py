@@ -6,6 +6,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -336,11 +337,8 @@ def issue_comparison(
     now = now or timezone.now()
     if not campaign.is_open:
         raise Conflict(f"campaign {campaign.slug!r} is {campaign.status}, not open", code="campaign_closed")
-    # Comparisons nobody answered give their sets' uses back before any set is counted as used up; in a
-    # transaction of its own, so that an issue that finds nothing ready does not undo the release.
-    with transaction.atomic():
-        expire_leases(campaign_id=campaign.pk, now=now)
-    return _issue(
+    issue = partial(
+        _issue,
         campaign=campaign,
         participant=participant,
         exclude_tokens=exclude_tokens,
@@ -348,6 +346,36 @@ def issue_comparison(
         now=now,
         rng=rng or random.SystemRandom(),
     )
+    expired = _expire_lapsed(campaign.pk, now)
+    try:
+        return issue()
+    except NothingReady:
+        if expired:
+            raise
+        _expire_lapsed(campaign.pk, now, always=True)  # a set may be waiting only for a lapsed lease to give it back
+        return issue()
+
+
+# Comparisons nobody answered give their sets' uses back before any set is counted as used up: at most once per
+# EXPIRY_INTERVAL per campaign in a process (a set comes back at most this late), and always before telling a
+# participant that nothing is ready. Keyed by campaign, the issue time of the last run in this process.
+EXPIRY_INTERVAL = timedelta(seconds=1)
+_last_expiry: dict[int, datetime] = {}
+
+
+def _expire_lapsed(campaign_id: int, now: datetime, *, always: bool = False) -> bool:
+    """Expire the campaign's lapsed leases unless this process did within EXPIRY_INTERVAL; whether it ran.
+
+    In a transaction of its own, so that an issue that finds nothing ready does not undo the release. A clock
+    that went back (another caller's `now`) runs it too.
+    """
+    last = _last_expiry.get(campaign_id)
+    if not always and last is not None and timedelta(0) <= now - last < EXPIRY_INTERVAL:
+        return False
+    with transaction.atomic():
+        expire_leases(campaign_id=campaign_id, now=now)
+    _last_expiry[campaign_id] = now
+    return True
 
 
 @transaction.atomic

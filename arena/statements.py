@@ -139,10 +139,15 @@ def history_reference(*, campaign_id: int, participant_id: int, client: str | No
 
 # --- use counts: reserve on issue, spend on vote, give back on expiry -----------------------------------------
 
-# One row at a time in id order: a single UPDATE of both rows locks them in the order they lie on disk, and two
-# participants given the same pair at once could deadlock.
-_RESERVE = "UPDATE {population} SET reserved = reserved + 1 WHERE id = %s"
-_SPEND = "UPDATE {population} SET uses = uses + 1, reserved = reserved - 1 WHERE id = %s"
+# Both sets in one statement, locked in id order: an UPDATE of two rows locks them in the order they lie on disk,
+# and two participants given the same pair at once could deadlock; on PostgreSQL the rows are therefore locked
+# first by a sorted SELECT ... FOR UPDATE. SQLite locks the whole database for a write, so it needs no order.
+_BOTH = {
+    "postgresql": "id IN (SELECT id FROM {population} WHERE id IN (%s, %s) ORDER BY id FOR UPDATE)",
+    "sqlite": "id IN (%s, %s)",
+}
+_RESERVE = "UPDATE {population} SET reserved = reserved + 1 WHERE {both}"
+_SPEND = "UPDATE {population} SET uses = uses + 1, reserved = reserved - 1 WHERE {both}"
 _RELEASE = "UPDATE {population} SET reserved = reserved - %s WHERE id = %s"
 
 
@@ -151,17 +156,21 @@ def reserves(*, is_gold: bool, repeat_of_id: int | None) -> bool:
     return not is_gold and repeat_of_id is None
 
 
-def reserve(population_ids: tuple[int, int]) -> None:
+def _both_sets(statement: str, population_ids: tuple[int, int]) -> None:
+    names = tables()
+    both = _BOTH[connection.vendor].format(**names)
     with connection.cursor() as cursor:
-        for pk in sorted(population_ids):
-            cursor.execute(_RESERVE.format(**tables()), [pk])
+        cursor.execute(statement.format(both=both, **names), sorted(population_ids))
+
+
+def reserve(population_ids: tuple[int, int]) -> None:
+    """Both sets of a new comparison hold one more use until it is voted on or its lease runs out."""
+    _both_sets(_RESERVE, population_ids)
 
 
 def spend(population_ids: tuple[int, int]) -> None:
     """A reserved use becomes a spent one: the comparison was voted on."""
-    with connection.cursor() as cursor:
-        for pk in sorted(population_ids):
-            cursor.execute(_SPEND.format(**tables()), [pk])
+    _both_sets(_SPEND, population_ids)
 
 
 # A campaign's issued comparisons whose lease ran out, marked expired in one statement that says which they were.

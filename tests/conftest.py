@@ -28,6 +28,14 @@ def _media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
+def _no_expiry_runs_yet():  # type: ignore[no-untyped-def]
+    """Lapsed leases are expired at most once a second per campaign in a process (arena.issuing): start afresh."""
+    from arena.issuing import _last_expiry
+
+    _last_expiry.clear()
+
+
+@pytest.fixture(autouse=True)
 def _no_dwell_floor(settings):  # type: ignore[no-untyped-def]
     """Tests vote the instant a comparison is issued; tests/arena/test_quality_checks.py sets the floor."""
     settings.VOTE_MIN_DWELL_MS = 0
