@@ -22,9 +22,13 @@ def fetch(url: str) -> tuple[int, dict[str, str], bytes]:
 def production_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server")
     env = site_env(
-        tmp, DEBUG="false", SECRET_KEY="a-test-secret-that-is-not-the-default", STATIC_ROOT=str(tmp / "static")
+        tmp,
+        migrated=True,
+        DEBUG="false",
+        SECRET_KEY="a-test-secret-that-is-not-the-default",
+        STATIC_ROOT=str(tmp / "static"),
     )
-    for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
+    for command in (["seed_demo"], ["collectstatic", "--noinput"]):
         manage(env, *command)
     with asgi_server(env) as base:
         yield base
@@ -66,8 +70,8 @@ def test_responses_report_the_servers_own_time(production_server):
 
 def test_the_site_also_runs_under_uvicorn_with_several_workers(tmp_path):
     secret = "a-test-secret-that-is-not-the-default"
-    env = site_env(tmp_path, DEBUG="false", SECRET_KEY=secret, STATIC_ROOT=str(tmp_path / "static"))
-    for command in (["migrate", "--noinput"], ["seed_demo"], ["collectstatic", "--noinput"]):
+    env = site_env(tmp_path, migrated=True, DEBUG="false", SECRET_KEY=secret, STATIC_ROOT=str(tmp_path / "static"))
+    for command in (["seed_demo"], ["collectstatic", "--noinput"]):
         manage(env, *command)
     with asgi_server(env, "uvicorn", workers=2) as base:
         statuses = {fetch(base + path)[0] for path in ["/", "/api/v1/campaigns/demo/"] * 4}

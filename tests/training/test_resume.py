@@ -65,8 +65,7 @@ def test_two_steps_then_four_resumed_give_the_weights_of_six_steps_in_one_go(tin
 def test_ctrl_c_on_the_real_command_keeps_the_run_and_resume_finishes_it(popalign_export, tmp_path):
     # Given a site with the tiny base and an export beside it,
     export = popalign_export()
-    env = site_env(tmp_path / "site")
-    manage(env, "migrate", "--noinput")
+    env = site_env(tmp_path / "site", migrated=True)
     base = f"Generator.objects.create(name='tiny-base', source='builtin:tiny-random', settings={TINY_SETTINGS!r})"
     manage(env, "shell", "--no-imports", "-c", f"from generation.models import Generator; {base}")
     command = [
