@@ -117,6 +117,18 @@ def export_to_server(*, campaign: Campaign, options: ExportOptions) -> ExportRes
     return export_preferences(campaign=campaign, options=options, out=campaign_exports_folder(campaign) / name)
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One export being written: where, of what, as planned, and how participants are hashed and progress shown."""
+
+    folder: Path
+    campaign: Campaign
+    plan: ExportPlan
+    options: ExportOptions
+    hasher: ParticipantHasher
+    progress: ProgressFactory
+
+
 def _write(
     folder: Path, campaign: Campaign, plan: ExportPlan, options: ExportOptions, progress: ProgressFactory
 ) -> ExportResult:
@@ -125,7 +137,7 @@ def _write(
     # A configuration that no longer reads (a CLIP folder moved) leaves the measures out, not the export.
     if problem := metrics_config_problem(campaign):
         warnings.append(f"{problem}; this export carries no population measures")
-    written = _EXPORTS[plan.spec.source](folder, campaign, plan, options, hasher, progress)
+    written = _EXPORTS[plan.spec.source](_Job(folder, campaign, plan, options, hasher, progress))
     written.warnings[:0] = warnings
     participants = write_participants(folder, campaign, hasher)
     manifest = write_card_and_build_manifest(
@@ -151,47 +163,40 @@ def _ratings(campaign: Campaign, criteria: list[Criterion]) -> dict[str, dict[st
     return {c.key: get_generator_ratings(campaign=campaign, criterion=c.key) for c in criteria}
 
 
-def _pair_export(
-    folder: Path,
-    campaign: Campaign,
-    plan: ExportPlan,
-    options: ExportOptions,
-    hasher: ParticipantHasher,
-    progress: ProgressFactory,
-) -> Written:
-    spec = plan.spec
-    assert plan.pair_filter is not None
+def _pair_export(job: _Job) -> Written:
+    spec = job.plan.spec
+    assert job.plan.pair_filter is not None
     assert spec.open_writer is not None
-    ratings = _ratings(campaign, plan.criteria)
-    source = ImageSource(image_storage(), folder, skip_missing=options.skip_missing)
+    ratings = _ratings(job.campaign, job.plan.criteria)
+    source = ImageSource(image_storage(), job.folder, skip_missing=job.options.skip_missing)
     writer = spec.open_writer(
         WriterContext(
-            folder=folder,
-            splits=plan.splits,
+            folder=job.folder,
+            splits=job.plan.splits,
             load_image=source.read,
-            hasher=hasher,
-            shown_images=partial(selectors.iter_shown_images, campaign=campaign),
-            split_of=partial(split_for, validation_fraction=options.validation_fraction),
-            progress=progress,
+            hasher=job.hasher,
+            shown_images=partial(selectors.iter_shown_images, campaign=job.campaign),
+            split_of=partial(split_for, validation_fraction=job.options.validation_fraction),
+            progress=job.progress,
         )
     )
-    kinds = selectors.count_votes(campaign=campaign, criterion_ids=[c.pk for c in plan.criteria])
-    held = {"flagged_participants"} if options.include_flagged else set()
-    held |= {"simulated"} if options.include_simulated else set()
+    kinds = selectors.count_votes(campaign=job.campaign, criterion_ids=[c.pk for c in job.plan.criteria])
+    held = {"flagged_participants"} if job.options.include_flagged else set()
+    held |= {"simulated"} if job.options.include_simulated else set()
     tally = PairTally()
-    copy = spec.copies_images and options.copy_images
-    bar = progress(kinds["counted"] + sum(kinds[kind] for kind in held), "vote")
+    copy = spec.copies_images and job.options.copy_images
+    bar = job.progress(kinds["counted"] + sum(kinds[kind] for kind in held), "vote")
     try:
         for group in iter_pair_rows(
-            campaign=campaign,
-            criteria=plan.criteria,
-            pair_filter=plan.pair_filter,
+            campaign=job.campaign,
+            criteria=job.plan.criteria,
+            pair_filter=job.plan.pair_filter,
             ratings=ratings,
-            validation_fraction=options.validation_fraction,
-            include_flagged=options.include_flagged,
-            include_simulated=options.include_simulated,
-            not_worse_on=plan.not_worse_on,
-            generator_ids=plan.generators,
+            validation_fraction=job.options.validation_fraction,
+            include_flagged=job.options.include_flagged,
+            include_simulated=job.options.include_simulated,
+            not_worse_on=job.plan.not_worse_on,
+            generator_ids=job.plan.generators,
             tally=tally,
             progress=bar,
         ):
@@ -215,17 +220,17 @@ def _pair_export(
     finally:
         bar.close()
         source.close()
-    _refuse_a_filter_that_left_nothing(plan, tally)
+    _refuse_a_filter_that_left_nothing(job.plan, tally)
     counts = export_counts(
         votes=vote_counts(kinds, held=held, read=tally.votes_read),
-        pairs=pair_counts(tally, plan),
+        pairs=pair_counts(tally, job.plan),
         rows=writer.close(),
         format_counts=writer.extra_counts(),
         images_copied=source.copied,
     )
     warnings = []
     if not tally.votes_read:
-        warnings.append(_no_votes(campaign, plan))
+        warnings.append(_no_votes(job.campaign, job.plan))
     elif not counts["pairs"]["kept"]:
         dropped = ", ".join(f"{n} {why}" for why, n in counts["pairs"]["dropped"].items() if n)
         warnings.append(f"no judged pair passed the filters ({dropped}): the dataset is empty")
@@ -279,23 +284,18 @@ def _refuse_a_filter_that_left_nothing(plan: ExportPlan, tally: PairTally) -> No
 VOTE_LOG_HOLDS = frozenset({"flagged_participants", "unreconciled", "gold", "repeats"})
 
 
-def _votes_export(
-    folder: Path,
-    campaign: Campaign,
-    plan: ExportPlan,
-    options: ExportOptions,
-    hasher: ParticipantHasher,
-    progress: ProgressFactory,
-) -> Written:
-    ids = [c.pk for c in plan.criteria]
-    kinds = selectors.count_votes(campaign=campaign, criterion_ids=ids)
-    held = VOTE_LOG_HOLDS | ({"simulated"} if options.include_simulated else set())
-    attributes = readable_attribute_specs(campaign)
-    writer = VotesCsvWriter(folder, hasher, selectors.measure_columns(attributes), consent=consent_lookup(campaign))
-    bar = progress(kinds["counted"] + sum(kinds[kind] for kind in held), "vote")
+def _votes_export(job: _Job) -> Written:
+    ids = [c.pk for c in job.plan.criteria]
+    kinds = selectors.count_votes(campaign=job.campaign, criterion_ids=ids)
+    held = VOTE_LOG_HOLDS | ({"simulated"} if job.options.include_simulated else set())
+    attributes = readable_attribute_specs(job.campaign)
+    writer = VotesCsvWriter(
+        job.folder, job.hasher, selectors.measure_columns(attributes), consent=consent_lookup(job.campaign)
+    )
+    bar = job.progress(kinds["counted"] + sum(kinds[kind] for kind in held), "vote")
     try:
         votes = selectors.iter_vote_log(
-            campaign=campaign, criterion_ids=ids, include_simulated=options.include_simulated
+            campaign=job.campaign, criterion_ids=ids, include_simulated=job.options.include_simulated
         )
         while True:
             chunk = [v for _, v in zip(range(selectors.CHUNK_SIZE), votes, strict=False)]
@@ -307,27 +307,23 @@ def _votes_export(
         bar.close()
     rows = writer.close()
     counts = export_counts(votes=vote_counts(kinds, held=held), rows=rows)
-    return Written(counts, warnings=[] if rows[TRAIN] else [_no_votes(campaign, plan)])
+    return Written(counts, warnings=[] if rows[TRAIN] else [_no_votes(job.campaign, job.plan)])
 
 
-def _leaderboard_export(
-    folder: Path,
-    campaign: Campaign,
-    plan: ExportPlan,
-    options: ExportOptions,
-    hasher: ParticipantHasher,
-    progress: ProgressFactory,
-) -> Written:
-    boards = [(c.key, get_leaderboard(campaign=campaign, criterion=c.key)) for c in plan.criteria]
-    rows = write_leaderboard(folder, [(key, board["rows"]) for key, board in boards])
+def _leaderboard_export(job: _Job) -> Written:
+    boards = [(c.key, get_leaderboard(campaign=job.campaign, criterion=c.key)) for c in job.plan.criteria]
+    rows = write_leaderboard(job.folder, [(key, board["rows"]) for key, board in boards])
     ratings = {key: {r["generator"]: r["rating"] for r in board["rows"]} for key, board in boards}
     # The board ranks the counted votes only.
-    kinds = selectors.count_votes(campaign=campaign, criterion_ids=[c.pk for c in plan.criteria])
+    kinds = selectors.count_votes(campaign=job.campaign, criterion_ids=[c.pk for c in job.plan.criteria])
     counts = export_counts(votes=vote_counts(kinds, held=()), rows=rows)
     ranked = sum(int(board["votes"]) for _, board in boards)
-    return Written(counts, ratings, warnings=[] if ranked else [_no_votes(campaign, plan)])
+    return Written(counts, ratings, warnings=[] if ranked else [_no_votes(job.campaign, job.plan)])
 
 
-_Export = Callable[[Path, Campaign, ExportPlan, ExportOptions, ParticipantHasher, ProgressFactory], Written]
 # A format's `source` -> what writes it.
-_EXPORTS: dict[str, _Export] = {"pairs": _pair_export, "votes": _votes_export, "leaderboard": _leaderboard_export}
+_EXPORTS: dict[str, Callable[[_Job], Written]] = {
+    "pairs": _pair_export,
+    "votes": _votes_export,
+    "leaderboard": _leaderboard_export,
+}

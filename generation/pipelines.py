@@ -28,7 +28,7 @@ from generation.families import (
     size_step,
 )
 from generation.image_files import encode_canonical
-from generation.tiny_models import build_components, write_byte_tokenizer
+from generation.tiny_models import Components, build_components, offline_pipeline, write_byte_tokenizer
 
 if TYPE_CHECKING:
     import torch
@@ -202,7 +202,6 @@ def _quiet_progress_bars() -> Iterator[None]:
 
 def _save_tiny_pipeline(folder: Path, init_seed: int, palette: tuple[float, float, float] | None) -> None:
     import torch
-    from diffusers import StableDiffusionPipeline
 
     torch.manual_seed(init_seed)
     tokenizer = write_byte_tokenizer(folder / "tokenizer")
@@ -215,16 +214,7 @@ def _save_tiny_pipeline(folder: Path, init_seed: int, palette: tuple[float, floa
         with torch.no_grad():
             conv_out: Any = cast(Any, vae).decoder.conv_out
             conv_out.bias.add_(torch.tensor(palette, dtype=conv_out.bias.dtype))
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipeline = offline_pipeline(Components(vae, unet, text_encoder, scheduler), tokenizer)
     cast(Any, pipeline).save_pretrained(str(folder))
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from generation import shapes
 from generation.image_files import pixels_to_tensor
-from generation.tiny_models import MAX_TOKENS, build_components, write_byte_tokenizer
+from generation.tiny_models import MAX_TOKENS, Components, build_components, offline_pipeline, write_byte_tokenizer
 
 if TYPE_CHECKING:
     import torch
@@ -116,7 +116,7 @@ def train(
     """Train a pipeline by `recipe` and save it to `out_dir` (created; existing files are overwritten)."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the conventional name)
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from diffusers import DDPMScheduler
     from tqdm.auto import tqdm
 
     recipe = recipe or Recipe()
@@ -216,17 +216,8 @@ def train(
     if log:
         log(f"unet: {recipe.unet_steps} steps in {report.unet_seconds:.0f} s, loss {report.final_unet_loss:.4f}")
 
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.save_pretrained(str(out_dir), safe_serialization=True)  # type: ignore[attr-defined]
+    pipeline = offline_pipeline(Components(vae, unet, text_encoder, scheduler), tokenizer)
+    pipeline.save_pretrained(str(out_dir), safe_serialization=True)
     _write_recipe(out_dir, report)
     return report
 

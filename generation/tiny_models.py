@@ -131,3 +131,19 @@ def build_components(
         steps_offset=1,
     )
     return Components(vae, unet, text_encoder, scheduler)
+
+
+def offline_pipeline(components: Components, tokenizer: CLIPTokenizer) -> Any:
+    """The components as a StableDiffusionPipeline without a safety checker: an offline model draws shapes or noise."""
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=components.vae,
+        text_encoder=components.text_encoder,
+        tokenizer=tokenizer,
+        unet=components.unet,
+        scheduler=components.scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
