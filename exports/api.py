@@ -39,6 +39,18 @@ class ExportRequestSerializer(serializers.Serializer):
         required=False, default=False, help_text="keep the votes of a simulated crowd (simulate_votes)"
     )
     copy_images = serializers.BooleanField(required=False, default=True)
+    not_worse_on = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        help_text="criteria a kept pair's winner must not have lost on (pair formats)",
+    )
+    generators = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        default=list,
+        help_text="keep only pairs whose two sides both come from these generators, at least two (pair formats)",
+    )
 
     def options(self) -> ExportOptions:
         data: dict[str, Any] = self.validated_data
@@ -53,6 +65,8 @@ class ExportRequestSerializer(serializers.Serializer):
             include_flagged=data["include_flagged"],
             include_simulated=data["include_simulated"],
             copy_images=data["copy_images"],
+            not_worse_on=tuple(data["not_worse_on"]),
+            generators=tuple(data["generators"]),
         )
 
 

@@ -31,6 +31,16 @@ class ExportForm(forms.Form):
     include_simulated = forms.BooleanField(
         required=False, help_text="Keep votes of a simulated crowd (a metric's votes, from simulate_votes)."
     )
+    not_worse_on = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Keep a decided pair only where its winner did not lose on these criteria too.",
+    )
+    generators = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Keep only pairs whose two sides both come from the ticked generators (none ticked: every one).",
+    )
 
     def __init__(self, *args: Any, campaign: Campaign, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -38,6 +48,14 @@ class ExportForm(forms.Form):
         field = self.fields["criterion"]
         assert isinstance(field, forms.ChoiceField)
         field.choices = [("", "all criteria")] + [(key, key) for key in keys]
+        guards = self.fields["not_worse_on"]
+        assert isinstance(guards, forms.MultipleChoiceField)
+        guards.choices = [(key, key) for key in keys]
+        generators = self.fields["generators"]
+        assert isinstance(generators, forms.MultipleChoiceField)
+        generators.choices = [
+            (name, name) for name in campaign.generators.order_by("name").values_list("name", flat=True)
+        ]
 
     def options(self) -> ExportOptions:
         data = self.cleaned_data
@@ -51,4 +69,6 @@ class ExportForm(forms.Form):
             skip_missing=data["skip_missing"],
             include_flagged=data["include_flagged"],
             include_simulated=data["include_simulated"],
+            not_worse_on=tuple(data["not_worse_on"]),
+            generators=tuple(data["generators"]),
         )

@@ -110,6 +110,31 @@ def test_the_admin_page_runs_an_export_and_lists_it(voted_campaign, exports_root
     assert b"--criterion" not in refused.content
 
 
+def test_the_api_and_the_page_take_the_pair_filters_by_their_field_names(voted_campaign, exports_root, client):
+    campaign = voted_campaign(participants=4)
+    first, second, _ = sorted(campaign.generators.values_list("name", flat=True))
+    api = client_for(staff=True)
+    body = {"format": "population-jsonl", "generators": [first, second], "not_worse_on": ["quality"]}
+    body["criterion"] = "diversity"
+    response = api.post(URL.format(slug=campaign.slug), body, format="json")
+    assert response.status_code == 201, response.json()
+    filters = response.json()["manifest"]["filters"]
+    assert (filters["generators"], filters["not_worse_on"]) == ([first, second], ["quality"])
+    refused = api.post(URL.format(slug=campaign.slug), {**body, "generators": [first, "nobody"]}, format="json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"].startswith("generators: unknown generator 'nobody'")
+
+    # The staff page offers the campaign's generators and criteria to tick, and names the field when refusing
+    client.force_login(get_user_model().objects.create_user("staff", password="x", is_staff=True))
+    page = f"/admin/exports/campaigns/{campaign.slug}/"
+    assert first.encode() in client.get(page).content
+    one = client.post(page, {"format": "population-jsonl", "generators": [first]})
+    assert b"generators names one generator" in one.content
+    assert b"--generators" not in one.content
+    done = client.post(page, {"format": "population-jsonl", "generators": [first, second]}, follow=True)
+    assert b"Exported population-jsonl" in done.content
+
+
 def test_the_openapi_schema_describes_the_export_endpoints():
     schema = SchemaGenerator(urlconf="tests.exports.urls").get_schema(request=None, public=True)
     assert "/api/v1/campaigns/{slug}/exports" in schema["paths"]
