@@ -202,9 +202,10 @@ class NextComparisonApi(APIView):
             body.is_valid(raise_exception=True)
             data = body.validated_data
         campaign = get_live_campaign(slug=slug)
-        if find_participant(session=request.session, user=request.user) is None:
+        known = find_participant(session=request.session, user=request.user)
+        if known is None:
             throttle_new_session(request, self)
-        participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user)
+        participant = admit_to_vote(campaign=campaign, session=request.session, user=request.user, known=known)
         # 403 consent_required / questionnaire_required until done (no query on a campaign that asks neither).
         require_first_steps(campaign=campaign, participant=participant, session=request.session)
         comparison = issue_comparison(

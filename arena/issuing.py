@@ -389,6 +389,29 @@ def _issue(
     rng: random.Random,
 ) -> Comparison:
     history = _history(campaign, participant, client, now)
+    comparison = _pick(
+        campaign=campaign,
+        participant=participant,
+        history=history,
+        exclude_tokens=exclude_tokens,
+        client=client,
+        now=now,
+        rng=rng,
+    )
+    comparison.holder_votes_cast = history.voted
+    return comparison
+
+
+def _pick(
+    *,
+    campaign: Campaign,
+    participant: Participant,
+    history: _History,
+    exclude_tokens: tuple[str, ...],
+    client: str | None,
+    now: datetime,
+    rng: random.Random,
+) -> Comparison:
     if campaign.participant_quota is not None and history.voted >= campaign.participant_quota:
         raise Conflict(
             f"you have reached this campaign's quota of {campaign.participant_quota} comparisons",

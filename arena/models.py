@@ -136,6 +136,9 @@ class Comparison(models.Model):
     """
 
     Status = ComparisonStatus
+    # Not a column: set by arena.issuing on the comparison it issues, the holder's voted comparisons in the
+    # campaign when it was issued (read with their history), so the payload's progress needs no count of its own.
+    holder_votes_cast: int | None = None
 
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="comparisons")
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="comparisons")

@@ -49,9 +49,12 @@ def get_comparison_payload(
 ) -> dict[str, Any]:
     """What the page and the API show before the vote: nothing that tells the sides apart.
 
-    `votes_cast`: the participant's count, where the caller has just read it (the vote before this one).
+    `votes_cast`: the participant's count, where the caller has just read it (the vote before this one); else the
+    count issuing read with the comparison (Comparison.holder_votes_cast), or a count of its own.
     """
     campaign = comparison.campaign
+    if votes_cast is None:
+        votes_cast = comparison.holder_votes_cast
     caption, left, right = _caption_and_image_urls(comparison)
     return {
         "token": comparison.token,

@@ -269,3 +269,20 @@ def test_without_asking_the_reveal_has_no_next(client, arena_campaign):
         f"/api/v1/comparisons/{token}/votes", {**BOTH, "dwell_ms": 900}, content_type="application/json"
     )
     assert set(answer.json()) == {"left", "right", "votes_cast"}
+
+
+def test_a_returning_participant_s_next_comparison_reads_them_once_and_counts_no_votes_twice(client, arena_campaign):
+    # Pinned so that a change that adds a round trip to the API's issue is seen (and BENCHMARKS.md measured again).
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    arena_campaign(generators=3, prompts=1, per_queue=3, votes_per_pair=5)
+    vote(client, next_comparison(client).json()["token"])
+    with CaptureQueriesContext(connection) as issued:
+        payload = next_comparison(client).json()
+    statements = [query["sql"] for query in issued.captured_queries]
+    # The participant is read once (not again to admit them), and their votes are counted with their history,
+    assert sum("FROM annotation_participant" in sql for sql in statements) == 1, statements
+    assert not any('COUNT(*) AS "__count"' in sql for sql in statements), statements
+    # which the payload's progress shows.
+    assert payload["progress"]["votes_cast"] == 1
