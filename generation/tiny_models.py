@@ -1,5 +1,8 @@
 """Builds the tiny offline models: a byte-level CLIP tokenizer and a small Stable Diffusion component set.
 
+Also tokenizers for the transformer families' long text encoders (a character-level T5, a byte-level Gemma),
+which tests and benchmarks use to build SD3, FLUX, PixArt and Sana pipelines from config with nothing downloaded.
+
 The same builders make the random-weight `builtin:tiny-random` stand-ins (`generation.pipelines`), the
 components that `train_demo_model` trains into `builtin:shapes` (`generation.shapes_model`) and the
 tiny CLIP of the metrics tests (`metrics.classifiers`). Weights are drawn from torch's global
@@ -12,14 +15,17 @@ torch, diffusers and transformers are imported inside functions, so importing th
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from transformers import CLIPTextConfig, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTokenizer, GemmaTokenizer, T5Tokenizer
 
 MAX_TOKENS = 77
+# The characters the character-level T5 tokenizer has pieces for; anything else reads as <unk>.
+T5_CHARACTERS = string.ascii_letters + string.digits + string.punctuation
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -50,6 +56,26 @@ def write_byte_tokenizer(folder: Path, *, max_length: int = MAX_TOKENS) -> CLIPT
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     # Without model_max_length the pipeline would pad to the library default of about 1e30 tokens.
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length)
+
+
+def char_t5_tokenizer(*, max_length: int = 512) -> T5Tokenizer:
+    """A T5 tokenizer whose pieces are single characters: a word is "▁" plus its first character, then one
+    piece per character, then `</s>`. Built in memory (the pipeline's save_pretrained writes it): nothing is
+    downloaded. For the T5 encoders of tiny SD3, FLUX and PixArt pipelines and of GPU benchmarks."""
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    vocab += [(c, -3.0) for c in T5_CHARACTERS] + [("▁" + c, -3.5) for c in T5_CHARACTERS]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=max_length)
+
+
+def byte_gemma_tokenizer() -> GemmaTokenizer:
+    """A Gemma tokenizer that reads every byte as one token (byte fallback, no merges), for Sana's Gemma encoder."""
+    from transformers import GemmaTokenizer
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
+    vocab.update({f"<0x{byte:02X}>": 5 + byte for byte in range(256)})
+    return GemmaTokenizer(vocab=vocab, merges=[], model_max_length=8192)
 
 
 def text_config(tokenizer: CLIPTokenizer, *, hidden: int, layers: int) -> CLIPTextConfig:

@@ -1,40 +1,22 @@
 """Tiny random-weight SD3, FLUX, PixArt-Sigma and Sana pipelines, built from config and saved as a hub folder.
 
 Shaped after diffusers' own fast tests (`get_dummy_components` in tests/pipelines/stable_diffusion_3, flux,
-pixart_sigma, sana), with the tokenizers written here instead of downloaded: the CLIP byte tokenizer of
-generation.tiny_models, a T5 tokenizer whose pieces are single characters (a word is "▁" plus its first
-character, then one piece per character, then `</s>`), and a Gemma tokenizer that reads every byte as one
-token. The VAEs of SD3, FLUX and PixArt downsample by 8 as the released models do, so the size rules are real.
+pixart_sigma, sana), with tokenizers built offline instead of downloaded (generation.tiny_models): the CLIP
+byte tokenizer, a T5 tokenizer whose pieces are single characters (a word is "▁" plus its first character,
+then one piece per character, then `</s>`), and a Gemma tokenizer that reads every byte as one token. The
+VAEs of SD3, FLUX and PixArt downsample by 8 as the released models do, so the size rules are real.
 """
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from generation.tiny_models import text_config, write_byte_tokenizer
+from generation.tiny_models import byte_gemma_tokenizer, char_t5_tokenizer, text_config, write_byte_tokenizer
 
 FAMILY_NAMES = ("sd3", "flux", "pixart-sigma", "sana")
-CHARACTERS = string.ascii_letters + string.digits + string.punctuation
 MOST_TOKENS = 512
-
-
-def t5_tokenizer() -> Any:
-    from transformers import T5Tokenizer
-
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
-    vocab += [(c, -3.0) for c in CHARACTERS] + [("▁" + c, -3.5) for c in CHARACTERS]
-    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=MOST_TOKENS)
-
-
-def gemma_tokenizer() -> Any:
-    from transformers import GemmaTokenizer
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
-    vocab.update({f"<0x{byte:02X}>": 5 + byte for byte in range(256)})
-    return GemmaTokenizer(vocab=vocab, merges=[], model_max_length=8192)
 
 
 def _t5_encoder(tokenizer: Any, width: int = 32) -> Any:
@@ -90,7 +72,7 @@ def _sd3(scratch: Path) -> Any:
 
     text_encoder, tokenizer = _clip(scratch / "clip", projection=True)
     text_encoder_2, tokenizer_2 = _clip(scratch / "clip-2", projection=True)
-    tokenizer_3 = t5_tokenizer()
+    tokenizer_3 = char_t5_tokenizer(max_length=MOST_TOKENS)
     return StableDiffusion3Pipeline(
         transformer=SD3Transformer2DModel(
             sample_size=4,
@@ -119,7 +101,7 @@ def _flux(scratch: Path) -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
     text_encoder, tokenizer = _clip(scratch / "clip", projection=False)
-    tokenizer_2 = t5_tokenizer()
+    tokenizer_2 = char_t5_tokenizer(max_length=MOST_TOKENS)
     return FluxPipeline(
         # 4 latent channels packed 2x2 into 16 per token, as FLUX packs its 16 into 64.
         transformer=FluxTransformer2DModel(
@@ -145,7 +127,7 @@ def _flux(scratch: Path) -> Any:
 def _pixart_sigma(scratch: Path) -> Any:
     from diffusers import DPMSolverMultistepScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
 
-    tokenizer = t5_tokenizer()
+    tokenizer = char_t5_tokenizer(max_length=MOST_TOKENS)
     return PixArtSigmaPipeline(
         transformer=PixArtTransformer2DModel(
             # 32: the sample size PixArt's pipeline snaps sizes to its 256 px aspect-ratio bins for.
@@ -176,7 +158,7 @@ def _sana(scratch: Path) -> Any:
     from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
     from transformers import Gemma2Config, Gemma2Model
 
-    tokenizer = gemma_tokenizer()
+    tokenizer = byte_gemma_tokenizer()
     return SanaPipeline(
         transformer=SanaTransformer2DModel(
             patch_size=1,
