@@ -2,7 +2,9 @@
 
 No Django. Every fit is arena.ranking's exact Bradley-Terry fit (`fit_ratings(counts, bootstrap=0)`:
 ties and both_bad count half a win each way, the separation prior only where separation leaves no
-finite MLE, ratings on the Elo scale centred on 1000 in each connected part).
+finite MLE, ratings on the Elo scale centred on 1000 in each connected part). The permutations' and
+bootstrap rounds' refits, hundreds per answer, are made together by arena.batched_fits, which gives
+fit_ratings' answers.
 
 Conventions:
 
@@ -27,6 +29,8 @@ Conventions:
   difference is relative to the group's mean generator. Intervals come from a stratified participant
   bootstrap: each round redraws every group's participants from that group, and the same rounds give
   each group's board its intervals.
+- A share of votes (`participant_share`: the metrics' agreement with one group) is the ratio of the
+  participants' summed hits to their summed votes; its interval redraws participants, as the boards do.
 - Raking (`rake`): targets are margins, each over one question or a combination of questions (a
   census's gender x age bands is one margin over two questions), with a share per cell. A
   participant takes part when every margin's cell they fall in has a target share; the rest (no
