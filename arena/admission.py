@@ -26,13 +26,13 @@ from annotation.services import (
     holds_current_assignment,
     resolve_participant,
 )
+from arena import quota
 from arena.selectors import count_votes_cast
 from core.errors import ApplicationError
 
 
 def quota_reached(campaign: Campaign, participant: Participant) -> bool:
-    quota = campaign.participant_quota
-    return quota is not None and count_votes_cast(campaign=campaign, participant=participant) >= quota
+    return quota.reached(campaign, count_votes_cast(campaign=campaign, participant=participant))
 
 
 def admit_to_vote(

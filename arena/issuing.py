@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import campaign_populations, get_live_campaign
+from arena import quota
 from arena.models import Comparison, new_comparison_token
 from arena.sampling import Pair, active_weights, choose_pairs
 from arena.statements import (
@@ -412,11 +413,7 @@ def _pick(
     now: datetime,
     rng: random.Random,
 ) -> Comparison:
-    if campaign.participant_quota is not None and history.voted >= campaign.participant_quota:
-        raise Conflict(
-            f"you have reached this campaign's quota of {campaign.participant_quota} comparisons",
-            code="quota_reached",
-        )
+    quota.check(campaign, history.voted)
     held = [c for c in history.outstanding if c.token not in exclude_tokens]
     if held:  # shown again (a reload): the whole row, which the history leaves out
         comparison = Comparison.objects.get(pk=held[0].pk)

@@ -41,6 +41,7 @@ from annotation.selectors import get_campaign
 from annotation.services import get_simulated_participants
 from arena.issuing import NothingReady, issue_comparison
 from arena.models import Comparison
+from arena.quota import QuotaReached
 from arena.voting import VoteInput, cast_votes
 from core.errors import ApplicationError, Conflict
 from metrics.judges import SET_MEASURES, Judge, parse_judge
@@ -50,7 +51,7 @@ from metrics.services import set_spec_for
 DEFAULT_PARTICIPANTS = 10
 # The vote service asks every criterion; those the judge does not speak to get this answer.
 OTHER_CRITERIA_CHOICE = "tie"
-QUOTA_REACHED = "quota_reached"
+QUOTA_REACHED = QuotaReached.code
 
 
 class SimulationError(ApplicationError):

@@ -23,12 +23,14 @@ from annotation.services import (
     find_participant,
     get_crowd_admission,
 )
+from arena import quota
 from arena.admission import admit_to_complete, admit_to_vote
 from arena.clients import client_hash
 from arena.group_boards import get_group_questions
 from arena.image_urls import find_served_image, served_png
 from arena.issuing import NothingReady, issue_comparison
 from arena.participant_views import gate_page, questionnaire_due_after
+from arena.quota import QuotaReached
 from arena.selectors import (
     count_votes_cast,
     default_criterion,
@@ -77,7 +79,7 @@ def vote_page(request: HttpRequest, slug: str) -> HttpResponse:
     except NothingReady as exc:
         context["waiting"] = {"message": exc.message, **get_queue_summary(campaign=campaign).as_dict()}
     except ApplicationError as exc:
-        if exc.code == "quota_reached":
+        if isinstance(exc, QuotaReached):
             return redirect("completion", slug=campaign.slug)
         return render(
             request, "arena/unavailable.html", {"message": exc.message, "campaign": campaign}, status=exc.status
@@ -137,10 +139,9 @@ def completion_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _completion_response(request: HttpRequest, campaign: Campaign, participant: Participant) -> HttpResponse:
     votes = count_votes_cast(campaign=campaign, participant=participant)
-    quota = campaign.participant_quota
-    context: dict[str, object] = {"campaign": campaign, "votes": votes, "quota": quota}
-    if quota is None or votes < quota:
-        context["remaining"] = None if quota is None else quota - votes
+    context: dict[str, object] = {"campaign": campaign, "votes": votes, "quota": campaign.participant_quota}
+    if not quota.reached(campaign, votes):
+        context["remaining"] = quota.remaining(campaign, votes)
         return render(request, "arena/complete.html", context)
     # Flagged participants get a different code so the researcher can review them before paying.
     code = campaign.completion_code

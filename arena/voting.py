@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from annotation.models import Campaign, Participant
 from annotation.selectors import get_live_campaign
+from arena import quota
 from arena.issuing import check_campaign_takes_answers, check_held
 from arena.models import Comparison
 from arena.statements import fetch_held, record_votes, reserves, spend
@@ -155,17 +156,15 @@ def cast_votes(
             code="too_early",
         )
     dwell_ms = min(dwell_ms, since_issue_ms)
-    quota = comparison.campaign.participant_quota
     voted: int | None = None
-    if quota is not None:
+    if comparison.campaign.participant_quota is not None:
         # The participant's row lock serialises their concurrent votes, so the count below cannot
         # be overtaken by a vote committing in parallel: no overshoot of the quota.
         Participant.objects.select_for_update().filter(pk=participant.pk).first()
         voted = Comparison.objects.filter(
             campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
         ).count()
-        if voted >= quota:
-            raise Conflict(f"you have reached this campaign's quota of {quota} comparisons", code="quota_reached")
+        quota.check(comparison.campaign, voted)
     record_votes(comparison, [(criteria[v.criterion], v.choice) for v in votes], dwell_ms, now)
     if reserves(is_gold=comparison.is_gold, repeat_of_id=comparison.repeat_of_id):
         spend((comparison.left_population_id, comparison.right_population_id))
