@@ -31,6 +31,7 @@ from annotation.services import NewCampaign, create_campaign, seed_demo_campaign
 from generation import shapes
 from generation.models import Generator
 from generation.prompting import names_attribute
+from metrics.config import parse_attributes
 from training import plots
 
 LOOP_SLUG = "popalign-loop"
@@ -106,26 +107,52 @@ def free_generator_name(name: str) -> str:
     return free_name(name, set(Generator.objects.filter(name__startswith=name).values_list("name", flat=True)))
 
 
-def measure(names: list[str], draws: int, *, cache_dir: Path) -> dict[str, Any]:
-    """Red share and faithfulness of each named generator from `draws` fresh samples of every demo prompt.
+# The loop's yardstick: every attribute the shapes reader reads, shape included (the demo campaign's metrics
+# measure colour and background only).
+READING = parse_attributes(
+    {
+        "shape": {"backend": "shapes", "classes": list(shapes.SHAPES)},
+        "colour": {"backend": "shapes", "classes": list(shapes.COLOURS)},
+        "background": {"backend": "shapes", "classes": list(shapes.BACKGROUNDS)},
+    }
+)
 
-    Draws 10000.. (image seeds from 140000 up, training.evaluation.image_seed; the campaign's are drawn at
-    random), the same for every generator.
+
+def measure(names: list[str], draws: int, *, cache_dir: Path) -> dict[str, Any]:
+    """Red share on open-colour prompts and faithfulness (pooled and per attribute) of each named generator, from
+    `draws` fresh samples of every demo prompt read by the shapes reader (training.evaluation).
+
+    Draws from training.evaluation.FIRST_DRAW up (image seeds from 140000; the campaign's are drawn at random),
+    the same for every generator.
     """
     from generation.pipelines import PipelineSpec, load_pipeline
-    from training.evaluation import measure_generator
+    from metrics.classifiers import ShapesBackend
+    from training import evaluation
 
     captions = [row.caption for row in demo.DEMO_PROMPTS]
+    reader = ShapesBackend()
     results = {}
     for name in names:
         generator = Generator.objects.get(name=name)
         spec = PipelineSpec.from_settings(generator.source, generator.settings)
         pipe = load_pipeline(spec, device="cpu", cache_dir=cache_dir)
-        augment = (generator.settings or {}).get("augment")
-        report = measure_generator(
-            pipe, spec, captions, list(range(10000, 10000 + draws)), template=generator.prompt_template, augment=augment
+        samples = evaluation.sample_images(
+            pipe,
+            spec,
+            captions,
+            evaluation.draws(draws),
+            template=generator.prompt_template,
+            augment=(generator.settings or {}).get("augment"),
         )
-        results[name] = report.as_dict()
+        found = evaluation.evaluate(samples, READING, lambda spec, images: reader.labels(images, spec))
+        assert found.faithfulness is not None
+        results[name] = {
+            "red_share_open_colour": found.shares["colour"]["red"].as_dict(),
+            "faithfulness": found.faithfulness.as_dict(),
+            "faithfulness_by_attribute": {k: v.as_dict() for k, v in found.faithfulness_by_attribute.items()},
+            "images": found.images,
+            "colours_open_colour": found.counts["colour"],
+        }
     return results
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
@@ -33,7 +34,9 @@ from generation.families import describe
 from generation.models import Generator
 from generation.pipelines import PipelineError, PipelineSpec, load_pipeline, use_cpu_threads
 from generation.services import GeneratorSpec, sync_generator
-from training import distributed, loop, plots
+from metrics.classifiers import BackendError
+from training import distributed, held_out, loop, plots
+from training.held_out import HeldOutReport
 from training.models import TrainingRun
 from training.readers import PreferenceData, ReaderError, read_export
 
@@ -54,6 +57,8 @@ class TrainRequest:
     config: loop.TrainingConfig
     add_to_campaign: str | None = None
     resume: bool = False
+    # Samples per held-out caption for the evaluation after training (0: none); training.held_out.
+    eval_samples: int = held_out.DEFAULT_SAMPLES
 
 
 @dataclass
@@ -81,6 +86,7 @@ class TrainResult:
     messages: list[str] = field(default_factory=list)
     # False in the processes of a data-parallel run that are not the main one: they trained, it saved.
     main_process: bool = True
+    evaluation: HeldOutReport | None = None
 
 
 def models_root() -> Path:
@@ -94,6 +100,11 @@ def prepare_training(*, request: TrainRequest) -> Prepared:
         raise ApplicationError(f"--name {name!r} must be a slug (lower-case letters, digits, hyphens)")
     if Generator.objects.filter(name=name).exists():
         raise Conflict(f"--name {name!r} is taken: a generator of that name exists", code="name_taken")
+    if request.eval_samples < 0 or request.eval_samples == 1:
+        raise ApplicationError(
+            f"--eval-samples must be 0 (no evaluation) or at least 2 (an interval needs two draws), "
+            f"got {request.eval_samples}"
+        )
     base = Generator.objects.filter(name=request.base).first()
     if base is None:
         raise NotFound(f"--base {request.base!r}: no generator of that name")
@@ -140,13 +151,63 @@ def captions_left_out(data: PreferenceData) -> tuple[str, ...]:
     """The captions of the export's campaign (its manifest's `campaign.slug`, where this database has it) that
     the export holds no row of: those that name the attribute a judge abstains on, those whose pairs the
     filters dropped. Training holds them to the base, so the preference does not reach where it was not asked."""
-    slug = (data.manifest.get("campaign") or {}).get("slug")
-    campaign = Campaign.objects.filter(slug=slug).first() if slug else None
+    campaign = export_campaign(data)
     if campaign is None:
         return ()
-    trained = {pair.caption for pair in data.pairs} | {item.caption for item in data.labelled}
     captions = set(campaign.prompts.values_list("caption", flat=True))
-    return tuple(sorted(captions - trained))
+    return tuple(sorted(captions - trained_captions(data)))
+
+
+def export_campaign(data: PreferenceData) -> Campaign | None:
+    """The campaign the export was made from (its manifest's `campaign.slug`), where this database has it."""
+    slug = (data.manifest.get("campaign") or {}).get("slug")
+    return Campaign.objects.filter(slug=slug).first() if slug else None
+
+
+def trained_captions(data: PreferenceData) -> set[str]:
+    return {pair.caption for pair in data.pairs} | {item.caption for item in data.labelled}
+
+
+def held_out_captions(prepared: Prepared) -> tuple[str, ...]:
+    """The captions training held out: the export's campaign's that the export lacks, and any --preserve caption
+    it lacks (the empty caption aside)."""
+    named = {caption for caption in prepared.request.config.preserve if caption}
+    return tuple(sorted((set(captions_left_out(prepared.data)) | named) - trained_captions(prepared.data)))
+
+
+def evaluate_training(prepared: Prepared, pipe: Any) -> HeldOutReport:
+    """training.held_out's report for a tuned pipeline, or one that says why there is none."""
+    samples = prepared.request.eval_samples
+    if not samples:
+        return HeldOutReport(skipped="--eval-samples 0")
+    captions = held_out_captions(prepared)
+    if not captions:
+        return HeldOutReport(skipped="no held-out captions (the export holds every caption of its campaign)")
+    campaign = export_campaign(prepared.data)
+    if campaign is None:
+        return HeldOutReport(
+            skipped="the export's campaign is not in this database, so no metrics attributes say how to read images"
+        )
+    try:
+        attributes = campaign.attribute_specs()
+    except ValidationError as exc:
+        return HeldOutReport(skipped=f"campaign {campaign.slug!r} has metrics attributes that do not parse: {exc}")
+    if not attributes:
+        return HeldOutReport(skipped=f"campaign {campaign.slug!r} measures no attributes (its metrics settings)")
+    try:
+        return held_out.evaluate_held_out(
+            base_pipe=lambda: load_base(prepared),
+            tuned_pipe=pipe,
+            spec=prepared.spec,
+            template=prepared.base.prompt_template,
+            augment=(prepared.base.settings or {}).get("augment"),
+            captions=captions,
+            attributes=attributes,
+            samples=samples,
+            device=distributed.device_for(prepared.request.config.device),
+        )
+    except (BackendError, PipelineError, ApplicationError) as exc:
+        return HeldOutReport(skipped=f"the images could not be made or read: {getattr(exc, 'message', exc)}")
 
 
 # What an interrupted run and its --resume must agree on. The effective batch, not its split: a step draws the
@@ -296,6 +357,9 @@ def _train_main(pipe: Any, prepared: Prepared, *, progress: bool, should_stop: C
         record["status"] = "interrupted"
         (prepared.working / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
         return TrainResult(None, prepared.working, outcome, prepared.data.summary())
+    # Before the saved state goes: a run whose evaluation fails unexpectedly can still be resumed and saved.
+    report = evaluate_training(prepared, pipe)
+    record["evaluation"] = report.as_dict()
     state.unlink(missing_ok=True)
     record["status"] = "done"
     try:
@@ -310,7 +374,7 @@ def _train_main(pipe: Any, prepared: Prepared, *, progress: bool, should_stop: C
     except BaseException:
         shutil.rmtree(prepared.folder, ignore_errors=True)
         raise
-    return TrainResult(generator, prepared.folder, outcome, prepared.data.summary(), queued)
+    return TrainResult(generator, prepared.folder, outcome, prepared.data.summary(), queued, evaluation=report)
 
 
 def _record(prepared: Prepared) -> dict[str, Any]:

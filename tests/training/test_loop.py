@@ -36,8 +36,8 @@ def assert_same_training(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
     """Equal to rounding. Summing a batch's gradients in another order changes the last bits, and Adam divides
     each gradient element by its own size, so an element whose gradient is at rounding level may step by up to
     the learning rate either way: the runs must agree within a small share of how far training moved the
-    weights, with most elements equal. (Measured: 0.3-0.7 % of the distance moved and 0-4 % of the elements
-    apart by over 1e-5; a reference point taken per micro-batch: 24 % and 96 %.)"""
+    weights, with most elements equal. (Measured at beta 20, one or two threads: under 0.4 % of the distance moved
+    and under 2 % of the elements apart by over 1e-5; a reference point taken per micro-batch: 31 % and 95 %.)"""
     gap = torch.cat([(a[k] - b[k]).flatten() for k in a])
     moved = torch.cat([(a[k] - base[k]).flatten() for k in a])
     assert float(moved.norm()) > 0
@@ -47,9 +47,10 @@ def assert_same_training(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
 
 @pytest.mark.parametrize("objective", objectives.OBJECTIVES)
 def test_accumulating_k_batches_of_b_trains_as_one_batch_of_b_times_k(popalign_export, tmp_path, objective):
-    # Every part of a step: a held caption and, with min_timestep, the trained captions below it.
+    # Every part of a step: a held caption and, with min_timestep, the trained captions below it. Beta 20, not the
+    # default 100: PopAlign's loss multiplies rounding-level differences of g by beta.
     data = read_export(popalign_export(pairs=3, n=4))
-    recipe = dict(objective=objective, steps=3, lr=1e-3, beta=100.0, seed=4, min_timestep=500)
+    recipe = dict(objective=objective, steps=3, lr=1e-3, beta=20.0, seed=4, min_timestep=500)
     recipe.update(preserve=("a red square",), preserve_weight=10.0)
     base = {k: v.detach().clone() for k, v in tiny_pipe().unet.state_dict().items()}
 
@@ -62,7 +63,7 @@ def test_accumulating_k_batches_of_b_trains_as_one_batch_of_b_times_k(popalign_e
     for one, three in zip(whole_log, split_log, strict=True):
         assert three["effective_batch"] == one["effective_batch"] == 6
         for key in ("loss", "reward_margin", "preservation"):
-            assert three[key] == pytest.approx(one[key], rel=1e-3, abs=1e-5), (key, one, three)
+            assert three[key] == pytest.approx(one[key], rel=2e-3, abs=1e-5), (key, one, three)
     # and training moved the reward: a run that learnt nothing would pass the comparisons above trivially.
     assert whole_log[-1]["loss"] != whole_log[0]["loss"]
 
@@ -71,11 +72,12 @@ def test_a_reference_point_per_micro_batch_would_not_train_as_one_batch(popalign
     # PopAlign's z is a batch statistic. Taken per micro-batch (PopAlign's own trainer under accumulation), each
     # micro-batch is pushed around its own mean, not the effective batch's: the comparison above tells them apart.
     data = read_export(popalign_export(pairs=3, n=4))
-    recipe = dict(steps=3, lr=1e-3, seed=4, min_timestep=0, preserve_weight=0.0)
+    recipe = dict(steps=3, lr=1e-3, beta=20.0, seed=4, min_timestep=0, preserve_weight=0.0)
     base = {k: v.detach().clone() for k, v in tiny_pipe().unet.state_dict().items()}
     whole, _ = trained(data, tmp_path / "whole", batch=6, **recipe)
     popalign = objectives.OBJECTIVES[objectives.POPALIGN]
-    monkeypatch.setitem(objectives.OBJECTIVES, objectives.POPALIGN, objectives.Objective(popalign.family, popalign.loss))
+    without_reference_point = objectives.Objective(popalign.family, popalign.loss)
+    monkeypatch.setitem(objectives.OBJECTIVES, objectives.POPALIGN, without_reference_point)
     per_micro_batch, _ = trained(data, tmp_path / "per", batch=2, accumulate=3, **recipe)
     with pytest.raises(AssertionError):
         assert_same_training(whole, per_micro_batch, base)

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from core.errors import ApplicationError
-from training import distributed, objectives
+from training import distributed, held_out, objectives
 from training.loop import MIXED_PRECISION, TrainingConfig, TrainingError
 from training.services import TrainRequest, prepare_training, train_generator
 
@@ -88,6 +88,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--mixed-precision", choices=MIXED_PRECISION, default="no", help="fp16/bf16 on a GPU")
         parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: every core but one)")
+        parser.add_argument(
+            "--eval-samples",
+            type=int,
+            default=held_out.DEFAULT_SAMPLES,
+            metavar="N",
+            help="after training, sample base and tuned N times on each held-out caption (those of the export's "
+            "campaign the export leaves out) and read them with the campaign's metrics backends: faithfulness per "
+            "attribute and attribute shares, printed and in training.json "
+            f"(0: none; default {held_out.DEFAULT_SAMPLES})",
+        )
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --name")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -117,6 +127,7 @@ class Command(BaseCommand):
                 config=config,
                 add_to_campaign=options["add_to_campaign"],
                 resume=options["resume"],
+                eval_samples=options["eval_samples"],
             )
             prepared = prepare_training(request=request)
         except (ApplicationError, TrainingError) as exc:
@@ -176,3 +187,8 @@ class Command(BaseCommand):
         )
         if prepared.campaign is not None:
             self.stdout.write(f"Added to campaign {prepared.campaign.slug!r}; {result.queued} queue change(s).")
+        if result.evaluation is not None:
+            for line in result.evaluation.lines():
+                self.stdout.write(line)
+            for warning in result.evaluation.warnings():
+                self.stderr.write(self.style.WARNING(f"WARNING: {warning}."))
