@@ -278,6 +278,11 @@ def _read_provenance(text: str | None, images: int) -> list[dict[str, Any]]:
         raise BadProvenance("provenance: must be a JSON array with one object per image, in image order")
     if len(records) != images:
         raise BadProvenance(f"provenance: {len(records)} record(s) for {images} image(s); send one per image")
+    for index, record in enumerate(records):
+        if "blank_seeds" in record:
+            # Redrawn blank images are counted from this key (generation.selectors.get_blank_counts); only the
+            # server's own worker redraws, since an upload's seeds are the planned ones.
+            raise BadProvenance(f"provenance[{index}]: 'blank_seeds' is recorded by the server only, not uploaded")
     return records
 
 

@@ -167,6 +167,7 @@ def test_an_upload_stores_each_images_provenance_as_a_local_store_does(token_cli
         ('{"request_id": "req_1"}', "provenance: must be a JSON array with one object per image, in image order"),
         ('[{}, {}, "req_3"]', "provenance: must be a JSON array with one object per image, in image order"),
         ("[{}, {}]", "provenance: 2 record(s) for 3 image(s); send one per image"),
+        ('[{}, {"blank_seeds": [4]}, {}]', "provenance[1]: 'blank_seeds' is recorded by the server only, not uploaded"),
     ],
 )
 def test_an_upload_with_unusable_provenance_is_refused_naming_it_and_stores_nothing(
