@@ -17,6 +17,7 @@ from arena.image_urls import Side, mint_image_url
 from arena.models import Comparison, PairTally, Vote
 from arena.ranking import INTERVAL_METHODS, INTERVALS_BOOTSTRAP, PairCounts, Standing, fit_ratings, win_rate_matrix
 from arena.statements import fetch_caption_and_images
+from core import choices
 from core.errors import ApplicationError, NotFound
 from generation.planning import images_before_first_comparison
 from generation.selectors import get_generation_rate, get_queue_states
@@ -157,12 +158,8 @@ def _tally_rows_with_flagged(criterion: Criterion, category: str) -> list[TallyR
         .order_by()
     )
     for left, right, choice, n in rows:
-        a, b = sorted((left, right))
-        if choice in ("left", "right"):
-            winner = left if choice == "left" else right
-            counts[(a, b)][0 if winner == a else 1] += n
-        else:
-            counts[(a, b)][2 if choice == Vote.Choice.TIE else 3] += n
+        a, b, added = choices.tally_counts(left, right, choice, n)
+        counts[(a, b)] = [kept + more for kept, more in zip(counts[(a, b)], added, strict=True)]
     return [(a, b, values[0], values[1], values[2], values[3]) for (a, b), values in counts.items()]
 
 

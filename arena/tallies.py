@@ -33,17 +33,11 @@ def record_tallies(
 
     Generator `left` was shown on the left; `criteria` maps each answer's criterion to its id.
     """
-    a, b = sorted((left, right))
-    side_field = {
-        choices.LEFT: "a_wins" if left == a else "b_wins",
-        choices.RIGHT: "b_wins" if left == a else "a_wins",
-    }
     categories = list(dict.fromkeys(["", category]))
     now = timezone.now()
     rows = []
     for criterion, choice in answers:
-        field = side_field.get(choice, "ties" if choice == choices.TIE else "both_bad")
-        counts = (int(field == "a_wins"), int(field == "b_wins"), int(field == "ties"), int(field == "both_bad"))
+        a, b, counts = choices.tally_counts(left, right, choice)
         for category in categories:
             rows.append((campaign_id, criteria[criterion], category, a, b, counts, now))
     upsert_tallies(rows)

@@ -48,3 +48,16 @@ def parse_side(value: str) -> Side:
 def mirror_choice(choice: Choice) -> Choice:
     """The same judgement seen with the sides swapped."""
     return MIRROR[choice]
+
+
+# A pair's running counts, as PairTally keeps them: the pair in id order (a < b) and what answers add.
+
+
+def tally_counts(left: int, right: int, choice: str, n: int = 1) -> tuple[int, int, tuple[int, int, int, int]]:
+    """(a, b, (a_wins, b_wins, ties, both_bad)): `n` answers `choice` on a comparison that showed `left` on the left,
+    added to the pair's counts kept in id order (a < b), whichever side each was shown on."""
+    a, b = sorted((left, right))
+    if choice in SIDES:
+        winner = left if choice == LEFT else right
+        return a, b, (n, 0, 0, 0) if winner == a else (0, n, 0, 0)
+    return a, b, (0, 0, n, 0) if choice == TIE else (0, 0, 0, n)

@@ -6,7 +6,7 @@ import pytest
 
 from arena.battles import OUTCOMES as BATTLE_OUTCOMES
 from arena.models import Vote
-from core.choices import CHOICES, mirror_choice, parse_choice, parse_side, spoken
+from core.choices import CHOICES, mirror_choice, parse_choice, parse_side, spoken, tally_counts
 from exports.rows import OUTCOMES as EXPORT_OUTCOMES
 
 
@@ -32,3 +32,22 @@ def test_the_vote_column_the_exports_and_the_vote_log_read_the_same_four_values(
     assert tuple(EXPORT_OUTCOMES) == CHOICES
     assert set(BATTLE_OUTCOMES["arena"]) == set(CHOICES)
     assert spoken() == "left, right, tie or both_bad"
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "choice", "expected"),
+    [
+        (3, 8, "left", (3, 8, (1, 0, 0, 0))),  # the lower id shown left and chosen: a win for a
+        (8, 3, "left", (3, 8, (0, 1, 0, 0))),  # the higher id shown left and chosen: a win for b
+        (3, 8, "right", (3, 8, (0, 1, 0, 0))),
+        (8, 3, "right", (3, 8, (1, 0, 0, 0))),
+        (8, 3, "tie", (3, 8, (0, 0, 1, 0))),
+        (3, 8, "both_bad", (3, 8, (0, 0, 0, 1))),
+    ],
+)
+def test_an_answer_counts_for_the_generator_chosen_whichever_side_it_was_shown_on(left, right, choice, expected):
+    assert tally_counts(left, right, choice) == expected
+
+
+def test_a_count_of_answers_adds_that_many():
+    assert tally_counts(8, 3, "left", 5) == (3, 8, (0, 5, 0, 0))
