@@ -214,8 +214,8 @@ class Options:
         return self.steady_s + 3 * self.settle_s + self.web_down_s + 20 + self.lease_s + 20
 
     def per_queue(self) -> int:
-        """Ready sets per seeded queue: about 60 comparisons/s for the whole run, each set serving 5 of them."""
-        needed = 60 * self.total_s() * 2 / 5 / (self.generators * self.prompts)
+        """Ready sets per seeded queue: about 40 comparisons/s for the whole run, each set serving 5 of them."""
+        needed = 40 * self.total_s() * 2 / 5 / (self.generators * self.prompts)
         return max(10, math.ceil(needed))
 
     def probe_per_queue(self) -> int:
@@ -1225,8 +1225,16 @@ class Rehearsal:
             ),
             "longest_time_without_an_answer_s": round(max(gaps), 2) if gaps else None,
             "longest_request_s": round(max(waits), 2) if waits else None,
+            "server_errors": sum(
+                1
+                for p in participants
+                for start, _, status in p.requests
+                if status >= 500 and window.start <= start <= window.end
+            ),
             "images_fetched": len(images),
             "image_errors": sum(1 for s in images if s != 200),
+            # 0: no answer; -1: a 200 that was not a PNG
+            "image_error_statuses": dict(Counter(s for s in images if s != 200)),
         }
 
     def integrity_by_window(self, tally: Tally) -> dict[str, dict[str, int]]:
@@ -1418,9 +1426,7 @@ def rehearse(options: Options) -> dict[str, Any]:
             }
         }
         rehearsal = Rehearsal(cluster, options)
-        # The workers make their first sets before the clock starts (they import torch meanwhile).
-        made = "SELECT COUNT(*) FROM generation_population WHERE generation_ms IS NOT NULL"
-        wait_until(lambda: rehearsal.query(made)[0][0], 180, "a set made by a remote worker")
+        # Voting starts while the workers still import torch: the worker fault waits for a claim of theirs.
         timings["hosts_ready_s"] = time.perf_counter() - began
         report = rehearsal.run()
         report["isolation"] = isolation
