@@ -14,7 +14,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from annotation.models import Answer, Campaign, CampaignParticipation, Participant, Question
+from annotation.models import Answer, Campaign, CampaignParticipation, Criterion, Participant, Question
 from annotation.permissions import can_manage_campaign, managed_campaigns, manages_every_campaign
 from core.errors import NotFound
 from generation.models import Generator, Image, Population, Prompt
@@ -96,6 +96,18 @@ def forget_campaigns(**kwargs: Any) -> None:
     _copies.clear()
     cache.delete(CAMPAIGNS_VERSION_KEY)
     transaction.on_commit(lambda: cache.delete(CAMPAIGNS_VERSION_KEY), using=kwargs.get("using"))
+
+
+def criteria_in_order(campaign: Campaign) -> list[Criterion]:
+    """A campaign's criteria as they are asked: by position, then as created. Read from the campaign's prefetched
+    criteria where it has them (get_live_campaign), so a live campaign's order costs no query."""
+    return sorted(campaign.criteria.all(), key=lambda criterion: (criterion.position, criterion.pk))
+
+
+def first_criterion(campaign: Campaign) -> Criterion | None:
+    """The criterion asked first: the default board's, the one pairs are sampled by; None before any is added."""
+    ordered = criteria_in_order(campaign)
+    return ordered[0] if ordered else None
 
 
 def campaign_populations(

@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotation.models import Campaign, Participant
-from annotation.selectors import campaign_populations, get_live_campaign
+from annotation.selectors import campaign_populations, first_criterion, get_live_campaign
 from arena import quota
 from arena.models import Comparison, new_comparison_token
 from arena.sampling import Pair, active_weights, choose_pairs
@@ -309,12 +309,8 @@ def _active_weights(campaign: Campaign) -> dict[Pair, float]:
 
 def _pair_votes(campaign: Campaign) -> dict[Pair, int]:
     """Votes so far per pair of generators, from the running tallies of the first criterion (all prompts)."""
-    # The criteria come with the campaign (annotation.selectors.get_live_campaign prefetches them).
-    criteria = list(campaign.criteria.all())
-    if not criteria:
-        return {}
-    first = min(criteria, key=lambda c: (c.position, c.pk))
-    return fetch_pair_votes(campaign.pk, first.pk)
+    first = first_criterion(campaign)  # from the criteria get_live_campaign prefetched: no query
+    return {} if first is None else fetch_pair_votes(campaign.pk, first.pk)
 
 
 def issue_comparison(

@@ -13,6 +13,7 @@ from django.db.models import Count, F, Max, QuerySet, Sum
 
 from annotation.demand import demand_owner
 from annotation.models import Campaign, Criterion, Participant
+from annotation.selectors import first_criterion
 from arena.image_urls import Side, mint_image_url
 from arena.models import Comparison, PairTally, Vote
 from arena.ranking import INTERVAL_METHODS, INTERVALS_BOOTSTRAP, PairCounts, Standing, fit_ratings, win_rate_matrix
@@ -274,10 +275,10 @@ def standing_row(standing: Standing, display_name: str) -> dict[str, Any]:
 
 
 def default_criterion(campaign: Campaign) -> str:
-    first = campaign.criteria.order_by("position", "pk").values_list("key", flat=True).first()
+    first = first_criterion(campaign)
     if first is None:
         raise NotFound(f"campaign {campaign.slug!r} has no criteria yet")
-    return first
+    return first.key
 
 
 def get_categories(*, campaign: Campaign) -> list[str]:

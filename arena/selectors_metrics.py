@@ -31,6 +31,7 @@ from django.db.models import Count, Max, Sum
 
 from annotation.measuring import campaign_population_ids
 from annotation.models import Campaign
+from annotation.selectors import criteria_in_order
 from arena.group_boards import get_group_leaderboard, get_group_members, group_too_small, groups_version
 from arena.groups import INTERVALS_PARTICIPANTS, participant_share
 from arena.models import Vote
@@ -239,7 +240,7 @@ def get_agreement(
     judges = judges_for([spec.name for spec in specs])
     tallies, voters = _judged(campaign, category, judges, specs)
     out = []
-    for criterion in campaign.criteria.order_by("position", "pk").values_list("key", flat=True):
+    for criterion in (c.key for c in criteria_in_order(campaign)):
         hidden = group is not None and len(voters.get(criterion, set()) & group.members) < campaign.min_group_size
         ratings = {} if hidden else _ratings(campaign, criterion, category, group)
         for judge in judges:
