@@ -22,7 +22,8 @@ from arena.group_boards import get_group_leaderboard
 from arena.issuing import extend_lease, issue_comparison
 from arena.models import Vote
 from arena.selectors import default_criterion, get_comparison_payload, get_leaderboard, get_queue_summary
-from arena.voting import MAX_DWELL_MS, VoteInput, cast_votes
+from arena.turns import NextWanted, take_turn
+from arena.voting import MAX_DWELL_MS, VoteInput
 from core.api import ERROR
 from core.choices import CHOICES
 from core.errors import ApplicationError, Forbidden
@@ -239,38 +240,23 @@ class VotesApi(APIView):
             body = VotesRequestSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             data = body.validated_data
-        participant = holder_for(request)
-        reveal = cast_votes(
+        wanted = data.get("next")
+        outcome = take_turn(
             token=token,
-            participant=participant,
+            participant=holder_for(request),
             votes=[VoteInput(v["criterion"], v["choice"]) for v in data["votes"]],
             dwell_ms=data["dwell_ms"],
-            first_steps=lambda campaign: require_first_steps(
-                campaign=campaign, participant=participant, session=request.session
-            ),
+            session=request.session,
+            user=request.user,
+            client=client_hash(request),
+            next_wanted=None if wanted is None else NextWanted(exclude=tuple(wanted.get("exclude", ()))),
         )
         # The same fields RevealSerializer documents, without building its field tree per vote.
-        answer = reveal.as_dict()
-        if "next" in data:
-            # The vote is committed already: a next comparison that cannot be issued never undoes it.
-            answer["next"] = answer["next_error"] = None
-            try:
-                campaign = reveal.campaign
-                admitted = admit_to_vote(
-                    campaign=campaign, session=request.session, user=request.user, known=participant
-                )
-                require_first_steps(campaign=campaign, participant=admitted, session=request.session)
-                following = issue_comparison(
-                    campaign=campaign,
-                    participant=admitted,
-                    exclude_tokens=tuple(data["next"].get("exclude", ())),
-                    client=client_hash(request),
-                )
-                answer["next"] = get_comparison_payload(
-                    comparison=following, participant=admitted, votes_cast=reveal.votes_cast
-                )
-            except ApplicationError as refused:
-                answer["next_error"] = {"code": refused.code, "message": refused.message}
+        answer = outcome.reveal.as_dict()
+        if wanted is not None:
+            refused = outcome.next_error
+            answer["next"] = outcome.next
+            answer["next_error"] = None if refused is None else {"code": refused.code, "message": refused.message}
         return Response(answer)
 
 
