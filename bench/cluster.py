@@ -675,7 +675,7 @@ class ProxyParticipant(Participant):
         super().__init__(base, **kwargs)
         self.requests: list[tuple[float, float, int]] = []  # (start, end, status) of each request, retries included
         self.gateway_errors: list[float] = []
-        self.images: list[tuple[float, int]] = []  # (when it was asked for, status) of each image fetched
+        self.images: list[tuple[float, float, int]] = []  # (asked, answered, status) of each image fetched
         self.image_connection: http.client.HTTPConnection | None = None
 
     def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], float, float | None, bool]:
@@ -712,10 +712,10 @@ class ProxyParticipant(Participant):
                 self.image_connection.close()
                 self.image_connection = None
                 if attempt:
-                    self.images.append((asked, 0))
+                    self.images.append((asked, time.perf_counter(), 0))
                 continue
             ok = response.status == 200 and data.startswith(b"\x89PNG")
-            self.images.append((asked, response.status if ok or response.status != 200 else -1))
+            self.images.append((asked, time.perf_counter(), response.status if ok or response.status != 200 else -1))
             return
 
 
@@ -929,20 +929,16 @@ class Rehearsal:
         self.windows: list[Window] = []
         self.gate_log: list[tuple[float, frozenset[str]]] = []
         self.stop_watching = threading.Event()
-        # time.time() - perf_counter(): nginx logs wall-clock time
-        self.clock = time.time() - time.perf_counter()
         self.worker_log_mark = 0  # where the cut worker's log stood when its link came back
         self.storage_ready_at = 0.0
+        self.warm_up_s = 0.0
+        # The operator's view of the database (bench/loadkit.py's checks read it through a Site).
+        self.site = Site(env=cluster.web_env("operator"), var_dir=cluster.folder, database_url=cluster.database_url)
 
     # -- helpers --
 
-    def site(self) -> Site:
-        return Site(
-            env=self.cluster.web_env("operator"), var_dir=self.cluster.folder, database_url=self.cluster.database_url
-        )
-
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.site().query(sql, params)
+        return self.site.query(sql, params)
 
     def held_by(self, worker: str) -> list[int]:
         token_id = self.cluster.keys[worker][0]
@@ -1088,9 +1084,13 @@ class Rehearsal:
             for i in range(options.participants)
         ]
         prober = Prober(cluster.public, every_s=options.probe_every_s, seed=10_000, retry_s=60)
-        started = time.perf_counter()
+        launched = time.perf_counter()
         for participant in [*participants, prober]:
             participant.start()
+        # The clock starts at the first answered vote: the first requests meet servers and workers still warming.
+        wait_until(lambda: any(p.tally.acknowledged for p in participants), 180, "a participant's first vote")
+        started = time.perf_counter()
+        self.warm_up_s = started - launched
         try:
             self.phase("steady", None, options.steady_s)
             self.phase("web host killed", lambda: self.kill_web("web1"), options.settle_s)
@@ -1105,12 +1105,13 @@ class Rehearsal:
                 participant.join(timeout=120)
         tally = merge([*participants, prober])
         final = self.final_board(CAMPAIGN)
-        caught = {}
+        caught: dict[str, list[float | None]] = {}
+        finals = {CAMPAIGN: final, PROBE: self.final_board(PROBE)}
         for watcher in watchers:
+            limit = time.perf_counter() + options.lag_limit_s
+            while watcher.holds(finals[watcher.campaign]) is None and time.perf_counter() < limit:
+                time.sleep(0.05)
             if watcher.campaign == CAMPAIGN:
-                limit = time.perf_counter() + options.lag_limit_s
-                while watcher.holds(final) is None and time.perf_counter() < limit:
-                    time.sleep(0.05)
                 caught.setdefault(watcher.host, []).append(watcher.holds(final))
         last_vote = max(tally.acknowledged_at, default=ended)
         for watcher in watchers:
@@ -1214,7 +1215,7 @@ class Rehearsal:
         waits = [
             end - start for p in participants for start, end, _ in p.requests if window.start <= start <= window.end
         ]
-        images = [status for p in participants for t, status in p.images if window.start <= t <= window.end]
+        images = [status for p in participants for _, t, status in p.images if window.start <= t <= window.end]
         duration = window.end - window.start
         acknowledged = [t for p in participants for t in p.tally.acknowledged_at if window.start <= t <= window.end]
         return {
@@ -1308,14 +1309,14 @@ class Rehearsal:
         by_host = Counter(line.upstream for line in log if line.uri.startswith("/api/"))
         names = {h.address: name for name, h in cluster.web.items()}
         facts = {w.name: w.facts for w in self.windows}
-        after_restart = [status for p in participants for t, status in p.images if t > self.storage_ready_at]
+        after_restart = [status for p in participants for t, _, status in p.images if t > self.storage_ready_at]
         facts.get("storage restarted", {}).update(
             images_fetched_after_it_was_back=len(after_restart),
             image_errors_after_it_was_back=sum(1 for status in after_restart if status != 200),
         )
         cut = facts.get("worker host cut off", {})
         final_export = ExportRun(cluster, cluster.proxy.address, PUBLIC_PORT).finish()
-        integrity = vote_integrity(self.site(), tally)
+        integrity = vote_integrity(self.site, tally)
         server_all = tally.issue_server_ms + tally.vote_server_ms
         pushes = self.push_latencies(prober, watchers, log)
         return {
@@ -1323,6 +1324,7 @@ class Rehearsal:
             "hosts": {name: host.address for name, host in cluster.net.hosts.items()},
             "participants": self.options.participants,
             "duration_s": round(elapsed, 1),
+            "warm_up_before_the_clock_s": round(self.warm_up_s, 1),
             "comparisons_voted": len(tally.acknowledged),
             "criterion_votes_per_s_through_the_proxy": round(CRITERIA * len(tally.acknowledged) / elapsed, 1),
             "server_ms_p50_p99": p50_p99(server_all),
@@ -1433,6 +1435,9 @@ def rehearse(options: Options) -> dict[str, Any]:
         failed = False
     finally:
         logs = {name: p.output(3000) for name, p in cluster.processes.items() if name.startswith(("web", "worker"))}
+        report["web_server_exceptions"] = {
+            name: exceptions(cluster.processes[name].log_path) for name in cluster.web if name in cluster.processes
+        }
         report["cleanup"] = cluster.close()
         report["startup"] = {k: round(v, 1) for k, v in timings.items()}
         report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
@@ -1444,6 +1449,13 @@ def rehearse(options: Options) -> dict[str, Any]:
         shutil.rmtree(folder, ignore_errors=True)
     report["checks"] = verdict(report)
     return report
+
+
+def exceptions(log: Path) -> dict[str, int]:
+    """The exceptions a server's log ends tracebacks with, and how often (what answered 500, or broke a socket)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = re.findall(r"^((?:[a-z_]+\.)*[A-Z]\w*(?:Error|Exception|Exit)\b.*)$", text, flags=re.MULTILINE)
+    return dict(Counter(line[:160] for line in found).most_common(10))
 
 
 def verdict_safe(report: dict[str, Any]) -> dict[str, bool]:
