@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from annotation.measuring import checked_attribute_specs
 from annotation.permissions import can_manage_campaign
 from arena.api import visible_campaign
-from arena.selectors_metrics import NOTES, get_campaign_metrics, get_prompt_metrics
+from arena.selectors.metrics import NOTES, get_campaign_metrics, get_prompt_metrics
 from core.api import ERROR
 from core.errors import ApplicationError, Forbidden
 

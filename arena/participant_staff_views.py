@@ -49,7 +49,7 @@ def participants_page(request: HttpRequest, slug: str) -> HttpResponse:
         "import_form": PlatformRecordForm(),
         "withdraw_form": WithdrawalRequestForm(),
     }
-    return render(request, "arena/staff_participants.html", context)
+    return render(request, "arena/staff/participants.html", context)
 
 
 def _back(campaign: Campaign) -> HttpResponse:

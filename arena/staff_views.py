@@ -21,7 +21,7 @@ from annotation.selectors import get_managed_campaign
 from annotation.services import create_campaign, set_campaign_status
 from arena.forms import PlatformRecordForm, PopulationImportForm
 from arena.participation import import_platform_record, set_count_only_reconciled
-from arena.selectors_progress import (
+from arena.selectors.progress import (
     PROMPT_ROWS,
     get_campaign_progress,
     get_reconciliation_summary,
@@ -43,7 +43,7 @@ STATUS_ACTIONS = {
 @staff_area
 def dashboard(request: HttpRequest) -> HttpResponse:
     summaries = list_campaign_summaries(campaigns=managed_campaigns(request.user).order_by("-created_at"))
-    return render(request, "annotation/staff/dashboard.html", {"summaries": summaries})
+    return render(request, "arena/staff/dashboard.html", {"summaries": summaries})
 
 
 @staff_area
@@ -58,7 +58,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Campaign {campaign.slug!r} created ({campaign.status}).")
             return redirect("staff-campaign", slug=campaign.slug)
-    return render(request, "annotation/staff/campaign_new.html", {"form": form})
+    return render(request, "arena/staff/campaign_new.html", {"form": form})
 
 
 def _entry_links(request: HttpRequest, campaign: Campaign) -> dict[str, str]:
@@ -94,7 +94,7 @@ def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
             prompt_ids=campaign.prompts.values_list("pk", flat=True),
         ),
     }
-    return render(request, "annotation/staff/campaign_detail.html", context)
+    return render(request, "arena/staff/campaign_detail.html", context)
 
 
 @staff_area

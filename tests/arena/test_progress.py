@@ -12,7 +12,7 @@ from annotation.models import Participant
 from annotation.services import set_campaign_status
 from arena.issuing import issue_comparison
 from arena.models import Comparison
-from arena.selectors_progress import get_campaign_progress, list_campaign_summaries
+from arena.selectors.progress import get_campaign_progress, list_campaign_summaries
 from arena.voting import VoteInput, cast_votes
 
 pytestmark = pytest.mark.django_db
@@ -99,9 +99,9 @@ def test_progress_json_is_for_managers_and_changes_after_a_vote(arena_campaign, 
 
 
 def test_the_prompt_table_shows_the_prompts_furthest_behind_and_counts_the_rest(arena_campaign, monkeypatch):
-    from arena import selectors_progress
+    from arena.selectors import progress
 
-    monkeypatch.setattr(selectors_progress, "PROMPT_ROWS", 2)
+    monkeypatch.setattr(progress, "PROMPT_ROWS", 2)
     campaign = arena_campaign(generators=2, prompts=3, per_queue=2, votes_per_pair=1)
     set_campaign_status(campaign=campaign, status="open")
     voted = vote(campaign, Participant.objects.create())

@@ -14,8 +14,8 @@ from annotation.models import Participant
 from arena.issuing import issue_comparison
 from arena.models import Comparison, PairTally, Vote
 from arena.selectors import get_leaderboard
-from arena.selectors_metrics import get_agreement
-from arena.selectors_progress import get_campaign_progress
+from arena.selectors.metrics import get_agreement
+from arena.selectors.progress import get_campaign_progress
 from arena.simulation import judged_choice, plan_simulation, simulate_votes
 from arena.voting import VoteInput, cast_votes
 from generation.models import Population
