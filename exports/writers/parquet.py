@@ -202,10 +202,6 @@ class ParquetDatasetWriter(PairFormatWriter):
         """(rows, in-memory bytes) per split written, as a dataset card's `dataset_info` records them."""
         return {split: (writer.rows, writer.data_bytes) for split, writer in self._by_split.items()}
 
-    @property
-    def removed_splits(self) -> list[str]:
-        return list(self._removed)
-
     def warnings(self) -> list[str]:
         found = [
             f"the {split} split has no rows (no kept pair's caption fell into it), so it is left out: "
