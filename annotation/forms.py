@@ -190,8 +190,9 @@ class QuestionForm(forms.Form):
         max_length=100, required=False, help_text="The column of Prolific's export that answers it (e.g. Sex, Age)."
     )
 
-    def spec(self) -> QuestionSpec:
-        data = self.cleaned_data
+    @staticmethod
+    def spec_of(data: dict[str, Any]) -> QuestionSpec:
+        """The question the form's cleaned data describes."""
         options = tuple(line.strip() for line in data["choices"].splitlines() if line.strip())
         return QuestionSpec(
             key=data["key"],

@@ -3,6 +3,10 @@ withdrawals on request. Each action parses a form, calls one service and says wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
 from django.contrib import messages
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -13,7 +17,7 @@ from annotation.consent import get_consent_versions, set_participation_settings
 from annotation.forms import ParticipationSettingsForm, QuestionForm, WithdrawalRequestForm
 from annotation.models import Campaign, Question, WithdrawnBy
 from annotation.permissions import staff_area
-from annotation.questionnaire import QuestionRefused, import_prolific_demographics, retire_question, save_question
+from annotation.questionnaire import import_prolific_demographics, retire_question, save_question
 from annotation.selectors import get_managed_campaign
 from arena.forms import PlatformRecordForm
 from arena.participation import count_withdrawn, find_campaign_participant, withdraw_participant
@@ -56,89 +60,82 @@ def _back(campaign: Campaign) -> HttpResponse:
     return redirect("staff-campaign-participants", slug=campaign.slug)
 
 
-@require_POST
-@staff_area
-def participants_settings(request: HttpRequest, slug: str) -> HttpResponse:
+def _action(
+    request: HttpRequest,
+    slug: str,
+    act: Callable[[Campaign, dict[str, Any]], str],
+    form_class: type[forms.Form] | None = None,
+) -> HttpResponse:
+    """One staff action on the participants page: the form checked (its problems shown, nothing done), then `act`
+    with the campaign and the form's cleaned data; what it says it did, or the service's refusal, is shown."""
     campaign = get_managed_campaign(slug=slug, user=request.user)
-    form = ParticipationSettingsForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _form_problems(form))
-        return _back(campaign)
+    data: dict[str, Any] = {}
+    if form_class is not None:
+        form = form_class(request.POST, request.FILES)
+        if not form.is_valid():
+            messages.error(request, _form_problems(form))
+            return _back(campaign)
+        data = form.cleaned_data
     try:
-        set_participation_settings(campaign=campaign, **form.cleaned_data)
+        done = act(campaign, data)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
-        messages.success(request, f"Saved; the consent text is at version {campaign.consent_version}.")
+        messages.success(request, done)
     return _back(campaign)
+
+
+@require_POST
+@staff_area
+def participants_settings(request: HttpRequest, slug: str) -> HttpResponse:
+    def act(campaign: Campaign, data: dict[str, Any]) -> str:
+        set_participation_settings(campaign=campaign, **data)
+        return f"Saved; the consent text is at version {campaign.consent_version}."
+
+    return _action(request, slug, act, ParticipationSettingsForm)
 
 
 @require_POST
 @staff_area
 def question_save(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = get_managed_campaign(slug=slug, user=request.user)
-    form = QuestionForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _form_problems(form))
-        return _back(campaign)
-    try:
-        question = save_question(campaign=campaign, spec=form.spec())
-    except QuestionRefused as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Question {question.key!r} saved (version {question.version}).")
-    return _back(campaign)
+    def act(campaign: Campaign, data: dict[str, Any]) -> str:
+        question = save_question(campaign=campaign, spec=QuestionForm.spec_of(data))
+        return f"Question {question.key!r} saved (version {question.version})."
+
+    return _action(request, slug, act, QuestionForm)
 
 
 @require_POST
 @staff_area
 def question_retire(request: HttpRequest, slug: str, key: str) -> HttpResponse:
-    campaign = get_managed_campaign(slug=slug, user=request.user)
-    try:
+    def act(campaign: Campaign, data: dict[str, Any]) -> str:
         retire_question(campaign=campaign, key=key)
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"Question {key!r} is no longer asked.")
-    return _back(campaign)
+        return f"Question {key!r} is no longer asked."
+
+    return _action(request, slug, act)
 
 
 @require_POST
 @staff_area
 def demographics_import(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = get_managed_campaign(slug=slug, user=request.user)
-    form = PlatformRecordForm(request.POST, request.FILES)
-    if not form.is_valid():
-        messages.error(request, _form_problems(form))
-        return _back(campaign)
-    try:
-        result = import_prolific_demographics(campaign=campaign, data=form.cleaned_data["record"])
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, "; ".join(result.lines()) + ".")
-    return _back(campaign)
+    def act(campaign: Campaign, data: dict[str, Any]) -> str:
+        result = import_prolific_demographics(campaign=campaign, data=data["record"])
+        return "; ".join(result.lines()) + "."
+
+    return _action(request, slug, act, PlatformRecordForm)
 
 
 @require_POST
 @staff_area
 def withdrawal_request(request: HttpRequest, slug: str) -> HttpResponse:
-    campaign = get_managed_campaign(slug=slug, user=request.user)
-    form = WithdrawalRequestForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _form_problems(form))
-        return _back(campaign)
-    data = form.cleaned_data
-    try:
+    def act(campaign: Campaign, data: dict[str, Any]) -> str:
         participant = find_campaign_participant(
             campaign=campaign, hashed_id=data["hashed_id"], worker_id=data["worker_id"]
         )
         result = withdraw_participant(
             campaign=campaign, participant=participant, by=WithdrawnBy.STAFF, note=data["note"]
         )
-    except ApplicationError as exc:
-        messages.error(request, exc.message)
-    else:
         done = "had already withdrawn" if result.already else "is withdrawn: their votes and answers count nowhere"
-        messages.success(request, f"The participant {done}.")
-    return _back(campaign)
+        return f"The participant {done}."
+
+    return _action(request, slug, act, WithdrawalRequestForm)
