@@ -141,7 +141,10 @@ class Network:
     def _free_subnet(within: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
         """A /24 of `within` that no interface of this machine has an address in (another run may hold one)."""
         taken = ip("-o", "-4", "addr", "show", check=False).stdout
-        for subnet in within.subnets(new_prefix=24):
+        subnets = list(within.subnets(new_prefix=24))
+        # Start from one of our own (by process id), so that two runs starting at once rarely pick the same one.
+        start = os.getpid() % len(subnets)
+        for subnet in subnets[start:] + subnets[:start]:
             prefix = str(subnet.network_address).rsplit(".", 1)[0] + "."
             if f" {prefix}" not in taken:
                 return subnet

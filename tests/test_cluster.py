@@ -86,7 +86,7 @@ def start_store(data: Path, port: int) -> subprocess.Popen[str]:
 def test_the_storage_server_restarted_answers_with_every_object_it_had_and_refuses_while_down(tmp_path):
     import boto3
 
-    port = netns_free_port()
+    port = free_port()
     store = start_store(tmp_path / "data", port)
     client = boto3.client(
         "s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1", aws_access_key_id="t",
@@ -116,7 +116,7 @@ def test_the_storage_server_restarted_answers_with_every_object_it_had_and_refus
         store.wait()
 
 
-def netns_free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
