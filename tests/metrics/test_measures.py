@@ -124,3 +124,131 @@ def test_spearman_with_ties_on_a_non_linear_relation_matches_scipy() -> None:
     # Ties ranked by their minimum, or Pearson on the raw values, would be caught.
     assert abs(expected - by_minimum) > 0.1
     assert abs(expected - float(np.corrcoef(xs, ys)[0, 1])) > 0.1
+
+
+# Tests written against mutation testing (scripts/mutation measures): each tells the rule apart from a
+# plausible slip in it, with the expected value derived on its own.
+
+
+def test_as_dict_carries_every_measure_under_its_name() -> None:
+    result = measures.class_measures(["red", "red", "green", None], COLOURS)
+
+    assert result.as_dict() == {
+        "counts": {"red": 2, "green": 1, "blue": 0, "white": 0},
+        "counted": 3,
+        "shares": {"red": 2 / 3, "green": 1 / 3, "blue": 0.0, "white": 0.0},
+        "discrepancy": result.discrepancy,
+        "kl": result.kl,
+        "entropy": result.entropy,
+        "distinct": 2,
+        "effective": result.effective,
+    }
+    # Shares (2/3, 1/3, 0, 0): entropy H = log 3 - (2/3) log 2, effective classes e^H, normalised H / log 4.
+    h = math.log(3) - (2 / 3) * math.log(2)
+    assert result.entropy == pytest.approx(h / math.log(4))
+    assert result.effective == pytest.approx(math.exp(h))
+    assert result.kl == pytest.approx(math.log(4) - h)  # KL to uniform is log K - H
+
+
+def test_a_class_missing_from_the_shares_counts_as_zero_against_the_target() -> None:
+    assert measures.discrepancy({"red": 1.0}, {"red": 0.5, "green": 0.5}) == pytest.approx(math.sqrt(0.5))
+    assert measures.shares_of({"red": 0, "green": 0}) is None
+    assert measures.shares_of({"red": 1, "green": 3}) == {"red": 0.25, "green": 0.75}
+
+
+def test_a_one_class_list_has_normalised_entropy_zero() -> None:
+    result = measures.class_measures(["red", "red"], ["red"])
+
+    assert (result.entropy, result.effective, result.discrepancy, result.kl) == (0.0, 1.0, 0.0, 0.0)
+
+
+def test_vendi_of_two_items_at_a_known_angle_and_of_random_sets_matches_the_eigenvalues_of_k_over_n() -> None:
+    # Two unit vectors with cosine c: K / 2 has eigenvalues (1 + c) / 2 and (1 - c) / 2.
+    c = 0.6
+    a, b = (1 + c) / 2, (1 - c) / 2
+    pair = np.array([[2.0, 0.0], [c * 5, math.sqrt(1 - c * c) * 5]])
+    assert measures.vendi_score(pair) == pytest.approx(math.exp(-(a * math.log(a) + b * math.log(b))))
+
+    rng = np.random.default_rng(0)
+    for n, d in ((3, 8), (8, 3), (5, 5)):  # fewer items than features, more, as many
+        x = rng.normal(size=(n, d))
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        eigenvalues = np.linalg.eigvals(unit @ unit.T / n).real
+        eigenvalues = eigenvalues[eigenvalues > 1e-9]
+        assert measures.vendi_score(x) == pytest.approx(math.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
+
+
+def test_vendi_refuses_what_is_not_a_non_empty_matrix_naming_the_shape() -> None:
+    for bad, shape in ((np.zeros((0, 3)), r"\(0, 3\)"), (np.ones(4), r"\(4,\)"), (np.ones((2, 2, 2)), r"\(2, 2, 2\)")):
+        with pytest.raises(ValueError, match=rf"^embeddings must be a non-empty \(n, d\) array, got shape {shape}$"):
+            measures.vendi_score(bad)
+
+
+def test_clip_score_normalises_images_and_caption_and_scales_cosines_by_100() -> None:
+    # Cosines with the caption: 0.6, 1.0 and -0.8 (floored to 0); lengths 5, 2, 10 and the caption's 3 must not matter.
+    images = np.array([[3.0, 4.0], [0.0, 2.0], [-6.0, -8.0]])
+    caption = np.array([[0.0, 3.0]])
+    assert measures.clip_score(images, caption) == pytest.approx((80.0 + 100.0 + 0.0) / 3)
+
+
+def wilson_by_quadratic(successes: int, trials: int, z: float) -> tuple[float, float]:
+    """Wilson's interval as the roots of (p_hat - p)^2 = z^2 p (1 - p) / n, solved by numpy."""
+    p_hat = successes / trials
+    k = z * z / trials
+    roots = np.roots([1 + k, -(2 * p_hat + k), p_hat * p_hat])
+    low, high = sorted(float(r.real) for r in roots)
+    return low, high
+
+
+@pytest.mark.parametrize(("successes", "trials", "z"), [(8, 10, 1.96), (3, 40, 1.96), (1, 3, 2.576), (0, 10, 1.96)])
+def test_wilson_interval_is_the_root_pair_of_its_quadratic(successes: int, trials: int, z: float) -> None:
+    low, high = measures.wilson_interval(successes, trials, z=z) or (math.nan, math.nan)
+
+    expected_low, expected_high = wilson_by_quadratic(successes, trials, z)
+    assert low == pytest.approx(max(0.0, expected_low), abs=1e-12)
+    assert high == pytest.approx(expected_high, abs=1e-12)
+
+
+def test_wilson_interval_stays_within_0_and_1_at_the_extremes() -> None:
+    assert measures.wilson_interval(0, 5) == (0.0, pytest.approx(wilson_by_quadratic(0, 5, 1.96)[1]))
+    low, high = measures.wilson_interval(5, 5) or (math.nan, math.nan)
+    assert high == 1.0
+    assert low == pytest.approx(wilson_by_quadratic(5, 5, 1.96)[0])
+
+
+def test_spearman_needs_three_pairs_of_equal_length_and_variation_on_both_sides() -> None:
+    with pytest.raises(ValueError, match="^spearman needs two sequences of the same length$"):
+        measures.spearman([1, 2, 3], [1, 2])
+    assert measures.spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)  # 1 - 6 * 2 / (3 * 8)
+    assert measures.spearman([1, 1, 1, 1], [1, 2, 3, 4]) is None
+    assert measures.spearman([1, 2, 3, 4], [7, 7, 7, 7]) is None
+
+
+def test_bootstrap_interval_takes_the_percentiles_of_the_resampled_statistic_at_its_level() -> None:
+    groups = [[0.0], [1.0], [3.0], [7.0]]
+
+    def mean(gs: list[list[float]]) -> float:
+        return float(np.mean([g[0] for g in gs]))
+
+    # The same resampling on its own: each resample draws len(groups) indices with replacement.
+    rng = np.random.default_rng(5)
+    values = [mean([groups[i] for i in rng.integers(0, 4, size=4)]) for _ in range(400)]
+    for level in (0.95, 0.8):
+        tail = 100 * (1 - level) / 2
+        expected = (np.percentile(values, tail), np.percentile(values, 100 - tail))
+        interval = measures.bootstrap_interval(groups, mean, resamples=400, seed=5, level=level)
+        assert interval == pytest.approx(expected)
+    # Two groups are enough to resample.
+    assert measures.bootstrap_interval([[0.0], [1.0]], mean, resamples=50) is not None
+
+
+def test_bootstrap_interval_skips_resamples_without_a_value_and_gives_none_when_none_has_one() -> None:
+    groups = [[0.0], [1.0], [2.0]]
+
+    def mean_without_zero(gs: list[list[float]]) -> float | None:
+        # No value for a resample that drew the first group: only resamples of 1s and 2s count.
+        return None if any(g[0] == 0.0 for g in gs) else float(np.mean([g[0] for g in gs]))
+
+    low, high = measures.bootstrap_interval(groups, mean_without_zero, resamples=300) or (math.nan, math.nan)
+    assert 1.0 <= low < high <= 2.0
+    assert measures.bootstrap_interval(groups, lambda gs: None) is None
