@@ -152,3 +152,108 @@ def test_kto_clamps_a_negative_mean_reward_at_zero():
     terms = objectives.kto_loss(model, ref, desirable, beta=beta)
     assert terms.loss.item() == pytest.approx(expected, rel=1e-12)
     assert terms.accuracy == pytest.approx(2 / 4)  # only the two undesirable images sit below z
+
+
+# Tests written against mutation testing (scripts/mutation objectives): what the trainers read beside the loss
+# (margin and accuracy), the reference point handed in or averaged across processes, and the boundaries.
+
+
+def test_paired_and_dpo_losses_report_the_reward_margin_and_the_share_of_pairs_ranked_right():
+    # Rewards g = ref - model: winners [0.08, -0.02, 0.08], losers [-0.05, 0.08, -0.02]; the middle pair is wrong.
+    margin = sum(A_G_W) / 3 - sum(A_G_L) / 3
+    for terms in (
+        objectives.popalign_paired_loss(*asymmetric(), beta=2.0, population_size=1),
+        objectives.dpo_loss(*asymmetric(), beta=2.0),
+    ):
+        assert terms.reward_margin == pytest.approx(margin)
+        assert terms.accuracy == pytest.approx(2 / 3)
+
+
+def test_a_population_of_one_is_a_valid_size_for_the_paired_bound():
+    beta = 3.0
+    expected = sum(softplus(beta * (gw - gl)) for gw, gl in zip(A_G_W, A_G_L, strict=True)) / 3
+    terms = objectives.popalign_paired_loss(*asymmetric(), beta=beta, population_size=1)
+    assert terms.loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_pair_whose_winner_and_loser_have_the_same_reward_is_not_ranked_right():
+    same = torch.tensor([0.2, 0.3], dtype=torch.float64)
+    m_w, r_w = torch.tensor([0.1, 0.3], dtype=torch.float64), same  # g_w = [0.1, 0.0]
+    m_l, r_l = same, same  # g_l = [0.0, 0.0]: the second pair is a tie
+    assert objectives.dpo_loss(m_w, r_w, m_l, r_l, beta=1.0).accuracy == 0.5
+    assert objectives.popalign_loss(m_w, r_w, m_l, r_l, beta=1.0).accuracy == 0.5
+
+
+def global_mean_of(other_half: torch.Tensor):  # type: ignore[no-untyped-def]
+    """The mean over this process's tensor and another process's (what training.distributed passes)."""
+    return lambda tensor: torch.cat((tensor, other_half.to(tensor.dtype))).mean()
+
+
+def test_popalign_takes_its_reference_point_over_the_whole_batch_across_processes():
+    beta, alpha = 12.0, 0.5
+    # The other process's rewards: mean 0.3 for both winners and losers, far from this process's.
+    other = torch.tensor([0.2, 0.4], dtype=torch.float64)
+    z = alpha * (sum(A_G_W) + 0.6) / 5 + (1 - alpha) * (sum(A_G_L) + 0.6) / 5
+    expected = (sum(softplus(beta * (g - z)) for g in A_G_W) + sum(softplus(-beta * (g - z)) for g in A_G_L)) / 6
+    terms = objectives.popalign_loss(*asymmetric(), beta=beta, batch_mean=global_mean_of(other))
+    assert terms.loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_popalign_and_kto_use_a_reference_point_handed_in_instead_of_this_batchs():
+    beta, z = 12.0, 0.05
+    expected = (sum(softplus(beta * (g - z)) for g in A_G_W) + sum(softplus(-beta * (g - z)) for g in A_G_L)) / 6
+    handed = torch.tensor(z, dtype=torch.float64)
+    terms = objectives.popalign_loss(*asymmetric(), beta=beta, reference_point=handed)
+    assert terms.loss.item() == pytest.approx(expected, rel=1e-12)
+
+    model = torch.tensor([0.10, 0.30, 0.40, 0.20], dtype=torch.float64)
+    ref = torch.tensor([0.20, 0.25, 0.35, 0.30], dtype=torch.float64)
+    desirable = torch.tensor([True, True, False, False])
+    g = [0.10, -0.05, -0.05, 0.10]
+    utility = [
+        sigmoid(5.0 * (g[0] - z)),
+        sigmoid(5.0 * (g[1] - z)),
+        sigmoid(5.0 * (z - g[2])),
+        sigmoid(5.0 * (z - g[3])),
+    ]
+    kto = objectives.kto_loss(model, ref, desirable, beta=5.0, reference_point=handed)
+    assert kto.loss.item() == pytest.approx(sum(1 - u for u in utility) / 4, rel=1e-12)
+
+
+def test_kto_takes_its_mean_reward_across_processes():
+    beta = 5.0
+    model = torch.tensor([0.10, 0.30, 0.40, 0.20], dtype=torch.float64)
+    ref = torch.tensor([0.20, 0.25, 0.35, 0.30], dtype=torch.float64)
+    desirable = torch.tensor([True, True, False, False])
+    g = [0.10, -0.05, -0.05, 0.10]
+    other = torch.tensor([0.5, 0.3], dtype=torch.float64)  # another process's rewards
+    z = (sum(g) + 0.8) / 6
+    utility = [
+        sigmoid(beta * (g[0] - z)),
+        sigmoid(beta * (g[1] - z)),
+        sigmoid(beta * (z - g[2])),
+        sigmoid(beta * (z - g[3])),
+    ]
+    terms = objectives.kto_loss(model, ref, desirable, beta=beta, batch_mean=global_mean_of(other))
+    assert terms.loss.item() == pytest.approx(sum(1 - u for u in utility) / 4, rel=1e-12)
+
+
+def test_kto_reports_the_margin_between_desirable_and_undesirable_rewards_and_zero_without_both():
+    model = torch.tensor([0.10, 0.30, 0.40, 0.20, 0.30], dtype=torch.float64)
+    ref = torch.tensor([0.20, 0.25, 0.35, 0.30, 0.30], dtype=torch.float64)
+    desirable = torch.tensor([True, True, False, False, False])
+    # g = [0.10, -0.05, -0.05, 0.10, 0.0]; mean 0.02, so z = 0.02.
+    terms = objectives.kto_loss(model, ref, desirable, beta=5.0)
+    assert terms.reward_margin == pytest.approx((0.10 - 0.05) / 2 - (-0.05 + 0.10 + 0.0) / 3)
+    assert terms.accuracy == pytest.approx(3 / 5)  # right: 0.10 > z (desirable); -0.05 and 0.0 < z (not)
+    only_desirable = objectives.kto_loss(model[:2], ref[:2], desirable[:2], beta=5.0)
+    only_undesirable = objectives.kto_loss(model[2:], ref[2:], desirable[2:], beta=5.0)
+    assert (only_desirable.reward_margin, only_undesirable.reward_margin) == (0.0, 0.0)
+
+
+def test_kto_does_not_count_an_undesirable_image_exactly_at_the_reference_point_as_ranked_right():
+    # Rewards [0.0, 0.0, -0.2]: mean negative, z clamped to 0; the first undesirable image sits at z.
+    model = torch.tensor([0.3, 0.3, 0.5], dtype=torch.float64)
+    ref = torch.tensor([0.3, 0.3, 0.3], dtype=torch.float64)
+    desirable = torch.tensor([True, False, False])
+    assert objectives.kto_loss(model, ref, desirable, beta=5.0).accuracy == pytest.approx(1 / 3)
