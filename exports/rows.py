@@ -57,7 +57,7 @@ def iso_moment(value: Moment) -> str:
     return text + "+00:00"
 
 
-class VoteRecord(NamedTuple):
+class PairStreamVote(NamedTuple):
     """One vote as the pair stream reads it; `choice` is the side as displayed on its comparison.
 
     `created_at` may be text; within one stream every time has the same form, and ISO text in
@@ -133,7 +133,7 @@ class JudgedPair:
         return (a, b) if a < b else (b, a)
 
 
-def _start(vote: VoteRecord) -> JudgedPair:
+def _start(vote: PairStreamVote) -> JudgedPair:
     return JudgedPair(
         criterion_id=vote.criterion_id,
         prompt_id=vote.prompt_id,
@@ -147,7 +147,7 @@ def _start(vote: VoteRecord) -> JudgedPair:
     )
 
 
-def group_pairs(votes: Iterable[VoteRecord]) -> Iterator[JudgedPair]:
+def group_pairs(votes: Iterable[PairStreamVote]) -> Iterator[JudgedPair]:
     """Fold a vote stream ordered by (prompt, low population, high population, criterion, vote id) into pairs.
 
     Holds one pair at a time, so memory does not grow with the stream. An out-of-order stream

@@ -15,7 +15,7 @@ from django.db.models.functions import Cast, Greatest, Least
 from annotation.models import Campaign
 from annotation.selectors import get_campaign, get_managed_campaign
 from arena.models import Comparison, Vote, VoteQuerySet, flagged_in_campaign, withdrawn_from_campaign
-from exports.rows import ImageInfo, PopulationInfo, PromptInfo, VoteRecord
+from exports.rows import ImageInfo, PairStreamVote, PopulationInfo, PromptInfo
 from exports.writers.votes_csv import VoteLogRecord
 from generation.models import Image, Population, Prompt
 from metrics.config import AttributeSpec
@@ -82,7 +82,7 @@ def iter_pair_votes(
     include_flagged: bool = False,
     include_simulated: bool = False,
     chunk_size: int = CHUNK_SIZE,
-) -> Iterator[VoteRecord]:
+) -> Iterator[PairStreamVote]:
     """Votes ordered by prompt, unordered population pair, criterion and vote id: the order `group_pairs` folds.
 
     All criteria of a pair come together, so a batch of pairs fetches each population once.
@@ -108,7 +108,7 @@ def iter_pair_votes(
             "comparison__participant_id",
         )
     )
-    make = VoteRecord._make
+    make = PairStreamVote._make
     for row in rows.iterator(chunk_size=chunk_size):
         yield make(row)
 

@@ -65,7 +65,7 @@ def _check_choice(choice: str, what: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class VoteRecord:
+class ScoredVote:
     """One vote: a participant's answer to one criterion of one comparison."""
 
     participant: Hashable
@@ -227,14 +227,14 @@ def position_bias(choices: Iterable[Choice], *, criterion: str | None = None) ->
     return PositionBias(criterion=criterion, n_left=n_left, n_right=n_right, p_value=p_value)
 
 
-def _bias_by_criterion(votes: Iterable[VoteRecord]) -> tuple[PositionBias, ...]:
+def _bias_by_criterion(votes: Iterable[ScoredVote]) -> tuple[PositionBias, ...]:
     by_criterion: dict[str, list[Choice]] = defaultdict(list)
     for vote in votes:
         by_criterion[vote.criterion].append(vote.choice)
     return tuple(position_bias(by_criterion[c], criterion=c) for c in sorted(by_criterion))
 
 
-def campaign_position_bias(votes: Iterable[VoteRecord]) -> tuple[PositionBias, ...]:
+def campaign_position_bias(votes: Iterable[ScoredVote]) -> tuple[PositionBias, ...]:
     """Campaign-level left/right balance per criterion, sorted by criterion.
 
     With displayed sides randomised this should sit near 0.5. The p-value treats every vote as
@@ -269,7 +269,7 @@ class PositionSignals:
         return min(tested, key=lambda bias: (bias.p_value or 0.0, -bias.n_decisive))
 
 
-def position_signals(votes: Iterable[VoteRecord]) -> PositionSignals:
+def position_signals(votes: Iterable[ScoredVote]) -> PositionSignals:
     """Position bias of one participant's votes, tested per criterion."""
     return PositionSignals(by_criterion=_bias_by_criterion(votes))
 
@@ -306,7 +306,7 @@ def max_in_window(times_s: Iterable[float], window_s: float) -> int:
 
 
 def speed_signals(
-    votes: Iterable[VoteRecord],
+    votes: Iterable[ScoredVote],
     *,
     dwell_floor_ms: int = DEFAULT_DWELL_FLOOR_MS,
     burst_window_s: float = DEFAULT_BURST_WINDOW_S,
@@ -360,7 +360,7 @@ def longest_run(choices: Sequence[Choice]) -> tuple[int, Choice | None]:
     return best, best_choice
 
 
-def pattern_signals(votes: Iterable[VoteRecord]) -> PatternSignals:
+def pattern_signals(votes: Iterable[ScoredVote]) -> PatternSignals:
     """Straight-lining signals of one participant's votes, runs taken per criterion in `cast_at` order."""
     # Runs are per criterion: answering "left" to every criterion of one comparison is an opinion,
     # not straight-lining. The sort is stable, so equal timestamps keep the input order.
@@ -556,7 +556,7 @@ class ParticipantSignals:
 def compute_signals(
     participant: Hashable,
     *,
-    votes: Sequence[VoteRecord] = (),
+    votes: Sequence[ScoredVote] = (),
     gold: Iterable[GoldAnswer] = (),
     repeats: Iterable[RepeatPair] = (),
     dwell_floor_ms: int = DEFAULT_DWELL_FLOOR_MS,
@@ -782,7 +782,7 @@ class QualityReport:
 
 def assess_participants(
     *,
-    votes: Iterable[VoteRecord] = (),
+    votes: Iterable[ScoredVote] = (),
     gold: Iterable[GoldAnswer] = (),
     repeats: Iterable[RepeatPair] = (),
     rule: FlagRule = DEFAULT_FLAG_RULE,
@@ -792,7 +792,7 @@ def assess_participants(
     The rule's dwell floor and burst window are used to compute the speed signals.
     """
     order: dict[Hashable, None] = {}
-    votes_of: dict[Hashable, list[VoteRecord]] = defaultdict(list)
+    votes_of: dict[Hashable, list[ScoredVote]] = defaultdict(list)
     gold_of: dict[Hashable, list[GoldAnswer]] = defaultdict(list)
     repeats_of: dict[Hashable, list[RepeatPair]] = defaultdict(list)
     for vote in votes:

@@ -14,8 +14,8 @@ from quality.scoring import (
     GoldSummary,
     QualityReport,
     RepeatPair,
+    ScoredVote,
     UnitVote,
-    VoteRecord,
     agreement_by_criterion,
     assess_participants,
     summarize_gold,
@@ -37,7 +37,7 @@ def get_quality_reports(*, campaign: Campaign) -> QualityOverview:
     ordinary comparisons (a gold or repeat vote would weigh one participant twice or say nothing).
     Simulated participants are left out: they are a metric, not people, and are never flagged.
     """
-    votes: list[VoteRecord] = []
+    votes: list[ScoredVote] = []
     units: list[UnitVote] = []
     gold: list[GoldAnswer] = []
     by_source: defaultdict[str, list[GoldAnswer]] = defaultdict(list)
@@ -80,7 +80,7 @@ def get_quality_reports(*, campaign: Campaign) -> QualityOverview:
         right_generator,
     ) in rows:
         parsed = parse_choice(choice)
-        votes.append(VoteRecord(participant, comparison, criterion, parsed, dwell_ms, created_at))
+        votes.append(ScoredVote(participant, comparison, criterion, parsed, dwell_ms, created_at))
         answers[(comparison, criterion)] = parsed
         if is_gold:
             correct: Side = "right" if left_decoy is not None else "left"

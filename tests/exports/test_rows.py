@@ -14,9 +14,9 @@ from exports.rows import (
     VALIDATION,
     PairFilter,
     PairRow,
+    PairStreamVote,
     ParticipantHasher,
     PromptInfo,
-    VoteRecord,
     group_pairs,
     iso_moment,
     moment,
@@ -26,7 +26,9 @@ from tests.exports.helpers import T0, judged, population
 
 
 def vote(vote_id: int, left: int, right: int, choice: str, *, criterion: int = 1, prompt: int = 1, who: int = 1):
-    return VoteRecord(vote_id, criterion, prompt, vote_id, left, right, choice, T0 + timedelta(seconds=vote_id), who)
+    return PairStreamVote(
+        vote_id, criterion, prompt, vote_id, left, right, choice, T0 + timedelta(seconds=vote_id), who
+    )
 
 
 def test_displayed_sides_are_mapped_back_to_the_populations():

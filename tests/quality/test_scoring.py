@@ -28,9 +28,9 @@ from quality.scoring import (
     PositionSignals,
     RepeatPair,
     RepeatSummary,
+    ScoredVote,
     SpeedSignals,
     UnitVote,
-    VoteRecord,
     agreement_by_criterion,
     assess_participants,
     campaign_position_bias,
@@ -58,10 +58,10 @@ def votes_of(
     dwell_ms: int = 4000,
     every_s: float = 5.0,
     first_comparison: int = 0,
-) -> list[VoteRecord]:
+) -> list[ScoredVote]:
     """One vote per comparison on one criterion, `every_s` seconds apart."""
     return [
-        VoteRecord(
+        ScoredVote(
             participant=participant,
             comparison=first_comparison + i,
             criterion=criterion,
@@ -85,9 +85,9 @@ def gold(comparison: int, choice: Choice, correct: str = "left", criterion: str 
 
 def test_records_reject_unknown_choices_and_negative_dwell() -> None:
     with pytest.raises(ValueError, match="choice 'middle'"):
-        VoteRecord("p", 1, "quality", "middle", 100, T0)  # type: ignore[arg-type]
+        ScoredVote("p", 1, "quality", "middle", 100, T0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="dwell_ms"):
-        VoteRecord("p", 1, "quality", "left", -1, T0)
+        ScoredVote("p", 1, "quality", "left", -1, T0)
     with pytest.raises(ValueError, match="correct_side 'tie'"):
         GoldAnswer("p", 1, "quality", "left", "tie")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="repeat 'sideways'"):
@@ -208,7 +208,7 @@ def test_campaign_position_bias_pools_participants_per_criterion() -> None:
 
 def test_fast_share_counts_submissions_strictly_below_the_floor() -> None:
     votes = [
-        VoteRecord("p", i, "quality", "left", dwell, T0 + timedelta(minutes=i))
+        ScoredVote("p", i, "quality", "left", dwell, T0 + timedelta(minutes=i))
         for i, dwell in enumerate([1499, 1500, 300, 8000])
     ]
 
@@ -221,7 +221,7 @@ def test_fast_share_counts_submissions_strictly_below_the_floor() -> None:
 def test_a_submission_with_several_criteria_counts_once_for_speed() -> None:
     # Two criteria answered together share one dwell time and one moment.
     votes = [
-        VoteRecord("p", comparison, criterion, "left", 900, T0 + timedelta(seconds=comparison))
+        ScoredVote("p", comparison, criterion, "left", 900, T0 + timedelta(seconds=comparison))
         for comparison in range(3)
         for criterion in ("quality", "diversity")
     ]
