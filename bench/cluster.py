@@ -540,13 +540,16 @@ class Cluster:
             config=Config(retries={"max_attempts": 10, "mode": "standard"}),
         )
 
-    def prepare_database(self) -> None:
+    def create_database(self) -> None:
         import psycopg
 
         admin = self.database_url.rsplit("/", 1)[0] + "/postgres"
         wait_until(lambda: answers(self.db.address, PG_PORT), 60, "PostgreSQL")
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute("CREATE DATABASE poparena")
+
+    def prepare_database(self) -> None:
+        """migrate, then the campaigns, the tokens and the seeded sets (SETUP)."""
         env = self.web_env("operator")
         self.manage(env, "migrate", "--noinput")
         options = self.options
@@ -653,7 +656,8 @@ class Cluster:
         for process in self.processes.values():
             with contextlib.suppress(Exception):
                 process.stop(signal.SIGKILL, timeout_s=5)
-        self.net.close()
+        # Participants' side first, the shared services last (bench/netns.py: Network.close).
+        self.net.close(first=[*self.workers, "proxy", *self.web])
         ours = [p.process.pid for p in self.processes.values() if p.process.poll() is None]
         return {"namespaces_and_links_left": self.net.leftovers(), "processes_left": ours}
 
@@ -1408,13 +1412,16 @@ def rehearse(options: Options) -> dict[str, Any]:
         cluster.start_redis()
         cluster.start_storage()
         cluster.s3().create_bucket(Bucket=BUCKET)
-        cluster.prepare_database()
-        timings["database_ready_s"] = time.perf_counter() - began
+        cluster.create_database()
+        # The web servers boot while the database is migrated (their health check answers 503 until it is),
+        # and the workers once their tokens exist.
         for name in cluster.web:
             cluster.start_web(name)
+        cluster.start_proxy()
+        cluster.prepare_database()
+        timings["database_ready_s"] = time.perf_counter() - began
         for name in cluster.workers:
             cluster.start_worker(name)
-        cluster.start_proxy()
         for name in cluster.web:
             wait_until(lambda n=name: cluster.web_answers(n), 120, f"{name}'s web server")  # type: ignore[misc]
         wait_until(lambda: not cluster.upstreams_down(), 30, "both web servers in nginx's list")

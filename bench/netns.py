@@ -24,6 +24,7 @@ import re
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 PREFIX = "pa"  # namespaces pa<pid>-<host>, links pa<pid>l<n>, the bridge pa<pid>br
@@ -83,7 +84,7 @@ def kill_namespace_processes(namespace: str, sig: int = signal.SIGKILL, timeout_
 
 
 def remove_leftovers() -> list[str]:
-    """Delete namespaces and bridges that a killed earlier run left (their process is gone); what was deleted."""
+    """Delete namespaces, bridges and veths that an earlier run left (its process is gone); what was deleted."""
     removed = []
     listed = ip("netns", "list", check=False).stdout
     for name in re.findall(rf"^({PREFIX}(\d+)-\S+)", listed, flags=re.MULTILINE):
@@ -92,10 +93,11 @@ def remove_leftovers() -> list[str]:
             kill_namespace_processes(namespace)
             ip("netns", "del", namespace, check=False)
             removed.append(namespace)
-    for bridge, pid in re.findall(rf"^\d+: ({PREFIX}(\d+)br)[:@]", ip("-o", "link", "show", check=False).stdout, re.M):
+    links = ip("-o", "link", "show", check=False).stdout
+    for link, pid in re.findall(rf"^\d+: ({PREFIX}(\d+)(?:br|h\d+))[:@]", links, flags=re.MULTILINE):
         if not _alive(int(pid)):
-            ip("link", "del", bridge, check=False)
-            removed.append(bridge)
+            ip("link", "del", link, check=False)
+            removed.append(link)
     return removed
 
 
@@ -198,15 +200,24 @@ class Network:
         peer, device = self._link_devices[host.name]
         ip("-n", peer.namespace, "link", "set", device, "up")
 
-    def close(self) -> None:
-        """Kill every process in every namespace, delete the namespaces (their veths go with them) and the bridge."""
+    def close(self, first: Sequence[str] = ()) -> None:
+        """Kill every process in every namespace (the hosts named in `first` before the others), delete the
+        namespaces, their links and the bridge.
+
+        Clients first, servers last: a killed client's connections then close with their server still there to
+        answer. A socket left retransmitting to a peer that is gone keeps its namespace alive in the kernel (for
+        minutes, unnamed and without processes); its veth is deleted here all the same.
+        """
         if self._closed:
             return
         self._closed = True
-        for host in self.hosts.values():
+        order = [self.hosts[name] for name in first if name in self.hosts]
+        for host in order + [h for h in self.hosts.values() if h not in order]:
             kill_namespace_processes(host.namespace)
         for host in self.hosts.values():
             ip("netns", "del", host.namespace, check=False)
+        for index in range(len(self.hosts)):
+            ip("link", "del", f"{self.tag}h{index}", check=False)
         ip("link", "del", self.bridge, check=False)
         # The kernel removes a deleted namespace's veths in the background: wait until none is listed.
         deadline = time.monotonic() + 10
