@@ -13,7 +13,7 @@ This script runs in the machine's own namespace, on the bridge: the participants
 operator's (migrate, seeding, the checks read PostgreSQL and the bucket directly).
 
 What happens, in order, while scripted participants (bench/loadkit.py's, through the proxy, each comparison's
-first image fetched too) vote flat out and a prober votes once a second in a campaign of its own:
+first image fetched too) vote flat out and a prober votes every 1.5 s in a campaign of its own:
 1. steady load (--steady-s);
 2. web1 is killed (SIGKILL to every process of the host, an export running there included) and started again
    after --web-down-s; the health gate takes it out of nginx's list and back in;
@@ -27,8 +27,9 @@ Afterwards it checks and reports as JSON: every acknowledged vote stored once, n
 lost with its server (loadkit.vote_integrity), per fault too; the final board on every watcher of both hosts;
 push latency of the prober's votes to watchers on the other web host (nginx's log says which host took each
 vote); votes/s through the proxy and the server's p99 (Server-Timing); for each fault the proxy's 502s, the
-longest wait of any request and the longest time with no request answered; the killed worker's sets finished
-elsewhere and its late upload refused; every stored image in the bucket; each export interrupted by a fault
+longest wait of any request and the longest time with no request answered; the cut-off worker's sets finished
+elsewhere while it was away (its late uploads refused, counted); every stored image in the bucket; no set
+half-written; each export interrupted by a fault
 whole or absent, and a last one whole. Then every namespace, link and process is gone (checked).
 
 Run as root (network namespaces), with Debian's nginx (apt-get install nginx-light):
@@ -983,6 +984,7 @@ class Rehearsal:
         wait_until(lambda: address not in cluster.upstreams_down(), 60, f"{victim} back in nginx's list")
         back_in_at = time.perf_counter()
         changes = self.gate_changes(killed_at)
+        names = {h.address: n for n, h in cluster.web.items()}
         marked_down = next((t for t, down in changes if address in down), None)
         return {
             "host": victim,
@@ -991,6 +993,10 @@ class Rehearsal:
             "restart_until_answering_s": round(answering_at - restarted_at, 2),
             "health_gate_marked_down_after_s": round(marked_down, 2) if marked_down is not None else None,
             "back_in_proxy_list_after_restart_s": round(back_in_at - restarted_at, 2),
+            # Each change of the servers marked down in nginx's list: seconds after the kill, which.
+            "health_gate_changes": [
+                (round(t, 1), sorted(names.get(a.split(":")[0], a) for a in down)) for t, down in changes
+            ],
             "export": {"interrupted": interrupted, **export.finish()},
         }
 
@@ -1333,6 +1339,7 @@ class Rehearsal:
             "criterion_votes_per_s_through_the_proxy": round(CRITERIA * len(tally.acknowledged) / elapsed, 1),
             "server_ms_p50_p99": p50_p99(server_all),
             "client_ms_p50_p99": p50_p99(tally.issue_ms + tally.vote_ms),
+            # "poparena_web": nginx found no server to try (every one marked down or failed), and answered 502.
             "api_requests_by_web_host": {names.get(k, k or "none"): v for k, v in by_host.items()},
             "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
             "votes": integrity,

@@ -4,8 +4,11 @@ Debian's nginx checks its upstreams only passively (a refused connection, a 502/
 `fail_timeout`), so a web server whose database or channel layer is gone would still be sent every request that
 it answers with an error. This loop asks each web server directly for GET /api/v1/health (200 only when the
 database answers, is migrated and the channel layer carries a message) and keeps nginx's list of servers in step:
-a server is marked `down` after FALLS failed checks in a row and taken back after RISES good ones. If every
-server is failing, none is marked down (nginx then still tries them, and answers 502 only if all refuse).
+a server is marked `down` after FALLS failed checks in a row and taken back after RISES good ones, but only
+while another server is in the list and passed its latest check: when none is, none is marked down (nginx then
+tries them all, skips those that refuse, and answers 502 only if all refuse). Without that rule a web server
+that is alive but slow to answer its check under load was taken out while the one still listed had just died
+(its second failed check not yet in), and nginx had no server left (bench/cluster.py's rehearsal showed it).
 
 Standard library only: the proxy host needs Python 3 and this file, nothing of PopArena's code. Run by
 deploy/systemd/poparena-health-gate.service; `--once` checks once and exits (a cron job, or a test).
@@ -36,6 +39,7 @@ class ServerState:
     address: str
     up: bool = True
     streak: int = 0  # checks in a row that disagree with `up`
+    passing: bool = True  # the latest check's result
 
 
 def parse_servers(text: str) -> list[str]:
@@ -58,6 +62,7 @@ def parse_servers(text: str) -> list[str]:
 
 def observe(state: ServerState, healthy: bool, *, falls: int = FALLS, rises: int = RISES) -> None:
     """One check's result: flip the server after `falls` failures (or `rises` successes) in a row."""
+    state.passing = healthy
     if healthy == state.up:
         state.streak = 0
         return
@@ -68,11 +73,12 @@ def observe(state: ServerState, healthy: bool, *, falls: int = FALLS, rises: int
 
 
 def render(states: Sequence[ServerState]) -> str:
-    """The `server` lines nginx includes in `upstream poparena_web`; all up when every server is failing."""
-    every_one_down = not any(state.up for state in states)
+    """The `server` lines nginx includes in `upstream poparena_web`; none down unless another one is serving."""
+    # "Serving": listed (up) and it passed its latest check. Marking servers down leaves nginx only the others.
+    serving = any(state.up and state.passing for state in states)
     lines = ["# Written by deploy/health_gate.py; edit the list of web servers, not this file."]
     for state in states:
-        down = " down" if not state.up and not every_one_down else ""
+        down = " down" if not state.up and serving else ""
         lines.append(f"server {state.address} {PASSIVE}{down};")
     return "\n".join(lines) + "\n"
 

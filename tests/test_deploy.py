@@ -57,6 +57,29 @@ def test_when_every_server_fails_none_is_marked_down():
     assert "down" not in render(states)
 
 
+def test_a_slow_server_is_not_taken_out_while_the_one_left_in_the_list_has_just_died():
+    # Given a killed server a (one failed check so far: still listed) and a live but slow server b, whose
+    # checks timed out twice under load
+    a, b = ServerState("a:8000"), ServerState("b:8000")
+    observe(b, False)
+    observe(b, False)
+    observe(a, False)
+    # Then b stays in nginx's list: marking it down would leave nginx only the dead server (an outage).
+    assert a.up
+    assert not b.up
+    assert "down" not in render([a, b])
+    # Once a's second check fails too, both are failing: still none is marked down.
+    observe(a, False)
+    assert "down" not in render([a, b])
+    # When b passes again while a stays dead, a is the one marked down, as soon as b is back in.
+    observe(b, True)
+    observe(b, True)
+    assert render([a, b]).splitlines()[1:] == [
+        "server a:8000 max_fails=2 fail_timeout=10s down;",
+        "server b:8000 max_fails=2 fail_timeout=10s;",
+    ]
+
+
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
         ok = self.path == health_gate.HEALTH_PATH and self.headers["Host"] == PUBLIC
