@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,33 @@ def save_pipeline(kind: str, arch: dict[str, Any], folder: Path, device: str, dt
     return time.perf_counter() - started
 
 
+def timed_batches(
+    pipe: Any, spec: Any, batches: list[int], *, repeats: int, device: str
+) -> Iterator[tuple[int, float, list[float], list[Any]]]:
+    """The worker path's generate at each batch size: (batch, its first call's seconds, `repeats` timed calls'
+    seconds, the last call's images); the GPU synchronised around every call."""
+    import torch
+
+    from generation.pipelines import generate
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for batch in batches:
+        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
+        sync()
+        first = time.perf_counter()
+        generate(pipe, spec, prompts, list(range(batch)))
+        sync()
+        first_s = time.perf_counter() - first
+        calls = []
+        images: list[Any] = []
+        for r in range(repeats):
+            t = time.perf_counter()
+            images = generate(pipe, spec, prompts, [1000 * (r + 1) + i for i in range(batch)])
+            sync()
+            calls.append(time.perf_counter() - t)
+        yield batch, first_s, calls, images
+
+
 def png_seconds(images: list[Any]) -> float:
     """The worker's PNG encoding of one set (`generation.pipelines.encode_png`, as the storing thread calls it)."""
     from generation.pipelines import encode_png
@@ -247,7 +274,7 @@ def measure_generation(
 ) -> None:  # fmt: skip
     import torch
 
-    from generation.pipelines import PipelineSpec, generate, load_pipeline
+    from generation.pipelines import PipelineSpec, load_pipeline
 
     spec = PipelineSpec(
         source=str(folder),
@@ -261,21 +288,7 @@ def measure_generation(
     started = time.perf_counter()
     pipe = load_pipeline(spec, device=device, cache_dir=cache)
     load_s = time.perf_counter() - started
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for batch in batches:
-        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
-        sync()
-        first = time.perf_counter()
-        generate(pipe, spec, prompts, list(range(batch)))
-        sync()
-        first_s = time.perf_counter() - first
-        calls = []
-        images: list[Any] = []
-        for r in range(repeats):
-            t = time.perf_counter()
-            images = generate(pipe, spec, prompts, [1000 * (r + 1) + i for i in range(batch)])
-            sync()
-            calls.append(time.perf_counter() - t)
+    for batch, first_s, calls, images in timed_batches(pipe, spec, batches, repeats=repeats, device=device):
         call_s = sorted(calls)[len(calls) // 2]
         encode_s = png_seconds(images)
         rec.write(

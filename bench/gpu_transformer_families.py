@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from gpu_full_size import PROMPTS, Recorder, png_seconds  # noqa: E402
+from gpu_full_size import Recorder, png_seconds, timed_batches  # noqa: E402
 
 CLIP_L = {"hidden_size": 768, "intermediate_size": 3072, "layers": 12, "heads": 12, "act": "quick_gelu"}
 CLIP_G = {"hidden_size": 1280, "intermediate_size": 5120, "layers": 32, "heads": 20, "act": "gelu"}
@@ -240,27 +240,13 @@ def measure(
     """The worker path: load_pipeline, then generate at each batch size (its first call apart from the timed ones)."""
     import torch
 
-    from generation.pipelines import PipelineSpec, generate, load_pipeline
+    from generation.pipelines import PipelineSpec, load_pipeline
 
     spec = PipelineSpec.from_settings(str(folder), {**arch["settings"], "compile": compile})
     started = time.perf_counter()
     pipe = load_pipeline(spec, device=device, cache_dir=cache)
     load_s = time.perf_counter() - started
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for batch in batches:
-        prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
-        sync()
-        first = time.perf_counter()
-        generate(pipe, spec, prompts, list(range(batch)))
-        sync()
-        first_s = time.perf_counter() - first
-        calls = []
-        images: list[Any] = []
-        for r in range(repeats):
-            t = time.perf_counter()
-            images = generate(pipe, spec, prompts, [1000 * (r + 1) + i for i in range(batch)])
-            sync()
-            calls.append(time.perf_counter() - t)
+    for batch, first_s, calls, images in timed_batches(pipe, spec, batches, repeats=repeats, device=device):
         call_s = sorted(calls)[len(calls) // 2]
         rec.write(
             part="generate",
