@@ -669,3 +669,179 @@ def test_a_submission_exactly_at_the_dwell_floor_is_not_fast_and_one_millisecond
         True,
         ["10 of 10 submissions (1.00) faster than 1500 ms, above 0.5"],
     )
+
+
+# --- written against mutation testing (scripts/mutation scoring) ---------------------------------
+# Each test tells a rule apart from a plausible slip in it: a boundary moved by one, a field not passed on,
+# a message that no longer names what is wrong.
+
+
+def test_a_refused_choice_is_named_with_its_field_and_the_choices_allowed() -> None:
+    allowed = "left, right, tie, both_bad"
+    cases = [
+        (lambda: ScoredVote("p", 1, "quality", "middle", 100, T0), "choice"),
+        (lambda: GoldAnswer("p", 1, "quality", "middle", "left"), "choice"),
+        (lambda: RepeatPair("p", "quality", "middle", "left"), "original"),
+        (lambda: RepeatPair("p", "quality", "left", "middle"), "repeat"),
+        (lambda: UnitVote("u", "quality", "c", "middle"), "choice"),  # type: ignore[arg-type]
+    ]
+    for make, field_name in cases:
+        with pytest.raises(ValueError, match=rf"^{field_name} 'middle' is not one of {allowed}$"):
+            make()
+
+
+def test_a_vote_of_zero_milliseconds_is_a_valid_record_and_counts_as_a_dwell_of_zero() -> None:
+    votes = votes_of(["left"], dwell_ms=0)
+
+    assert speed_signals(votes).median_dwell_ms == 0.0
+
+
+def test_a_gold_comparison_wrong_on_one_criterion_fails_even_when_a_later_criterion_is_right() -> None:
+    answers = [gold(1, "right", criterion="quality"), gold(1, "left", criterion="diversity")]
+
+    assert (summarize_gold(answers).n_checks, summarize_gold(answers).n_failed_checks) == (1, 1)
+
+
+def test_bonferroni_caps_the_adjusted_p_value_at_one() -> None:
+    balanced = ["left", "right"] * 5  # p = 1 on each of two criteria: 2 x 1 is capped at 1
+    signals = position_signals(votes_of(balanced, criterion="a") + votes_of(balanced, criterion="b"))
+
+    assert [signals.adjusted_p(bias) for bias in signals.by_criterion] == [1.0, 1.0]
+
+
+def test_speed_signals_accept_zero_and_fractional_limits_and_refuse_negative_ones_by_name() -> None:
+    votes = votes_of(["left"] * 3, dwell_ms=10, every_s=0.25)
+
+    assert speed_signals(votes, dwell_floor_ms=0).n_fast == 0
+    assert speed_signals(votes, burst_window_s=0).burst_max == 1
+    half_second = speed_signals(votes, burst_window_s=0.5)
+    assert (half_second.burst_max, half_second.burst_window_s) == (3, 0.5)
+    message = "^dwell_floor_ms and burst_window_s must be non-negative$"
+    for limits in ({"dwell_floor_ms": -1}, {"burst_window_s": -0.5}):
+        with pytest.raises(ValueError, match=message):
+            speed_signals(votes, **limits)  # type: ignore[arg-type]
+
+
+def test_a_submission_is_timed_by_its_longest_row_and_placed_in_time_by_its_first() -> None:
+    # Comparison 1's rows: 2000 ms at 0 s, then 1000 ms at 20 s; comparison 2 at 5 s.
+    rows = [
+        ScoredVote("p", 1, "quality", "left", 2000, T0),
+        ScoredVote("p", 2, "quality", "left", 3000, T0 + timedelta(seconds=5)),
+        ScoredVote("p", 1, "diversity", "left", 1000, T0 + timedelta(seconds=20)),
+    ]
+
+    speed = speed_signals(rows, dwell_floor_ms=1500)
+
+    assert (speed.n_submissions, speed.n_fast, speed.median_dwell_ms) == (2, 0, 2500.0)
+    assert speed.burst_max == 2  # first rows at 0 s and 5 s share one 10 s window
+
+
+def test_the_coincidence_matrix_handed_out_is_read_only() -> None:
+    coincidences, _ = coincidence_matrix([["left", "right"], ["left", "left"]])
+
+    with pytest.raises(ValueError, match="read-only"):
+        coincidences.matrix[0, 0] = 9.0
+
+
+def test_alpha_without_variation_or_pairable_values_reports_what_it_counted() -> None:
+    lone = krippendorff_alpha_nominal([["left"], ["right"]])
+    same = krippendorff_alpha_nominal([["tie", "tie", "tie"], ["tie", "tie"], ["right"]])
+
+    assert lone.reason == "fewer than 2 pairable values: no unit was coded by two or more coders"
+    assert (same.n_units, same.n_values) == (2, 5)
+    assert same.reason == "all 5 pairable values are 'tie': no variation, alpha is 0/0 (undefined)"
+
+
+def test_flag_rule_accepts_the_ends_of_every_range_and_refuses_what_lies_outside_by_name() -> None:
+    FlagRule(min_gold_accuracy=0.0, min_repeat_consistency=1.0, max_position_p=0.0, max_fast_share=1.0)
+    FlagRule(max_top_choice_share=0.0)
+    FlagRule(max_top_choice_share=1.0)
+    FlagRule(min_gold_answers=0, min_repeat_pairs=0, min_decisive_votes=0, min_submissions_for_speed=0)
+    FlagRule(min_votes_for_pattern=0, dwell_floor_ms=0, burst_window_s=0.0)
+    FlagRule(burst_window_s=0.5, failed_gold_checks=1, max_burst=1, max_longest_run=1)
+    refused = [
+        ({"max_top_choice_share": 1.5}, "^max_top_choice_share must be between 0 and 1, got 1.5$"),
+        ({"burst_window_s": -1.0}, "^burst_window_s must be non-negative$"),
+        ({"min_votes_for_pattern": -1}, "^min_votes_for_pattern must be non-negative$"),
+        ({"max_burst": 0}, "^max_burst must be at least 1 or None$"),
+    ]
+    for changes, message in refused:
+        with pytest.raises(ValueError, match=message):
+            FlagRule(**changes)  # type: ignore[arg-type]
+
+
+def test_assess_participants_applies_the_whole_rule_and_keeps_every_signal() -> None:
+    # Submissions 2 s apart with the same answer throughout, and two failed gold checks.
+    votes = votes_of(["tie"] * 20, every_s=2.0)
+    gold_answers = [gold(1, "right"), gold(2, "right")]
+    rule = FlagRule(failed_gold_checks=None, min_gold_accuracy=None, burst_window_s=4.0, max_burst=2)
+
+    (report,) = assess_participants(votes=votes, gold=gold_answers, rule=rule)
+
+    # Gold is not checked by this rule; a closed 4 s window holds three submissions 2 s apart.
+    assert report.signals.speed.burst_window_s == 4.0
+    assert report.signals.speed.burst_max == 3
+    assert report.reasons == ("burst of 3 submissions within 4 s, above 2",)
+    assert (report.signals.pattern.longest_run, report.signals.pattern.top_choice) == (20, "tie")
+
+
+def test_position_checks_go_on_past_a_criterion_with_too_few_decisive_votes() -> None:
+    votes = votes_of(["tie"] * 5, criterion="a") + votes_of(["right"] * 20, criterion="b", first_comparison=10)
+
+    # With no floor on decisive votes, a criterion with none is skipped rather than tested.
+    flagged, reasons = flag_participant(clean(position=position_signals(votes)), FlagRule(min_decisive_votes=0))
+
+    assert flagged
+    assert reasons == [
+        "position bias on 'b': 20 of 20 decisive votes right (left share 0.00), p = 1.9e-06"
+        " (Bonferroni over 1 criterion) below 0.001"
+    ]
+    few_first = votes_of(["left"] * 3, criterion="a") + votes_of(["right"] * 20, criterion="b", first_comparison=10)
+    assert flag_participant(clean(position=position_signals(few_first)))[1] == [
+        "position bias on 'b': 20 of 20 decisive votes right (left share 0.00), p = 3.8e-06"
+        " (Bonferroni over 2 criteria) below 0.001"
+    ]
+
+
+def test_position_bias_must_be_strictly_below_the_threshold_to_flag() -> None:
+    # 20 of 20 left: the two-sided binomial p-value is 2 x 0.5 ** 20 = 2 ** -19.
+    always_left = clean(position=position_signals(votes_of(["left"] * 20)))
+
+    assert flag_participant(always_left, FlagRule(max_position_p=2**-19)) == (False, [])
+    assert flag_participant(always_left, FlagRule(max_position_p=2**-19 * 1.001))[0]
+
+
+def test_straight_lining_boundaries_flag_only_beyond_the_limits_and_from_exactly_the_minimum_votes() -> None:
+    signals = clean(
+        pattern=PatternSignals(
+            n_votes=20,
+            longest_run=8,
+            longest_run_choice="left",
+            longest_run_criterion="quality",
+            top_choice="left",
+            top_choice_count=15,
+        )
+    )
+
+    assert flag_participant(signals, FlagRule(max_longest_run=8, max_top_choice_share=0.75)) == (False, [])
+    assert flag_participant(signals, FlagRule(max_longest_run=7, min_votes_for_pattern=20)) == (
+        True,
+        ["straight-lining: 8 'left' votes in a row on 'quality', above 7"],
+    )
+
+
+def test_report_rows_describe_the_most_side_biased_criterion() -> None:
+    from math import comb
+
+    # 15 of 20 right on 'b', balanced on 'a': two-sided p = 2 * P(X >= 15) for X ~ Binomial(20, 1/2).
+    votes = votes_of(["left", "right"] * 10, criterion="a") + votes_of(
+        [*many("right", 15), *many("left", 5)], criterion="b", first_comparison=50
+    )
+    p = 2 * sum(comb(20, k) for k in range(15, 21)) / 2**20
+
+    row = assess_participants(votes=votes)[0].as_row()
+
+    assert (row["position_criterion"], row["position_left"], row["position_right"]) == ("b", 5, 15)
+    assert row["position_left_share"] == 0.25
+    assert row["position_p_value"] == pytest.approx(p, rel=1e-9)
+    assert row["position_p_adjusted"] == pytest.approx(2 * p, rel=1e-9)
