@@ -206,10 +206,11 @@ def test_popalign_and_kto_use_a_reference_point_handed_in_instead_of_this_batchs
     terms = objectives.popalign_loss(*asymmetric(), beta=beta, reference_point=handed)
     assert terms.loss.item() == pytest.approx(expected, rel=1e-12)
 
-    model = torch.tensor([0.10, 0.30, 0.40, 0.20], dtype=torch.float64)
-    ref = torch.tensor([0.20, 0.25, 0.35, 0.30], dtype=torch.float64)
+    # KTO on rewards that are not mirror images ([0.10, 0.02] desirable, [-0.05, 0.04] not), so z matters.
+    m, r = [0.10, 0.28, 0.40, 0.26], [0.20, 0.30, 0.35, 0.30]
+    g = [b - a for a, b in zip(m, r, strict=True)]
+    model, ref = torch.tensor(m, dtype=torch.float64), torch.tensor(r, dtype=torch.float64)
     desirable = torch.tensor([True, True, False, False])
-    g = [0.10, -0.05, -0.05, 0.10]
     utility = [
         sigmoid(5.0 * (g[0] - z)),
         sigmoid(5.0 * (g[1] - z)),
@@ -222,10 +223,12 @@ def test_popalign_and_kto_use_a_reference_point_handed_in_instead_of_this_batchs
 
 def test_kto_takes_its_mean_reward_across_processes():
     beta = 5.0
-    model = torch.tensor([0.10, 0.30, 0.40, 0.20], dtype=torch.float64)
-    ref = torch.tensor([0.20, 0.25, 0.35, 0.30], dtype=torch.float64)
+    # Desirable and undesirable rewards that are not mirror images ([0.10, 0.02] against [-0.05, 0.04]),
+    # so the loss depends on where z sits.
+    m, r = [0.10, 0.28, 0.40, 0.26], [0.20, 0.30, 0.35, 0.30]
+    g = [b - a for a, b in zip(m, r, strict=True)]
+    model, ref = torch.tensor(m, dtype=torch.float64), torch.tensor(r, dtype=torch.float64)
     desirable = torch.tensor([True, True, False, False])
-    g = [0.10, -0.05, -0.05, 0.10]
     other = torch.tensor([0.5, 0.3], dtype=torch.float64)  # another process's rewards
     z = (sum(g) + 0.8) / 6
     utility = [
@@ -236,6 +239,8 @@ def test_kto_takes_its_mean_reward_across_processes():
     ]
     terms = objectives.kto_loss(model, ref, desirable, beta=beta, batch_mean=global_mean_of(other))
     assert terms.loss.item() == pytest.approx(sum(1 - u for u in utility) / 4, rel=1e-12)
+    # This batch's own mean (0.0275) would give another loss.
+    assert objectives.kto_loss(model, ref, desirable, beta=beta).loss.item() != pytest.approx(terms.loss.item())
 
 
 def test_kto_reports_the_margin_between_desirable_and_undesirable_rewards_and_zero_without_both():
