@@ -60,16 +60,16 @@ class _History:
 
 
 def _history(campaign: Campaign, participant: Participant, client: str | None, now: datetime) -> _History:
-    read = fetch_history(campaign_id=campaign.pk, participant_id=participant.pk, client=client, now=now)
-    rows = [c for c in read if c.own]
+    rows, revealed = fetch_history(campaign_id=campaign.pk, participant_id=participant.pk, client=client, now=now)
     outstanding = [c for c in rows if c.status == Comparison.Status.ISSUED and c.live]
     return _History(
         rows=rows,
         outstanding=outstanding,
         seen={frozenset((c.left_population_id, c.right_population_id)) for c in rows},
-        barred={
+        barred=revealed
+        | {
             pk
-            for c in read
+            for c in rows
             if c.status == Comparison.Status.VOTED or c in outstanding
             for pk in (c.left_population_id, c.right_population_id)
         },

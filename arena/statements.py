@@ -83,7 +83,6 @@ class Past:
     prompt_id: int
     is_gold: bool
     repeat_of_id: int | None
-    own: bool  # the participant's own; else a voted comparison of another session of the same client
 
 
 # The participant's comparisons in one campaign, oldest first, each with whether its lease still runs; and, for a
@@ -97,44 +96,64 @@ WHERE c.campaign_id = %(campaign)s AND c.participant_id = %(participant)s
 {client_branch}
 ORDER BY 11, 1
 """
+# The client branch reads only the two sets of each comparison (NULL for the rest, nothing to convert): a lab of
+# people behind one address with identical browsers is one client, and its branch holds all their votes.
 _CLIENT_BRANCH = """UNION ALL
-SELECT c.id, c.token, c.status, 0, c.left_population_id, c.right_population_id, c.prompt_id, c.is_gold,
-    c.repeat_of_id, 0, c.issued_at
+SELECT NULL, NULL, NULL, 0, c.left_population_id, c.right_population_id, NULL, NULL, NULL, 0, NULL
 FROM {comparison} c
 WHERE c.campaign_id = %(campaign)s AND c.client_hash = %(client)s AND c.status = %(voted)s
     AND c.participant_id <> %(participant)s"""
 
 
-def fetch_history(*, campaign_id: int, participant_id: int, client: str | None, now: datetime) -> list[Past]:
+def fetch_history(
+    *, campaign_id: int, participant_id: int, client: str | None, now: datetime
+) -> tuple[list[Past], set[int]]:
+    """The participant's comparisons in the campaign, oldest first; and the sets a vote revealed to another session
+    of their client (none without a client)."""
     names = tables()
     branch = _CLIENT_BRANCH.format(**names) if client else ""
     params = {"now": _at(now), "campaign": campaign_id, "participant": participant_id, "client": client, "voted": VOTED}
-    rows = _fetch(_HISTORY.format(client_branch=branch, **names), params)
-    return [
-        Past(pk, token, status, bool(live), left, right, prompt_id, bool(gold), repeat_of_id, bool(own))
-        for pk, token, status, live, left, right, prompt_id, gold, repeat_of_id, own, _ in rows
-    ]
+    own: list[Past] = []
+    revealed: set[int] = set()
+    for pk, token, status, live, left, right, prompt_id, gold, repeat_of_id, mine, _ in _fetch(
+        _HISTORY.format(client_branch=branch, **names), params
+    ):
+        if mine:
+            own.append(Past(pk, token, status, bool(live), left, right, prompt_id, bool(gold), repeat_of_id))
+        else:
+            revealed.update((left, right))
+    return own, revealed
 
 
-def history_reference(*, campaign_id: int, participant_id: int, client: str | None, now: datetime) -> list[Past]:
-    own = Q(participant_id=participant_id)
-    theirs = Q(client_hash=client, status=VOTED) & ~own if client else Q(pk__in=[])
-    rows = Comparison.objects.filter(Q(campaign_id=campaign_id) & (own | theirs)).order_by("issued_at", "id")
-    return [
+def history_reference(
+    *, campaign_id: int, participant_id: int, client: str | None, now: datetime
+) -> tuple[list[Past], set[int]]:
+    """What `fetch_history` answers, through the ORM."""
+    own = [
         Past(
             c.pk,
             c.token,
             c.status,
-            c.participant_id == participant_id and c.lease_until > now,
+            c.lease_until > now,
             c.left_population_id,
             c.right_population_id,
             c.prompt_id,
             c.is_gold,
             c.repeat_of_id,
-            c.participant_id == participant_id,
         )
-        for c in rows
+        for c in Comparison.objects.filter(campaign_id=campaign_id, participant_id=participant_id).order_by(
+            "issued_at", "id"
+        )
     ]
+    theirs = (
+        Comparison.objects.filter(campaign_id=campaign_id, client_hash=client, status=VOTED).exclude(
+            participant_id=participant_id
+        )
+        if client
+        else Comparison.objects.none()
+    )
+    revealed = {pk for pair in theirs.values_list("left_population_id", "right_population_id") for pk in pair}
+    return own, revealed
 
 
 # --- use counts: reserve on issue, spend on vote, give back on expiry -----------------------------------------
