@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 PREFIX = "pa"  # namespaces pa<pid>-<host>, links pa<pid>l<n>, the bridge pa<pid>br
 # Addresses from the range set aside for benchmarks (RFC 2544): never anyone's network, here or outside.
-PRIVATE_RANGE = ipaddress.ip_network("198.18.0.0/16")
-LINK_RANGE = ipaddress.ip_network("198.19.0.0/16")
+PRIVATE_RANGE = ipaddress.IPv4Network("198.18.0.0/16")
+LINK_RANGE = ipaddress.IPv4Network("198.19.0.0/16")
 
 
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
