@@ -226,3 +226,18 @@ def test_a_paused_campaign_takes_the_vote_on_screen_but_renews_no_lease(client, 
     assert renewal.json()["error"]["code"] == "campaign_paused"
     assert vote(client, held["token"]) == 200
     assert ask(client)["error"]["code"] == "campaign_closed"  # and nothing new is issued
+
+
+def test_a_new_session_of_the_same_browser_is_never_shown_a_set_revealed_to_it(arena_campaign, no_dwell_floor):
+    # Given three generators with one set each, and a browser that voted once (two of the three sets revealed),
+    arena_campaign(generators=3, prompts=1, per_queue=1, votes_per_pair=5)
+    first = Client(**BROWSER)
+    shown = ask(first)
+    assert vote(first, shown["token"]) == 200
+    # when the same browser comes back under a new cookie, every pair it could get holds a revealed set:
+    again = ask(Client(**BROWSER))
+    assert again["status"] == 409
+    assert again["error"]["code"] == "nothing_ready"
+    # while another browser is served one of those very pairs.
+    other = ask(Client(REMOTE_ADDR="198.51.100.9", HTTP_USER_AGENT="another browser"))
+    assert other["status"] == 200
