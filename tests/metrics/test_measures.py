@@ -74,7 +74,7 @@ def test_vendi_of_identical_embeddings_is_one_and_of_k_orthogonal_ones_is_k() ->
 
 
 def test_vendi_refuses_an_all_zero_embedding() -> None:
-    with pytest.raises(ValueError, match="all zeros"):
+    with pytest.raises(ValueError, match="^an embedding is all zeros: its similarity to anything is undefined$"):
         measures.vendi_score(np.array([[1.0, 0.0], [0.0, 0.0]]))
 
 
@@ -151,15 +151,34 @@ def test_as_dict_carries_every_measure_under_its_name() -> None:
 
 
 def test_a_class_missing_from_the_shares_counts_as_zero_against_the_target() -> None:
-    assert measures.discrepancy({"red": 1.0}, {"red": 0.5, "green": 0.5}) == pytest.approx(math.sqrt(0.5))
+    # Red 1 against 0.2, green (absent) 0 against 0.8.
+    assert measures.discrepancy({"red": 1.0}, {"red": 0.2, "green": 0.8}) == pytest.approx(math.sqrt(2 * 0.64))
     assert measures.shares_of({"red": 0, "green": 0}) is None
     assert measures.shares_of({"red": 1, "green": 3}) == {"red": 0.25, "green": 0.75}
 
 
-def test_a_one_class_list_has_normalised_entropy_zero() -> None:
+def test_a_one_class_list_has_normalised_entropy_zero_and_an_even_two_class_one_entropy_one() -> None:
     result = measures.class_measures(["red", "red"], ["red"])
 
     assert (result.entropy, result.effective, result.discrepancy, result.kl) == (0.0, 1.0, 0.0, 0.0)
+    assert measures.class_measures(["red", "green"], ["red", "green"]).entropy == pytest.approx(1.0)
+
+
+def test_float32_embeddings_as_clip_gives_them_are_measured_in_double_precision() -> None:
+    rng = np.random.default_rng(1)
+    # Identical float32 items: rounding in single precision would leave eigenvalues of 1e-8 and a Vendi above 1.
+    same = np.tile(np.array([[0.3, -1.0, 2.0, 0.7]], dtype=np.float32), (6, 1))
+    assert measures.vendi_score(same) == pytest.approx(1.0, abs=1e-12)
+
+    images = rng.normal(size=(4, 16)).astype(np.float32)
+    caption = rng.normal(size=16).astype(np.float32)
+    cosines = []
+    for image in images.astype(np.float64):
+        dot = sum(float(a) * float(b) for a, b in zip(image, caption.astype(np.float64), strict=True))
+        cosines.append(
+            dot / (math.sqrt(sum(float(a) ** 2 for a in image)) * math.sqrt(sum(float(b) ** 2 for b in caption)))
+        )
+    assert measures.clip_score(images, caption) == pytest.approx(sum(100 * max(c, 0.0) for c in cosines) / 4, rel=1e-12)
 
 
 def test_vendi_of_two_items_at_a_known_angle_and_of_random_sets_matches_the_eigenvalues_of_k_over_n() -> None:
@@ -225,19 +244,24 @@ def test_spearman_needs_three_pairs_of_equal_length_and_variation_on_both_sides(
 
 
 def test_bootstrap_interval_takes_the_percentiles_of_the_resampled_statistic_at_its_level() -> None:
-    groups = [[0.0], [1.0], [3.0], [7.0]]
+    # Ten groups of one continuous value each: resampled means rarely repeat, so percentiles interpolate.
+    groups = [[float(x)] for x in np.random.default_rng(11).normal(size=10)]
 
     def mean(gs: list[list[float]]) -> float:
         return float(np.mean([g[0] for g in gs]))
 
     # The same resampling on its own: each resample draws len(groups) indices with replacement.
     rng = np.random.default_rng(5)
-    values = [mean([groups[i] for i in rng.integers(0, 4, size=4)]) for _ in range(400)]
+    values = [mean([groups[i] for i in rng.integers(0, 10, size=10)]) for _ in range(400)]
     for level in (0.95, 0.8):
         tail = 100 * (1 - level) / 2
         expected = (np.percentile(values, tail), np.percentile(values, 100 - tail))
         interval = measures.bootstrap_interval(groups, mean, resamples=400, seed=5, level=level)
         assert interval == pytest.approx(expected)
+    # Unless told otherwise: 1000 resamples from seed 0, the same interval every time.
+    assert measures.bootstrap_interval(groups, mean) == measures.bootstrap_interval(
+        groups, mean, resamples=1000, seed=0, level=0.95
+    )
     # Two groups are enough to resample.
     assert measures.bootstrap_interval([[0.0], [1.0]], mean, resamples=50) is not None
 
