@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from arena.models import Comparison
 from core.errors import ApplicationError
-from training import demo_loop
+from training import demo_loop, held_out
 from training.demo_loop import LoopSettings
 from training.loop import TrainingConfig
 
@@ -114,6 +114,9 @@ class Command(BaseCommand):
             add_to_campaign=campaign.slug,
             seed=options["seed"],
             preserve=list(demo_loop.PRESERVED) if options["preserve_weight"] != 0 else [],
+            # train_generator's own evaluation on the held-out (colour-naming) captions, at most as many samples
+            # as the loop's measurement takes of every prompt.
+            eval_samples=min(options["eval_seeds"], held_out.DEFAULT_SAMPLES),
             no_progress=True,
             **{key: options[key] for key in TRAINING_OPTIONS if options[key] is not None},
             stdout=self.stdout,
