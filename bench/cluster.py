@@ -937,6 +937,7 @@ class Rehearsal:
         self.worker_log_mark = 0  # where the cut worker's log stood when its link came back
         self.storage_ready_at = 0.0
         self.warm_up_s = 0.0
+        self.web_back_at_wall = float("inf")  # time.time() when the killed web host answered again
         # The operator's view of the database (bench/loadkit.py's checks read it through a Site).
         self.site = Site(env=cluster.web_env("operator"), var_dir=cluster.folder, database_url=cluster.database_url)
 
@@ -981,6 +982,7 @@ class Rehearsal:
         cluster.start_web(victim)
         wait_until(lambda: cluster.web_answers(victim), 120, f"{victim} after its restart")
         answering_at = time.perf_counter()
+        self.web_back_at_wall = time.time()
         wait_until(lambda: address not in cluster.upstreams_down(), 60, f"{victim} back in nginx's list")
         back_in_at = time.perf_counter()
         changes = self.gate_changes(killed_at)
@@ -1326,6 +1328,11 @@ class Rehearsal:
         )
         cut = facts.get("worker host cut off", {})
         final_export = ExportRun(cluster, cluster.proxy.address, PUBLIC_PORT).finish()
+        web = facts.get("web host killed", {})
+        victim = cluster.web.get(web.get("host", ""))
+        web["requests_it_answered_after_its_restart"] = sum(
+            1 for line in log if victim and line.upstream == victim.address and line.at > self.web_back_at_wall
+        )
         integrity = vote_integrity(self.site, tally)
         server_all = tally.issue_server_ms + tally.vote_server_ms
         pushes = self.push_latencies(prober, watchers, log)
@@ -1379,7 +1386,9 @@ def verdict(report: dict[str, Any]) -> dict[str, bool]:
         "pushes_crossed_hosts": report["push_latency"]["across_hosts"]["n"] > 0,
         "every_probe_vote_pushed": report["push_latency"]["probe_votes_never_pushed_to_a_watcher"] == 0,
         "final_board_on_every_watcher": board["watchers_holding_it"] == board["watchers"],
-        "killed_web_host_left_and_rejoined_the_proxy": web["health_gate_marked_down_after_s"] is not None,
+        # Taken out of nginx's list or not (the gate keeps every server in when none passes, under overload),
+        # the proxy must send it requests again once it is back.
+        "killed_web_host_served_again_through_the_proxy": web["requests_it_answered_after_its_restart"] > 0,
         "export_during_web_kill_whole_or_absent": web["export"]["state"] in ("whole", "absent"),
         "cut_worker_held_sets": cut["sets_held_when_cut"] > 0,
         "cut_worker_could_not_reach_the_proxy": not cut["proxy_reachable_while_cut"],

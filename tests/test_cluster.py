@@ -227,10 +227,10 @@ def test_the_short_rehearsal_keeps_every_vote_image_board_and_export_through_its
     assert report["api_requests_by_web_host"]["web2"] > 0
     # A vote taken by one host reached the leaderboard socket held on the other.
     assert report["push_latency"]["across_hosts"]["n"] > 0
-    # The killed host's processes all died, it left nginx's list and came back.
+    # The killed host's processes all died, and once started again it answered requests through the proxy.
     web = phases["web host killed"]
     assert web["processes_killed"] >= 3  # uvicorn's supervisor and its two processes
-    assert web["health_gate_marked_down_after_s"] is not None
+    assert web["requests_it_answered_after_its_restart"] > 0
     # The cut-off worker held sets; another worker finished them while it could not reach the proxy.
     cut = phases["worker host cut off"]
     assert cut["sets_held_when_cut"] > 0
