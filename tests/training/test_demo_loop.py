@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -11,6 +12,7 @@ from annotation.models import Campaign
 from arena.models import Vote
 from arena.selectors import get_leaderboard
 from generation.models import Generator
+from training.demo_loop import PRESERVED
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -33,6 +35,11 @@ def test_the_loop_votes_trains_puts_the_model_in_the_arena_and_measures_it(tmp_p
     assert simulated.count() >= 12 * campaign.criteria.count()
     # The simulated crowd trained the model but ranks nothing: the human leaderboard has no votes.
     assert get_leaderboard(campaign=campaign, criterion="diversity")["votes"] == 0
+    # train_generator's evaluation held base and the tuned model to the captions that name a colour.
+    trained = json.loads((Path(settings.TRAINED_MODELS_DIR) / "base-popalign" / "training.json").read_text())
+    assert set(PRESERVED) <= set(trained["evaluation"]["captions"])
+    assert trained["evaluation"]["samples_per_caption"] == 2
+    assert "colour" in trained["evaluation"]["tuned"]["faithfulness_by_attribute"]
     record = json.loads((docs / "bias-loop.json").read_text())
     assert set(record["results"]) == {"base", "diverse-prompting", "base-popalign"}
     assert (docs / "bias-loop.svg").read_text().startswith("<svg")
