@@ -2,10 +2,16 @@
 
 A study like the demo's, with what the demo leaves out (consent, a questionnaire, a quota with a completion
 code), so each page is checked with the content it has in use: a vote page with its images, a leaderboard
-with votes, its chart, heatmap and population metrics, a quality page with a participant.
+with votes, its chart, heatmap and population metrics, a quality page with a participant. Participants go
+through their pages twice, on a desktop and on a phone (a phone's viewport, user agent and touch), and on the
+phone no page is wider than the screen. An MTurk campaign beside it gives the pages a crowd worker meets (the
+HIT's preview, the "take part through your platform" refusal), and the API's documentation is checked too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -42,11 +48,19 @@ save_question(campaign=campaign, spec=QuestionSpec(
 save_question(campaign=campaign, spec=QuestionSpec(
     key="vision", text="Do you wear glasses?", kind="single", choices=("yes", "no"), sensitive=True, position=1))
 set_campaign_status(campaign=campaign, status="open")
+hit = Campaign.objects.create(
+    slug="a11y-hit", title="Accessibility HIT", access="mturk", population_size=4, votes_per_pair=2,
+    participant_quota=1, instructions=DEMO_INSTRUCTIONS,
+)
+sync_criteria(campaign=hit, criteria=list(DEMO_CRITERIA), report=SeedReport())
+hit.generators.set(campaign.generators.all())
+hit.prompts.set(campaign.prompts.all())
+set_campaign_status(campaign=hit, status="open")
 get_user_model().objects.create_user("a11y-staff", password="a11y-staff-password", is_staff=True)
 """
 
 # What every visitor and every member of staff can open, in the order they meet the pages.
-PARTICIPANT_PAGES = (
+JOURNEY = (
     "campaign list",
     "consent",
     "questionnaire",
@@ -55,6 +69,13 @@ PARTICIPANT_PAGES = (
     "completion page",
     "withdrawal page",
     "leaderboard with metrics",
+    "withdrawal done",
+)
+ELSEWHERE = (
+    "MTurk preview",
+    "take part through the platform",
+    "unknown campaign",
+    "API documentation",
 )
 STAFF_PAGES = (
     "staff dashboard",
@@ -65,18 +86,14 @@ STAFF_PAGES = (
     "leaderboard for staff",
     "exports page",
 )
+# A phone as Playwright describes it (viewport, scale, touch, a mobile user agent: another client, so the
+# phone is issued sets of its own).
+PHONE = "Pixel 5"
 
 
-def test_every_page_passes_axe_core_wcag_21_aa(browser, shared_site):
-    base = shared_site.base
-    found: dict[str, list[str]] = {}
-
-    def check(page, name: str) -> None:
-        found[name] = [str(violation) for violation in axe_violations(page)]
-
-    # A participant: the list, the consent, the questionnaire (once with errors), a comparison, the code.
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
+def _journey(page, base: str, check: Callable[[Any, str], None]) -> None:
+    """A participant from the list to the end: consent, questionnaire (once with errors), a comparison, the
+    code, the withdrawal page and the board, then withdrawing."""
     page.goto(base + "/")
     check(page, "campaign list")
     page.goto(base + "/c/a11y/")
@@ -107,6 +124,54 @@ def test_every_page_passes_axe_core_wcag_21_aa(browser, shared_site):
     page.wait_for_selector("#board tbody tr")
     wait_until(page, "document.getElementById('metrics').dataset.loaded === 'true'")
     check(page, "leaderboard with metrics")
+    page.goto(base + "/c/a11y/withdraw/")
+    page.check("#withdraw-confirm")
+    page.click("#withdraw-submit")
+    page.wait_for_url(base + "/c/a11y/ended/")
+    check(page, "withdrawal done")
+
+
+def test_every_page_passes_axe_core_wcag_21_aa(browser, playwright, shared_site):
+    base = shared_site.base
+    found: dict[str, list[str]] = {}
+    too_wide: dict[str, tuple[int, int]] = {}
+
+    def check(page, name: str) -> None:
+        found[name] = [str(violation) for violation in axe_violations(page)]
+
+    def check_phone(page, name: str) -> None:
+        check(page, f"{name} (phone)")
+        widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        if widths[0] > widths[1]:
+            too_wide[name] = (widths[0], widths[1])
+
+    # A participant on a desktop, then one on a phone.
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    _journey(context.new_page(), base, check)
+    context.close()
+    context = browser.new_context(**playwright.devices[PHONE])
+    _journey(context.new_page(), base, check_phone)
+    context.close()
+
+    # What a crowd worker meets before taking part, a link to no study, and the API's documentation.
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.goto(base + "/c/a11y-hit/?assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE&hitId=H1")
+    page.wait_for_selector("#preview")
+    check(page, "MTurk preview")
+    response = page.goto(base + "/c/a11y-hit/")
+    assert response is not None
+    assert response.status == 403
+    check(page, "take part through the platform")
+    response = page.goto(base + "/c/no-such-study/")
+    assert response is not None
+    assert response.status == 404
+    check(page, "unknown campaign")
+    page.goto(base + "/api/docs/")
+    page.wait_for_selector(".swagger-ui .opblock")
+    page.click(".opblock-summary-control")  # one operation open, with its example bodies
+    page.wait_for_selector(".opblock-body .highlight-code")
+    check(page, "API documentation")
     context.close()
 
     # Staff: the dashboard, the forms, the campaign's pages and the quality report with that participant in it.
@@ -136,9 +201,11 @@ def test_every_page_passes_axe_core_wcag_21_aa(browser, shared_site):
     check(page, "exports page")
     context.close()
 
-    assert list(found) == [*PARTICIPANT_PAGES, *STAFF_PAGES]
+    phone = tuple(f"{name} (phone)" for name in JOURNEY)
+    assert list(found) == [*JOURNEY, *phone, *ELSEWHERE, *STAFF_PAGES]
     failing = {name: problems for name, problems in found.items() if problems}
     assert failing == {}, "\n".join(f"{name}:\n  " + "\n  ".join(problems) for name, problems in failing.items())
+    assert too_wide == {}, f"wider than the phone's screen (page width, screen width): {too_wide}"
     # The quality page names its columns for people, not as the CSV does, and fits a 1280 px page: the wide
     # table scrolls inside its own keyboard-reachable region (axe's scrollable-region-focusable above).
     assert quality_headers == [QUALITY_COLUMN_LABELS[field] for field in QUALITY_CSV_FIELDS]
