@@ -19,6 +19,7 @@ from arena.models import Comparison, new_comparison_token
 from arena.sampling import Pair, active_weights, choose_pairs
 from arena.statements import (
     Past,
+    count_voted,
     expire_leases,
     fetch_active_generator_ids,
     fetch_campaign_prompt_ids,
@@ -73,7 +74,7 @@ def _history(campaign: Campaign, participant: Participant, client: str | None, n
             if c.status == Comparison.Status.VOTED or c in outstanding
             for pk in (c.left_population_id, c.right_population_id)
         },
-        voted=sum(c.status == Comparison.Status.VOTED for c in rows),
+        voted=count_voted(rows),
     )
 
 

@@ -48,6 +48,12 @@ class ComparisonQuerySet(models.QuerySet["Comparison"]):
     def simulated(self) -> ComparisonQuerySet:
         return self.filter(participant__kind=ParticipantKind.SIMULATED)
 
+    def voted_by(self, *, campaign: Campaign | int, participant: Participant | int) -> ComparisonQuerySet:
+        """The comparisons `participant` has answered in `campaign`, gold checks and repeats included: what the
+        quota counts (arena/quota.py). Hand-written restatements (the history's count, the held statement's
+        subquery in arena/statements.py) are checked against this by tests/arena/test_statements.py."""
+        return self.filter(campaign=campaign, participant=participant, status=Comparison.Status.VOTED)
+
     def counted(self) -> ComparisonQuerySet:
         """Preference comparisons of people in good standing in the comparison's campaign: VoteQuerySet.counted's
         rule for the comparisons whose votes it counts."""

@@ -1,8 +1,8 @@
 """A campaign's quota of comparisons per participant: the one rule that issuing, voting, admission and pages ask.
 
 Pure: what the quota says of a participant who has voted `voted` comparisons in the campaign (gold checks and
-repeats included: each is a comparison they answered). Where the count comes from is the caller's concern (issuing
-reads it with the history, voting under the participant's row lock, pages with count_votes_cast).
+repeats included: each is a comparison they answered). The count is ComparisonQuerySet.voted_by's: issuing reads it with
+the history (statements.count_voted), voting under the participant's row lock, pages with count_votes_cast.
 """
 
 from __future__ import annotations

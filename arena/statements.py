@@ -85,6 +85,12 @@ class Past:
     repeat_of_id: int | None
 
 
+def count_voted(history: list[Past]) -> int:
+    """How many of a participant's comparisons in a campaign, as `fetch_history` read them, they answered:
+    ComparisonQuerySet.voted_by's count, from the rows already read."""
+    return sum(c.status == VOTED for c in history)
+
+
 # The participant's comparisons in one campaign, oldest first, each with whether its lease still runs; and, for a
 # client (a salted hash of address and user agent), the voted comparisons of its other sessions in the campaign:
 # the sets revealed to that client. Two branches so that each reads one index (the participant's, the client's).
@@ -486,7 +492,7 @@ class HeldRow:
 # transaction ends (on PostgreSQL FOR UPDATE OF the comparison row alone; SQLite's IMMEDIATE transactions already
 # serialise writers), its campaign's status (read now, not from a process's copy: a closed campaign takes no vote),
 # both sides' generators, the prompt's category, and the holder's comparisons in the campaign with status 'voted'
-# (arena.selectors.count_votes_cast), and the holder's standing in the campaign (its flag and the platform's
+# (ComparisonQuerySet.voted_by), and the holder's standing in the campaign (its flag and the platform's
 # verdict: the left join finds no CampaignParticipation row for most). Inner joins on foreign keys that are never
 # null: one row, or none.
 _HELD = """
@@ -561,7 +567,6 @@ def held_reference(token: str) -> HeldRow | None:
     if c is None:
         return None
     lg, rg = c.left_population.generator, c.right_population.generator
-    voted = Comparison.objects.filter(campaign_id=c.campaign_id, participant_id=c.participant_id, status=VOTED)
     standing = CampaignParticipation.objects.filter(campaign_id=c.campaign_id, participant_id=c.participant_id).first()
     return HeldRow(
         comparison=c,
@@ -569,7 +574,7 @@ def held_reference(token: str) -> HeldRow | None:
         campaign_status=c.campaign.status,
         left_generator=(lg.pk, lg.name, lg.display_name, lg.is_offline_standin),
         right_generator=(rg.pk, rg.name, rg.display_name, rg.is_offline_standin),
-        voted_before=voted.count(),
+        voted_before=Comparison.objects.voted_by(campaign=c.campaign_id, participant=c.participant_id).count(),
         flagged=standing.is_flagged if standing else False,
         platform_status=standing.platform_status if standing else "",
         withdrawn=standing is not None and standing.withdrawn_at is not None,

@@ -161,9 +161,7 @@ def cast_votes(
         # The participant's row lock serialises their concurrent votes, so the count below cannot
         # be overtaken by a vote committing in parallel: no overshoot of the quota.
         Participant.objects.select_for_update().filter(pk=participant.pk).first()
-        voted = Comparison.objects.filter(
-            campaign_id=comparison.campaign_id, participant=participant, status=Comparison.Status.VOTED
-        ).count()
+        voted = Comparison.objects.voted_by(campaign=comparison.campaign_id, participant=participant).count()
         quota.check(comparison.campaign, voted)
     record_votes(comparison, [(criteria[v.criterion], v.choice) for v in votes], dwell_ms, now)
     if reserves(is_gold=comparison.is_gold, repeat_of_id=comparison.repeat_of_id):

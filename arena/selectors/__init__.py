@@ -43,7 +43,7 @@ def _caption_and_image_urls(comparison: Comparison) -> tuple[str, list[str], lis
 
 
 def count_votes_cast(*, campaign: Campaign, participant: Participant) -> int:
-    return Comparison.objects.filter(campaign=campaign, participant=participant, status=Comparison.Status.VOTED).count()
+    return Comparison.objects.voted_by(campaign=campaign, participant=participant).count()
 
 
 def get_comparison_payload(

@@ -193,6 +193,9 @@ def test_every_statement_answers_as_its_orm_reference(data: dict[str, Any]) -> N
         for person in built["people"]:
             kwargs = {"campaign_id": campaign.pk, "participant_id": person.pk, "client": data["client"], "now": now}
             assert statements.fetch_history(**kwargs) == statements.history_reference(**kwargs)
+            own, _ = statements.fetch_history(**kwargs)
+            answered = Comparison.objects.voted_by(campaign=campaign, participant=person)
+            assert statements.count_voted(own) == answered.count()
         for made in built["made"]:
             got_held, want_held = statements.fetch_held(made.token), statements.held_reference(made.token)
             assert got_held is not None
