@@ -8,7 +8,8 @@ The hosts (bench/netns.py; each its own address on a private network, 198.18.x.0
 - worker1, worker2: `poparena-remote-worker@cpu.service` with remote-worker.env and a `worker` token each; their
   only network is a link to the proxy (no route to the database, Redis, storage or the web hosts, checked);
 - db: a PostgreSQL server of its own (initdb in a scratch folder); redis: a Redis server of its own;
-- storage: moto's standalone S3 server (bench/object_store.py: kept on disk, so a restart keeps the bucket).
+- storage: moto's standalone S3 server (bench/object_store.py: every acknowledged write journaled and fsynced before
+  its answer, so a restart, or a kill, keeps the bucket).
 This script runs in the machine's own namespace, on the bridge: the participants' side of the proxy and the
 operator's (migrate, seeding, the checks read PostgreSQL and the bucket directly).
 
@@ -19,7 +20,7 @@ first image fetched too) vote flat out and a prober votes every 1.5 s in a campa
    after --web-down-s; the health gate takes it out of nginx's list and back in;
 3. worker1 is cut off (its link to the proxy goes down) while it holds claimed sets; their lease
    (--lease-s) runs out, worker2 claims and finishes them; then the link comes back;
-4. the storage server is restarted (SIGTERM, then started again) while an export reads images from it.
+4. the storage server is restarted (SIGTERM; started again once it has exited) while an export reads images from it.
 Watchers hold leaderboard sockets on both web hosts, connected to each host directly, so that every vote the
 proxy sends to the other host must cross Redis to reach them; they reconnect (to the same host) when it dies.
 
@@ -94,6 +95,7 @@ BUCKET = "poparena-media"
 PROBE = "probe"  # the prober's campaign: its board moves only with the prober's votes
 CRITERION = "diversity"  # the board the watchers show (the first criterion of both campaigns)
 GATEWAY_ERRORS = (502, 503, 504)
+STORAGE_STOP_S = 120  # how long the storage server may take to exit after SIGTERM before it is killed
 POPULATION_SIZE = 6
 PROBE_SIZE = 2
 
@@ -519,8 +521,8 @@ class Cluster:
             self.storage.address,
             "--port",
             str(S3_PORT),
-            "--data",
-            str(self.folder / "s3-data"),
+            "--journal",
+            str(self.folder / "s3.journal"),
         ]
         process = self.start("storage", self.storage, argv, os.environ)
         wait_until(lambda: "ready" in process.output() or not process.alive(), 120, "the storage server", 0.05)
@@ -946,6 +948,12 @@ class Rehearsal:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.site.query(sql, params)
 
+    def bucket_keys(self) -> set[str]:
+        present: set[str] = set()
+        for page in self.cluster.s3().get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            present.update(item["Key"] for item in page.get("Contents", []))
+        return present
+
     def held_by(self, worker: str) -> list[int]:
         token_id = self.cluster.keys[worker][0]
         rows = self.query(
@@ -1047,17 +1055,26 @@ class Rehearsal:
         export = ExportRun(cluster, cluster.web["web2"].address, WEB_PORT)
         wait_until(lambda: export.under_way() or not export.thread.is_alive(), 120, "the export on web2")
         interrupted = export.thread.is_alive()
+        before = self.bucket_keys()
         stopped_at = time.perf_counter()
-        code = cluster.processes["storage"].stop(signal.SIGTERM)
+        storage = cluster.processes["storage"]
+        # It drains its requests for at most 5 s and exits (bench/object_store.py); it is started again only once
+        # it has, however long that takes under load. Its journal keeps what it acknowledged even if it were killed.
+        code = storage.stop(signal.SIGTERM, timeout_s=STORAGE_STOP_S)
         gone_at = time.perf_counter()
+        said = re.findall(r"stopped \((\d+) objects kept, (\d+) requests dropped", storage.output())
         cluster.start_storage()
         ready_at = self.storage_ready_at = time.perf_counter()
         loaded = re.findall(r"\((\d+) objects loaded\)", cluster.processes["storage"].output())
+        after = self.bucket_keys()
         return {
             "stop_exit_code": code,
             "stopped_after_s": round(gone_at - stopped_at, 2),
+            "requests_dropped_at_the_stop": int(said[-1][1]) if said else None,
             "down_s": round(ready_at - stopped_at, 2),
+            "objects_before_the_stop": len(before),
             "objects_kept_across_the_restart": int(loaded[-1]) if loaded else None,
+            "objects_lost_across_the_restart": len(before - after),
             "export": {"interrupted": interrupted, **export.finish()},
         }
 
@@ -1269,10 +1286,7 @@ class Rehearsal:
 
     def storage_check(self) -> dict[str, Any]:
         names = {str(name) for (name,) in self.query("SELECT DISTINCT file FROM generation_image")}
-        client = self.cluster.s3()
-        present: set[str] = set()
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
-            present.update(item["Key"] for item in page.get("Contents", []))
+        present = self.bucket_keys()
         location = env_file("common.env").get("AWS_LOCATION", "")
         keys = {f"{location}/{n}".lstrip("/") for n in names}
         return {"image_files": len(keys), "missing_from_bucket": len(keys - present), "objects": len(present)}
@@ -1397,6 +1411,7 @@ def verdict(report: dict[str, Any]) -> dict[str, bool]:
         and report["generation"]["populations"].get("generating", 0) == 0,
         "export_during_storage_restart_whole_or_absent": storage["export"]["state"] in ("whole", "absent"),
         "every_image_in_the_bucket": report["storage"]["missing_from_bucket"] == 0,
+        "storage_restart_lost_no_object": storage["objects_lost_across_the_restart"] == 0,
         "images_served_after_the_restart": storage["images_fetched_after_it_was_back"] > 0
         and storage["image_errors_after_it_was_back"] == 0,
         "exports_interrupted_left_only_whole_folders": web["export"]["new_folders_whole"]
@@ -1457,7 +1472,11 @@ def rehearse(options: Options) -> dict[str, Any]:
         report["isolation"] = isolation
         failed = False
     finally:
-        logs = {name: p.output(3000) for name, p in cluster.processes.items() if name.startswith(("web", "worker"))}
+        logs = {
+            name: p.output(3000)
+            for name, p in cluster.processes.items()
+            if name.startswith(("web", "worker", "storage"))
+        }
         report["web_server_exceptions"] = {
             name: exceptions(cluster.processes[name].log_path) for name in cluster.web if name in cluster.processes
         }

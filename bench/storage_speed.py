@@ -147,7 +147,7 @@ def start_store(folder: Path) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "object_store.py"), "--address", "127.0.0.1", "--port", str(port),
-         "--data", str(folder / "s3-data")],
+         "--journal", str(folder / "s3.journal")],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
