@@ -1,0 +1,182 @@
+"""The bootstrap's interval ends recomputed here, draw for draw, from the resampling arena/ranking.py documents.
+
+The module docstring promises: every compared pair's (wins, losses, ties) redrawn as a multinomial with the
+pair's own number of votes, through the law of S = 2 * wins + ties (a pair enters the fit only through S);
+a pair that got the separation prior in the point fit resampled from its smoothed counts; a round that draws
+a perfectly separated part fitted with the prior (and counted); each part centred on 1000, the anchor's part
+re-anchored every round; percentile ends, widened to hold the point rating. From 64 rounds on, S is drawn
+by inverting its exact law with one uniform per pair and round; below that, as NumPy binomials (ties, then
+first wins among the rest). Here S's law comes from repeated convolution (not the core's FFT), separation
+from a transitive closure (not its graph search), and each round's fit from Newton's method with the first
+strength fixed (not I-LSR); only the order in which the seeded generator is read is taken from the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from arena.ranking import ELO_PER_NAT, PairCounts, fit_ratings
+
+PRIOR = 0.5
+
+
+def score_cdf(trials: int, p_first: float, p_second: float, p_tie: float) -> np.ndarray:
+    """CDF of S = 2 * first's wins + ties over `trials` votes, each worth 2, 1 or 0 with these chances."""
+    law = np.array([1.0])
+    for _ in range(trials):
+        law = np.convolve(law, [p_second, p_tie, p_first])
+    return np.cumsum(law)
+
+
+def groups(matrix: np.ndarray) -> np.ndarray:
+    """same[i, j]: i and j reach each other in the "beat" graph (i -> j when i won anything against j)."""
+    k = len(matrix)
+    reach = (matrix > 0) | np.eye(k, dtype=bool)
+    for via in range(k):  # Warshall's transitive closure
+        reach |= reach[:, [via]] & reach[[via], :]
+    return reach & reach.T
+
+
+def smoothed(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The matrix with PRIOR pseudo-wins each way on compared pairs between groups, and whether any were added."""
+    crossing = ((matrix + matrix.T) > 0) & ~groups(matrix)
+    return matrix + PRIOR * crossing, bool(crossing.any())
+
+
+def fit(matrices: np.ndarray) -> np.ndarray:
+    """Centred BT strengths of a stack of matrices (rounds x k x k), Newton's method with the first strength at 0."""
+    rounds, k, _ = matrices.shape
+    s = np.zeros((rounds, k))
+    total = matrices + matrices.transpose(0, 2, 1)
+    for _ in range(100):
+        p = expit(s[:, :, None] - s[:, None, :])
+        gradient = (matrices - total * p).sum(axis=2)
+        w = total * p * (1 - p)
+        hessian = w - np.eye(k) * w.sum(axis=2)[:, :, None]
+        s[:, 1:] -= np.linalg.solve(hessian[:, 1:, 1:], gradient[:, 1:, None])[:, :, 0]
+    assert np.abs(gradient).max() < 1e-8
+    return s - s.mean(axis=1, keepdims=True)
+
+
+@dataclass
+class Expected:
+    low: dict[str, float]
+    high: dict[str, float]
+    separated: int
+
+
+def reference_bootstrap(
+    counts: PairCounts,
+    parts: list[list[int]],
+    rounds: int,
+    seed: int,
+    level: float,
+    ratings: dict[str, float],
+    anchor: tuple[str, float] | None = None,
+) -> Expected:
+    """Interval ends of the rated generators of `parts` (index lists, in the core's part order)."""
+    rng = np.random.default_rng(seed)
+    k = counts.size
+    # Each part's point-fit matrix says which of its pairs got the prior: they are resampled smoothed.
+    point = counts.wins + counts.ties / 2
+    crossing = np.zeros((k, k), dtype=bool)
+    for members in parts:
+        sub = point[np.ix_(members, members)]
+        crossing[np.ix_(members, members)] = ((sub + sub.T) > 0) & ~groups(sub)
+    pairs = [(i, j) for i in range(k) for j in range(i + 1, k) if counts.comparisons[i, j] > 0]
+    scores = np.zeros((rounds, len(pairs)), dtype=np.int64)
+    trials, scales = [], []
+    draws = rng.random((len(pairs), rounds)) if rounds >= 64 else None
+    law = []
+    for i, j in pairs:
+        n = counts.comparisons[i, j]
+        first, second, tied = counts.wins[i, j], counts.wins[j, i], counts.ties[i, j]
+        if crossing[i, j]:
+            first, second = first + PRIOR, second + PRIOR
+        m = max(1, round(n))
+        p_tie = tied / (first + second + tied)
+        p_first = first / (first + second) if first + second else 0.5
+        trials.append(m)
+        scales.append(n / m)
+        law.append((m, (1 - p_tie) * p_first, (1 - p_tie) * (1 - p_first), p_tie, p_first))
+    if draws is not None:
+        for pair, (m, win, lose, tie, _) in enumerate(law):
+            cdf = score_cdf(m, win, lose, tie)
+            scores[:, pair] = [int(np.argmax(cdf > u)) for u in draws[pair]]  # the least S with CDF(S) > u
+    else:
+        t = np.array(trials)
+        tied = rng.binomial(t, [entry[3] for entry in law], size=(rounds, len(pairs)))
+        scores = tied + 2 * rng.binomial(t - tied, [entry[4] for entry in law])
+    samples = np.zeros((rounds, k))
+    separated = np.zeros(rounds, dtype=bool)
+    for members in parts:
+        if len(members) < 2:
+            continue
+        index = {g: local for local, g in enumerate(members)}
+        stack = np.zeros((rounds, len(members), len(members)))
+        for pair, (i, j) in enumerate(pairs):
+            if i in index and j in index:
+                stack[:, index[i], index[j]] = scales[pair] * scores[:, pair] / 2
+                stack[:, index[j], index[i]] = scales[pair] * (trials[pair] - scores[:, pair] / 2)
+        for r in range(rounds):
+            stack[r], prior_used = smoothed(stack[r])
+            separated[r] |= prior_used
+        strengths = 1000 + ELO_PER_NAT * fit(stack)
+        if anchor is not None and counts.names.index(anchor[0]) in index:
+            strengths += anchor[1] - strengths[:, [index[counts.names.index(anchor[0])]]]
+        samples[:, members] = strengths
+    tail = 100 * (1 - level) / 2
+    low, high = {}, {}
+    for members in parts:
+        for g in members if len(members) > 1 else ():
+            name = counts.names[g]
+            low[name] = min(float(np.percentile(samples[:, g], tail)), ratings[name])
+            high[name] = max(float(np.percentile(samples[:, g], 100 - tail)), ratings[name])
+    return Expected(low, high, int(separated.sum()))
+
+
+def assert_intervals(counts: PairCounts, parts: list[list[int]], rounds: int, seed: int, level: float, **kw) -> None:
+    board = fit_ratings(counts, bootstrap=rounds, seed=seed, level=level, **kw)
+    expected = reference_bootstrap(counts, parts, rounds, seed, level, board.ratings(), kw.get("anchor"))
+    for name in expected.low:
+        row = board.by_name(name)
+        assert (row.ci_low, row.ci_high) == pytest.approx((expected.low[name], expected.high[name]), abs=1e-3), name
+    assert board.separated_rounds == expected.separated
+    assert board.bootstrap_rounds == rounds
+
+
+# Three generators, every pair compared, ties, one pair with weighted (fractional) votes.
+NAMES3 = ("a", "b", "c")
+WINS3 = np.array([[0, 6, 3.5], [3, 0, 2], [1.25, 4, 0]])
+TIES3 = np.array([[0, 2, 0.75], [2, 0, 1], [0.75, 1, 0]])
+
+
+@pytest.mark.parametrize(("rounds", "level"), [(200, 0.9), (40, 0.8)], ids=["tabulated-law", "binomials"])
+def test_interval_ends_are_the_percentiles_of_the_documented_resampling(rounds, level):
+    counts = PairCounts(NAMES3, WINS3, TIES3)
+    assert_intervals(counts, [[0, 1, 2]], rounds, seed=11, level=level)
+
+
+def test_a_pair_of_few_votes_draws_separated_rounds_that_are_fitted_with_the_prior_and_counted():
+    # A chain a - b - c whose links are two votes, one each way: about three rounds in four give some
+    # generator only wins or only losses.
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "b", 1, 1, 0), ("b", "c", 1, 1, 0)])
+    assert_intervals(counts, [[0, 1, 2]], 120, seed=3, level=0.95)
+    assert 60 < fit_ratings(counts, bootstrap=120, seed=3).separated_rounds < 120
+
+
+def test_parts_a_smoothed_pair_an_unrated_generator_and_an_anchor_are_resampled_as_documented():
+    # Given a part where a only won (its pairs smoothed by the prior), a second part holding the anchor, and
+    # f without votes,
+    counts = PairCounts.from_tallies(
+        ["a", "b", "c", "d", "e", "f"],
+        [("a", "b", 3, 0, 0), ("a", "c", 2, 0, 0), ("b", "c", 4, 3, 1), ("d", "e", 5, 2, 0)],
+    )
+    parts = [[0, 1, 2], [3, 4], [5]]
+    assert_intervals(counts, parts, 150, seed=8, level=0.9, anchor=("d", 1200.0))
+    board = fit_ratings(counts, bootstrap=150, seed=8, level=0.9, anchor=("d", 1200.0))
+    assert (board.by_name("f").ci_low, board.by_name("f").ci_high) == (-np.inf, np.inf)
