@@ -1,10 +1,15 @@
-"""Pure writers: Pick-a-Pic's exact schema, sharding, grids, the KTO labels, Hugging Face YAML, the zip stream."""
+"""Pure writers: Pick-a-Pic's exact schema, sharding, grids, the KTO labels, Hugging Face YAML, the zip stream, the
+vote log, the leaderboard and the questionnaire's answers."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import hmac
 import io
 import json
 import zipfile
+from datetime import UTC, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,13 +18,15 @@ import yaml
 from PIL import Image as PILImage
 
 from exports import cards
-from exports.rows import ImageInfo, PairRow, PromptInfo
+from exports.rows import ImageInfo, PairRow, ParticipantHasher, PromptInfo
+from exports.writers.answers_csv import suppress_small_groups, write_answers
 from exports.writers.genai_bench_parquet import make_grid
 from exports.writers.kto_csv import KTO_BOTH, KTO_LOSE, KTO_WIN, KtoImage, KtoLabels, kto_rows
 from exports.writers.parquet import ShardedParquetWriter, hf_features
 from exports.writers.pickapic_parquet import PICKAPIC_SCHEMA
 from exports.writers.popalign_csv import PopalignCsvWriter
 from exports.writers.population_jsonl import POPULATION_JSONL_FILE, PopulationJsonlWriter
+from exports.writers.votes_csv import VOTES_COLUMNS, VoteLogRecord, VotesCsvWriter, write_leaderboard
 from exports.writers.zipping import ZIP_CHUNK, iter_zip
 from tests.exports.helpers import PICKAPIC_V2, judged, population
 
@@ -151,3 +158,138 @@ def test_large_tiles_are_scaled_down_so_a_grid_stays_small():
     grid = make_grid([_png((9, 9, 9), (1024, 768))] * 4, gap=4, tile_max=512)
     with PILImage.open(io.BytesIO(grid)) as image:
         assert image.size == (2 * 512 + 4, 2 * 384 + 4)
+
+
+# --- votes.csv, leaderboard.csv and participants.csv without a database ----------------------------------------
+
+
+def _hashed(participant_id: int, key: bytes = b"k") -> str:
+    """The keyed participant hash as the README documents it: HMAC-SHA256, first 32 hex digits."""
+    return hmac.new(key, f"export-participant:{participant_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _vote(**changes) -> VoteLogRecord:
+    fields = {
+        "vote_id": 5,
+        "created_at": datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC),
+        "criterion": "quality",
+        "comparison_id": 9,
+        "participant_id": 41,
+        "participant_kind": "crowd",
+        "participant_flagged": True,
+        "prompt_id": 3,
+        "caption": "a red cat",
+        "category": "animals",
+        "left_population_id": 10,
+        "right_population_id": 20,
+        "left_generator": "sd-turbo",
+        "right_generator": "tiny",
+        "choice": "left",
+        "dwell_ms": 812,
+        "is_gold": False,
+        "repeat_of_id": None,
+    }
+    return VoteLogRecord(**{**fields, **changes})
+
+
+def _csv(path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def test_votes_csv_writes_every_column_of_each_vote_in_order(tmp_path):
+    # Given two votes, the second a gold repeat on text times, formula-like text and a consent version,
+    consent = {(41, "2025-03-04T05:06:07+00:00"): None, (42, "2025-03-05T00:00:01+00:00"): 3}
+    writer = VotesCsvWriter(tmp_path, ParticipantHasher(b"k"), ("vendi",), lambda p, t: consent[(p, t)])
+    measures = {10: {"vendi": 1.23456789}, 20: {"vendi": None}}
+    second = _vote(
+        vote_id=6, created_at="2025-03-05 00:00:01", criterion="=quality", participant_id=42,
+        participant_kind="@staff", participant_flagged=0, caption="-1 cats", category="+x",
+        left_population_id=20, right_population_id=30, left_generator="=g", right_generator="\tg",
+        choice="both_bad", dwell_ms=0, is_gold=1, repeat_of_id=7,
+    )  # fmt: skip
+    assert writer.write_many([_vote()], measures) == 1
+    assert writer.write_many([second], measures) == 1
+    assert writer.close() == {"train": 2}
+    # then the file holds the header, the measure columns per side, and each vote's cells as documented:
+    # hashed participant, flags as 0/1, text cells a spreadsheet would run quoted, blanks for what is absent.
+    header, *rows = _csv(tmp_path / "votes.csv")
+    assert header == [*VOTES_COLUMNS, "left_vendi", "right_vendi"]
+    assert rows == [
+        ["5", "2025-03-04T05:06:07+00:00", "quality", "9", _hashed(41), "crowd", "1", "3", "a red cat", "animals",
+         "10", "20", "sd-turbo", "tiny", "left", "812", "0", "", "", "1.234568", ""],
+        ["6", "2025-03-05T00:00:01+00:00", "'=quality", "9", _hashed(42), "'@staff", "0", "3", "'-1 cats", "'+x",
+         "20", "30", "'=g", "'\tg", "both_bad", "0", "1", "7", "3", "", ""],
+    ]  # fmt: skip
+
+
+def test_votes_csv_without_measures_or_consent_and_a_refused_choice(tmp_path):
+    writer = VotesCsvWriter(tmp_path, ParticipantHasher(b"other key"))
+    assert writer.write_many([_vote(choice="tie"), _vote(vote_id=8, choice="right")]) == 2
+    with pytest.raises(ValueError, match="unknown vote choice 'maybe'"):
+        writer.write_many([_vote(choice="maybe")])
+    assert writer.close() == {"train": 2}
+    header, *rows = _csv(tmp_path / "votes.csv")
+    assert header == VOTES_COLUMNS
+    assert [(row[0], row[4], row[14], row[-1]) for row in rows] == [
+        ("5", _hashed(41, b"other key"), "tie", ""),
+        ("8", _hashed(41, b"other key"), "right", ""),
+    ]
+
+
+def test_the_leaderboard_csv_has_a_row_per_generator_per_criterion_with_blanks_for_none(tmp_path):
+    boards = [
+        ("quality", [
+            {"rank": 1, "name": "=evil", "generator": "=evil", "display_name": "-Evil", "rating": 1040.5,
+             "ci_low": None, "ci_high": 1100.25, "votes": 12, "wins": 7, "losses": 3, "ties": 1, "both_bad": 1},
+        ]),
+        ("diversity", [
+            {"rank": 2, "generator": "g", "display_name": "G", "rating": 960.0, "ci_low": 900.0, "ci_high": None,
+             "votes": 3, "wins": 1, "losses": 2, "ties": 0, "both_bad": 0},
+            {"rank": 1, "generator": "h", "display_name": "H", "rating": 1000.0, "ci_low": 950.0, "ci_high": 1050.0,
+             "votes": 3, "wins": 2, "losses": 1},
+        ]),
+    ]  # fmt: skip
+    assert write_leaderboard(tmp_path, boards) == {"train": 3}
+    header, *rows = _csv(tmp_path / "leaderboard.csv")
+    assert header == [
+        "criterion", "rank", "generator", "display_name", "rating", "ci_low", "ci_high", "votes", "wins", "losses",
+        "ties", "both_bad",
+    ]  # fmt: skip
+    assert rows == [
+        ["quality", "1", "'=evil", "'-Evil", "1040.5", "", "1100.25", "12", "7", "3", "1", "1"],
+        ["diversity", "2", "g", "G", "960.0", "900.0", "", "3", "1", "2", "0", "0"],
+        ["diversity", "1", "h", "H", "1000.0", "950.0", "1050.0", "3", "2", "1", "", ""],
+    ]
+
+
+def test_answers_under_k_are_blanked_option_by_option_and_the_rest_written(tmp_path):
+    # Given four participants, k = 2: "f" given twice, "m" once, one "x" (a float 2.0 reads as "2"),
+    answers = {
+        "p3": {"gender": "f", "langs": ["en", "fr"], "age": 2.0},
+        "p1": {"gender": "f", "langs": ["en"], "age": 2},
+        "p2": {"gender": "m", "langs": ["de", "en"]},
+        "p4": {"langs": ["fr", "=cmd"], "age": 2.5},
+    }
+    table = suppress_small_groups(answers, ["gender", "langs", "age"], k=2)
+    # then groups of one are blanked (a several-choice cell keeps its other options), groups of two kept,
+    assert table.rows == [
+        ("p1", ["f", "en", "2"]),
+        ("p2", ["", "en", ""]),
+        ("p3", ["f", "en; fr", "2"]),
+        ("p4", ["", "fr", ""]),
+    ]
+    assert table.composition == {"gender": {"f": 2}, "langs": {"en": 3, "fr": 2}, "age": {"2": 2}}
+    assert table.suppressed == {"gender": 1, "langs": 2, "age": 1}
+    assert table.columns == ["gender", "langs", "age"]
+    # and written in order under a header, text a spreadsheet would run quoted.
+    table.rows.append(("p5", ["=1+1", "", ""]))
+    assert write_answers(tmp_path, table) == 5
+    assert _csv(tmp_path / "participants.csv") == [
+        ["participant", "gender", "langs", "age"],
+        ["p1", "f", "en", "2"],
+        ["p2", "", "en", ""],
+        ["p3", "f", "en; fr", "2"],
+        ["p4", "", "fr", ""],
+        ["p5", "'=1+1", "", ""],
+    ]
