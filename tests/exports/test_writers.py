@@ -20,8 +20,9 @@ from PIL import Image as PILImage
 from exports import cards
 from exports.rows import ImageInfo, PairRow, ParticipantHasher, PromptInfo
 from exports.writers.answers_csv import suppress_small_groups, write_answers
+from exports.writers.contract import WriterContext
 from exports.writers.genai_bench_parquet import make_grid
-from exports.writers.kto_csv import KTO_BOTH, KTO_LOSE, KTO_WIN, KtoImage, KtoLabels, kto_rows
+from exports.writers.kto_csv import KTO_BOTH, KTO_LOSE, KTO_WIN, KtoImage, KtoLabels, KtoPairWriter, kto_rows
 from exports.writers.parquet import ShardedParquetWriter, hf_features
 from exports.writers.pickapic_parquet import PICKAPIC_SCHEMA
 from exports.writers.popalign_csv import PopalignCsvWriter
@@ -293,3 +294,77 @@ def test_answers_under_k_are_blanked_option_by_option_and_the_rest_written(tmp_p
         ["p4", "", "fr", ""],
         ["p5", "'=1+1", "", ""],
     ]
+
+
+def _info(sha_head: str, suffix: str = "png") -> ImageInfo:
+    return ImageInfo.of(0, 0, f"x/{sha_head}.{suffix}", sha_head * 64, 0, "p", 8, 8)
+
+
+def test_popalign_rows_put_the_winners_image_first_per_sample_and_split(tmp_path):
+    # Given a pair the right side won (populations of 3 and 2 images) and one the left won, in two splits,
+    prompt = PromptInfo(1, "a cat, drawn", "")
+    rows = [
+        PairRow("q", prompt, judged(left=1, right=2), population(1, "a"), population(2, "b", n=2), 0, 0),
+        PairRow("q", prompt, judged(left=3), population(3, "c", n=1), population(4, "d", n=1), 0, 0, "validation"),
+    ]
+    writer = PopalignCsvWriter(tmp_path, ("train", "validation"))
+    writer.write_group(rows)
+    # then each split's file has one row per sample pair (the shorter population's count), winner first.
+    assert writer.close() == {"train": 2, "validation": 1}
+    header = ["jpg_0", "jpg_1", "caption", "label", "comparison_id", "population_w_id", "population_l_id"]
+    path = "images/{0}/{0}{1:062d}.png".format
+    assert _csv(tmp_path / "train.csv") == [
+        header,
+        [path("02", 0), path("01", 0), "a cat, drawn", "0", "1", "2", "1"],
+        [path("02", 1), path("01", 1), "a cat, drawn", "0", "1", "2", "1"],
+    ]
+    assert _csv(tmp_path / "validation.csv") == [
+        header,
+        [path("03", 0), path("04", 0), "a cat, drawn", "0", "1", "3", "4"],
+    ]
+
+
+def test_kto_writes_each_shown_image_once_labelled_by_all_its_populations_pairs(tmp_path):
+    # Given population 1 beaten by 2 and beating 3, and 4 never in a kept pair,
+    prompt = PromptInfo(1, "c", "")
+    writer = KtoPairWriter(
+        WriterContext(
+            folder=tmp_path,
+            splits=("train", "validation"),
+            load_image=lambda image: b"",
+            hasher=ParticipantHasher(b"k"),
+            shown_images=lambda: [
+                (_info("a"), 1, "one"),
+                (_info("b"), 2, "two"),
+                (_info("c", "JPG"), 3, "three"),
+                (_info("c", "JPG"), 4, "three"),  # the same file shown in population 4 too
+                (_info("d"), 4, "four"),
+                (_info("e"), 300, "far"),  # a population id beyond any noted
+            ],
+            split_of=lambda caption: "validation" if caption == "two" else "train",
+        )
+    )
+    writer.write_group([PairRow("q", prompt, judged(right=2), population(1, "a"), population(2, "b"), 0, 0)])
+    writer.write_group([PairRow("q", prompt, judged(left=1), population(1, "a"), population(3, "c"), 0, 0)])
+    # then 1 both won and lost, 2 only won, 3 only lost (its file once, though 4 showed it too), 4 and 300 nothing.
+    assert writer.close() == {"train": 2, "validation": 1}
+    assert writer.extra_counts() == {"kto_labels": {KTO_WIN: 1, KTO_LOSE: 1, KTO_BOTH: 1}}
+    assert _csv(tmp_path / "train_processed_v3.csv") == [
+        ["file_name", "caption", "split"],
+        [f"images/aa/{'a' * 64}.png", "one", KTO_BOTH],
+        [f"images/cc/{'c' * 64}.jpg", "three", KTO_LOSE],
+    ]
+    assert _csv(tmp_path / "validation_processed_v3.csv") == [
+        ["file_name", "caption", "split"],
+        [f"images/bb/{'b' * 64}.png", "two", KTO_WIN],
+    ]
+
+
+def test_kto_labels_grow_past_their_first_size_and_refuse_a_tie():
+    labels = KtoLabels(max_population_id=1)
+    pair = judged(left=2)  # populations 10 (left, won) and 20
+    labels.note(PairRow("q", PromptInfo(1, "c", ""), pair, population(10, "a"), population(20, "b"), 0, 0))
+    assert (labels.flags(10), labels.flags(20), labels.flags(15), labels.flags(10_000)) == (1, 2, 0, 0)
+    with pytest.raises(ValueError, match=r"Diffusion-KTO has no way to express a tie \(q:10-20\)"):
+        labels.note(PairRow("q", PromptInfo(1, "c", ""), judged(left=1, right=1), population(10, "a"),
+                            population(20, "b"), 0, 0))  # fmt: skip
