@@ -38,6 +38,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from arena.models import Comparison, ComparisonStatus
 from generation.image_files import canonical_png, pad_png, padded_length
+from generation.media_io import read_stored, storage_unreachable, unavailable
 from generation.models import Image
 
 Side = Literal["l", "r"]
@@ -121,8 +122,7 @@ def _longest(population_field: str) -> Subquery:
 
 def stored_png(name: str) -> bytes:
     """The canonical PNG bytes of a stored picture (a file stored before every image was PNG is re-encoded)."""
-    with Image._meta.get_field("file").storage.open(name, "rb") as handle:
-        data = handle.read()
+    data = read_stored(Image._meta.get_field("file").storage, name)
     return data if name.endswith(".png") else canonical_png(data).data
 
 
@@ -134,9 +134,17 @@ def _measured_longest(population_id: int) -> int:
 
 
 def served_png(image: ServedImage) -> bytes:
-    """The picture's bytes as served: its canonical PNG padded to the one length of its comparison's pictures."""
-    longest = [
-        known if known is not None else _measured_longest(population_id)
-        for population_id, known in zip(image.population_ids, image.longest, strict=True)
-    ]
-    return pad_png(stored_png(image.name), padded_length(longest))
+    """The picture's bytes as served: its canonical PNG padded to the one length of its comparison's pictures.
+
+    StorageUnavailable (503) when the media storage cannot be reached: the same URL works again once it is back.
+    """
+    try:
+        longest = [
+            known if known is not None else _measured_longest(population_id)
+            for population_id, known in zip(image.population_ids, image.longest, strict=True)
+        ]
+        return pad_png(stored_png(image.name), padded_length(longest))
+    except Exception as error:
+        if storage_unreachable(error):
+            raise unavailable(error, "reading a comparison's picture") from None
+        raise

@@ -14,7 +14,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, StorageUnavailable
 
 # The one error shape in the OpenAPI schema: every app's views name it, so there is one component.
 ERROR = inline_serializer(
@@ -41,7 +41,10 @@ def error_response(code: str, message: str, http_status: int) -> Response:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
-        return error_response(exc.code, exc.message, exc.status)
+        refused = error_response(exc.code, exc.message, exc.status)
+        if isinstance(exc, StorageUnavailable):
+            refused["Retry-After"] = str(exc.retry_after_s)
+        return refused
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -36,3 +36,14 @@ class NotFound(ApplicationError):
 class Conflict(ApplicationError):
     code = "conflict"
     status = 409
+
+
+class StorageUnavailable(ApplicationError):
+    """The media storage could not be reached (a connection refused, reset or timed out): try again shortly.
+
+    Not a missing file: what is missing stays missing, while this passes once the storage is back.
+    """
+
+    code = "storage_unavailable"
+    status = 503
+    retry_after_s = 5

@@ -6,7 +6,6 @@ import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from django.core.files.storage import Storage
@@ -14,6 +13,7 @@ from django.db.models import FileField
 
 from exports.errors import OPTION, ExportError
 from exports.rows import ImageInfo
+from generation.media_io import IO_WORKERS, in_parallel, read_stored, storage_unreachable, unavailable
 from generation.models import Image
 
 IMAGE_CACHE_BYTES = 4 * 1024 * 1024
@@ -22,8 +22,6 @@ IMAGE_CACHE_BYTES = 4 * 1024 * 1024
 IMAGE_CACHE_OVERHEAD = 300
 # Content hashes remembered as copied; older ones are checked on disk instead.
 COPIED_MEMORY = 100_000
-# Threads reading and writing images (enough to hide storage latency; each holds one image).
-IO_WORKERS = 4
 
 
 def image_storage() -> Storage:
@@ -46,15 +44,16 @@ class _BadImage(Exception):
 class ImageSource:
     """Reads images from media storage (verifying their hash) and copies each into an export once, by content hash.
 
-    Reads and writes of a batch run on a few threads: file and network I/O release the GIL,
-    and remote storage answers each request with a round trip.
+    Reads and writes of a batch run on generation.media_io's threads (IO_WORKERS at a time, each holding one
+    image): file and network I/O release the GIL, and remote storage answers each request with a round trip.
+    A storage that cannot be reached stops the export (StorageUnavailable): leaving out every pair whose images
+    it could not read then would make a whole-looking export of whatever answered before the outage.
     """
 
     def __init__(self, storage: Storage, folder: Path, *, skip_missing: bool) -> None:
         self._storage = storage
         self._folder = str(folder)
         self._skip_missing = skip_missing
-        self._pool = ThreadPoolExecutor(max_workers=IO_WORKERS, thread_name_prefix="export-io")
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cache_bytes = 0
         # Hashes copied so far, newest last; while none has been forgotten this is the whole set,
@@ -66,17 +65,18 @@ class ImageSource:
         self.missing: dict[str, str] = {}
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Nothing to release: every batch's reads have ended when check() or copy() returns."""
 
     def _fetch(self, image: ImageInfo) -> bytes:
         if image.storage_name in self.missing:
             raise _BadImage(image, self.missing[image.storage_name])
         try:
-            with self._storage.open(image.storage_name, "rb") as handle:
-                data = handle.read()
+            data = read_stored(self._storage, image.storage_name)
         except FileNotFoundError:
             raise _BadImage(image, "missing from media storage") from None
         except Exception as exc:  # remote storages raise their own error types for a missing or unreadable key
+            if storage_unreachable(exc):
+                raise unavailable(exc, "reading an export's images") from None
             raise _BadImage(image, f"unreadable: {exc}") from None
         if hashlib.sha256(data).hexdigest() != image.sha256:
             raise _BadImage(image, "content does not match its recorded sha256")
@@ -126,7 +126,7 @@ class ImageSource:
         bad: dict[str, _BadImage] = {}
         for start in range(0, len(pending), IO_WORKERS):
             batch = pending[start : start + IO_WORKERS]
-            for image, data in zip(batch, self._pool.map(self._try_fetch, batch), strict=True):
+            for image, data in zip(batch, in_parallel(self._try_fetch, batch), strict=True):
                 if isinstance(data, _BadImage):
                     bad[image.sha256] = data
                 else:
@@ -159,7 +159,7 @@ class ImageSource:
             if folder not in self._dirs:
                 os.makedirs(folder, exist_ok=True)
                 self._dirs.add(folder)
-        results = dict(zip(pending, self._pool.map(self._copy_one, pending.values()), strict=True))
+        results = dict(zip(pending, in_parallel(self._copy_one, list(pending.values())), strict=True))
         bad = {sha: result for sha, result in results.items() if result is not None}
         usable = [self._usable(images, bad) for images in rows]
         needed = {i.sha256 for images, ok in zip(rows, usable, strict=True) if ok for i in images}

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet, Value
@@ -23,6 +22,7 @@ from core.errors import ApplicationError
 from core.models import sync_object
 from generation import signals
 from generation.image_files import BadImage, ImageFacts, canonical_png
+from generation.media_io import read_stored, save_many
 from generation.models import Demand, Generator, Image, Population, Prompt, image_upload_to
 from generation.owners import stored_owner
 from generation.pipelines import PipelineError, PipelineSpec
@@ -404,15 +404,9 @@ def _store_files(images: Sequence[ImageInput]) -> tuple[list[ImageInput], list[s
                 height=canonical.height,
             )
         )
-    names: list[str] = []
-    try:
-        for image in stored:
-            name = image_upload_to(None, f"{secrets.token_hex(16)}.{image.extension}")
-            names.append(default_storage.save(name, ContentFile(image.data)))
-    except Exception:
-        _delete_files(names)
-        raise
-    return stored, names
+    # A few at a time (object storage answers each write after a round trip); all stored, or none left behind.
+    files = [(image_upload_to(None, f"{secrets.token_hex(16)}.{image.extension}"), image.data) for image in stored]
+    return stored, save_many(default_storage, files)
 
 
 def _delete_files(names: Iterable[str]) -> None:
@@ -694,8 +688,7 @@ def get_or_create_decoy(*, population: Population) -> Population:
     sources = list(population.images.order_by("index"))
     # Every copy is made from the set's first picture, so the decoy is also the least varied set: plainly
     # worse on a diversity question as well as on quality, whatever the real set shows.
-    with sources[0].file.open("rb") as handle:
-        first = handle.read()
+    first = read_stored(sources[0].file.storage, sources[0].file.name)
     inputs = []
     for image in sources:
         data, extension = degrade_image(first, seed=image.seed)

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from PIL import Image as PILImage
 
-from generation.models import Population
+from generation.media_io import in_parallel, read_stored
+from generation.models import Image, Population
 from metrics import measures
 from metrics.classifiers import Backend, load_backend
 from metrics.config import AttributeSpec
@@ -119,14 +120,29 @@ def _fully_measured(ids: list[int], attributes: Sequence[AttributeSpec], set_spe
     return complete
 
 
-def _open_images(population: Population) -> list[PILImage.Image]:
-    pictures = []
-    for image in sorted(population.images.all(), key=lambda i: i.index):
-        with image.file.open("rb") as handle:
-            picture = PILImage.open(io.BytesIO(handle.read()))
-            picture.load()
-        pictures.append(picture.convert("RGB"))
-    return pictures
+def _open_picture(image: Image) -> PILImage.Image | Exception:
+    """One stored picture, decoded; the error instead if it cannot be read or decoded."""
+    try:
+        picture = PILImage.open(io.BytesIO(read_stored(image.file.storage, image.file.name)))
+        picture.load()
+        return picture.convert("RGB")
+    except Exception as exc:  # a missing or unreadable file fails its population's metrics only
+        return exc
+
+
+def _open_images(chunk: list[Population]) -> dict[int, list[PILImage.Image] | Exception]:
+    """Each population's pictures in index order, every picture of the chunk read a few at a time
+    (generation.media_io: object storage answers each read after a round trip); a population with a picture
+    that could not be read gets that error instead."""
+    images = [(p.pk, image) for p in chunk for image in sorted(p.images.all(), key=lambda i: i.index)]
+    opened = in_parallel(_open_picture, [image for _, image in images])
+    found: dict[int, list[PILImage.Image] | Exception] = {p.pk: [] for p in chunk}
+    for (population_id, _), picture in zip(images, opened, strict=True):
+        so_far = found[population_id]
+        if isinstance(so_far, Exception):
+            continue
+        found[population_id] = picture if isinstance(picture, Exception) else [*so_far, picture]
+    return found
 
 
 def _measure_chunk(
@@ -137,12 +153,12 @@ def _measure_chunk(
     report: MeasureReport,
 ) -> None:
     pictures: dict[int, list[PILImage.Image]] = {}
-    for population in chunk:
-        try:
-            pictures[population.pk] = _open_images(population)
-        except Exception as exc:  # a missing or unreadable file fails this population's metrics only
-            logger.warning("metrics: population %s images unreadable: %s", population.pk, exc)
-            report.failed.append((population.pk, f"images unreadable: {exc}"))
+    for population_id, opened in _open_images(chunk).items():
+        if isinstance(opened, Exception):
+            logger.warning("metrics: population %s images unreadable: %s", population_id, opened)
+            report.failed.append((population_id, f"images unreadable: {opened}"))
+        else:
+            pictures[population_id] = opened
     chunk = [p for p in chunk if p.pk in pictures and pictures[p.pk]]
     if not chunk:
         return

@@ -9,10 +9,12 @@ the exported files; on S3 nothing may land on the local disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import re
+import socket
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +25,7 @@ from django.test import Client
 from PIL import Image as PILImage
 
 from arena.models import Comparison
+from core.errors import StorageUnavailable
 from exports.services import ExportError
 from generation.models import Image, Population
 from generation.services import ImageInput, ImportedSet, get_or_create_decoy, store_imported_sets
@@ -225,3 +228,82 @@ def test_an_export_copies_the_stored_images_and_names_a_missing_one(
     with pytest.raises(ExportError, match=pattern):
         export(campaign, "popalign-csv", tmp_path / "exports" / "second", criterion="diversity")
     assert not (tmp_path / "exports" / "second").exists()
+
+
+def make_storage_unreachable(backend: str, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The media storage as a web host sees it while its storage is down: S3 at a port nothing listens on (one
+    try, as a client whose retries have run out), or a disk that answers EIO."""
+    if backend == S3:
+        from botocore.config import Config
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()[1]
+        settings.AWS_S3_ENDPOINT_URL = f"http://127.0.0.1:{dead}"
+        settings.AWS_S3_CLIENT_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2)
+        settings.STORAGES = {**settings.STORAGES}  # built again from the settings above
+    else:
+        from django.core.files.storage import FileSystemStorage
+
+        def broken(self, name, mode="rb"):  # type: ignore[no-untyped-def]
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(FileSystemStorage, "_open", broken)
+
+
+def test_a_comparison_s_image_answers_503_with_retry_after_while_the_storage_is_unreachable(
+    media_storage,  # noqa: F811
+    arena_campaign,  # noqa: F811
+    settings,
+    monkeypatch,
+    caplog,
+):
+    # Given a comparison whose pictures were served while the storage was up,
+    arena_campaign()
+    client = Client()
+    payload = client.post("/api/v1/campaigns/study/comparisons/next", {}, content_type="application/json").json()
+    url = payload["left"]["images"][0]
+    assert client.get(url).status_code == 200
+    endpoint = settings.AWS_S3_ENDPOINT_URL if media_storage == S3 else None
+    with monkeypatch.context() as down:
+        make_storage_unreachable(media_storage, settings, down)
+        caplog.clear()
+        # when the storage cannot be reached, the same URL answers 503 in the API's error shape with Retry-After,
+        served = client.get(url)
+        assert served.status_code == 503
+        assert served["Retry-After"] == "5"
+        assert served["Cache-Control"] == "no-store"
+        error = served.json()["error"]
+        assert error["code"] == "storage_unavailable"
+        assert "try again in 5 s" in error["message"]
+        # naming neither the storage's address nor the stored file, and logged once, by the error's type.
+        for secret in ("127.0.0.1", "X-Amz", Image.objects.first().file.name.split("/")[-1]):
+            assert secret not in served.content.decode()
+        warnings = [r for r in caplog.records if "media storage unreachable" in r.getMessage()]
+        assert len(warnings) == 1
+        assert "127.0.0.1" not in warnings[0].getMessage()
+    if media_storage == S3:
+        settings.AWS_S3_ENDPOINT_URL = endpoint
+        settings.AWS_S3_CLIENT_CONFIG = None
+        settings.STORAGES = {**settings.STORAGES}
+    # Once it is back, the URL shows the picture again.
+    again = client.get(url)
+    assert again.status_code == 200
+    assert again["Content-Type"] == "image/png"
+
+
+def test_an_export_stops_with_503_while_the_storage_is_unreachable_and_leaves_nothing_even_when_skipping_missing(
+    media_storage,  # noqa: F811
+    voted_campaign,  # noqa: F811
+    settings,
+    monkeypatch,
+    tmp_path,
+):
+    campaign = voted_campaign(participants=4, per_participant=3, generators=2, prompts=1, per_queue=1, size=2)
+    make_storage_unreachable(media_storage, settings, monkeypatch)
+    out = tmp_path / "exports" / "during"
+    # Leaving out every pair whose images "could not be read" would make a whole-looking, empty export.
+    with pytest.raises(StorageUnavailable, match="media storage cannot be reached"):
+        export(campaign, "popalign-csv", out, criterion="diversity", skip_missing=True)
+    assert not out.exists()
+    assert not (out.parent.exists() and list(out.parent.iterdir())), "a staging folder was left"
