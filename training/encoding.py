@@ -1,14 +1,17 @@
 """The preference data as the UNet reads it: every distinct image encoded once by the frozen VAE, every caption once.
 
-No Django. The encoders stay frozen, so a run encodes its data once before the first step and indexes it after.
+No Django. The encoders stay frozen, so a run encodes its data once before the first step and indexes it after;
+under torchrun once over all its processes, each encoding its share (training.distributed.gather_shards).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from generation.image_files import pixels_to_tensor
+from training import distributed
 from training.readers import PreferenceData
 
 if TYPE_CHECKING:
@@ -24,6 +27,8 @@ class EncodedData:
     `pairs`: (winner, loser, caption) indices per winner/loser pair; `images`: (image, caption, desirable) per
     labelled image (`labelled`: the KTO family reads those instead of pairs); `preserved`: the caption index of
     each caption held to the reference (TrainingConfig.held_captions), embedded with the rest, indexed apart.
+    `encoded`: how many images and captions each process encoded (under torchrun each its share, summing to the
+    distinct ones; one process: all of them).
     """
 
     def __init__(
@@ -36,9 +41,6 @@ class EncodedData:
         labelled: bool,
         preserve: tuple[str, ...] = (),
     ) -> None:
-        import torch
-        from PIL import Image
-
         blobs: dict[bytes, int] = {}
         captions: dict[str, int] = {}
 
@@ -54,20 +56,33 @@ class EncodedData:
                 winner, caption = index(pair.winner, pair.caption)
                 self.pairs.append((winner, index(pair.loser, pair.caption)[0], caption))
         self.preserved = [captions.setdefault(caption, len(captions)) for caption in preserve]
-        vae = pipe.vae
-        shift = getattr(vae.config, "shift_factor", None) or 0.0
-        ordered = list(blobs)
-        latents = []
-        with torch.no_grad():
-            for start in range(0, len(ordered), ENCODE_BATCH):
-                pictures = [Image.open(io.BytesIO(b)).convert("RGB") for b in ordered[start : start + ENCODE_BATCH]]
-                batch = pixels_to_tensor(pictures).to(device, vae.dtype)
-                latents.append(((vae.encode(batch).latent_dist.mean - shift) * vae.config.scaling_factor).to(dtype))
-        self.latents = torch.cat(latents)
-        self.text = encode_captions(pipe, list(captions), device, dtype)
+        images, image_counts = distributed.gather_shards(
+            list(blobs), lambda part: {"latents": encode_images(pipe.vae, part, device, dtype)}
+        )
+        self.latents = images["latents"].to(device)
+        text, caption_counts = distributed.gather_shards(
+            list(captions), lambda part: encode_captions(pipe, list(part), device, dtype)
+        )
+        self.text = {key: value.to(device) for key, value in text.items()}
+        self.encoded = {"images": image_counts, "captions": caption_counts}
 
 
-def encode_captions(pipe: Any, captions: list[str], device: str, dtype: torch.dtype) -> dict[str, Any]:
+def encode_images(vae: Any, blobs: Sequence[bytes], device: str, dtype: torch.dtype) -> torch.Tensor:
+    """The VAE's latents (its distribution's mean, shifted and scaled as the UNet reads them) of each image."""
+    import torch
+    from PIL import Image
+
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    latents = []
+    with torch.no_grad():
+        for start in range(0, len(blobs), ENCODE_BATCH):
+            pictures = [Image.open(io.BytesIO(b)).convert("RGB") for b in blobs[start : start + ENCODE_BATCH]]
+            batch = pixels_to_tensor(pictures).to(device, vae.dtype)
+            latents.append(((vae.encode(batch).latent_dist.mean - shift) * vae.config.scaling_factor).to(dtype))
+    return torch.cat(latents)
+
+
+def encode_captions(pipe: Any, captions: list[str], device: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
     """Per caption: the UNet's encoder_hidden_states (and SDXL's pooled embeddings), no guidance."""
     import torch
 

@@ -125,6 +125,8 @@ class TrainingOutcome:
     seconds: float = 0.0
     interrupted: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    # Images and captions each process encoded (EncodedData.encoded).
+    encoded: dict[str, list[int]] = field(default_factory=dict)
 
 
 def check_data_fits(data: PreferenceData, config: TrainingConfig) -> None:
@@ -302,9 +304,9 @@ def fine_tune(
         pipe, data, device, torch.float32, labelled=objective.family == objectives.LABELLED,
         preserve=config.held_captions,
     )  # fmt: skip
+    outcome = TrainingOutcome(encoded=encoded.encoded)
     optimizer = torch.optim.AdamW(model.trainable, lr=config.lr, weight_decay=0.0)
     scaler = torch.amp.GradScaler(device.split(":")[0]) if config.mixed_precision == "fp16" else None
-    outcome = TrainingOutcome()
     if resume_state is not None:
         _load_state(resume_state, model, optimizer, scaler, draws, outcome, device)
     model.start(encoded, data.image_size)
@@ -369,7 +371,6 @@ def fine_tune(
     if outcome.interrupted:
         if main:
             _save_state(log_dir / STATE_FILE, model, optimizer, scaler, draws, outcome)
-        distributed.barrier()
         return outcome
     if config.lora_rank:
         # Fold the adapter into the weights, so the result is a plain pipeline that loads like any other.
@@ -422,10 +423,12 @@ def _step(
     # processes' shares weigh the same), without preservation: one batch of that size would log the same.
     with torch.no_grad():
         terms = objective.loss(tuple(torch.cat(column) for column in zip(*seen, strict=True)), settings)
-    shown = {"loss": terms.loss, "reward_margin": terms.reward_margin, "accuracy": terms.accuracy}
+    shown: dict[str, Any] = {"loss": terms.loss, "reward_margin": terms.reward_margin, "accuracy": terms.accuracy}
     if preserving:
         shown["preservation"] = sum(gaps) / accumulate
-    return {key: float(distributed.global_mean(torch.as_tensor(value))) for key, value in shown.items()}
+    # One collective step for all of them: each is a synchronisation point between the processes.
+    averaged = distributed.average(torch.tensor([float(value) for value in shown.values()]))
+    return dict(zip(shown, averaged.tolist(), strict=True))
 
 
 def _save_state(path: Path, model: Denoisers, optimizer: Any, scaler: Any, draws: Draws, outcome: Any) -> None:

@@ -7,14 +7,16 @@ folder with the trainable weights, the optimizer and the log, so `resume=True` c
 fails removes it.
 
 Under torchrun (training.distributed) every process runs the checks and trains its share; only the main
-process writes the working folder, saves and registers, while the others wait for it at a barrier, so one
-generator is registered and no process reads a folder another is renaming.
+process writes the working folder, saves and registers, so one generator is registered; the others leave once
+training is done. A process that dies stops the others (training.distributed.GroupStopped): the main process then
+removes its working folder as for any failure, so nothing half-written is left and nothing is registered.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -59,6 +61,8 @@ class TrainRequest:
     resume: bool = False
     # Samples per held-out caption for the evaluation after training (0: none); training.held_out.
     eval_samples: int = held_out.DEFAULT_SAMPLES
+    # Under torchrun: seconds a process waits for the others at a collective step before it stops the run.
+    rank_timeout_s: float = distributed.DEFAULT_TIMEOUT_S
 
 
 @dataclass
@@ -105,6 +109,8 @@ def prepare_training(*, request: TrainRequest) -> Prepared:
             f"--eval-samples must be 0 (no evaluation) or at least 2 (an interval needs two draws), "
             f"got {request.eval_samples}"
         )
+    if not (math.isfinite(request.rank_timeout_s) and request.rank_timeout_s > 0):
+        raise ApplicationError(f"--rank-timeout must be a positive number of seconds, got {request.rank_timeout_s}")
     base = Generator.objects.filter(name=request.base).first()
     if base is None:
         raise NotFound(f"--base {request.base!r}: no generator of that name")
@@ -132,6 +138,12 @@ def prepare_training(*, request: TrainRequest) -> Prepared:
     working = models_root() / f".{name}.training"
     if folder.exists():
         raise Conflict(f"{folder} already exists; choose another --name or move the folder", code="name_taken")
+    if working.exists() and not request.resume and not (working / loop.STATE_FILE).is_file():
+        raise Conflict(
+            f"{working} holds a run of {name!r} that stopped before it could save its state (killed), or one "
+            "training now: delete the folder to start again",
+            code="interrupted_run",
+        )
     if working.exists() and not request.resume:
         raise Conflict(
             f"an interrupted run of {name!r} is in {working}: add --resume to continue it, or delete the folder",
@@ -284,22 +296,22 @@ def train_generator(
     progress: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> TrainResult:
-    """Train, save and register; an interrupted run is saved for --resume and registers nothing."""
-    distributed.start(prepared.request.config.device)
-    # Every process has run its checks before the main one creates the working folder they check for.
-    distributed.barrier()
+    """Train, save and register; an interrupted run is saved for --resume and registers nothing. Under torchrun,
+    GroupStopped when another process dies or does not answer within the request's rank timeout."""
+    timeout = prepared.request.rank_timeout_s
+    distributed.start(prepared.request.config.device, timeout)
     try:
-        # The main process loads the base first: a built-in base is built into the model cache on first use.
-        pipe = load_base(prepared) if distributed.is_main() else None
-        distributed.barrier()
-        if pipe is None:
-            outcome = _train_share(load_base(prepared), prepared, should_stop=should_stop)
-            # The main process saves and registers; the others leave when it is done.
+        with distributed.watching(timeout):
+            # Every process has run its checks before the main one creates the working folder they check for.
             distributed.barrier()
-            return TrainResult(None, prepared.folder, outcome, prepared.data.summary(), main_process=False)
-        result = _train_main(pipe, prepared, progress=progress, should_stop=should_stop)
-        distributed.barrier()
-        return result
+            # The main process loads the base first: a built-in base is built into the model cache on first use.
+            pipe = load_base(prepared) if distributed.is_main() else None
+            distributed.barrier()
+            if pipe is None:
+                # The main process saves and registers alone; this one's part ends with the last step.
+                outcome = _train_share(load_base(prepared), prepared, should_stop=should_stop)
+                return TrainResult(None, prepared.folder, outcome, prepared.data.summary(), main_process=False)
+            return _train_main(pipe, prepared, progress=progress, should_stop=should_stop)
     finally:
         distributed.finish()
 
@@ -342,7 +354,8 @@ def _train_main(pipe: Any, prepared: Prepared, *, progress: bool, should_stop: C
         )
     except BaseException:
         if not request.resume:
-            shutil.rmtree(prepared.working, ignore_errors=True)
+            with distributed.sigterm_held():
+                shutil.rmtree(prepared.working, ignore_errors=True)
         raise
     history = _read_log(prepared.working)
     (prepared.working / PLOT_FILE).write_text(
@@ -352,6 +365,7 @@ def _train_main(pipe: Any, prepared: Prepared, *, progress: bool, should_stop: C
         steps=outcome.steps_done,
         final_loss=outcome.final_loss,
         wall_seconds=round(outcome.seconds + float(record.get("wall_seconds") or 0), 1),
+        encoded={f"{key}_per_process": counts for key, counts in outcome.encoded.items()},
     )
     if outcome.interrupted:
         record["status"] = "interrupted"
@@ -367,12 +381,14 @@ def _train_main(pipe: Any, prepared: Prepared, *, progress: bool, should_stop: C
         (prepared.working / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
         prepared.working.rename(prepared.folder)
     except BaseException:
-        shutil.rmtree(prepared.working, ignore_errors=True)
+        with distributed.sigterm_held():
+            shutil.rmtree(prepared.working, ignore_errors=True)
         raise
     try:
         generator, queued = _register(prepared, record, outcome)
     except BaseException:
-        shutil.rmtree(prepared.folder, ignore_errors=True)
+        with distributed.sigterm_held():
+            shutil.rmtree(prepared.folder, ignore_errors=True)
         raise
     return TrainResult(generator, prepared.folder, outcome, prepared.data.summary(), queued, evaluation=report)
 

@@ -1,17 +1,23 @@
-"""Data-parallel training under torchrun: two CPU processes train the weights one process trains, and register once."""
+"""Data-parallel training under torchrun: two CPU processes train the weights one process trains, register once,
+encode the data once between them, and stop together, with a clear error, when one of them dies or hangs."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.management import call_command
 
+from tests.servers import ROOT, WatchedProcess, free_port, site_env, site_query
+from tests.servers import manage as site_manage
 from training import distributed
 
 from .conftest import TINY_SETTINGS
@@ -20,6 +26,7 @@ pytestmark = pytest.mark.django_db
 
 TRAIN = ["--objective", "popalign", "--base", "tiny-base", "--steps", "2", "--lr", "1e-3"]
 TRAIN += ["--threads", "1", "--no-progress"]
+TORCHRUN = [str(Path(sys.executable).parent / "torchrun"), "--standalone", "--nproc_per_node", "2"]
 
 
 def manage(*args: str, env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -66,6 +73,12 @@ def test_two_processes_train_what_one_trains_and_register_one_generator(tiny_bas
     assert sorted(p.name for p in trained.iterdir()) == ["tuned"]
     record = json.loads((trained / "tuned" / "training.json").read_text())
     assert (record["processes"], record["batch"], record["effective_batch"]) == (2, 2, 4)
+    # Each image and caption was encoded once over the two processes, each encoding half the images: the export
+    # holds 24 distinct pictures (3 population pairs of 4 blue and 4 red) under one caption.
+    distinct = len(list((export / "images").iterdir()))
+    assert distinct == 24
+    assert record["encoded"] == {"images_per_process": [12, 12], "captions_per_process": [1, 0]}
+    assert "Encoded once over the processes: images 12 + 12, captions 1 + 0" in run.stdout, run.stdout
     # and the weights are those of one process trained on the same effective batch and seed. Not bit for bit: the
     # two runs sum the batch's gradients in another order, and Adam divides each gradient element by its own
     # size, so an element whose gradient is at rounding level (about 0.1% of them here) may step by up to the
@@ -80,9 +93,107 @@ def test_two_processes_train_what_one_trains_and_register_one_generator(tiny_bas
     moved = torch.cat([(one[k] - base[k].float()).flatten() for k in one])  # type: ignore[attr-defined,operator]
     assert float(gap.norm() / moved.norm()) < 0.02
     assert float((gap.abs() > 1e-5).float().mean()) < 0.01
+    single_record = json.loads((Path(settings.TRAINED_MODELS_DIR) / "single" / "training.json").read_text())
+    assert single_record["encoded"] == {"images_per_process": [distinct], "captions_per_process": [1]}
     first = [json.loads(line) for line in (trained / "tuned" / "training-log.jsonl").read_text().splitlines()]
     single = Path(settings.TRAINED_MODELS_DIR) / "single" / "training-log.jsonl"
     assert first[0]["loss"] == pytest.approx(json.loads(single.read_text().splitlines()[0])["loss"], abs=1e-5)
+
+
+def rank_pid(launcher: int, rank: int) -> int:
+    """The process torchrun (pid `launcher`) started for `rank` (its RANK environment variable)."""
+    children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    for child in children:
+        if f"RANK={rank}".encode() in Path(f"/proc/{child}/environ").read_bytes().split(b"\0"):
+            return int(child)
+    raise AssertionError(f"no process of rank {rank} among torchrun's children {children}")
+
+
+@pytest.mark.slow
+def test_a_killed_process_stops_the_other_with_a_clear_error_and_leaves_nothing(popalign_export, model_cache, tmp_path):
+    # Given a site with the tiny base, and two processes training it under torchrun for many steps,
+    export = popalign_export(pairs=3, n=4)
+    env = site_env(tmp_path / "site", migrated=True, OMP_NUM_THREADS="1", POPARENA_MODEL_CACHE=str(model_cache))
+    base = f"Generator.objects.create(name='tiny-base', source='builtin:tiny-random', settings={TINY_SETTINGS!r})"
+    site_manage(env, "shell", "--no-imports", "-c", f"from generation.models import Generator; {base}")
+    command = [*TORCHRUN, "manage.py", "train_generator", "--export", str(export), "--name", "tuned"]
+    command += ["--objective", "popalign", "--base", "tiny-base", "--steps", "100000", "--batch", "2"]
+    command += ["--threads", "1", "--no-progress", "--eval-samples", "0"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    trainer = WatchedProcess(process, timeout_s=400)
+    working = tmp_path / "site" / "trained" / ".tuned.training"
+    trainer.wait_for(lambda: (working / "training-log.jsonl").is_file(), "no step was logged", 0.05)
+    # when the second process is killed mid-training,
+    os.kill(rank_pid(process.pid, 1), signal.SIGKILL)
+    killed = time.monotonic()
+    code = trainer.finish(timeout_s=120)
+    # then the run ends non-zero soon after (not at the end of its 100000 steps, nor at a timeout),
+    assert code != 0, trainer.output
+    assert time.monotonic() - killed < 60
+    # the surviving main process says why it stopped (the killed one's connection closed, or torchrun's SIGTERM)
+    # and torchrun's report names the killed process,
+    said = re.search(r"CommandError: process 0 of 2: (.*)", trainer.output)
+    assert said, trainer.output
+    assert "another process of this run died" in said[1] or "stopped by SIGTERM" in said[1], said[1]
+    assert "nothing of the run is saved or registered" in said[1]
+    assert re.search(r"rank\s*: 1 \(local_rank: 1\)\s*\n\s*exitcode\s*: -9", trainer.output), trainer.output
+    # and nothing is registered or left behind: no generator, no weights, no working folder to trip the next run.
+    assert site_query(env, "SELECT count(*) FROM generation_generator WHERE name = 'tuned'") == [(0,)]
+    assert list((tmp_path / "site" / "trained").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_process_that_hangs_stops_the_other_within_the_rank_timeout():
+    # Given two processes in one group with a 3-second timeout, each taking collective steps,
+    script = (
+        "import os, signal\n"
+        "from training import distributed\n"
+        "distributed.start('cpu', 3)\n"
+        "with distributed.watching(3):\n"
+        "    for step in range(10**9):\n"
+        "        if step == 20 and distributed.rank() == 1:\n"
+        "            os.kill(os.getpid(), signal.SIGSTOP)\n"
+        "        distributed.any_process(False)\n"
+    )
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script],
+            cwd=ROOT,
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for r in (0, 1)
+    ]
+    main, other = (WatchedProcess(p, timeout_s=120) for p in processes)
+    try:
+        # when the second one stops answering (stopped, not dead: its connections stay open),
+        main.wait_for(lambda: Path(f"/proc/{other.process.pid}/stat").read_text().split(") ")[1][0] == "T", "no stop")
+        stopped = time.monotonic()
+        # then the first gives up after the timeout, not before and not much after, naming why,
+        code = main.finish(timeout_s=60)
+        waited = time.monotonic() - stopped
+    finally:
+        other.process.kill()
+        other.finish(timeout_s=30)
+    assert code != 0
+    assert 2 < waited < 30, (waited, main.output)
+    assert (
+        "GroupStopped: process 0 of 2: another process of this run died or did not answer within --rank-timeout (3 s)"
+        in main.output
+    ), main.output  # noqa: E501
+    assert "Timed out" in main.output
+
+
+def test_the_encoding_shares_cover_every_item_once_in_order():
+    for items in (0, 1, 2, 5, 24):
+        for processes in (1, 2, 3, 4):
+            shares = [list(range(items))[distributed.shard(items, processes, r)] for r in range(processes)]
+            assert [i for share in shares for i in share] == list(range(items))
+            # as even as contiguous shares go: none larger than its fair share rounded up
+            assert max(len(share) for share in shares) == -(-items // processes)
 
 
 def test_each_process_takes_its_run_of_every_micro_batch():

@@ -1,8 +1,10 @@
-"""Resuming an interrupted training: the same weights as an unbroken run, and Ctrl-C on the real command."""
+"""Resuming an interrupted training: the same weights as an unbroken run, also on another number of processes, and
+Ctrl-C on the real command, alone and under torchrun."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from generation.models import Generator
 from generation.pipelines import PipelineSpec, load_pipeline
 from tests.servers import ROOT, WatchedProcess, manage, site_env, site_query
 from tests.training.conftest import TINY_SETTINGS
+from tests.training.test_distributed import TORCHRUN, unet_weights
 from training.loop import TrainingConfig
 from training.services import TrainRequest, prepare_training, train_generator
 
@@ -95,3 +98,71 @@ def test_ctrl_c_on_the_real_command_keeps_the_run_and_resume_finishes_it(popalig
     steps = [json.loads(line)["step"] for line in (folder / "training-log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 41))
     assert site_query(env, "SELECT count(*) FROM generation_generator WHERE name = 'tuned'") == [(1,)]
+
+
+@pytest.mark.slow
+def test_a_run_resumed_on_another_number_of_processes_trains_the_weights_of_an_unbroken_one(
+    tiny_base, popalign_export, model_cache, tmp_path
+):
+    # Given an export, a site of its own for the runs under torchrun (its database, with the same base) whose
+    # trained models go where this process's do, and one unbroken run of twelve steps of four pairs in one process,
+    export = popalign_export(pairs=3, n=4)
+    trained = Path(settings.TRAINED_MODELS_DIR)
+    env = site_env(
+        tmp_path / "site", migrated=True, OMP_NUM_THREADS="1", POPARENA_MODEL_CACHE=str(model_cache),
+        TRAINED_MODELS_DIR=str(trained),
+    )  # fmt: skip
+    base = f"Generator.objects.create(name='tiny-base', source='builtin:tiny-random', settings={TINY_SETTINGS!r})"
+    manage(env, "shell", "--no-imports", "-c", f"from generation.models import Generator; {base}")
+
+    def request(name: str, *, resume: bool = False) -> TrainRequest:
+        config = TrainingConfig(steps=12, batch=4, seed=11, lr=1e-3)
+        return TrainRequest(export=export, base="tiny-base", name=name, config=config, resume=resume, eval_samples=0)
+
+    train_generator(prepared=prepare_training(request=request("whole")), progress=False)
+    two = [*TORCHRUN, "manage.py", "train_generator", "--export", str(export), "--objective", "popalign"]
+    two += ["--base", "tiny-base", "--steps", "12", "--batch", "2", "--seed", "11", "--lr", "1e-3", "--threads", "1"]
+    two += ["--eval-samples", "0", "--no-progress"]
+
+    # When one run is interrupted in one process after two steps and resumed on two processes (two pairs each),
+    calls = {"n": 0}
+
+    def stop_after_two() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    train_generator(prepared=prepare_training(request=request("forth")), progress=False, should_stop=stop_after_two)
+    resumed = subprocess.run([*two, "--name", "forth", "--resume"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+    assert "Registered generator 'forth': 12 steps" in resumed.stdout, resumed.stdout
+    # and another is interrupted by Ctrl-C on two processes (the terminal's SIGINT reaches torchrun and both
+    # processes, and torchrun passes it on to them again) and resumed in one,
+    process = subprocess.Popen(
+        [*two, "--name", "back", "--steps", "100000"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    trainer = WatchedProcess(process, timeout_s=400)
+    log = trained / ".back.training" / "training-log.jsonl"
+    trainer.wait_for(lambda: log.is_file() and bool(log.read_text().strip()), "no step was logged", 0.05)
+    os.killpg(process.pid, signal.SIGINT)
+    trainer.finish(timeout_s=120)
+    done = len(log.read_text().splitlines())
+    assert f"Interrupted after {done} of 100000 steps" in trainer.output, trainer.output
+    assert (log.parent / "training-state.pt").is_file()
+    assert site_query(env, "SELECT count(*) FROM generation_generator") == [(1,)]  # the base alone
+    record = json.loads((log.parent / "training.json").read_text())
+    assert (record["processes"], record["effective_batch"]) == (2, 4)
+    assert done < 12, "Ctrl-C came too late for the comparison"
+    # (its remaining steps, to twelve, in one process of four pairs: the number of steps may change on --resume)
+    back = train_generator(prepared=prepare_training(request=request("back", resume=True)), progress=False)
+    assert back.generator is not None
+    assert back.outcome.steps_done == 12
+    # then both hold the weights of the unbroken run (to float tolerance: see the two-process test).
+    whole = unet_weights(trained / "whole")
+    base = unet_weights(next(Path(settings.POPARENA_MODEL_CACHE).glob("tiny-random-*")))
+    moved = torch.cat([(w - base[k].float()).flatten() for k, w in whole.items()])  # type: ignore[attr-defined]
+    for name in ("forth", "back"):
+        other = unet_weights(trained / name)
+        gap = torch.cat([(other[k] - w).flatten() for k, w in whole.items()])
+        assert float(gap.norm() / moved.norm()) < 0.02, name
+        assert float((gap.abs() > 1e-5).float().mean()) < 0.01, name

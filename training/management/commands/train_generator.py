@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,9 @@ from core.errors import ApplicationError
 from training import distributed, held_out, objectives
 from training.loop import MIXED_PRECISION, TrainingConfig, TrainingError
 from training.services import TrainRequest, prepare_training, train_generator
+
+# Seconds within which a second SIGINT under torchrun is the launcher passing on the first, not a second Ctrl-C.
+LAUNCHER_ECHO_S = 2.0
 
 
 class Command(BaseCommand):
@@ -98,6 +102,15 @@ class Command(BaseCommand):
             "attribute and attribute shares, printed and in training.json "
             f"(0: none; default {held_out.DEFAULT_SAMPLES})",
         )
+        parser.add_argument(
+            "--rank-timeout",
+            type=float,
+            default=distributed.DEFAULT_TIMEOUT_S,
+            metavar="SECONDS",
+            help="under torchrun: how long a process waits for the others at a step before it stops the run with an "
+            "error (one that died is seen at once; this bounds one that hangs; default "
+            f"{distributed.DEFAULT_TIMEOUT_S:g})",
+        )
         parser.add_argument("--resume", action="store_true", help="continue an interrupted run of --name")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -128,6 +141,7 @@ class Command(BaseCommand):
                 add_to_campaign=options["add_to_campaign"],
                 resume=options["resume"],
                 eval_samples=options["eval_samples"],
+                rank_timeout_s=options["rank_timeout"],
             )
             prepared = prepare_training(request=request)
         except (ApplicationError, TrainingError) as exc:
@@ -147,26 +161,33 @@ class Command(BaseCommand):
                     "that the export leaves out (listed in training.json; --preserve names others)."
                 )
 
-        stop = {"asked": False}
+        stop = {"asked": 0.0}
 
         def ask_to_stop(signum: int, frame: Any) -> None:
-            if stop["asked"]:
+            # Under torchrun one Ctrl-C reaches each process twice: from the terminal, and passed on by the
+            # launcher a moment later. Only a second press, after that, aborts.
+            if stop["asked"] and (processes == 1 or time.monotonic() - stop["asked"] > LAUNCHER_ECHO_S):
                 raise KeyboardInterrupt
-            stop["asked"] = True
+            if stop["asked"]:
+                return
+            stop["asked"] = time.monotonic()
             if main:
                 self.stderr.write(
                     "\nStopping after this step and saving the run (Ctrl-C again to abort without saving)."
                 )
 
+        processes = distributed.world_size()
         previous = signal.signal(signal.SIGINT, ask_to_stop)
+        restore_sigterm = distributed.stop_on_sigterm()
         try:
             result = train_generator(
-                prepared=prepared, progress=not options["no_progress"], should_stop=lambda: stop["asked"]
+                prepared=prepared, progress=not options["no_progress"], should_stop=lambda: bool(stop["asked"])
             )
-        except (ApplicationError, TrainingError) as exc:
+        except (ApplicationError, TrainingError, distributed.GroupStopped) as exc:
             raise CommandError(getattr(exc, "message", str(exc))) from exc
         finally:
             signal.signal(signal.SIGINT, previous)
+            restore_sigterm()
         outcome = result.outcome
         if not result.main_process:
             return
@@ -178,6 +199,12 @@ class Command(BaseCommand):
                 )
             )
             return
+        if processes > 1:
+            self.stdout.write(
+                "Encoded once over the processes: "
+                + ", ".join(f"{kind} {' + '.join(map(str, n))}" for kind, n in outcome.encoded.items())
+                + " (each process its share)."
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Registered generator {result.generator.name!r}: {outcome.steps_done} steps in "
