@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import secrets
+import tempfile
 import threading
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image as PILImage
@@ -196,6 +198,11 @@ def run_api_worker(**limits: Any) -> GenerationWorker:
     from generation.worker import GenerationWorker
 
     defaults = {"requests_per_minute": 100_000.0, "backoff_s": 0.5, **limits}
-    worker = GenerationWorker(device="cpu", cache_dir="unused", idle_sleep_s=0, api_limits=Limits(**defaults))
-    worker.run(once=True)
+    # An API generator loads no pipeline, so the pipeline cache stays empty; a folder of its own all the same, so a
+    # stray write never lands in the directory the tests run from.
+    with tempfile.TemporaryDirectory(prefix="pipeline-cache-") as cache_dir:
+        worker = GenerationWorker(
+            device="cpu", cache_dir=Path(cache_dir), idle_sleep_s=0, api_limits=Limits(**defaults)
+        )
+        worker.run(once=True)
     return worker
