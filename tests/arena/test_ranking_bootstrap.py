@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
+from arena import ranking
 from arena.ranking import ELO_PER_NAT, PairCounts, fit_ratings
 
 PRIOR = 0.5
@@ -180,3 +181,21 @@ def test_parts_a_smoothed_pair_an_unrated_generator_and_an_anchor_are_resampled_
     assert_intervals(counts, parts, 150, seed=8, level=0.9, anchor=("d", 1200.0))
     board = fit_ratings(counts, bootstrap=150, seed=8, level=0.9, anchor=("d", 1200.0))
     assert (board.by_name("f").ci_low, board.by_name("f").ci_high) == (-np.inf, np.inf)
+
+
+@pytest.mark.parametrize(
+    ("votes", "p_first", "p_second", "p_tie"),
+    [(2000, 0.5, 0.3, 0.2), (3000, 0.03, 0.93, 0.04), (400, 0.0, 0.9, 0.1)],
+    ids=["even", "lopsided", "never-first"],
+)
+def test_the_tabulated_law_of_a_large_pair_keeps_its_whole_mass(votes, p_first, p_second, p_tie):
+    # S is a sum of `votes` independent draws of 2, 1 or 0: its mean and variance are `votes` times one draw's.
+    tables = ranking._ScoreTables(np.array([votes]), np.array([p_first]), np.array([p_second]), np.array([p_tie]))
+    cdf = tables.cdfs[0]
+    pmf = np.diff(cdf, prepend=0.0)
+    support = tables.low[0] + np.arange(cdf.size)
+    mean = (pmf * support).sum()
+    variance = (pmf * (support - mean) ** 2).sum()
+    one_mean = 2 * p_first + p_tie
+    assert mean == pytest.approx(votes * one_mean, rel=1e-9)
+    assert variance == pytest.approx(votes * (4 * p_first + p_tie - one_mean**2), rel=1e-6)

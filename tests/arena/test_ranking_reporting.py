@@ -173,3 +173,24 @@ def test_sandwich_intervals_with_an_anchor_leave_the_other_part_unanchored():
     assert pinned.by_name("c").ci_low == pinned.by_name("c").ci_high == pytest.approx(1500.0)
     for name in ("a", "b"):
         assert pinned.by_name(name) == free.by_name(name)
+
+
+def test_votes_given_as_rows_are_checked_and_refused_with_the_reason():
+    names = ["a", "b", "c"]
+    with pytest.raises(ValueError, match="^first, second and outcome must have the same length$"):
+        PairCounts.from_indices(names, [0, 1], [1], [0])
+    for first, second in (([-1], [1]), ([0], [3]), ([3], [-1])):  # below 0, at K, both ends
+        with pytest.raises(ValueError, match="^generator index out of range$"):
+            PairCounts.from_indices(names, first, second, [0])
+    with pytest.raises(ValueError, match="^a vote compares a generator with itself$"):
+        PairCounts.from_indices(names, [0, 2], [1, 2], [0, 0])
+    for code in (3, -1):
+        with pytest.raises(ValueError, match=r"^outcome codes are FIRST_WINS \(0\), SECOND_WINS \(1\) or TIE \(2\)$"):
+            PairCounts.from_indices(names, [0, 1], [1, 2], [0, code])
+
+
+def test_vote_rows_with_whole_number_float_indices_count_as_integers():
+    # A table column that once held a missing value is float; whole-number indices still name generators.
+    floats = PairCounts.from_indices(["a", "b", "c"], [0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [0, 2, 1])
+    assert floats.wins.tolist() == [[0, 2, 0], [0, 0, 0], [0, 0, 0]]  # a beat b as first, then as second
+    assert floats.ties.tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 0]]
