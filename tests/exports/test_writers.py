@@ -215,6 +215,9 @@ def test_votes_csv_writes_every_column_of_each_vote_in_order(tmp_path):
     # then the file holds the header, the measure columns per side, and each vote's cells as documented:
     # hashed participant, flags as 0/1, text cells a spreadsheet would run quoted, blanks for what is absent.
     header, *rows = _csv(tmp_path / "votes.csv")
+    raw = (tmp_path / "votes.csv").read_bytes()
+    assert raw.count(b"\n") == 3  # plain newlines, one per line (a spreadsheet-style \r\n would show here)
+    assert b"\r" not in raw
     assert header == [*VOTES_COLUMNS, "left_vendi", "right_vendi"]
     assert rows == [
         ["5", "2025-03-04T05:06:07+00:00", "quality", "9", _hashed(41), "crowd", "1", "3", "a red cat", "animals",
@@ -252,6 +255,7 @@ def test_the_leaderboard_csv_has_a_row_per_generator_per_criterion_with_blanks_f
         ]),
     ]  # fmt: skip
     assert write_leaderboard(tmp_path, boards) == {"train": 3}
+    assert (tmp_path / "leaderboard.csv").read_bytes().endswith(b",3,2,1,,\n")  # plain newlines
     header, *rows = _csv(tmp_path / "leaderboard.csv")
     assert header == [
         "criterion", "rank", "generator", "display_name", "rating", "ci_low", "ci_high", "votes", "wins", "losses",
@@ -265,12 +269,13 @@ def test_the_leaderboard_csv_has_a_row_per_generator_per_criterion_with_blanks_f
 
 
 def test_answers_under_k_are_blanked_option_by_option_and_the_rest_written(tmp_path):
-    # Given four participants, k = 2: "f" given twice, "m" once, one "x" (a float 2.0 reads as "2"),
+    # Given five participants, k = 2: "f" given twice, "m" and "x" once, "en" thrice (a float 2.0 reads as "2"),
     answers = {
         "p3": {"gender": "f", "langs": ["en", "fr"], "age": 2.0},
         "p1": {"gender": "f", "langs": ["en"], "age": 2},
-        "p2": {"gender": "m", "langs": ["de", "en"]},
+        "p2": {"gender": "m", "langs": ["de", "en", "it"]},
         "p4": {"langs": ["fr", "=cmd"], "age": 2.5},
+        "p5": {"gender": "x", "age": 7},
     }
     table = suppress_small_groups(answers, ["gender", "langs", "age"], k=2)
     # then groups of one are blanked (a several-choice cell keeps its other options), groups of two kept,
@@ -279,21 +284,24 @@ def test_answers_under_k_are_blanked_option_by_option_and_the_rest_written(tmp_p
         ("p2", ["", "en", ""]),
         ("p3", ["f", "en; fr", "2"]),
         ("p4", ["", "fr", ""]),
+        ("p5", ["", "", ""]),
     ]
     assert table.composition == {"gender": {"f": 2}, "langs": {"en": 3, "fr": 2}, "age": {"2": 2}}
-    assert table.suppressed == {"gender": 1, "langs": 2, "age": 1}
+    assert table.suppressed == {"gender": 2, "langs": 3, "age": 2}  # m, x; de, it, =cmd; 2.5, 7
     assert table.columns == ["gender", "langs", "age"]
     # and written in order under a header, text a spreadsheet would run quoted.
-    table.rows.append(("p5", ["=1+1", "", ""]))
-    assert write_answers(tmp_path, table) == 5
+    table.rows.append(("p6", ["=1+1", "", ""]))
+    assert write_answers(tmp_path, table) == 6
     assert _csv(tmp_path / "participants.csv") == [
         ["participant", "gender", "langs", "age"],
         ["p1", "f", "en", "2"],
         ["p2", "", "en", ""],
         ["p3", "f", "en; fr", "2"],
         ["p4", "", "fr", ""],
-        ["p5", "'=1+1", "", ""],
+        ["p5", "", "", ""],
+        ["p6", "'=1+1", "", ""],
     ]
+    assert (tmp_path / "participants.csv").read_bytes().startswith(b"participant,gender,langs,age\np1,f,en,2\n")
 
 
 def _info(sha_head: str, suffix: str = "png") -> ImageInfo:
