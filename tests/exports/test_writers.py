@@ -330,6 +330,8 @@ def test_popalign_rows_put_the_winners_image_first_per_sample_and_split(tmp_path
         header,
         [path("03", 0), path("04", 0), "a cat, drawn", "0", "1", "3", "4"],
     ]
+    assert (tmp_path / "validation.csv").read_bytes().count(b"\n") == 2  # plain newlines, no \r
+    assert b"\r" not in (tmp_path / "validation.csv").read_bytes()
 
 
 def test_kto_writes_each_shown_image_once_labelled_by_all_its_populations_pairs(tmp_path):
