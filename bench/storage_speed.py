@@ -9,7 +9,8 @@ twice on two criteria. Then each workload runs in a fresh process that times the
 - export: `population-jsonl` with its images copied (every image read from storage once);
 - metrics: measure_populations with the built-in shapes classifier on colour (every image read and classified);
 - gold: get_or_create_decoy for every set (its first image read, N degraded copies written), made afresh each time.
-Beside them, not a target: every image read once through the storage API, one after another (the floor).
+Beside them, not a target: every image read once through generation.media_io.read_stored, one after another
+(one request each on S3: the round trip the three workloads overlap on their I/O threads).
 The backends alternate (local, s3, s3, local per round), so a drift of the machine's other load weighs on both.
 Printed as JSON: each workload's seconds per backend, the median ratio S3 / local, and whether it is within 1.5x.
 
@@ -39,7 +40,7 @@ from bench.loadkit import free_port, revision_of  # noqa: E402
 from tests.servers import manage, server_env  # noqa: E402
 
 WORKLOADS = ("export", "metrics", "gold")
-# Not a target: every image read once, one after another, through the storage API: the floor of the three.
+# Not a target: every image read once, one request after another: what the workloads' parallel reads overlap.
 WORKLOADS_TIMED = (*WORKLOADS, "reads")
 TARGET = 1.5
 BUCKET = "poparena-media"
@@ -123,12 +124,12 @@ elif WORKLOAD == "metrics":
     files = report.images
 elif WORKLOAD == "reads":
     from django.core.files.storage import default_storage
+    from generation.media_io import read_stored
     from generation.models import Image
     names = list(Image.objects.filter(population_id__in=ids).values_list("file", flat=True))
     started = time.perf_counter()
     for name in names:
-        with default_storage.open(name, "rb") as handle:
-            handle.read()
+        read_stored(default_storage, name)
     seconds = time.perf_counter() - started
     files = len(names)
 else:

@@ -13,6 +13,7 @@ checks the object exists, then its transfer manager asks its size again before i
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,13 +59,12 @@ def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 def _s3_client(storage: Storage) -> Any:
     """The boto3 client of a django-storages S3 storage (this thread's), or None for any other storage."""
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:  # django-storages not installed: local media only
+    kind = storage.__class__  # (a LazyObject such as default_storage builds its storage here)
+    # Not imported, so not this storage's class: local media never pays for importing boto3 (about a second).
+    s3 = sys.modules.get("storages.backends.s3")
+    if s3 is None or not issubclass(kind, s3.S3Storage):
         return None
-    if not isinstance(storage, S3Storage):
-        return None
-    return storage.connection.meta.client
+    return storage.connection.meta.client  # type: ignore[attr-defined]
 
 
 def read_stored(storage: Storage, name: str) -> bytes:
