@@ -315,8 +315,7 @@ def test_a_linked_host_reaches_only_its_peer_a_cut_makes_it_hang_and_close_leave
 # --- the rehearsal -------------------------------------------------------------------------------------------------
 
 
-# Not in CI for now (marker `rehearsal`, which .ci/run leaves out): in a clean-clone CI run the storage server
-# came back from its restart without the bucket (NoSuchBucket in storage_check), which no run here had shown.
+# In CI with the slow tests; the marker `rehearsal` selects it alone.
 @pytest.mark.slow
 @pytest.mark.rehearsal
 @pytest.mark.skipif(NAMESPACES is not None, reason=f"network namespaces cannot be made here: {NAMESPACES}")
