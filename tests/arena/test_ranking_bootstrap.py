@@ -185,8 +185,14 @@ def test_parts_a_smoothed_pair_an_unrated_generator_and_an_anchor_are_resampled_
 
 @pytest.mark.parametrize(
     ("votes", "p_first", "p_second", "p_tie"),
-    [(2000, 0.5, 0.3, 0.2), (3000, 0.03, 0.93, 0.04), (400, 0.0, 0.9, 0.1)],
-    ids=["even", "lopsided", "never-first"],
+    [
+        (2000, 0.5, 0.3, 0.2),
+        (3000, 0.03, 0.93, 0.04),
+        (2000, 0.9, 0.05, 0.05),
+        (400, 0.0, 0.9, 0.1),
+        (1000, 0, 0.999, 0.001),
+    ],
+    ids=["even", "mostly-second", "mostly-first", "never-first", "one-sd"],
 )
 def test_the_tabulated_law_of_a_large_pair_keeps_its_whole_mass(votes, p_first, p_second, p_tie):
     # S is a sum of `votes` independent draws of 2, 1 or 0: its mean and variance are `votes` times one draw's.
