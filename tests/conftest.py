@@ -1,4 +1,10 @@
-"""Shared fixtures: media files go to a temporary folder, throttle counts start afresh, in every test.
+"""Shared fixtures: media files go to a temporary folder (or bucket), throttle counts start afresh, in every test.
+
+POPARENA_TEST_STORAGE picks where media live for the whole run: `filesystem` (the default: a temporary folder per
+test) or `s3` (a fresh bucket per test on moto's standalone S3 server, one server per test process, configured as
+config/settings.py configures django-storages, and the servers and workers tests start pointed at a bucket of
+that server through the environment). .ci/run's PostgreSQL + Redis pass runs on `s3`, so the same tests run on
+both storages; tests that take `media_storage` (tests/object_storage.py) choose their storage themselves.
 
 Under pytest-xdist (`-n 2`, as .ci/run runs the fast tests) each worker has its own test database
 (pytest-django names them per worker) and, here, its own key prefix in the shared Redis cache and
@@ -8,11 +14,16 @@ channel layer, so one worker's cached campaigns, throttle windows and group mess
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
 
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+TEST_STORAGES = ("filesystem", "s3")
+TEST_STORAGE = os.environ.get("POPARENA_TEST_STORAGE", "filesystem")
+if TEST_STORAGE not in TEST_STORAGES:
+    raise pytest.UsageError(f"POPARENA_TEST_STORAGE={TEST_STORAGE!r}: expected one of {', '.join(TEST_STORAGES)}")
 if _WORKER:
     # Read before any cache or channel layer is built: both are made lazily, on first use.
     for alias in settings.CACHES.values():
@@ -22,9 +33,44 @@ if _WORKER:
             layer["CONFIG"]["prefix"] = f"{layer['CONFIG']['prefix']}{_WORKER}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _s3_for_the_run() -> Iterator[str | None]:
+    """Under POPARENA_TEST_STORAGE=s3: moto's S3 server for this process, and a bucket on it named in the
+    environment that the servers and workers tests start inherit (tests/servers.py copies os.environ)."""
+    if TEST_STORAGE != "s3":
+        yield None
+        return
+    from moto.server import ThreadedMotoServer
+
+    from tests.object_storage import ACCESS_KEY, REGION, SECRET_KEY, make_bucket
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(
+        AWS_STORAGE_BUCKET_NAME=make_bucket(endpoint),
+        AWS_S3_ENDPOINT_URL=endpoint,
+        AWS_S3_REGION_NAME=REGION,
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+    )
+    yield endpoint
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
-def _media_root(settings, tmp_path):  # type: ignore[no-untyped-def]
+def _media_root(request, settings, tmp_path, monkeypatch, _s3_for_the_run):  # type: ignore[no-untyped-def]
     settings.MEDIA_ROOT = tmp_path / "media"
+    if _s3_for_the_run and "media_storage" not in request.fixturenames:
+        from tests.object_storage import make_bucket, use_s3
+
+        use_s3(settings, monkeypatch, _s3_for_the_run, make_bucket(_s3_for_the_run))
+        yield
+        written = [p for p in settings.MEDIA_ROOT.rglob("*") if p.is_file()] if settings.MEDIA_ROOT.exists() else []
+        assert written == [], f"media written to the local disk with S3 storage on: {written}"
+        return
+    yield
 
 
 @pytest.fixture(autouse=True)

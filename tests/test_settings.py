@@ -20,6 +20,10 @@ OVERRIDDEN = (
     "DJANGO_SETTINGS_MODULE",
     "SECURE_COOKIES",
     "SERVE_MEDIA",
+    # A run on S3 (tests/conftest.py, POPARENA_TEST_STORAGE=s3) names its bucket here for the servers it starts.
+    "AWS_STORAGE_BUCKET_NAME",
+    "AWS_S3_ENDPOINT_URL",
+    "AWS_S3_REGION_NAME",
 )
 
 
