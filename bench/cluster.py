@@ -969,6 +969,7 @@ class Rehearsal:
         self.warm_up_s = 0.0
         self.web_back_at_wall = float("inf")  # time.time() when the killed web host answered again
         self.web_return: Background | None = None  # waits for the killed web host to come back
+        self.participants: list[ProxyParticipant] = []
         # The operator's view of the database (bench/loadkit.py's checks read it through a Site).
         self.site = Site(env=cluster.web_env("operator"), var_dir=cluster.folder, database_url=cluster.database_url)
 
@@ -1130,7 +1131,14 @@ class Rehearsal:
         if action is not None:
             window.facts = action()
         time.sleep(settle_s)
+        # Overloaded (others' load of 10-15 on 2 cores), a few seconds can pass without one answered vote: the
+        # window waits for one, at most a minute, so that every phase shows whether service went on.
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: self.voted_since(window.start), 60, f"a vote in {name}")
         window.end = time.perf_counter()
+
+    def voted_since(self, start: float) -> bool:
+        return any(t >= start for p in self.participants for t in list(p.tally.acknowledged_at))
 
     def run(self) -> dict[str, Any]:
         cluster, options = self.cluster, self.options
@@ -1145,7 +1153,7 @@ class Rehearsal:
         for thread in threads:
             thread.start()
         wait_until(lambda: all(w.pushes for w in watchers), 60, "every watcher's first board")
-        participants = [
+        participants = self.participants = [
             ProxyParticipant(
                 cluster.public,
                 deadline=time.perf_counter() + 3600,
