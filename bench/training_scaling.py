@@ -8,11 +8,15 @@ What runs: a fresh POPARENA_VAR_DIR with the demo seeded (for the `base` shapes 
 export of drawn shapes written here (pairs of populations of N pictures, blue winning over red, as the training
 tests draw them), then `train_generator --objective popalign --base base` once per process count, under
 `torchrun --standalone --nproc_per_node P` for P > 1, each process with `--threads T`. Steps/s comes from the
-run's training-log.jsonl (its `seconds` column, from the first logged step to the last, so loading and encoding
-are left out); images/s is steps/s x effective batch x 2 (a pair is a winner and a loser denoised); the wall time
-of the whole command is given beside it.
+run's training-log.jsonl (its `seconds` column, from the first logged step to the last: the training steps only,
+so loading, encoding and the first step's set-up are left out); images/s is steps/s x effective batch x 2 (a pair
+is a winner and a loser denoised); the wall time of the whole command is given beside it. Every process has one
+thread unless --threads says otherwise (torch.set_num_threads through --threads, OMP_NUM_THREADS and
+MKL_NUM_THREADS), so N processes on N cores do not fight over them; the machine's load average before and after
+each run is printed with it, since on a shared machine the processes wait for each other at every step.
 
-Run: nice -n 10 .venv/bin/python bench/training_scaling.py [--processes 1,2] [--batch 8] [--threads 1] [--steps 30]
+Run (about 3 minutes on 2 idle cores):
+  nice -n 10 .venv/bin/python bench/training_scaling.py [--processes 1,2,4] [--batch 8] [--threads 1] [--steps 40]
 Prints one JSON line per process count and one with the speed-ups; the figures go into BENCHMARKS.md by hand.
 """
 
@@ -81,14 +85,16 @@ def run(command: list[str], env: dict[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", default="1,2", help="process counts to run, e.g. 1,2,4")
+    parser.add_argument("--processes", default="1,2,4", help="process counts to run, e.g. 1,2,4")
     parser.add_argument("--batch", type=int, default=8, help="pairs per process per step")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-scaling-") as scratch:
         var = Path(scratch) / "var"
-        env = {**os.environ, "POPARENA_VAR_DIR": str(var), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        threads = str(args.threads)
+        env = {**os.environ, "POPARENA_VAR_DIR": str(var), "HF_HUB_OFFLINE": "1"}
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         env.pop("DATABASE_URL", None)
         run([PYTHON, "manage.py", "migrate", "-v0"], env)
         run([PYTHON, "manage.py", "seed_demo"], env)

@@ -204,16 +204,19 @@ def shard(items: int, processes: int, index: int) -> slice:
 
 
 def gather_shards(
-    items: Sequence[Item], encode: Callable[[Sequence[Item]], dict[str, torch.Tensor]]
+    items: Sequence[Item], encode: Callable[[Sequence[Item]], dict[str, torch.Tensor]], chunk: int
 ) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """`encode(items)` done once over the processes: each encodes its `shard`, every one gets the whole, in order
-    (each named tensor with one row per item). Also returns how many items each process encoded."""
+    """`encode(items)` done once over the processes: each encodes its `shard` of whole chunks of `chunk` items (as
+    `encode` calls its model on them, from the first item on), every one gets the whole, in order (each named tensor
+    with one row per item). So each model call sees the very batch it sees in one process, and the result is one
+    process's to the bit (a batch of another size may round otherwise). Also returns how many items each encoded."""
     import torch
     import torch.distributed as dist
 
     if not _active():
         return encode(items), [len(items)]
-    mine = items[shard(len(items), world_size(), rank())]
+    chunks = shard(-(-len(items) // chunk), world_size(), rank())
+    mine = items[chunks.start * chunk : chunks.stop * chunk]
     encoded = encode(mine) if mine else {}
     # The shapes first: a process with an empty share learns from the others what to gather.
     described: list[Any] = [None] * world_size()

@@ -17,8 +17,9 @@ from training.readers import PreferenceData
 if TYPE_CHECKING:
     import torch
 
-# Images per VAE call while encoding.
-ENCODE_BATCH = 32
+# Images per VAE call (and captions per text-encoder call) while encoding; under torchrun each process encodes
+# whole batches of this size (training.distributed.gather_shards).
+ENCODE_BATCH = 16
 
 
 class EncodedData:
@@ -57,11 +58,11 @@ class EncodedData:
                 self.pairs.append((winner, index(pair.loser, pair.caption)[0], caption))
         self.preserved = [captions.setdefault(caption, len(captions)) for caption in preserve]
         images, image_counts = distributed.gather_shards(
-            list(blobs), lambda part: {"latents": encode_images(pipe.vae, part, device, dtype)}
+            list(blobs), lambda part: {"latents": encode_images(pipe.vae, part, device, dtype)}, ENCODE_BATCH
         )
         self.latents = images["latents"].to(device)
         text, caption_counts = distributed.gather_shards(
-            list(captions), lambda part: encode_captions(pipe, list(part), device, dtype)
+            list(captions), lambda part: encode_captions(pipe, list(part), device, dtype), ENCODE_BATCH
         )
         self.text = {key: value.to(device) for key, value in text.items()}
         self.encoded = {"images": image_counts, "captions": caption_counts}
@@ -83,17 +84,21 @@ def encode_images(vae: Any, blobs: Sequence[bytes], device: str, dtype: torch.dt
 
 
 def encode_captions(pipe: Any, captions: list[str], device: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Per caption: the UNet's encoder_hidden_states (and SDXL's pooled embeddings), no guidance."""
+    """Per caption: the UNet's encoder_hidden_states (and SDXL's pooled embeddings), no guidance; ENCODE_BATCH
+    captions per call."""
     import torch
 
-    with torch.no_grad():
-        encoded = pipe.encode_prompt(captions, device, 1, False)
-    if hasattr(pipe, "text_encoder_2"):
-        # SDXL: encode_prompt gives (embeds, negative, pooled, negative pooled).
-        embeds, _, pooled, _ = encoded
-        return {"embeds": embeds.to(dtype), "pooled": pooled.to(dtype)}
-    embeds, _ = encoded
-    return {"embeds": embeds.to(dtype)}
+    parts: list[dict[str, torch.Tensor]] = []
+    for start in range(0, len(captions), ENCODE_BATCH):
+        with torch.no_grad():
+            encoded = pipe.encode_prompt(captions[start : start + ENCODE_BATCH], device, 1, False)
+        if hasattr(pipe, "text_encoder_2"):
+            # SDXL: encode_prompt gives (embeds, negative, pooled, negative pooled).
+            embeds, _, pooled, _ = encoded
+            parts.append({"embeds": embeds.to(dtype), "pooled": pooled.to(dtype)})
+        else:
+            parts.append({"embeds": encoded[0].to(dtype)})
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
 
 def unet_kwargs(text: dict[str, Any], index: torch.Tensor, height: int, width: int) -> dict[str, Any]:

@@ -149,7 +149,7 @@ def test_a_run_resumed_on_another_number_of_processes_trains_the_weights_of_an_u
     done = len(log.read_text().splitlines())
     assert f"Interrupted after {done} of 100000 steps" in trainer.output, trainer.output
     assert (log.parent / "training-state.pt").is_file()
-    assert site_query(env, "SELECT count(*) FROM generation_generator") == [(1,)]  # the base alone
+    assert site_query(env, "SELECT count(*) FROM generation_generator WHERE name = 'back'") == [(0,)]
     record = json.loads((log.parent / "training.json").read_text())
     assert (record["processes"], record["effective_batch"]) == (2, 4)
     assert done < 12, "Ctrl-C came too late for the comparison"
@@ -157,12 +157,18 @@ def test_a_run_resumed_on_another_number_of_processes_trains_the_weights_of_an_u
     back = train_generator(prepared=prepare_training(request=request("back", resume=True)), progress=False)
     assert back.generator is not None
     assert back.outcome.steps_done == 12
-    # then both hold the weights of the unbroken run (to float tolerance: see the two-process test).
+    # then both logged the unbroken run's losses step by step, and hold its weights to float tolerance: the sums
+    # over two processes are taken in another order, and Adam's first steps move each element by about the
+    # learning rate whatever its gradient's size, so rounding-level gradients go either way (losses 0.6% apart in
+    # one run); a step lost, repeated or drawn anew, or Adam's state restarted, would be far more.
     whole = unet_weights(trained / "whole")
     base = unet_weights(next(Path(settings.POPARENA_MODEL_CACHE).glob("tiny-random-*")))
     moved = torch.cat([(w - base[k].float()).flatten() for k, w in whole.items()])  # type: ignore[attr-defined]
+    losses = [json.loads(line)["loss"] for line in (trained / "whole" / "training-log.jsonl").read_text().splitlines()]
     for name in ("forth", "back"):
+        logged = [json.loads(line) for line in (trained / name / "training-log.jsonl").read_text().splitlines()]
+        assert [row["step"] for row in logged] == list(range(1, 13)), name
+        assert [row["loss"] for row in logged] == pytest.approx(losses, rel=0.02), name
         other = unet_weights(trained / name)
         gap = torch.cat([(other[k] - w).flatten() for k, w in whole.items()])
-        assert float(gap.norm() / moved.norm()) < 0.02, name
-        assert float((gap.abs() > 1e-5).float().mean()) < 0.01, name
+        assert float(gap.norm() / moved.norm()) < 0.02, (name, float(gap.norm() / moved.norm()))
