@@ -135,7 +135,11 @@ def main() -> None:
             )
         one = rates.get(1)
         if one:
-            print(json.dumps({"speedup_steps_per_s": {p: round(r / one, 2) for p, r in rates.items()}}), flush=True)
+            # Weak scaling: at the same per-process batch a step of N processes trains N times the examples, so
+            # perfect scaling keeps steps/s and multiplies images/s by N.
+            images = {p: round(r * p / one, 2) for p, r in rates.items()}
+            steps = {p: round(r / one, 2) for p, r in rates.items()}
+            print(json.dumps({"speedup_steps_per_s": steps, "speedup_images_per_s": images}), flush=True)
 
 
 if __name__ == "__main__":
