@@ -3,8 +3,8 @@
 POPARENA_TEST_STORAGE picks where media live for the whole run: `filesystem` (the default: a temporary folder per
 test) or `s3` (a fresh bucket per test on moto's standalone S3 server, one server per test process, configured as
 config/settings.py configures django-storages, and the servers and workers tests start pointed at a bucket of
-that server through the environment). .ci/run's PostgreSQL + Redis pass runs on `s3`, so the same tests run on
-both storages; tests that take `media_storage` (tests/object_storage.py) choose their storage themselves.
+that server through the environment), so the same tests run on a second storage (README "Testing"; CI runs only
+the tests that take `media_storage`, tests/object_storage.py, on both: they choose their storage themselves).
 
 Under pytest-xdist (`-n 2`, as .ci/run runs the fast tests) each worker has its own test database
 (pytest-django names them per worker) and, here, its own key prefix in the shared Redis cache and
