@@ -170,6 +170,15 @@ def test_a_pair_of_few_votes_draws_separated_rounds_that_are_fitted_with_the_pri
     assert 60 < fit_ratings(counts, bootstrap=120, seed=3).separated_rounds < 120
 
 
+@pytest.mark.parametrize("rounds", [100, 30], ids=["tabulated-law", "binomials"])
+def test_a_pair_of_one_vote_is_resampled_like_any_other(rounds):
+    # a and c met once (a won), inside a group where every generator both won and lost: that one vote is
+    # redrawn every round (a won, lost or tied it), not kept out of the resampling nor fixed at 1-0.
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "b", 3, 2, 1), ("b", "c", 4, 2, 0), ("a", "c", 1, 0, 0)])
+    assert counts.comparisons[0, 2] == 1
+    assert_intervals(counts, [[0, 1, 2]], rounds, seed=5, level=0.9)
+
+
 def test_parts_a_smoothed_pair_an_unrated_generator_and_an_anchor_are_resampled_as_documented():
     # Given a part where a only won (its pairs smoothed by the prior), a second part holding the anchor, and
     # f without votes,
