@@ -6,7 +6,7 @@ import math
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseNotFound, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -39,6 +39,7 @@ from arena.selectors import (
     get_leaderboard,
     get_queue_summary,
 )
+from core.api import storage_down_response
 from core.errors import ApplicationError, StorageUnavailable
 from core.middleware import allow_mturk_framing
 
@@ -180,11 +181,7 @@ def comparison_image(request: HttpRequest, token: str, side: str, index: str, ma
     try:
         body = served_png(image)
     except StorageUnavailable as error:
-        # The API's error shape and Retry-After: an <img> shows nothing either way, a script can tell why.
-        down = JsonResponse({"error": {"code": error.code, "message": error.message}}, status=error.status)
-        down["Retry-After"] = str(error.retry_after_s)
-        down["Cache-Control"] = "no-store"
-        return down
+        return storage_down_response(error)
     response = HttpResponse(body, content_type="image/png")
     response["Cache-Control"] = f"private, max-age={settings.COMPARISON_IMAGE_TTL_S}"
     response["X-Content-Type-Options"] = "nosniff"

@@ -194,7 +194,7 @@ if AWS_STORAGE_BUCKET_NAME:
     # S3-compatible object storage through django-storages (AWS, MinIO, Ceph, ...): the one media store that every
     # host of a deployment shares. Every image reader and writer goes through the storage API, never a local path.
     # The keys stay in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), where boto3 reads them.
-    _media_storage: dict = {"BACKEND": "storages.backends.s3.S3Storage"}
+    _media_storage: dict = {"BACKEND": "core.media_storage.S3MediaStorage"}
     AWS_S3_ENDPOINT_URL = env.str("AWS_S3_ENDPOINT_URL", default="") or None
     AWS_S3_REGION_NAME = env.str("AWS_S3_REGION_NAME", default="") or None
     # "path" for servers without a DNS name per bucket (MinIO, a bare IP address); empty lets boto3 choose.

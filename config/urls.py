@@ -7,8 +7,10 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
+from core.api import storage_down_response
 from core.api_docs import ApiDocsView
 from core.health import HealthApi
+from generation.media_io import storage_unreachable, unavailable
 
 # Under /api/ even a URL that matches no route answers {"error": {...}} as JSON.
 handler400 = "core.api.bad_request"
@@ -35,7 +37,14 @@ urlpatterns = [
 def serve_media(request: HttpRequest, path: str) -> HttpResponseBase:
     # django.conf.urls.static.static() only works with DEBUG on; the embedded default serves
     # its local media with DEBUG off too. MEDIA_ROOT is read per request, not at import.
-    return serve(request, path, document_root=str(settings.MEDIA_ROOT))
+    try:
+        return serve(request, path, document_root=str(settings.MEDIA_ROOT))
+    except OSError as error:
+        # A disk that fails (EIO, a lost network mount) is an outage: 503 with Retry-After, as the comparison
+        # images answer, not a 500. A missing file is serve()'s 404; a permission error stays a 500.
+        if not storage_unreachable(error):
+            raise
+        return storage_down_response(unavailable(error, "serving a media file"))
 
 
 if settings.SERVE_MEDIA:

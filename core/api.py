@@ -67,6 +67,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
+def storage_down_response(error: StorageUnavailable) -> HttpResponse:
+    """A plain Django view's answer while the media storage cannot be reached: the API's error shape, Retry-After,
+    never cached (an <img> shows nothing either way; a script can tell why and when to come back)."""
+    down = JsonResponse({"error": {"code": error.code, "message": error.message}}, status=error.status)
+    down["Retry-After"] = str(error.retry_after_s)
+    down["Cache-Control"] = "no-store"
+    return down
+
+
 def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 

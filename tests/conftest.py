@@ -40,23 +40,17 @@ def _s3_for_the_run() -> Iterator[str | None]:
     if TEST_STORAGE != "s3":
         yield None
         return
-    from moto.server import ThreadedMotoServer
+    from tests.object_storage import ACCESS_KEY, REGION, SECRET_KEY, make_bucket, running_moto
 
-    from tests.object_storage import ACCESS_KEY, REGION, SECRET_KEY, make_bucket
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ.update(
-        AWS_STORAGE_BUCKET_NAME=make_bucket(endpoint),
-        AWS_S3_ENDPOINT_URL=endpoint,
-        AWS_S3_REGION_NAME=REGION,
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-    )
-    yield endpoint
-    server.stop()
+    with running_moto() as endpoint:
+        os.environ.update(
+            AWS_STORAGE_BUCKET_NAME=make_bucket(endpoint),
+            AWS_S3_ENDPOINT_URL=endpoint,
+            AWS_S3_REGION_NAME=REGION,
+            AWS_ACCESS_KEY_ID=ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        )
+        yield endpoint
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,16 +25,25 @@ SECRET_KEY = "testing"  # noqa: S105
 URL_LIFETIME_S = 600
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """The URL of an S3-compatible server (moto's standalone server on a free port of 127.0.0.1)."""
+@contextmanager
+def running_moto() -> Iterator[str]:
+    """moto's standalone S3 server on a free port of 127.0.0.1, in this process: its URL while the caller runs."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of an S3-compatible server (moto's standalone server on a free port of 127.0.0.1)."""
+    with running_moto() as endpoint:
+        yield endpoint
 
 
 def make_bucket(endpoint: str) -> str:
@@ -73,7 +83,7 @@ def use_s3(settings, monkeypatch: pytest.MonkeyPatch, endpoint: str, bucket: str
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     # Last: changing STORAGES drops the built default storage, so the next use builds it from the lines above.
-    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "storages.backends.s3.S3Storage"}}
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "core.media_storage.S3MediaStorage"}}
 
 
 def files_under(folder: Path) -> list[Path]:

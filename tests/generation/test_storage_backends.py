@@ -15,11 +15,14 @@ import io
 import json
 import re
 import socket
+import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 from PIL import Image as PILImage
@@ -27,6 +30,7 @@ from PIL import Image as PILImage
 from arena.models import Comparison
 from core.errors import StorageUnavailable
 from exports.services import ExportError
+from generation.media_io import read_stored_many, save_many
 from generation.models import Image, Population
 from generation.services import ImageInput, ImportedSet, get_or_create_decoy, store_imported_sets
 from metrics.config import parse_attributes
@@ -37,7 +41,15 @@ from tests.exports.conftest import voted_campaign  # noqa: F401 (a fixture, shar
 from tests.exports.helpers import export
 from tests.factories import GeneratorFactory, PromptFactory
 from tests.metrics.conftest import drawn, store_pictures
-from tests.object_storage import S3, URL_LIFETIME_S, media_storage, s3_endpoint, s3_settings  # noqa: F401 (fixtures)
+from tests.object_storage import (  # noqa: F401 (fixtures)
+    S3,
+    URL_LIFETIME_S,
+    make_bucket,
+    media_storage,
+    s3_endpoint,
+    s3_settings,
+    use_s3,
+)
 from tests.test_settings import manage
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +77,7 @@ def test_a_bucket_name_switches_media_to_s3_with_the_settings_the_tests_use(tmp_
     assert result.returncode == 0, result.stderr
     values, backend = result.stdout.strip().splitlines()
     # Then media goes to django-storages' S3 backend with exactly these settings: presigned URLs expire.
-    assert backend == "storages.backends.s3.S3Storage"
+    assert backend == "core.media_storage.S3MediaStorage"
     assert json.loads(values) == wanted
 
 
@@ -307,3 +319,56 @@ def test_an_export_stops_with_503_while_the_storage_is_unreachable_and_leaves_no
         export(campaign, "popalign-csv", out, criterion="diversity", skip_missing=True)
     assert not out.exists()
     assert not (out.parent.exists() and list(out.parent.iterdir())), "a staging folder was left"
+
+
+def test_the_io_threads_of_a_bucket_storage_share_one_boto3_session(settings, monkeypatch, s3_endpoint):  # noqa: F811
+    # Given media in a bucket, a storage built afresh, and sixteen stored files,
+    use_s3(settings, monkeypatch, s3_endpoint, make_bucket(s3_endpoint))
+    made = []
+    real_session = boto3.Session
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        made.append(threading.current_thread().name)
+        return real_session(*args, **kwargs)
+
+    monkeypatch.setattr(boto3, "Session", counted)
+    files = [(f"shared/{i}.bin", bytes([i]) * (100 + i)) for i in range(16)]
+    names = save_many(default_storage, files)
+    # when the I/O threads read them all back together (each thread starting with no connection of its own),
+    back = read_stored_many(default_storage, names)
+    # then every file comes back whole, in order, and the whole process parsed botocore's models once: one session
+    # (about 100 ms of CPU each, paid by every thread before its first request when each made its own).
+    assert back == [data for _, data in files]
+    assert len(made) == 1, made
+
+
+def test_a_local_media_file_answers_503_with_retry_after_while_the_disk_fails(monkeypatch, caplog):
+    # Given a picture in local media that a staff page links to directly,
+    name = default_storage.save("direct/seen.png", ContentFile(png((10, 20, 30), size=16)))
+    client = Client()
+    url = settings.MEDIA_URL + name
+    assert client.get(url).status_code == 200
+    real_open = Path.open
+
+    def failing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(settings.MEDIA_ROOT) in self.parents:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_open(self, *args, **kwargs)
+
+    with monkeypatch.context() as down:
+        down.setattr(Path, "open", failing)
+        caplog.clear()
+        # when the disk answers EIO, the link answers 503 in the API's error shape with Retry-After, not a 500,
+        served = client.get(url)
+        assert served.status_code == 503
+        assert served["Retry-After"] == "5"
+        assert served["Cache-Control"] == "no-store"
+        assert served.json()["error"]["code"] == "storage_unavailable"
+        assert "seen" not in served.content.decode()
+        assert [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()] == [
+            "media storage unreachable while serving a media file: OSError"
+        ]
+        # while a file that is not there is still a 404.
+        assert client.get(settings.MEDIA_URL + "direct/never.png").status_code == 404
+    # Once the disk is back, the same link serves the picture.
+    assert client.get(url).status_code == 200
