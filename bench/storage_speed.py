@@ -99,6 +99,7 @@ print("BUILT", len(populations))
 # Each workload in a fresh process: Django set up and the libraries it needs imported before the clock starts.
 WORK = """
 import json, tempfile, time
+import core.media_storage  # noqa: boto3 and django-storages imported before the clock, as Django and choix are
 from pathlib import Path
 from annotation.models import Campaign
 from generation.models import Population

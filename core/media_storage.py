@@ -3,9 +3,11 @@
 django-storages builds a boto3 session and an S3 resource for every thread that touches the storage. A fresh
 session parses botocore's service model again (80-150 ms of CPU on this project's machine, and the GIL makes
 threads that start together wait for each other), so the I/O threads of generation/media_io.py paid that eight
-times over before their first request. Here every thread's resource comes from one session, made once: a further
-resource costs about 4 ms. boto3 sessions are not safe to make clients from concurrently, so resources are made
-under a lock; each thread still has its own resource (resources are not thread-safe), as django-storages expects.
+times over before their first request. Worse, Django builds `default_storage` lazily and not under a lock: eight
+threads that touch it first together can each build a storage of their own. Here every resource comes from one
+session per set of credentials, kept for the process: a further resource costs about 4 ms. boto3 sessions are
+not safe to make clients from concurrently, so resources are made under a lock; each thread still has its own
+resource (resources are not thread-safe), as django-storages expects, and reads share one client (`client`).
 
 Imported only when the settings name it (media in a bucket): local media never imports boto3.
 """
@@ -18,27 +20,40 @@ from typing import Any
 import boto3
 from storages.backends.s3 import S3Storage
 
+_lock = threading.Lock()  # held while a session is made or a resource is made from one
+_sessions: dict[tuple[str | None, ...], boto3.Session] = {}
+
 
 class S3MediaStorage(S3Storage):
-    """S3Storage whose threads share one boto3 session (settings: AWS_*, as for S3Storage)."""
+    """S3Storage whose threads and instances share one boto3 session (settings: AWS_*, as for S3Storage)."""
 
     def __init__(self, **settings: Any) -> None:
         super().__init__(**settings)
-        self._session_lock = threading.Lock()
-        self._session: boto3.Session | None = None
+        self._client: Any = None
 
     def _create_session(self) -> boto3.Session:
-        # Called by S3Storage.connection (and unsigned_connection) for a thread without a resource yet; the
-        # caller then makes the resource from it, which `connection` below keeps under the same lock.
-        if self._session is None:
-            self._session = super()._create_session()
-        return self._session
+        # Called by S3Storage.connection (and unsigned_connection) for a thread without a resource yet, under
+        # _lock (below); the caller then makes the thread's resource from the session.
+        key = (self.session_profile, self.access_key, self.secret_key, self.security_token)
+        session = _sessions.get(key)
+        if session is None:
+            session = _sessions[key] = super()._create_session()
+        return session
+
+    @property
+    def client(self) -> Any:
+        """One boto3 S3 client for every thread (a client is thread-safe, a resource is not): what
+        generation/media_io.py reads with, so a thread's first read sets nothing up."""
+        client = self._client
+        if client is None:
+            client = self._client = self.connection.meta.client
+        return client
 
     @property
     def connection(self) -> Any:
         connection = getattr(self._connections, "connection", None)
         if connection is None:
-            with self._session_lock:
+            with _lock:
                 connection = S3Storage.connection.fget(self)
         return connection
 
@@ -46,17 +61,15 @@ class S3MediaStorage(S3Storage):
     def unsigned_connection(self) -> Any:
         connection = getattr(self._unsigned_connections, "connection", None)
         if connection is None:
-            with self._session_lock:
+            with _lock:
                 connection = S3Storage.unsigned_connection.fget(self)
         return connection
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.pop("_session_lock", None)
-        state.pop("_session", None)
+        state.pop("_client", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._session_lock = threading.Lock()
-        self._session = None
+        self._client = None

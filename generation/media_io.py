@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 IO_WORKERS = 8
 
 _pool: ThreadPoolExecutor | None = None
+_background: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,6 +43,17 @@ def io_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=IO_WORKERS, thread_name_prefix="media-io")
         return _pool
+
+
+def in_background(function: Callable[[T], R], item: T) -> Future[R]:
+    """`function(item)` started on a thread of its own while the caller goes on (the next batch's reads while
+    this one is worked on); `function` may itself use `in_parallel`. Its result or error comes from the future."""
+    global _background
+    with _pool_lock:
+        if _background is None:
+            # Not the I/O threads: a call waiting there on the reads it queued there could wait for itself.
+            _background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="media-prefetch")
+    return _background.submit(function, item)
 
 
 def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -58,13 +70,15 @@ def in_parallel(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 
 def _s3_client(storage: Storage) -> Any:
-    """The boto3 client of a django-storages S3 storage (this thread's), or None for any other storage."""
+    """The boto3 client of a django-storages S3 storage (the process's one client for ours, core.media_storage;
+    this thread's otherwise), or None for any other storage."""
     kind = storage.__class__  # (a LazyObject such as default_storage builds its storage here)
     # Not imported, so not this storage's class: local media never pays for importing boto3 (about a second).
     s3 = sys.modules.get("storages.backends.s3")
     if s3 is None or not issubclass(kind, s3.S3Storage):
         return None
-    return storage.connection.meta.client  # type: ignore[attr-defined]
+    shared = getattr(storage, "client", None)
+    return shared if shared is not None else storage.connection.meta.client  # type: ignore[attr-defined]
 
 
 def read_stored(storage: Storage, name: str) -> bytes:

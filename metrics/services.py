@@ -18,12 +18,13 @@ import io
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from django.db import transaction
 from PIL import Image as PILImage
 
-from generation.media_io import in_parallel, read_stored
+from generation.media_io import in_background, in_parallel, read_stored
 from generation.models import Image, Population
 from metrics import measures
 from metrics.classifiers import Backend, load_backend
@@ -84,6 +85,9 @@ def measure_populations(
     if not keys:
         return report
     ids = list(dict.fromkeys(population_ids))
+    # A batch's pictures are read while the batch before it is measured: on object storage the reads' round trips
+    # overlap the backends' work instead of adding to it.
+    pending: tuple[list[Population], Future[dict[int, list[PILImage.Image] | Exception]], int] | None = None
     for start in range(0, len(ids), BATCH_POPULATIONS):
         chunk = list(
             Population.objects.filter(pk__in=ids[start : start + BATCH_POPULATIONS], status=Population.Status.READY)
@@ -95,12 +99,29 @@ def measure_populations(
             done = _fully_measured([p.pk for p in chunk], attributes, set_spec)
             report.skipped += sum(1 for p in chunk if p.pk in done)
             chunk = [p for p in chunk if p.pk not in done]
-        if chunk:
-            _measure_chunk(chunk, attributes, set_spec, device, report)
-        if progress is not None:
-            progress(min(start + BATCH_POPULATIONS, len(ids)))
+        reading = in_background(_open_images, chunk)
+        if pending is not None:
+            _finish_chunk(pending, attributes, set_spec, device, report, progress)
+        pending = (chunk, reading, min(start + BATCH_POPULATIONS, len(ids)))
+    if pending is not None:
+        _finish_chunk(pending, attributes, set_spec, device, report, progress)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _finish_chunk(
+    pending: tuple[list[Population], Future[dict[int, list[PILImage.Image] | Exception]], int],
+    attributes: Sequence[AttributeSpec],
+    set_spec: SetSpec | None,
+    device: str,
+    report: MeasureReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    chunk, reading, done = pending
+    if chunk:
+        _measure_chunk(chunk, reading.result(), attributes, set_spec, device, report)
+    if progress is not None:
+        progress(done)
 
 
 def _fully_measured(ids: list[int], attributes: Sequence[AttributeSpec], set_spec: SetSpec | None) -> set[int]:
@@ -147,13 +168,14 @@ def _open_images(chunk: list[Population]) -> dict[int, list[PILImage.Image] | Ex
 
 def _measure_chunk(
     chunk: list[Population],
+    images: dict[int, list[PILImage.Image] | Exception],
     attributes: Sequence[AttributeSpec],
     set_spec: SetSpec | None,
     device: str,
     report: MeasureReport,
 ) -> None:
     pictures: dict[int, list[PILImage.Image]] = {}
-    for population_id, opened in _open_images(chunk).items():
+    for population_id, opened in images.items():
         if isinstance(opened, Exception):
             logger.warning("metrics: population %s images unreadable: %s", population_id, opened)
             report.failed.append((population_id, f"images unreadable: {opened}"))

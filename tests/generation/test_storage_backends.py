@@ -28,6 +28,7 @@ from django.test import Client
 from PIL import Image as PILImage
 
 from arena.models import Comparison
+from core import media_storage as media_storage_module
 from core.errors import StorageUnavailable
 from exports.services import ExportError
 from generation.media_io import read_stored_many, save_many
@@ -332,13 +333,18 @@ def test_the_io_threads_of_a_bucket_storage_share_one_boto3_session(settings, mo
         return real_session(*args, **kwargs)
 
     monkeypatch.setattr(boto3, "Session", counted)
+    monkeypatch.setattr(media_storage_module, "_sessions", {})  # as in a process that has not made one yet
     files = [(f"shared/{i}.bin", bytes([i]) * (100 + i)) for i in range(16)]
     names = save_many(default_storage, files)
     # when the I/O threads read them all back together (each thread starting with no connection of its own),
     back = read_stored_many(default_storage, names)
     # then every file comes back whole, in order, and the whole process parsed botocore's models once: one session
-    # (about 100 ms of CPU each, paid by every thread before its first request when each made its own).
+    # (about 100 ms of CPU each, paid by every thread before its first request when each made its own), which a
+    # storage built again (new settings, or Django's lazy default storage built by two threads at once) reuses.
     assert back == [data for _, data in files]
+    assert len(made) == 1, made
+    settings.STORAGES = {**settings.STORAGES}
+    assert read_stored_many(default_storage, names[:4]) == [data for _, data in files[:4]]
     assert len(made) == 1, made
 
 
