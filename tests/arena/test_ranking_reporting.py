@@ -6,12 +6,13 @@ Expected values are written out by hand from the documented rules, not computed 
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 
 import numpy as np
 import pytest
 
-from arena.ranking import PairCounts, Standing, expected_win_rates, fit_ratings, win_rate_matrix
+from arena.ranking import PairCounts, Standing, expected_win_rates, fit_ratings, rank_from_intervals, win_rate_matrix
 
 
 def test_a_standing_becomes_a_json_row_with_every_field_by_name():
@@ -194,3 +195,172 @@ def test_vote_rows_with_whole_number_float_indices_count_as_integers():
     floats = PairCounts.from_indices(["a", "b", "c"], [0.0, 2.0, 1.0], [1.0, 1.0, 0.0], [0, 2, 1])
     assert floats.wins.tolist() == [[0, 2, 0], [0, 0, 0], [0, 0, 0]]  # a beat b as first, then as second
     assert floats.ties.tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 0]]
+
+
+def refused(message: str) -> pytest.RaisesExc[ValueError]:
+    """A ValueError with exactly this message (not merely one that contains it)."""
+    return pytest.raises(ValueError, match=f"^{re.escape(message)}$")
+
+
+def test_bad_tables_are_refused_with_the_exact_reason_of_each_check():
+    zeros = np.zeros((2, 2))
+    with refused("generator names must be unique"):
+        PairCounts(("a", "a"), zeros, zeros)
+    # The shape is checked for each table on its own, and an empty table is no pass for a non-empty one.
+    with refused("wins and ties must be 2 x 2 for 2 generators"):
+        PairCounts(("a", "b"), np.zeros((3, 3)), zeros)
+    with refused("wins and ties must be 2 x 2 for 2 generators"):
+        PairCounts(("a", "b"), zeros, np.zeros((3, 3)))
+    with refused("wins and ties must be 0 x 0 for 0 generators"):
+        PairCounts((), np.zeros((1, 1)), np.zeros((0, 0)))
+    with refused("wins and ties must be 0 x 0 for 0 generators"):
+        PairCounts((), np.zeros((1, 1)), np.zeros((1, 1)))
+    with refused("wins must be finite and non-negative"):
+        PairCounts(("a", "b"), [[0, -1], [0, 0]], zeros)
+    with refused("ties must be finite and non-negative"):
+        PairCounts(("a", "b"), zeros, [[0, math.inf], [math.inf, 0]])
+    with refused("wins has a generator compared with itself (non-zero diagonal)"):
+        PairCounts(("a", "b"), [[1, 0], [0, 0]], zeros)
+    with refused("ties has a generator compared with itself (non-zero diagonal)"):
+        PairCounts(("a", "b"), zeros, [[0, 0], [0, 2]])
+    with refused("ties must be symmetric: a tie between i and j is one tie for both"):
+        PairCounts(("a", "b"), zeros, [[0, 1], [0, 0]])
+    with refused("matrix is smaller than half the ties somewhere: it must already include them"):
+        PairCounts.from_matrix(["a", "b"], [[0, 0.5], [1.5, 0]], ties=[[0, 2], [2, 0]])
+
+
+def test_no_generators_may_come_as_empty_lists_of_any_shape():
+    counts = PairCounts((), [], [])
+    assert counts.size == 0
+    assert counts.wins.shape == counts.ties.shape == (0, 0)
+
+
+def test_a_table_is_kept_as_a_read_only_float_copy_and_names_as_strings():
+    # Given names and whole-number counts as plain lists,
+    wins = [[0, 3], [1, 0]]
+    ties = np.array([[0, 2], [2, 0]])
+    counts = PairCounts([1, 2], wins, ties)  # type: ignore[arg-type]
+    # then the names are a tuple of strings and the tables float arrays, copied and frozen.
+    assert counts.names == ("1", "2")
+    assert counts.wins.dtype == counts.ties.dtype == np.float64
+    assert counts.wins.tolist() == [[0.0, 3.0], [1.0, 0.0]]
+    ties[0, 1] = ties[1, 0] = 7
+    assert counts.ties.tolist() == [[0.0, 2.0], [2.0, 0.0]]
+    for table in (counts.wins, counts.ties):
+        assert not table.flags.writeable
+        with pytest.raises(ValueError, match="read-only"):
+            table[0, 1] = 5.0
+
+
+def test_bad_fit_arguments_are_refused_with_the_exact_reason_and_the_limits_are_exclusive():
+    counts = PairCounts.from_tallies(["a", "b"], [("a", "b", 3, 2, 1)])
+    with refused("intervals must be one of bootstrap, sandwich, not 'fisher'"):
+        fit_ratings(counts, intervals="fisher")
+    with refused("bootstrap rounds must be >= 0"):
+        fit_ratings(counts, bootstrap=-1)
+    for level in (0.0, 1.0, 1.5, -0.5):
+        with refused("level must be between 0 and 1"):
+            fit_ratings(counts, level=level, bootstrap=0)
+    for prior in (0.0, -1.0, math.inf, math.nan):
+        with refused("prior must be a positive number"):
+            fit_ratings(counts, prior=prior, bootstrap=0)
+    with refused("anchor generator 'zz' is not among the generators"):
+        fit_ratings(counts, anchor=("zz", 1000.0))
+    with refused("anchor rating must be a finite number"):
+        fit_ratings(counts, anchor=("a", math.nan))
+    # Just inside the limits is accepted.
+    assert fit_ratings(counts, level=0.5, prior=1e-9, bootstrap=0).level == 0.5
+
+
+def test_a_leaderboard_records_its_arguments_and_by_default_a_reproducible_seed():
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "b", 3, 2, 1), ("b", "c", 2, 2, 0)])
+    board = fit_ratings(counts, bootstrap=50)
+    assert (board.seed, board.level, board.bootstrap_rounds, board.anchor) == (0, 0.95, 50, None)
+    assert board.total_votes == 10.0  # 3 + 2 + 1 votes between a and b, 2 + 2 between b and c
+    assert board.as_rows() == fit_ratings(counts, bootstrap=50, seed=0).as_rows()
+    pinned = fit_ratings(counts, bootstrap=0, level=0.8, anchor=("b", 1100.0))
+    assert (pinned.level, pinned.anchor) == (0.8, ("b", 1100.0))
+
+
+def test_sandwich_intervals_draw_no_rounds_and_say_none_was_separated():
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "b", 3, 2, 1), ("b", "c", 2, 2, 0)])
+    board = fit_ratings(counts, intervals="sandwich")
+    assert (board.bootstrap_rounds, board.separated_rounds, board.seed) == (0, 0, None)
+    assert board.notes == ()
+    assert board.prior is None
+
+
+def test_each_standing_counts_its_votes_wins_losses_and_ties():
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "b", 3, 1, 2), ("a", "c", 0, 4, 0)])
+    board = fit_ratings(counts, bootstrap=0)
+    a = board.by_name("a")
+    assert (a.votes, a.wins, a.losses, a.ties) == (10.0, 3.0, 5.0, 2.0)  # 3 + 0 won, 1 + 4 lost
+    b = board.by_name("b")
+    assert (b.votes, b.wins, b.losses, b.ties) == (6.0, 1.0, 3.0, 2.0)
+
+
+def test_a_generator_with_a_single_vote_is_rated():
+    # c's only vote is a tie with a: it counts as a comparison, so c is rated, with a finite interval.
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "b", 3, 2, 0), ("a", "c", 0, 0, 1)])
+    board = fit_ratings(counts, intervals="sandwich")
+    c = board.by_name("c")
+    assert c.rated
+    assert math.isfinite(c.ci_low)
+    assert math.isfinite(c.ci_high)
+    assert board.notes == ()
+
+
+def test_standings_of_one_rank_are_ordered_by_rating_best_first():
+    # b beat a 3-2: overlapping intervals give both rank 1, and b (rated higher) comes first though a sorts first.
+    counts = PairCounts.from_tallies(["a", "b"], [("a", "b", 2, 3, 0)])
+    board = fit_ratings(counts, intervals="sandwich")
+    assert [(s.name, s.rank) for s in board.standings] == [("b", 1), ("a", 1)]
+
+
+def test_an_unrated_anchor_gets_the_anchor_rating_exactly_wherever_it_stands():
+    # Given an anchor with no votes listed first (0.1 is not 1000 + (0.1 - 1000) in floating point),
+    counts = PairCounts.from_tallies(["z", "a", "b"], [("a", "b", 3, 2, 0)])
+    for intervals in ("bootstrap", "sandwich"):
+        board = fit_ratings(counts, bootstrap=20, anchor=("z", 0.1), intervals=intervals)
+        z = board.by_name("z")
+        assert z.rating == 0.1
+        assert (z.ci_low, z.ci_high) == (-math.inf, math.inf)
+
+
+def test_an_anchor_in_the_second_unrated_part_is_found():
+    # Two generators without votes make two one-generator parts after (a, b); the anchor is the last.
+    counts = PairCounts.from_tallies(["a", "b", "c", "d"], [("a", "b", 3, 2, 0)])
+    board = fit_ratings(counts, bootstrap=20, anchor=("d", 1500.0))
+    assert board.by_name("d").rating == 1500.0
+    assert board.parts == 3
+
+
+def test_an_anchor_listed_first_collapses_its_own_bootstrap_interval():
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "b", 3, 2, 1), ("b", "c", 4, 2, 0)])
+    board = fit_ratings(counts, bootstrap=100, seed=2, anchor=("a", 1200.0))
+    a = board.by_name("a")
+    assert (a.rating, a.ci_low, a.ci_high) == pytest.approx((1200.0, 1200.0, 1200.0), abs=1e-9)
+    assert board.by_name("c").ci_high - board.by_name("c").ci_low > 10
+
+
+def test_the_coverage_notes_word_for_word():
+    assert fit_ratings(PairCounts.empty(["a", "b"])).notes == (
+        "no votes yet: every generator is unrated (rating 1000 by convention, unbounded interval)",
+    )
+    # One rated part and two generators without votes: they are named, and they make no disconnected parts.
+    lonely = PairCounts.from_tallies(["a", "b", "c", "d"], [("a", "b", 3, 2, 0)])
+    assert fit_ratings(lonely, bootstrap=0).notes == (
+        "no votes yet for c, d: rating 1000 by convention, unbounded interval",
+    )
+    split = PairCounts.from_tallies(["a", "b", "c", "d"], [("a", "b", 3, 2, 0), ("c", "d", 1, 1, 0)])
+    assert fit_ratings(split, bootstrap=0).notes == (
+        "the comparison graph has 2 disconnected parts: ratings are comparable only within a part (each part is "
+        "centred on 1000 unless it holds the anchor) and ranks are within the part",
+    )
+
+
+def test_ranks_count_only_intervals_wholly_above_and_are_integers():
+    # Touching intervals and point intervals (no bootstrap) overlap: nobody is above anybody.
+    assert rank_from_intervals([1.0, 2.0], [2.0, 3.0]).tolist() == [1, 1]
+    assert rank_from_intervals([5.0, 5.0, 4.0], [5.0, 5.0, 4.0]).tolist() == [1, 1, 3]
+    assert rank_from_intervals([1.0, 2.5], [2.0, 3.0]).dtype == np.int64
