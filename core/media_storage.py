@@ -51,19 +51,19 @@ class S3MediaStorage(S3Storage):
 
     @property
     def connection(self) -> Any:
-        connection = getattr(self._connections, "connection", None)
-        if connection is None:
-            with _lock:
-                connection = S3Storage.connection.fget(self)
-        return connection
+        return self._resource(self._connections, S3Storage.connection)
 
     @property
     def unsigned_connection(self) -> Any:
-        connection = getattr(self._unsigned_connections, "connection", None)
-        if connection is None:
+        return self._resource(self._unsigned_connections, S3Storage.unsigned_connection)
+
+    def _resource(self, made: threading.local, make: property) -> Any:
+        """This thread's resource in `made`, made first (by django-storages' property `make`) under the lock."""
+        resource = getattr(made, "connection", None)
+        if resource is None:
             with _lock:
-                connection = S3Storage.unsigned_connection.fget(self)
-        return connection
+                resource = make.fget(self)  # type: ignore[misc]
+        return resource
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
