@@ -992,21 +992,20 @@ def test_a_population_with_no_images_has_no_grid():
 
 
 def test_pickapic_row_groups_and_shards_follow_its_budgets_with_each_row_its_images_plus_256_bytes(tmp_path):
-    # Given rows of two 11-byte images (an estimate of 11 + 11 + 256 = 278 bytes each), a row group budget of
-    # two rows and one byte, and shards of one row group,
+    # Given rows of a 10-byte and a 100-byte image (an estimate of 10 + 100 + 256 = 366 bytes each), a row group
+    # budget of two rows and one byte, and shards of one row group,
     prompt = PromptInfo(1, "a cat", "")
     rows = [
         PairRow("q", prompt, _pair(70 + i, 5, datetime(2025, 3, 4, tzinfo=UTC), left_wins=1), population(1, "a", 3),
                 population(2, "b", 3), 0, 0)
         for i in range(2)
     ]  # fmt: skip
-    assert len(_image_bytes(rows[0].left.images[0])) == 11
     writer = PickapicParquetWriter(
         tmp_path / "new" / "export",
-        _image_bytes,
+        lambda image: bytes(10 ** int(image.sha256[:2])),  # population 1: 10 bytes, population 2: 100
         ParticipantHasher(b"k"),
         max_shard_bytes=1,
-        row_group_bytes=2 * 278 + 1,
+        row_group_bytes=2 * 366 + 1,
     )
     writer.write_group(rows)
     writer.close()
