@@ -16,11 +16,13 @@ Printed as JSON: each workload's seconds per backend, the median ratio S3 / loca
 
 Run:
     .venv/bin/python bench/storage_speed.py [--generators 4] [--prompts 10] [--size 6] [--image-px 64] [--rounds 2]
+        [--endpoint URL]   # another S3-compatible server, already running (MinIO, a real bucket's region, ...)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -157,13 +159,23 @@ def start_store(folder: Path) -> tuple[subprocess.Popen[str], str]:
     if not line.startswith("ready"):
         process.kill()
         raise RuntimeError(f"the S3 server did not start: {line}")
-    endpoint = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def make_bucket(endpoint: str) -> None:
     import boto3
 
-    boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
-    ).create_bucket(Bucket=BUCKET)
-    return process, endpoint
+    key, secret = credentials()
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
+    )
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+        client.create_bucket(Bucket=BUCKET)
+
+
+def credentials() -> tuple[str, str]:
+    """The keys for --endpoint's server from the environment; moto takes any ("bench")."""
+    return os.environ.get("AWS_ACCESS_KEY_ID", "bench"), os.environ.get("AWS_SECRET_ACCESS_KEY", "bench")
 
 
 def site(folder: Path, backend: str, endpoint: str) -> dict[str, str]:
@@ -173,8 +185,8 @@ def site(folder: Path, backend: str, endpoint: str) -> dict[str, str]:
             AWS_STORAGE_BUCKET_NAME=BUCKET,
             AWS_S3_ENDPOINT_URL=endpoint,
             AWS_S3_REGION_NAME="us-east-1",
-            AWS_ACCESS_KEY_ID="bench",
-            AWS_SECRET_ACCESS_KEY="bench",  # noqa: S106 (moto's, not a secret)
+            AWS_ACCESS_KEY_ID=credentials()[0],
+            AWS_SECRET_ACCESS_KEY=credentials()[1],
             AWS_LOCATION=f"bench-{os.getpid()}",
         )
     return server_env(folder, **extra)
@@ -200,6 +212,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=6, help="images per set")
     parser.add_argument("--image-px", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2, help="rounds of local, s3, s3, local")
+    parser.add_argument(
+        "--endpoint",
+        help="an S3-compatible server already running (its keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) "
+        "instead of moto's behind bench/object_store.py, started here",
+    )
     options = parser.parse_args()
     if min(options.generators, options.prompts, options.size, options.image_px, options.rounds) < 1:
         parser.error("every count must be at least 1")
@@ -207,7 +224,8 @@ def main() -> None:
         parser.error("--generators must be at least 2 (pairs are voted)")
     with tempfile.TemporaryDirectory(prefix="poparena-storage-") as tmp:
         root = Path(tmp)
-        store, endpoint = start_store(root)
+        store, endpoint = start_store(root) if options.endpoint is None else (None, options.endpoint)
+        make_bucket(endpoint)
         try:
             envs = {}
             for backend in ("local", "s3"):
@@ -223,8 +241,9 @@ def main() -> None:
                         seconds[workload][backend].append(result["seconds"])
                         files[workload] = result["files"]
         finally:
-            store.terminate()
-            store.wait(timeout=60)
+            if store is not None:
+                store.terminate()
+                store.wait(timeout=60)
     report: dict[str, Any] = {"code": revision_of(ROOT), "target": f"S3 within {TARGET}x of the local disk"}
     for workload in WORKLOADS_TIMED:
         local, s3 = seconds[workload]["local"], seconds[workload]["s3"]
@@ -239,6 +258,7 @@ def main() -> None:
         if workload in WORKLOADS:
             report[workload]["within_target"] = ratio <= TARGET
     report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+    report["server"] = options.endpoint and "the server at --endpoint" or "moto behind bench/object_store.py"
     report["options"] = vars(options)
     report["when"] = time.strftime("%Y-%m-%d %H:%M")
     print(json.dumps(report, indent=1))

@@ -7,7 +7,8 @@ times over before their first request. Worse, Django builds `default_storage` la
 threads that touch it first together can each build a storage of their own. Here every resource comes from one
 session per set of credentials, kept for the process: a further resource costs about 4 ms. boto3 sessions are
 not safe to make clients from concurrently, so resources are made under a lock; each thread still has its own
-resource (resources are not thread-safe), as django-storages expects, and reads share one client (`client`).
+resource (resources are not thread-safe), as django-storages expects, and reads and small writes share one
+client (`client`).
 
 Imported only when the settings name it (media in a bucket): local media never imports boto3.
 """
@@ -18,7 +19,12 @@ import threading
 from typing import Any
 
 import boto3
+from django.core.files.base import File
 from storages.backends.s3 import S3Storage
+from storages.utils import clean_name, is_seekable
+
+# boto3's transfer manager splits a file into parts from this size on (TransferConfig's default).
+MULTIPART_FROM = 8 * 1024 * 1024
 
 _lock = threading.Lock()  # held while a session is made or a resource is made from one
 _sessions: dict[tuple[str | None, ...], boto3.Session] = {}
@@ -64,6 +70,24 @@ class S3MediaStorage(S3Storage):
             with _lock:
                 resource = make.fget(self)  # type: ignore[misc]
         return resource
+
+    def _save(self, name: str, content: File) -> str:
+        """A file under the multipart size in one PutObject on the shared client, with the parameters
+        django-storages would send; larger files, and gzip, through django-storages' transfer manager. Its
+        upload_fileobj costs 3-4 ms of CPU a file where PutObject costs about 1.4 ms (most of a gold copy's time)."""
+        threshold = self.transfer_config.multipart_threshold if self.transfer_config else MULTIPART_FROM
+        size = getattr(content, "size", None)
+        if self.gzip or size is None or size >= threshold:
+            return str(super()._save(name, content))
+        cleaned = clean_name(name)
+        key = self._normalize_name(cleaned)
+        params = self._get_write_parameters(key, content)
+        if is_seekable(content):
+            content.seek(0)
+        data = content.read()
+        body = data.encode() if isinstance(data, str) else bytes(data)
+        self.client.put_object(Bucket=self.bucket_name, Key=key, Body=body, **params)
+        return str(cleaned)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()

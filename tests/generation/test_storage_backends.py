@@ -378,3 +378,35 @@ def test_a_local_media_file_answers_503_with_retry_after_while_the_disk_fails(mo
         assert client.get(settings.MEDIA_URL + "direct/never.png").status_code == 404
     # Once the disk is back, the same link serves the picture.
     assert client.get(url).status_code == 200
+
+
+def test_small_and_multipart_files_reach_the_bucket_whole_with_their_content_type(settings, monkeypatch, s3_endpoint):  # noqa: F811
+    # Given media in a bucket whose transfer manager splits files from 5 MiB on (S3's smallest part),
+    from boto3.s3.transfer import TransferConfig
+
+    use_s3(settings, monkeypatch, s3_endpoint, make_bucket(s3_endpoint))
+    settings.AWS_S3_TRANSFER_CONFIG = TransferConfig(
+        multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+    )
+    settings.STORAGES = {**settings.STORAGES}
+    small = png((1, 2, 3), size=32)
+    large = bytes(range(256)) * (6 * 1024 * 4)  # 6 MiB: two parts
+    # when a picture (one PutObject) and a large file (a multipart upload) are saved,
+    names = [
+        default_storage.save("kinds/small.png", ContentFile(small)),
+        default_storage.save("kinds/big.bin", ContentFile(large)),
+    ]
+    client = default_storage.client
+    # then each reads back byte for byte with the content type its name gives, neither overwrote the other's
+    # name, and the large one went up in parts (its ETag says how many).
+    for name, data, kind in zip(names, [small, large], ["image/png", "application/octet-stream"], strict=True):
+        head = client.head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=name)
+        assert head["ContentType"] == kind
+        assert head["ContentLength"] == len(data)
+        assert read_stored_many(default_storage, [name]) == [data]
+    assert client.head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=names[1])["ETag"].endswith('-2"')
+    assert "-" not in client.head_object(Bucket=settings.AWS_STORAGE_BUCKET_NAME, Key=names[0])["ETag"]
+    # And saving under a taken name picks another name, as on the local disk (AWS_S3_FILE_OVERWRITE is off).
+    again = default_storage.save("kinds/small.png", ContentFile(b"other"))
+    assert again != names[0]
+    assert read_stored_many(default_storage, [names[0], again]) == [small, b"other"]
