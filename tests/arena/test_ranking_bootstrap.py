@@ -13,11 +13,13 @@ strength fixed (not I-LSR); only the order in which the seeded generator is read
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from scipy.special import expit
+from scipy.stats import binom
 
 from arena import ranking
 from arena.ranking import ELO_PER_NAT, PairCounts, fit_ratings
@@ -78,9 +80,15 @@ def reference_bootstrap(
     level: float,
     ratings: dict[str, float],
     anchor: tuple[str, float] | None = None,
+    chunk: int | None = None,
 ) -> Expected:
-    """Interval ends of the rated generators of `parts` (index lists, in the core's part order)."""
+    """Interval ends of the rated generators of `parts` (index lists, in the core's part order).
+
+    Rounds are drawn `chunk` at a time (all at once by default), tabulated from 64 rounds a chunk on.
+    """
     rng = np.random.default_rng(seed)
+    chunk = chunk or rounds
+    starts = range(0, rounds, chunk)
     k = counts.size
     # Each part's point-fit matrix says which of its pairs got the prior: they are resampled smoothed.
     point = counts.wins + counts.ties / 2
@@ -91,7 +99,7 @@ def reference_bootstrap(
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k) if counts.comparisons[i, j] > 0]
     scores = np.zeros((rounds, len(pairs)), dtype=np.int64)
     trials, scales = [], []
-    draws = rng.random((len(pairs), rounds)) if rounds >= 64 else None
+    tabulated = chunk >= 64
     law = []
     for i, j in pairs:
         n = counts.comparisons[i, j]
@@ -104,14 +112,17 @@ def reference_bootstrap(
         trials.append(m)
         scales.append(n / m)
         law.append((m, (1 - p_tie) * p_first, (1 - p_tie) * (1 - p_first), p_tie, p_first))
-    if draws is not None:
+    if tabulated:
+        draws = np.concatenate([rng.random((len(pairs), min(chunk, rounds - start))) for start in starts], axis=1)
         for pair, (m, win, lose, tie, _) in enumerate(law):
             cdf = score_cdf(m, win, lose, tie)
             scores[:, pair] = [int(np.argmax(cdf > u)) for u in draws[pair]]  # the least S with CDF(S) > u
     else:
         t = np.array(trials)
-        tied = rng.binomial(t, [entry[3] for entry in law], size=(rounds, len(pairs)))
-        scores = tied + 2 * rng.binomial(t - tied, [entry[4] for entry in law])
+        for start in starts:
+            c = min(chunk, rounds - start)
+            tied = rng.binomial(t, [entry[3] for entry in law], size=(c, len(pairs)))
+            scores[start : start + c] = tied + 2 * rng.binomial(t - tied, [entry[4] for entry in law])
     samples = np.zeros((rounds, k))
     separated = np.zeros(rounds, dtype=bool)
     for members in parts:
@@ -140,9 +151,11 @@ def reference_bootstrap(
     return Expected(low, high, int(separated.sum()))
 
 
-def assert_intervals(counts: PairCounts, parts: list[list[int]], rounds: int, seed: int, level: float, **kw) -> None:
+def assert_intervals(
+    counts: PairCounts, parts: list[list[int]], rounds: int, seed: int, level: float, chunk: int | None = None, **kw
+) -> None:
     board = fit_ratings(counts, bootstrap=rounds, seed=seed, level=level, **kw)
-    expected = reference_bootstrap(counts, parts, rounds, seed, level, board.ratings(), kw.get("anchor"))
+    expected = reference_bootstrap(counts, parts, rounds, seed, level, board.ratings(), kw.get("anchor"), chunk)
     for name in expected.low:
         row = board.by_name(name)
         assert (row.ci_low, row.ci_high) == pytest.approx((expected.low[name], expected.high[name]), abs=1e-3), name
@@ -214,3 +227,66 @@ def test_the_tabulated_law_of_a_large_pair_keeps_its_whole_mass(votes, p_first, 
     one_mean = 2 * p_first + p_tie
     assert mean == pytest.approx(votes * one_mean, rel=1e-9)
     assert variance == pytest.approx(votes * (4 * p_first + p_tie - one_mean**2), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "rounds"),
+    [(70, 150), (64, 100), (20, 50), (1, 5)],
+    ids=["tabulated-chunks", "64-a-chunk", "binomial-chunks", "one-round-a-chunk"],
+)
+def test_rounds_drawn_chunk_by_chunk_are_the_documented_resampling(monkeypatch, chunk, rounds):
+    # Given chunks of `chunk` rounds (3 pairs, so `chunk` rounds a chunk), the last one short,
+    monkeypatch.setattr(ranking, "_CHUNK_CELLS", 3 * chunk)
+    # then every round lands in its own row, each chunk read from the generator in turn, tabulated from 64 on.
+    assert_intervals(PairCounts(NAMES3, WINS3, TIES3), [[0, 1, 2]], rounds, seed=4, level=0.9, chunk=chunk)
+
+
+def test_a_lone_pair_fills_a_chunk_of_its_own_cells(monkeypatch):
+    # One pair: a chunk is as many rounds as there are cells.
+    monkeypatch.setattr(ranking, "_CHUNK_CELLS", 40)
+    counts = PairCounts.from_tallies(["a", "b"], [("a", "b", 5, 3, 1)])
+    assert_intervals(counts, [[0, 1]], 50, seed=2, level=0.9, chunk=40)
+
+
+@pytest.mark.parametrize("rounds", [64, 63], ids=["tabulated-law", "binomials"])
+def test_the_tabulated_law_takes_over_at_64_rounds(rounds):
+    assert_intervals(PairCounts(NAMES3, WINS3, TIES3), [[0, 1, 2]], rounds, seed=6, level=0.9)
+
+
+@pytest.mark.parametrize("rounds", [120, 30], ids=["tabulated-law", "binomials"])
+def test_a_smoothed_pair_won_by_the_later_generator_keeps_its_wins(rounds):
+    # c only won (3-0 against a, 2-0 against b): both pairs are smoothed, and c's wins stay under the prior.
+    counts = PairCounts.from_tallies(["a", "b", "c"], [("a", "c", 0, 3, 0), ("b", "c", 0, 2, 0), ("a", "b", 4, 3, 1)])
+    assert_intervals(counts, [[0, 1, 2]], rounds, seed=9, level=0.9)
+
+
+@pytest.mark.parametrize("rounds", [120, 30], ids=["tabulated-law", "binomials"])
+def test_pairs_of_fractional_decisive_votes_and_of_ties_only_are_resampled_as_documented(rounds):
+    # a - c: 0.25 and 0.5 weighted decisive votes and half a tie (1.25 votes, drawn as 1 and scaled back);
+    # b - c: two ties and nothing else (no decisive vote: p_first is a coin that is never tossed).
+    counts = PairCounts.from_tallies(
+        ["a", "b", "c"], [("a", "b", 3, 2, 1), ("a", "c", 0.25, 0.5, 0.5), ("b", "c", 0, 0, 2)]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and without dividing 0 by 0 on the way (a warning in every log)
+        assert_intervals(counts, [[0, 1, 2]], rounds, seed=12, level=0.9)
+
+
+def test_a_pair_of_2_21_votes_still_draws_from_its_tabulated_law():
+    # Given one pair of exactly 2**21 decisive votes (the most a table takes), no ties: S / 2 is binomial,
+    n, won = 1 << 21, 1_200_000
+    counts = PairCounts(("a", "b"), np.array([[0.0, won], [n - won, 0.0]]), np.zeros((2, 2)))
+    rounds, level = 64, 0.9
+    board = fit_ratings(counts, bootstrap=rounds, seed=1, level=level)
+    # then each round inverts that law with one uniform, and a lone pair's fit is its log odds, split evenly.
+    uniforms = np.random.default_rng(1).random((1, rounds))[0]
+    a_wins = binom.ppf(uniforms, n, won / n)
+    if not np.all(binom.cdf(a_wins, n, won / n) > uniforms):  # ppf is the least k with CDF(k) >= u
+        a_wins = a_wins + (binom.cdf(a_wins, n, won / n) <= uniforms)
+    gap = ELO_PER_NAT * np.log(a_wins / (n - a_wins))
+    rating = board.by_name("a").rating
+    tail = 100 * (1 - level) / 2
+    low = min(float(np.percentile(1000 + gap / 2, tail)), rating)
+    high = max(float(np.percentile(1000 + gap / 2, 100 - tail)), rating)
+    assert (board.by_name("a").ci_low, board.by_name("a").ci_high) == pytest.approx((low, high), abs=1e-3)
+    assert rating == pytest.approx(1000 + ELO_PER_NAT * np.log(won / (n - won)) / 2, abs=1e-6)
