@@ -11,7 +11,7 @@ from django.utils import timezone
 from annotation.models import Participant
 from arena.issuing import NothingReady, issue_comparison
 from arena.models import Comparison, Vote
-from arena.voting import VoteInput, cast_votes
+from arena.voting import MAX_DWELL_MS, VoteInput, cast_votes
 from core.errors import ApplicationError
 from generation.models import Population
 
@@ -113,8 +113,13 @@ def test_nothing_ready_when_generation_is_behind(arena_campaign):
         ),
         ([VoteInput("diversity", "up"), VoteInput("quality", "tie")], 10, "unknown choice 'up'"),
         ([*BOTH, VoteInput("quality", "left")], 10, "'quality' is answered twice"),
+        ([], 10, "every criterion needs an answer; missing: diversity, quality"),
         (BOTH, -5, "dwell_ms must be"),
+        (BOTH, -1, "dwell_ms must be"),
+        (BOTH, MAX_DWELL_MS + 1, "dwell_ms must be"),
         (BOTH, 10**12, "dwell_ms must be"),
+        (BOTH, True, "dwell_ms must be"),
+        (BOTH, 2.5, "dwell_ms must be"),
     ],
 )
 def test_bad_votes_are_refused_with_a_clear_message_and_change_nothing(arena_campaign, votes, dwell_ms, message):
@@ -129,6 +134,48 @@ def test_bad_votes_are_refused_with_a_clear_message_and_change_nothing(arena_cam
     assert comparison.status == "issued"
 
 
+@pytest.mark.parametrize("dwell_ms", [0, MAX_DWELL_MS], ids=["zero", "a-day"])
+def test_a_dwell_time_at_either_end_of_its_range_is_taken(arena_campaign, dwell_ms):
+    # The range is 0 to a day inclusive; the server then caps the time at how long the comparison has existed.
+    campaign = arena_campaign()
+    voter = participant()
+    comparison = issue_comparison(campaign=campaign, participant=voter)
+    cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=dwell_ms)
+    existed_ms = (timezone.now() - comparison.issued_at).total_seconds() * 1000
+    dwells = list(Vote.objects.values_list("dwell_ms", flat=True))
+    assert len(dwells) == 2
+    assert all(0 <= d <= min(dwell_ms, existed_ms + 1) for d in dwells)
+    assert len(set(dwells)) == 1
+
+
+def test_the_reveal_names_each_side_by_generator_label_and_stand_in_flag(arena_campaign):
+    # Given a campaign whose second generator has no display name and is an offline stand-in,
+    campaign = arena_campaign()
+    stand_in = campaign.generators.get(name="secret-generator-1")
+    stand_in.display_name = ""
+    stand_in.is_offline_standin = True
+    stand_in.save()
+    voter = participant()
+    comparison = issue_comparison(campaign=campaign, participant=voter)
+    # when the participant votes, the reveal shows each side as it stood: its generator's name, its label (the
+    # display name, else the name) and whether it was a stand-in, and the votes cast so far.
+    shown = cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10).as_dict()
+    expected = {
+        "secret-generator-0": {
+            "generator": "secret-generator-0",
+            "display_name": "Model 0",
+            "is_offline_standin": False,
+        },
+        "secret-generator-1": {
+            "generator": "secret-generator-1",
+            "display_name": "secret-generator-1",
+            "is_offline_standin": True,
+        },
+    }
+    left, right = comparison.left_population.generator.name, comparison.right_population.generator.name
+    assert shown == {"left": expected[left], "right": expected[right], "votes_cast": 1}
+
+
 def test_second_vote_foreign_participant_expired_and_forged_tokens_are_refused(arena_campaign):
     campaign = arena_campaign()
     voter, stranger = participant(), participant()
@@ -136,7 +183,7 @@ def test_second_vote_foreign_participant_expired_and_forged_tokens_are_refused(a
     with pytest.raises(ApplicationError, match="issued to another participant") as foreign:
         cast_votes(token=comparison.token, participant=stranger, votes=BOTH, dwell_ms=10)
     assert foreign.value.status == 403
-    with pytest.raises(ApplicationError, match="no comparison with this token") as forged:
+    with pytest.raises(ApplicationError, match="^no comparison with this token$") as forged:
         cast_votes(token="forged-token", participant=voter, votes=BOTH, dwell_ms=10)
     assert forged.value.status == 404
     later = timezone.now() + timedelta(minutes=11)

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from django.utils.timezone import now
 
-from annotation.models import CampaignParticipation, ConsentDecision, Participant
+from annotation.models import CampaignParticipation, ConsentDecision, Participant, PlatformStatus
 from annotation.questionnaire import QuestionSpec, save_question, submit_questionnaire
 from annotation.selectors import get_participant_answers
 from annotation.services import hash_external_id
 from arena.issuing import issue_comparison
 from arena.models import PairTally, Vote
-from arena.participation import count_withdrawn, find_campaign_participant, withdraw_participant
+from arena.participation import (
+    count_withdrawn,
+    find_campaign_participant,
+    set_count_only_reconciled,
+    set_flags,
+    withdraw_participant,
+)
 from arena.selectors import get_leaderboard
 from arena.voting import VoteInput, cast_votes
 from core.errors import NotFound
@@ -119,3 +126,25 @@ def test_a_withdrawal_from_a_campaign_without_consent_refuses_the_session_more_c
     )
     refused = client.post("/api/v1/campaigns/study/comparisons/next", {}, content_type="application/json")
     assert refused.status_code == 403
+
+
+def test_votes_cast_while_flagged_or_unreconciled_are_stored_but_never_tallied(arena_campaign):
+    # Given a campaign that counts only participants their platform approved or holds for review, one approved
+    # participant, one the platform has not reconciled, and one approved but flagged by quality control,
+    campaign = arena_campaign(prompts=2, per_queue=4, votes_per_pair=20)
+    set_count_only_reconciled(campaign=campaign, value=True)
+    approved, unreconciled, flagged = (Participant.objects.create() for _ in range(3))
+    for person in (approved, flagged):
+        CampaignParticipation.objects.create(
+            campaign=campaign, participant=person, platform_status=PlatformStatus.APPROVED, reconciled_at=now()
+        )
+    set_flags(campaign=campaign, flags={flagged.pk: "failed the gold checks"})
+    # when each votes (the live tallies are written with the vote, not recounted),
+    vote(campaign, approved, 2)
+    vote(campaign, unreconciled, 1)
+    vote(campaign, flagged, 3)
+    # then every vote is stored, and only the approved participant's reach the tallies and the boards.
+    assert Vote.objects.filter(comparison__campaign=campaign).count() == 12
+    # (each comparison: two criteria, each tallied on the board of all prompts and on its prompt's category's)
+    assert tallied(campaign) == 2 * 2 * 2
+    assert [board_votes(campaign, c) for c in ("diversity", "quality")] == [2, 2]
