@@ -194,12 +194,14 @@ def test_a_roll_equal_to_the_gold_rate_is_neither_gold_nor_a_repeat_when_repeats
     assert comparison.repeat_of_id is None
 
 
-def test_a_gold_check_reserves_no_use_of_its_sets(arena_campaign):
+def test_a_gold_check_reserves_no_use_of_its_sets_and_is_kept_under_its_client(arena_campaign):
     campaign = arena_campaign(per_queue=3, votes_per_pair=5)
     campaign.gold_rate = 0.5
     campaign.save()
-    gold = issue_comparison(campaign=campaign, participant=participant(), rng=Rolls(0.0))
+    gold = issue_comparison(campaign=campaign, participant=participant(), rng=Rolls(0.0), client="browser")
     assert gold.is_gold
+    # Its client is kept: once voted on, its sets are revealed to the browser's other sessions too.
+    assert Comparison.objects.get(pk=gold.pk).client_hash == "browser"
     assert list(Population.objects.filter(pk__in=sets(gold)).values_list("reserved", "uses")) == [(0, 0), (0, 0)]
 
 
@@ -366,3 +368,66 @@ def test_a_pair_in_progress_with_a_set_revealed_to_the_participant_is_not_issued
     # when the first participant asks, then A1 is not shown to them again: they get the new pair A2-B2.
     comparison = issue_comparison(campaign=campaign, participant=voter, now=now + timedelta(seconds=2))
     assert sets(comparison) == {a2.pk, b2.pk}
+
+
+def shown(campaign, person, left, right, status, at):  # type: ignore[no-untyped-def]
+    """A comparison of two sets as a past issue left it: voted, expired, or issued under a lease from `at`."""
+    comparison = Comparison.objects.create(
+        campaign=campaign,
+        participant=person,
+        prompt=left.prompt,
+        left_population=left,
+        right_population=right,
+        status=status,
+        lease_until=timezone.now() + issuing.LEASE,
+        voted_at=at if status == Comparison.Status.VOTED else None,
+    )
+    # issued_at is set on creation (auto_now_add): backdated afterwards.
+    Comparison.objects.filter(pk=comparison.pk).update(issued_at=at, lease_until=at + issuing.LEASE)
+    return comparison
+
+
+def two_sides(campaign):  # type: ignore[no-untyped-def]
+    return [list(Population.objects.filter(generator=g).order_by("pk")) for g in campaign.generators.order_by("pk")]
+
+
+def test_pairs_in_progress_are_taken_by_their_first_issue_a_live_lease_included(arena_campaign):
+    # Given two pairs in progress (1 vote of 3): A1-B1, first issued 30 s ago to someone who still holds it (a live
+    # lease) and voted on 10 s ago by another, and A2-B2, voted on 20 s ago,
+    campaign = arena_campaign(generators=2, prompts=1, per_queue=3, votes_per_pair=3)
+    (a1, a2, _), (b1, b2, _) = two_sides(campaign)
+    now = timezone.now()
+    shown(campaign, participant(), a1, b1, Comparison.Status.ISSUED, now - timedelta(seconds=30))
+    shown(campaign, participant(), a1, b1, Comparison.Status.VOTED, now - timedelta(seconds=10))
+    shown(campaign, participant(), a2, b2, Comparison.Status.VOTED, now - timedelta(seconds=20))
+    Population.objects.filter(pk__in=[a1.pk, b1.pk]).update(uses=1, reserved=1)
+    Population.objects.filter(pk__in=[a2.pk, b2.pk]).update(uses=1)
+    # when a new participant asks, then they get the pair first issued earliest: A1-B1.
+    comparison = issue_comparison(campaign=campaign, participant=participant(), now=now)
+    assert sets(comparison) == {a1.pk, b1.pk}
+
+
+def test_the_pairs_in_progress_read_reaches_past_every_pair_a_participant_may_not_get(arena_campaign):
+    # Given sets A1..A4 and B1..B4 (2 votes wanted a pair), pairs in progress A1-B1 (voted by Z, oldest), A2-B2 and
+    # A4-B4 (voted by others), and Z's lapsed comparisons A2-B2 and A3-B3 (seen by Z, not revealed); and Y, whose
+    # only comparison, A2-B2, lapsed,
+    campaign = arena_campaign(generators=2, prompts=1, per_queue=4, votes_per_pair=2)
+    (a1, a2, a3, a4), (b1, b2, b3, b4) = two_sides(campaign)
+    now = timezone.now()
+    z, y = participant(), participant()
+    past = now - timedelta(minutes=30)
+    for person, left, right, status in (
+        (z, a1, b1, Comparison.Status.VOTED),
+        (participant(), a2, b2, Comparison.Status.VOTED),
+        (participant(), a4, b4, Comparison.Status.VOTED),
+        (z, a2, b2, Comparison.Status.EXPIRED),
+        (z, a3, b3, Comparison.Status.EXPIRED),
+        (y, a2, b2, Comparison.Status.EXPIRED),
+    ):
+        shown(campaign, person, left, right, status, past)
+        past += timedelta(seconds=1)
+    Population.objects.filter(pk__in=[a1.pk, b1.pk, a2.pk, b2.pk, a4.pk, b4.pk]).update(uses=1)
+    # when Z asks (3 pairs seen, 2 sets revealed), they are given the one pair in progress left to them, A4-B4;
+    assert sets(issue_comparison(campaign=campaign, participant=z, now=now)) == {a4.pk, b4.pk}
+    # and when Y asks (1 pair seen, no set revealed), the oldest pair in progress they have not seen, A1-B1.
+    assert sets(issue_comparison(campaign=campaign, participant=y, now=now)) == {a1.pk, b1.pk}
