@@ -205,6 +205,21 @@ def test_a_gold_check_reserves_no_use_of_its_sets_and_is_kept_under_its_client(a
     assert list(Population.objects.filter(pk__in=sets(gold)).values_list("reserved", "uses")) == [(0, 0), (0, 0)]
 
 
+def test_a_repeat_is_kept_under_its_client(arena_campaign):
+    # Given a campaign with repeats and a participant with three votes in one browser (a repeat is due),
+    campaign = arena_campaign(generators=3, per_queue=4, votes_per_pair=5)
+    campaign.repeat_rate = 0.5
+    campaign.save()
+    voter = participant()
+    for _ in range(3):
+        comparison = issue_comparison(campaign=campaign, participant=voter, rng=Rolls(0.9), client="browser")
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    # when the roll asks for a repeat, it is issued under that browser like the comparisons before it.
+    repeat = issue_comparison(campaign=campaign, participant=voter, rng=Rolls(0.0), client="browser")
+    assert repeat.repeat_of_id is not None
+    assert Comparison.objects.get(pk=repeat.pk).client_hash == "browser"
+
+
 # --- expiry of lapsed leases: at most once a second, and once before "nothing ready" -------------------------
 
 
