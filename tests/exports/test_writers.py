@@ -783,13 +783,19 @@ def test_genai_bench_rows_hold_each_sides_grid_model_metrics_and_the_majority_vo
     assert layout.features["vote_type"] == {"dtype": "string", "_type": "Value"}
 
 
-def test_genai_bench_keeps_the_recently_used_grids_within_its_byte_budget(tmp_path, monkeypatch):
-    # Given populations whose grids are the same size, and a cache that holds exactly two of them,
+def grids_of_one_size_and_a_cache_of_two(monkeypatch):  # type: ignore[no-untyped-def]
+    """A loader that counts its loads, and three one-picture populations whose grids are the same size, with the
+    grid cache holding exactly two of them."""
     load = _CountingLoader(dict.fromkeys((1, 2, 3), (9, 9, 9)))
     size = len(make_grid([load(image) for image in population(1, "a", n=1).images]))
     load.loads.clear()
     monkeypatch.setattr(genai_bench_parquet, "GRID_CACHE_BYTES", 2 * size)
-    a, b, c = (population(i, f"gen-{i}", n=1) for i in (1, 2, 3))
+    return load, tuple(population(i, f"gen-{i}", n=1) for i in (1, 2, 3))
+
+
+def test_genai_bench_keeps_the_recently_used_grids_within_its_byte_budget(tmp_path, monkeypatch):
+    # Given populations whose grids are the same size, and a cache that holds exactly two of them,
+    load, (a, b, c) = grids_of_one_size_and_a_cache_of_two(monkeypatch)
     writer = GenaiBenchParquetWriter.for_export(
         WriterContext(tmp_path, ("train",), load, ParticipantHasher(b"k"), lambda: [], lambda caption: "train")
     )
@@ -1063,11 +1069,7 @@ def test_genai_bench_keeps_at_least_the_newest_grid_and_drops_the_rest_over_budg
 
 def test_genai_bench_counts_the_bytes_left_after_each_eviction(tmp_path, monkeypatch):
     # Given grids of one size and a cache of two,
-    load = _CountingLoader(dict.fromkeys((1, 2, 3), (9, 9, 9)))
-    size = len(make_grid([load(image) for image in population(1, "a", n=1).images]))
-    load.loads.clear()
-    monkeypatch.setattr(genai_bench_parquet, "GRID_CACHE_BYTES", 2 * size)
-    a, b, c = (population(i, f"gen-{i}", n=1) for i in (1, 2, 3))
+    load, (a, b, c) = grids_of_one_size_and_a_cache_of_two(monkeypatch)
     writer = GenaiBenchParquetWriter(tmp_path, load)
     prompt = PromptInfo(1, "a cat", "")
     # when a, b; c (pushing out a), b; b, a (pushing out c); c (pushing out b), b (pushing out a),
