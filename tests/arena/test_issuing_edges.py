@@ -220,6 +220,26 @@ def test_a_repeat_is_kept_under_its_client(arena_campaign):
     assert Comparison.objects.get(pk=repeat.pk).client_hash == "browser"
 
 
+def test_a_gold_check_is_never_repeated(arena_campaign):
+    # Given a campaign with gold checks and repeats, and a participant whose only comparison old enough to repeat
+    # (REPEAT_MIN_GAP votes ago) was a gold check,
+    campaign = arena_campaign(generators=3, per_queue=4, votes_per_pair=5)
+    campaign.gold_rate = 0.3
+    campaign.repeat_rate = 0.5
+    campaign.save()
+    voter = participant()
+    rolls = [0.0] + [0.9] * issuing.REPEAT_MIN_GAP  # a gold check, then preference comparisons
+    for roll in rolls:
+        comparison = issue_comparison(campaign=campaign, participant=voter, rng=Rolls(roll))
+        cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
+    assert Comparison.objects.filter(participant=voter, is_gold=True, status="voted").count() == 1
+    # when the roll asks for a repeat (0.3 <= roll < 0.3 + 0.5), none is due: the gold check measured the
+    # participant, not the generators, and is not shown again; a preference comparison comes instead.
+    comparison = issue_comparison(campaign=campaign, participant=voter, rng=Rolls(0.5))
+    assert comparison.repeat_of_id is None
+    assert not comparison.is_gold
+
+
 # --- expiry of lapsed leases: at most once a second, and once before "nothing ready" -------------------------
 
 
