@@ -176,14 +176,18 @@ def test_a_gold_rate_of_0_gives_no_gold_check_even_on_a_roll_of_0(arena_campaign
     assert not Population.objects.filter(decoy_of__isnull=False).exists()
 
 
+def checked_campaign(arena_campaign, *, gold_rate: float, repeat_rate: float):  # type: ignore[no-untyped-def]
+    """A three-generator campaign with these gold and repeat rates, and a participant who has not voted yet."""
+    campaign = arena_campaign(generators=3, per_queue=4, votes_per_pair=5)
+    campaign.gold_rate, campaign.repeat_rate = gold_rate, repeat_rate
+    campaign.save()
+    return campaign, participant()
+
+
 def test_a_roll_equal_to_the_gold_rate_is_neither_gold_nor_a_repeat_when_repeats_are_off(arena_campaign):
     # Given a campaign with gold checks (30%) but no repeats, and a participant with three votes (a repeat could be
     # due),
-    campaign = arena_campaign(generators=3, per_queue=4, votes_per_pair=5)
-    campaign.gold_rate = 0.3
-    campaign.repeat_rate = 0.0
-    campaign.save()
-    voter = participant()
+    campaign, voter = checked_campaign(arena_campaign, gold_rate=0.3, repeat_rate=0.0)
     for _ in range(3):
         comparison = issue_comparison(campaign=campaign, participant=voter, rng=Rolls(0.9))
         cast_votes(token=comparison.token, participant=voter, votes=BOTH, dwell_ms=10)
@@ -223,11 +227,7 @@ def test_a_repeat_is_kept_under_its_client(arena_campaign):
 def test_a_gold_check_is_never_repeated(arena_campaign):
     # Given a campaign with gold checks and repeats, and a participant whose only comparison old enough to repeat
     # (REPEAT_MIN_GAP votes ago) was a gold check,
-    campaign = arena_campaign(generators=3, per_queue=4, votes_per_pair=5)
-    campaign.gold_rate = 0.3
-    campaign.repeat_rate = 0.5
-    campaign.save()
-    voter = participant()
+    campaign, voter = checked_campaign(arena_campaign, gold_rate=0.3, repeat_rate=0.5)
     rolls = [0.0] + [0.9] * issuing.REPEAT_MIN_GAP  # a gold check, then preference comparisons
     for roll in rolls:
         comparison = issue_comparison(campaign=campaign, participant=voter, rng=Rolls(roll))
