@@ -34,6 +34,8 @@ from metrics.models import AttributeMeasure, ImageLabel, SetMeasure
 logger = logging.getLogger("poparena.metrics")
 
 BATCH_POPULATIONS = 16
+# A batch being read ahead: its populations, its pictures as they are read, and the progress count once measured.
+_Pending = tuple[list[Population], Future[dict[int, list[PILImage.Image] | Exception]], int]
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def measure_populations(
     ids = list(dict.fromkeys(population_ids))
     # A batch's pictures are read while the batch before it is measured: on object storage the reads' round trips
     # overlap the backends' work instead of adding to it.
-    pending: tuple[list[Population], Future[dict[int, list[PILImage.Image] | Exception]], int] | None = None
+    pending: _Pending | None = None
     for start in range(0, len(ids), BATCH_POPULATIONS):
         chunk = list(
             Population.objects.filter(pk__in=ids[start : start + BATCH_POPULATIONS], status=Population.Status.READY)
@@ -110,7 +112,7 @@ def measure_populations(
 
 
 def _finish_chunk(
-    pending: tuple[list[Population], Future[dict[int, list[PILImage.Image] | Exception]], int],
+    pending: _Pending,
     attributes: Sequence[AttributeSpec],
     set_spec: SetSpec | None,
     device: str,
